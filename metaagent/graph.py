@@ -1,0 +1,192 @@
+"""The dependency graph of one run: validation, readiness and critical-path rank.
+
+Pure and caller-driven, in the manner of ``graphlib.TopologicalSorter``: the scheduler asks which
+tasks are releasable and tells the graph which succeeded. Everything is checked before anything
+runs, and every error names the task and field at fault.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from metaagent.errors import CycleError, WorkflowError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from metaagent.model import AgentTask
+
+
+class TaskGraph:
+    """A validated DAG of tasks. Raises ``WorkflowError`` or ``CycleError`` on bad input."""
+
+    __slots__ = ("_order", "dependents", "remaining", "tasks")
+
+    def __init__(self, tasks: Iterable[AgentTask], *, where: str | None = None) -> None:
+        self.tasks: dict[str, AgentTask] = {}
+        self.dependents: dict[str, list[str]] = {}
+        self.remaining: dict[str, int] = {}
+        self._order: list[str] = []
+        self.extend(tasks, where=where)
+
+    def extend(
+        self, tasks: Iterable[AgentTask], *, where: str | None = None, done: Iterable[str] = ()
+    ) -> list[str]:
+        """Add tasks (all or none) and return the ids releasable at once.
+
+        New tasks may depend on tasks already in the graph; ``done`` names those that already
+        succeeded, so dependents on them are not held back.
+        """
+        new = list(tasks)
+        ids: dict[str, int] = {}
+        for i, task in enumerate(new):
+            place = _place(where, i, task)
+            problems = task.problems()
+            if problems:
+                raise WorkflowError("; ".join(problems), where=place)
+            if task.id in ids or task.id in self.tasks:
+                raise WorkflowError(f"duplicate task id {task.id!r}", where=place)
+            ids[task.id] = i
+        for i, task in enumerate(new):
+            seen: set[str] = set()
+            for dep in task.depends_on:
+                if dep == task.id:
+                    raise CycleError((task.id, task.id), where=_place(where, i, task))
+                if dep not in ids and dep not in self.tasks:
+                    raise WorkflowError(
+                        f"depends_on names unknown task {dep!r}",
+                        where=_place(where, i, task) + ".depends_on",
+                    )
+                if dep in seen:
+                    raise WorkflowError(
+                        f"depends_on lists {dep!r} twice",
+                        where=_place(where, i, task) + ".depends_on",
+                    )
+                seen.add(dep)
+        order = _topological(new, ids, where)
+        finished = set(done)
+        ready: list[str] = []
+        for task in new:
+            self.tasks[task.id] = task
+            self.dependents[task.id] = []
+        for task in new:
+            unmet = 0
+            for dep in task.depends_on:
+                self.dependents[dep].append(task.id)
+                if dep not in finished:
+                    unmet += 1
+            self.remaining[task.id] = unmet
+            if unmet == 0:
+                ready.append(task.id)
+        self._order.extend(order)
+        return ready
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def roots(self) -> list[str]:
+        """Ids of tasks with no dependencies, in submission order."""
+        return [tid for tid, task in self.tasks.items() if not task.depends_on]
+
+    def succeeded(self, task_id: str) -> list[str]:
+        """Record that ``task_id`` succeeded; return the dependents it leaves with nothing unmet."""
+        released: list[str] = []
+        remaining = self.remaining
+        for dep in self.dependents[task_id]:
+            left = remaining[dep] - 1
+            remaining[dep] = left
+            if left == 0:
+                released.append(dep)
+        return released
+
+    def downstream(self, task_id: str) -> list[str]:
+        """Every task that transitively depends on ``task_id``, each once, nearest first."""
+        out: list[str] = []
+        seen = {task_id}
+        frontier = [task_id]
+        while frontier:
+            nxt: list[str] = []
+            for tid in frontier:
+                for dep in self.dependents[tid]:
+                    if dep not in seen:
+                        seen.add(dep)
+                        out.append(dep)
+                        nxt.append(dep)
+            frontier = nxt
+        return out
+
+    def topological_order(self) -> list[str]:
+        """Every task id, each after all of its dependencies."""
+        return list(self._order)
+
+    def upward_rank(self, estimate: Callable[[AgentTask], float]) -> dict[str, float]:
+        """HEFT upward rank: a task's estimated duration plus the longest path below it.
+
+        Ordering ready work by this rank runs the critical path first.
+        """
+        rank: dict[str, float] = {}
+        for tid in reversed(self._order):
+            below = max((rank[d] for d in self.dependents[tid]), default=0.0)
+            rank[tid] = estimate(self.tasks[tid]) + below
+        return rank
+
+    def critical_path(self, estimate: Callable[[AgentTask], float]) -> tuple[float, list[str]]:
+        """The longest chain by estimated duration: its length and its task ids, first to last."""
+        if not self.tasks:
+            return 0.0, []
+        rank = self.upward_rank(estimate)
+        start = max(self.roots(), key=lambda t: rank[t])
+        path = [start]
+        while self.dependents[path[-1]]:
+            path.append(max(self.dependents[path[-1]], key=lambda t: rank[t]))
+        return rank[start], path
+
+
+def _place(where: str | None, index: int, task: AgentTask) -> str:
+    label = f"tasks[{index}]"
+    if isinstance(task.id, str) and task.id:
+        label += f" (id {task.id!r})"
+    return f"{where}: {label}" if where else label
+
+
+def _topological(new: Sequence[AgentTask], ids: dict[str, int], where: str | None) -> list[str]:
+    """Kahn's algorithm over the new tasks; on a cycle, raise with the cycle's path."""
+    indegree = {t.id: sum(1 for d in t.depends_on if d in ids) for t in new}
+    children: dict[str, list[str]] = {t.id: [] for t in new}
+    for t in new:
+        for d in t.depends_on:
+            if d in ids:
+                children[d].append(t.id)
+    queue = [t.id for t in new if indegree[t.id] == 0]
+    order: list[str] = []
+    while queue:
+        tid = queue.pop()
+        order.append(tid)
+        for child in children[tid]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                queue.append(child)
+    if len(order) == len(new):
+        return order
+    stuck = {tid for tid, n in indegree.items() if n > 0}
+    raise CycleError(_find_cycle(new, ids, stuck), where=where)
+
+
+def _find_cycle(new: Sequence[AgentTask], ids: dict[str, int], stuck: set[str]) -> list[str]:
+    """Walk dependency edges among tasks left by Kahn's algorithm until a node repeats."""
+    by_id = {t.id: t for t in new}
+    start = min(stuck, key=lambda t: ids[t])
+    path: list[str] = [start]
+    position = {start: 0}
+    node = start
+    while True:
+        # Every stuck node has at least one stuck dependency, so this walk cannot dead-end.
+        node = next(d for d in by_id[node].depends_on if d in stuck)
+        if node in position:
+            cycle = [*path[position[node] :], node]
+            # The walk followed depends_on edges (backwards in time); reversed, the cycle reads
+            # in the order work would flow: a -> b means b depends on a.
+            cycle.reverse()
+            return cycle
+        position[node] = len(path)
+        path.append(node)

@@ -1,0 +1,105 @@
+"""Routing statistics learned from history, per (agent spec, capability).
+
+Success is a Beta posterior whose prior comes from the declared proficiency; duration is a
+running mean. ``success_estimate`` is the posterior mean (deterministic routing) or a Thompson
+sample from a seeded ``random.Random`` (exploring routing).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+RoutingMode = Literal["deterministic", "thompson"]
+
+
+@dataclass(slots=True)
+class ArmStats:
+    """What has been seen of one (spec, capability) pair."""
+
+    successes: int = 0
+    failures: int = 0
+    durations: int = 0
+    mean_duration_s: float = 0.0
+
+    @property
+    def attempts(self) -> int:
+        return self.successes + self.failures
+
+
+class Learning:
+    """Per (spec, capability) statistics; pure, fed by the scheduler after every attempt.
+
+    ``prior_strength`` is how many pseudo-attempts the declared proficiency is worth.
+    """
+
+    __slots__ = ("_cap_duration", "arms", "mode", "prior_strength", "rng")
+
+    def __init__(
+        self,
+        *,
+        mode: RoutingMode = "deterministic",
+        prior_strength: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if mode not in ("deterministic", "thompson"):
+            raise ValueError(f"routing mode must be 'deterministic' or 'thompson', got {mode!r}")
+        self.mode: RoutingMode = mode
+        self.prior_strength = prior_strength
+        self.rng = rng if rng is not None else random.Random(0)
+        self.arms: dict[tuple[str, str], ArmStats] = {}
+        self._cap_duration: dict[str, ArmStats] = {}
+
+    def record(self, spec: str, capability: str, success: bool, duration_s: float | None) -> None:
+        """Add one attempt's outcome (``duration_s`` only for attempts that ran to an answer)."""
+        key = (spec, capability)
+        arm = self.arms.get(key)
+        if arm is None:
+            arm = self.arms[key] = ArmStats()
+        if success:
+            arm.successes += 1
+        else:
+            arm.failures += 1
+        if duration_s is not None:
+            _add_duration(arm, duration_s)
+            cap = self._cap_duration.get(capability)
+            if cap is None:
+                cap = self._cap_duration[capability] = ArmStats()
+            _add_duration(cap, duration_s)
+
+    def load(self, spec: str, capability: str, stats: ArmStats) -> None:
+        """Seed statistics (for example from a journal of earlier runs)."""
+        self.arms[(spec, capability)] = stats
+        if stats.durations:
+            cap = self._cap_duration.setdefault(capability, ArmStats())
+            total = cap.mean_duration_s * cap.durations + stats.mean_duration_s * stats.durations
+            cap.durations += stats.durations
+            cap.mean_duration_s = total / cap.durations
+
+    def success_estimate(self, spec: str, capability: str, proficiency: float) -> float:
+        """Expected success probability (or a posterior sample in Thompson mode)."""
+        a = 1.0 + self.prior_strength * proficiency
+        b = 1.0 + self.prior_strength * (1.0 - proficiency)
+        arm = self.arms.get((spec, capability))
+        if arm is not None:
+            a += arm.successes
+            b += arm.failures
+        if self.mode == "thompson":
+            return self.rng.betavariate(a, b)
+        return a / (a + b)
+
+    def duration(self, spec: str, capability: str) -> float | None:
+        """Mean observed duration of this spec on this capability, if any was seen."""
+        arm = self.arms.get((spec, capability))
+        return arm.mean_duration_s if arm is not None and arm.durations else None
+
+    def capability_duration(self, capability: str) -> float | None:
+        """Mean observed duration of any agent on this capability, if any was seen."""
+        cap = self._cap_duration.get(capability)
+        return cap.mean_duration_s if cap is not None and cap.durations else None
+
+
+def _add_duration(arm: ArmStats, duration_s: float) -> None:
+    arm.durations += 1
+    arm.mean_duration_s += (duration_s - arm.mean_duration_s) / arm.durations

@@ -1,0 +1,222 @@
+"""Choosing the agent for a task: a candidate index by capability and a scored choice.
+
+The score adds weighted parts, each in 0..1, so a decision can show why its winner won:
+``capability`` (declared proficiency), ``fit`` (hard tasks need strong agents), ``load`` (free
+share of the instance's slots), ``success`` (learned success probability) and ``speed`` (learned
+duration against the capability's mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from metaagent.decisions import SCORE_PARTS, Candidate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterable
+
+    from metaagent.learning import Learning
+    from metaagent.model import AgentSpec, AgentTask
+
+
+class AgentState(StrEnum):
+    """An agent instance's life: only ``ready`` instances take work."""
+
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"  # finishing its work before it is terminated
+    QUARANTINED = "quarantined"  # circuit breaker open
+    LOST = "lost"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True, eq=False)
+class AgentInstance:
+    """One live agent with ``slots`` task slots, of kind ``spec``."""
+
+    id: str
+    spec: AgentSpec
+    slots: int
+    running: int = 0
+    state: AgentState = AgentState.READY
+    started_at: float = 0.0
+    idle_since: float = 0.0
+    busy_s: float = 0.0
+    tasks_done: int = 0
+    consecutive_failures: int = 0
+
+    @property
+    def free(self) -> int:
+        return self.slots - self.running if self.state is AgentState.READY else 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingWeights:
+    """Weights of the score's parts; they need not sum to one."""
+
+    capability: float = 0.35
+    fit: float = 0.15
+    load: float = 0.20
+    success: float = 0.20
+    speed: float = 0.10
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The winner of one routing decision and the runners-up it beat."""
+
+    instance: AgentInstance
+    score: float
+    parts: tuple[float, float, float, float, float]
+    candidates: tuple[Candidate, ...]
+
+
+class Router:
+    """Index of agent instances by capability, and the scoring that picks one.
+
+    Per capability, instances are kept in order of declared proficiency; a decision scores at
+    most ``max_candidates`` instances that have a free slot, strongest first, so its cost does not
+    grow with the size of the pool.
+    """
+
+    __slots__ = ("_by_cap", "_free", "learning", "max_candidates", "weights")
+
+    def __init__(
+        self, learning: Learning, weights: RoutingWeights | None = None, max_candidates: int = 32
+    ) -> None:
+        self.learning = learning
+        self.weights = weights or RoutingWeights()
+        self.max_candidates = max_candidates
+        self._by_cap: dict[str, list[AgentInstance]] = {}
+        self._free: dict[str, int] = {}
+
+    # --- the index ----------------------------------------------------------------------------
+
+    def add(self, inst: AgentInstance) -> None:
+        for cap in inst.spec.capabilities:
+            lst = self._by_cap.setdefault(cap, [])
+            lst.append(inst)
+            lst.sort(key=_proficiency_key(cap))
+            self._free[cap] = self._free.get(cap, 0) + inst.free
+
+    def remove(self, inst: AgentInstance) -> None:
+        """Drop an instance from the index (call after its slots are no longer counted)."""
+        for cap in inst.spec.capabilities:
+            lst = self._by_cap.get(cap, [])
+            if inst in lst:
+                lst.remove(inst)
+            if not lst:
+                self._by_cap.pop(cap, None)
+                self._free.pop(cap, None)
+
+    def adjust_free(self, inst: AgentInstance, delta: int) -> None:
+        """Tell the index that ``inst`` gained (+) or lost (-) free slots."""
+        free = self._free
+        for cap in inst.spec.capabilities:
+            free[cap] += delta
+
+    def capabilities(self) -> list[str]:
+        return sorted(self._by_cap)
+
+    def serves(self, capability: str) -> bool:
+        return capability in self._by_cap
+
+    def has_free(self, capability: str) -> bool:
+        return self._free.get(capability, 0) > 0
+
+    def instances(self, capability: str) -> list[AgentInstance]:
+        return list(self._by_cap.get(capability, ()))
+
+    def specs_for(self, capability: str) -> set[str]:
+        return {
+            i.spec.name for i in self._by_cap.get(capability, ()) if i.state is not AgentState.LOST
+        }
+
+    # --- the choice ---------------------------------------------------------------------------
+
+    def route(self, task: AgentTask, avoid: Collection[str] = ()) -> Choice | None:
+        """Best free instance for ``task``, or ``None`` if none is free now.
+
+        ``avoid`` names specs that already failed this task: they are passed over while another
+        spec offers the capability, so a retry goes to a different agent when one exists.
+        """
+        cap = task.capability
+        pool = self._by_cap.get(cap)
+        if not pool or self._free.get(cap, 0) <= 0:
+            return None
+        if avoid:
+            others = [
+                i for i in pool if i.spec.name not in avoid and i.state is not AgentState.LOST
+            ]
+            if others:
+                pool = others
+        return self._best(task, cap, pool)
+
+    def score(self, task: AgentTask, inst: AgentInstance) -> tuple[float, dict[str, float]]:
+        """The score of one instance for one task, with its parts (for explanations)."""
+        parts = self._parts(task, task.capability, inst)
+        w = self.weights
+        total = (
+            w.capability * parts[0]
+            + w.fit * parts[1]
+            + w.load * parts[2]
+            + w.success * parts[3]
+            + w.speed * parts[4]
+        )
+        return total, dict(zip(SCORE_PARTS, parts, strict=True))
+
+    def _parts(
+        self, task: AgentTask, cap: str, inst: AgentInstance
+    ) -> tuple[float, float, float, float, float]:
+        spec = inst.spec
+        prof = spec.capabilities[cap]
+        fit = 1.0 - max(0.0, task.complexity - prof)
+        load = 1.0 - inst.running / inst.slots
+        learning = self.learning
+        success = learning.success_estimate(spec.name, cap, prof)
+        mine = learning.duration(spec.name, cap)
+        if mine is None:
+            speed = 0.5
+        else:
+            ref = learning.capability_duration(cap) or mine
+            speed = ref / (ref + mine) if ref + mine > 0 else 0.5
+        return prof, fit, load, success, speed
+
+    def _best(self, task: AgentTask, cap: str, pool: Iterable[AgentInstance]) -> Choice | None:
+        w = self.weights
+        wc, wf, wl, ws, wv = w.capability, w.fit, w.load, w.success, w.speed
+        scored: list[
+            tuple[float, int, AgentInstance, tuple[float, float, float, float, float]]
+        ] = []
+        limit = self.max_candidates
+        for inst in pool:
+            if inst.state is not _READY or inst.running >= inst.slots:
+                continue
+            p = self._parts(task, cap, inst)
+            total = wc * p[0] + wf * p[1] + wl * p[2] + ws * p[3] + wv * p[4]
+            scored.append((total, -len(scored), inst, p))
+            if len(scored) >= limit:
+                break
+        if not scored:
+            return None
+        if len(scored) > 1:
+            scored.sort(key=_score_key, reverse=True)
+        top = scored[0]
+        cands = tuple(Candidate(s[2].id, round(s[0], 4), s[3]) for s in scored[:3])
+        return Choice(top[2], top[0], top[3], cands)
+
+
+def _score_key(s: tuple[float, int, AgentInstance, tuple[float, ...]]) -> tuple[float, int]:
+    return s[0], s[1]
+
+
+_READY = AgentState.READY
+
+
+def _proficiency_key(cap: str) -> Callable[[AgentInstance], float]:
+    def key(inst: AgentInstance) -> float:
+        return -inst.spec.capabilities[cap]
+
+    return key

@@ -1,0 +1,391 @@
+"""The ``Orchestrator``: the thin asyncio shell that carries out the scheduler's decisions.
+
+All decisions come from the pure ``Scheduler``. This module only starts attempts, enforces
+timeouts, runs checks, feeds outcomes back and tells subscribers what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from metaagent.agents.base import AttemptContext
+from metaagent.batch import BatchResult, aggregate
+from metaagent.clock import Clock, SystemClock
+from metaagent.decisions import (
+    CancelTask,
+    Decision,
+    Output,
+    RetryTask,
+    RouteTask,
+    RunCompleted,
+    SkipTask,
+    TaskCompleted,
+)
+from metaagent.errors import AgentCrash, RunFailed, VerificationFailed
+from metaagent.events import Event, Subscription
+from metaagent.model import AgentSpec, AgentTask, Outcome, TaskResult
+from metaagent.retry import RetryPolicy
+from metaagent.routing import RoutingWeights
+from metaagent.scheduler import Scheduler, SchedulerConfig
+from metaagent.verify import verify_output
+
+if TYPE_CHECKING:
+    from metaagent.learning import RoutingMode
+
+
+@dataclass(frozen=True, slots=True)
+class OrchestratorConfig:
+    """How an orchestrator runs. Units are in the names; every field has a default."""
+
+    max_concurrency: int = 16
+    max_queued: int = 10_000
+    default_timeout_s: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    routing: RoutingMode = "deterministic"
+    weights: RoutingWeights = field(default_factory=RoutingWeights)
+    seed: int = 0
+    workdir: str = "."
+
+    def scheduler_config(self) -> SchedulerConfig:
+        return SchedulerConfig(
+            max_concurrency=self.max_concurrency,
+            max_queued=self.max_queued,
+            retry=self.retry,
+            weights=self.weights,
+            routing=self.routing,
+            seed=self.seed,
+        )
+
+
+EventCallback = Callable[[Event], None]
+
+
+class RunHandle:
+    """A submitted run: its decisions so far, a live event stream and its final result."""
+
+    def __init__(self, orch: Orchestrator, run_id: str, name: str, started_at: float) -> None:
+        self._orch = orch
+        self.run_id = run_id
+        self.name = name
+        self.started_at = started_at
+        self.decisions: list[Decision] = []
+        self._subs: list[Subscription] = []
+        self._callbacks: list[EventCallback] = []
+        self._done = asyncio.get_running_loop().create_future()
+
+    @property
+    def listening(self) -> bool:
+        return bool(self._subs or self._callbacks)
+
+    def events(self) -> Subscription:
+        """Subscribe now: the iterator yields every event from here on and ends with the run."""
+        sub = Subscription()
+        if self._done.done():
+            sub.close()
+        else:
+            self._subs.append(sub)
+        return sub
+
+    def on_event(self, callback: EventCallback) -> None:
+        """Call ``callback`` synchronously for every event from here on."""
+        self._callbacks.append(callback)
+
+    def publish(self, event: Event) -> None:
+        for sub in self._subs:
+            sub.put(event)
+        for cb in self._callbacks:
+            cb(event)
+
+    def done(self) -> bool:
+        return self._done.done()
+
+    async def result(self) -> BatchResult:
+        """Wait for every task to reach a terminal state; return the batch's result."""
+        await asyncio.shield(self._done)
+        return self._orch.batch_result(self.run_id)
+
+    async def cancel(self, task_ids: Iterable[str] | None = None) -> None:
+        await self._orch.cancel(self.run_id, task_ids)
+
+    def _finish(self) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+        for sub in self._subs:
+            sub.close()
+        self._subs.clear()
+
+
+class Orchestrator:
+    """Runs batches of tasks in parallel on a pool of agents.
+
+    Use as ``async with Orchestrator(agents) as orch:``; the context closes every attempt still
+    running when it exits. ``execute_batch`` and friends also work without it.
+    """
+
+    def __init__(
+        self,
+        agents: Sequence[AgentSpec] = (),
+        config: OrchestratorConfig | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config or OrchestratorConfig()
+        self.clock = clock or SystemClock()
+        self.scheduler = Scheduler(self.config.scheduler_config())
+        now = self.clock.now()
+        for spec in agents:
+            self.scheduler.add_agent(spec, now)
+        self._handles: dict[str, RunHandle] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._ids = itertools.count(1)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._dispatch_pending = False
+        self._closed = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Orchestrator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop every attempt still running and wait until they are gone."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        tasks = list(self._inflight.values())
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._inflight.clear()
+
+    # --- the API of the requirements ---------------------------------------------------------
+
+    async def submit(
+        self,
+        tasks: Sequence[AgentTask],
+        *,
+        name: str | None = None,
+        run_id: str | None = None,
+        on_event: EventCallback | None = None,
+        where: str | None = None,
+    ) -> RunHandle:
+        """Validate and accept a batch and start it; if it is invalid, raise and accept nothing."""
+        if self._closed:
+            raise RuntimeError("this orchestrator is closed")
+        rid = run_id or f"run-{next(self._ids)}"
+        now = self.clock.now()
+        outs = self.scheduler.submit(rid, tasks, now, name=name, where=where)
+        handle = RunHandle(self, rid, name or rid, now)
+        if on_event is not None:
+            handle.on_event(on_event)
+        self._handles[rid] = handle
+        self._apply(outs)
+        # Dispatch on the next loop turn, so a caller can subscribe to events() first.
+        self._schedule_dispatch()
+        return handle
+
+    async def execute_batch(
+        self, tasks: Sequence[AgentTask], *, name: str | None = None
+    ) -> BatchResult:
+        """Run a batch to completion, in parallel where dependencies allow."""
+        handle = await self.submit(tasks, name=name)
+        return await handle.result()
+
+    async def execute_concurrent(self, task: AgentTask) -> TaskResult:
+        """Run one task alongside whatever else is running; return its result.
+
+        Raises ``RunFailed`` (carrying the result) if it did not succeed.
+        """
+        batch = await self.execute_batch([task], name=task.id)
+        result = batch.results[0]
+        if not result.ok:
+            raise RunFailed(
+                f"task {task.id!r} ended {result.state.value}: {result.error}", result=result
+            )
+        return result
+
+    @staticmethod
+    def aggregate_results(results: Sequence[TaskResult]) -> BatchResult:
+        """Merge task results into one ``BatchResult`` with its figures."""
+        return aggregate(results)
+
+    async def cancel(self, run_id: str, task_ids: Iterable[str] | None = None) -> None:
+        """Cancel tasks of a run (all open ones by default); running attempts are stopped."""
+        self._apply(self.scheduler.cancel(run_id, task_ids, self.clock.now()))
+        self._apply(self.scheduler.dispatch(self.clock.now()))
+
+    def batch_result(self, run_id: str) -> BatchResult:
+        handle = self._handles[run_id]
+        sched = self.scheduler
+        slots = min(self.config.max_concurrency, sum(a.slots for a in sched.agents.values()))
+        return aggregate(
+            sched.results(run_id),
+            slots=slots,
+            name=handle.name,
+            run_id=run_id,
+            decisions=handle.decisions,
+            started_at=handle.started_at,
+            agent_slots={a.id: a.slots for a in sched.agents.values()},
+        )
+
+    # --- carrying out decisions ---------------------------------------------------------------
+
+    def _apply(self, outs: list[Output] | list[RouteTask]) -> None:
+        handles = self._handles
+        for o in outs:
+            kind = type(o)
+            if kind is RouteTask:
+                assert isinstance(o, RouteTask)
+                self._launch(o)
+                continue
+            if kind is TaskCompleted:
+                assert isinstance(o, TaskCompleted)
+                h = handles[o.run_id]
+                if h.listening:
+                    rec = self.scheduler.task(o.run_id, o.task_id)
+                    h.publish(
+                        Event(
+                            "task",
+                            o.at - h.started_at,
+                            o.run_id,
+                            o.task_id,
+                            "succeeded",
+                            rec.attempts[-1].agent,
+                        )
+                    )
+                continue
+            if kind is RunCompleted:
+                assert isinstance(o, RunCompleted)
+                h = handles[o.run_id]
+                if h.listening:
+                    h.publish(Event("run", o.at - h.started_at, o.run_id))
+                h._finish()
+                continue
+            assert isinstance(o, Decision)
+            owner = handles.get(o.run_id) if o.run_id is not None else None
+            if owner is not None:
+                owner.decisions.append(o)
+                if owner.listening:
+                    owner.publish(self._decision_event(owner, o))
+            if kind is CancelTask:
+                assert isinstance(o, CancelTask)
+                task = self._inflight.pop((o.run_id or "", o.task_id or ""), None)
+                if task is not None:
+                    task.cancel()
+
+    @staticmethod
+    def _decision_event(h: RunHandle, d: Decision) -> Event:
+        at = d.at - h.started_at
+        if isinstance(d, RetryTask):
+            return Event("task", at, h.run_id, d.task_id, "retrying", d.failed_agent, d.reason, d)
+        if isinstance(d, SkipTask):
+            return Event("task", at, h.run_id, d.task_id, "skipped", None, d.reason, d)
+        if isinstance(d, CancelTask):
+            return Event("task", at, h.run_id, d.task_id, "cancelled", None, d.reason, d)
+        if d.type == "fail_task":
+            return Event("task", at, h.run_id, d.task_id, "failed", None, d.reason, d)
+        return Event("decision", at, h.run_id, d.task_id, None, d.agent, d.reason, d)
+
+    def _launch(self, d: RouteTask) -> None:
+        sched = self.scheduler
+        run = sched.runs[d.run_id]  # type: ignore[index]
+        rec = run.tasks[d.task_id]  # type: ignore[index]
+        task = rec.task
+        inst = sched.agents[d.instance]
+        h = self._handles[run.id]
+        h.decisions.append(d)
+        if h.listening:
+            h.publish(
+                Event("task", d.at - h.started_at, run.id, task.id, "running", d.spec, d.reason, d)
+            )
+        upstream = {dep: run.tasks[dep].output for dep in task.depends_on}
+        ctx = AttemptContext(
+            task, run.id, d.attempt, d.spec, d.instance, upstream, self.config.workdir
+        )
+        timeout = task.timeout_s if task.timeout_s is not None else self.config.default_timeout_s
+        coro = self._attempt(ctx, inst.spec.runner, timeout)
+        self._inflight[(run.id, task.id)] = asyncio.get_running_loop().create_task(coro)
+
+    async def _attempt(self, ctx: AttemptContext, runner: object, limit_s: float | None) -> None:
+        task = ctx.task
+        output: object = None
+        error: str | None = None
+        outcome = Outcome.SUCCEEDED
+        run = getattr(runner, "run")  # noqa: B009 - the Runner protocol, looked up once
+        try:
+            if limit_s is None:
+                output = await run(ctx)
+            else:
+                try:
+                    async with asyncio.timeout(limit_s) as scope:
+                        output = await run(ctx)
+                except TimeoutError:
+                    if not scope.expired():
+                        raise
+                    outcome = Outcome.TIMEOUT
+                    error = f"timed out after {limit_s:g}s; the attempt was stopped"
+            if outcome is Outcome.SUCCEEDED and task.verify is not None:
+                await verify_output(task.verify, task, output, self.config.workdir)
+        except asyncio.CancelledError:
+            # Cancelled by cancel() or shutdown: the scheduler already recorded the outcome.
+            raise
+        except VerificationFailed as exc:
+            outcome, error = Outcome.VERIFY_FAILED, str(exc)
+        except AgentCrash as exc:
+            outcome, error = Outcome.CRASH, str(exc)
+        except Exception as exc:
+            outcome, error = Outcome.ERROR, f"{type(exc).__name__}: {exc}"
+        key = (ctx.run_id, task.id)
+        if self._inflight.get(key) is asyncio.current_task():
+            del self._inflight[key]
+        now = self.clock.now()
+        sched = self.scheduler
+        self._apply(
+            sched.finish(
+                ctx.run_id,
+                task.id,
+                ctx.attempt,
+                outcome,
+                now,
+                output=output if outcome is Outcome.SUCCEEDED else None,
+                error=error,
+            )
+        )
+        # One dispatch per loop turn serves every attempt that finished in it.
+        self._schedule_dispatch()
+
+    def _schedule_dispatch(self) -> None:
+        if not self._dispatch_pending:
+            self._dispatch_pending = True
+            asyncio.get_running_loop().call_soon(self._dispatch_now)
+
+    def _dispatch_now(self) -> None:
+        self._dispatch_pending = False
+        if self._closed:
+            return
+        self._apply(self.scheduler.tick(self.clock.now()))
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        wake = self.scheduler.next_wakeup()
+        if wake is None or (self._timer_at is not None and self._timer_at <= wake):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max(0.0, wake - self.clock.now())
+        self._timer_at = wake
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._dispatch_now()

@@ -1,0 +1,548 @@
+"""The sans-I/O core: events in, typed decisions out.
+
+The ``Scheduler`` owns every run's dependency graph, the ready queues, its view of the agents
+and the routing statistics. It never sleeps, awaits, or reads a clock: each call carries ``now``
+and answers with decisions for the caller to carry out. Tests drive it on virtual time; the
+runtime and the simulator drive the very same object.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from metaagent.decisions import (
+    CancelTask,
+    FailTask,
+    OptimizeWorkflow,
+    Output,
+    RetryTask,
+    RouteTask,
+    RunCompleted,
+    SkipTask,
+    TaskCompleted,
+)
+from metaagent.errors import CapacityError, UnknownCapabilityError, WorkflowError
+from metaagent.graph import TaskGraph
+from metaagent.learning import Learning, RoutingMode
+from metaagent.model import AgentSpec, AgentTask, Attempt, Outcome, TaskResult, TaskState
+from metaagent.retry import RetryPolicy, compute_backoff
+from metaagent.routing import AgentInstance, AgentState, Choice, Router, RoutingWeights
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+_READY = TaskState.READY
+_RUNNING = TaskState.RUNNING
+_PENDING = TaskState.PENDING
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """Limits and policies of the core. Units are in the names."""
+
+    max_concurrency: int = 64  # attempts running at once, over all agents
+    max_queued: int = 10_000  # accepted, unfinished tasks over all runs (backpressure bound)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    weights: RoutingWeights = field(default_factory=RoutingWeights)
+    routing: RoutingMode = "deterministic"
+    max_candidates: int = 32  # instances scored per routing decision
+    seed: int = 0
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.max_concurrency < 1:
+            out.append(f"max_concurrency must be at least 1, got {self.max_concurrency}")
+        if self.max_queued < 1:
+            out.append(f"max_queued must be at least 1, got {self.max_queued}")
+        return out
+
+
+@dataclass(slots=True, eq=False)
+class TaskRecord:
+    """The scheduler's live view of one task."""
+
+    task: AgentTask
+    run: RunRecord
+    seq: int
+    state: TaskState = _PENDING
+    attempt: int = 0  # number of the current (or last) attempt; 0 before the first
+    attempts: list[Attempt] = field(default_factory=list)
+    instance: AgentInstance | None = None
+    avoid: set[str] = field(default_factory=set)
+    rank: float = 0.0
+    not_before: float = 0.0
+    queued: int = 0  # key of its live ready-queue entry (stale entries are skipped)
+    output: object = None
+    error: str | None = None
+    ready_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(slots=True, eq=False)
+class RunRecord:
+    """One submitted batch: its graph, its tasks and how many are still open."""
+
+    id: str
+    name: str
+    graph: TaskGraph
+    started_at: float
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    open: int = 0
+    finished_at: float | None = None
+
+
+class Scheduler:
+    """Pure orchestration core. Every public method takes ``now`` (seconds, any epoch)."""
+
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        self.config = config or SchedulerConfig()
+        problems = self.config.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.rng = random.Random(self.config.seed)
+        self.learning = Learning(mode=self.config.routing, rng=random.Random(self.config.seed + 1))
+        self.router = Router(self.learning, self.config.weights, self.config.max_candidates)
+        self.agents: dict[str, AgentInstance] = {}
+        self.runs: dict[str, RunRecord] = {}
+        self.running = 0
+        self.peak_running = 0
+        self.queued = 0  # accepted, unfinished tasks
+        self.stale_results = 0  # results rejected by fencing
+        self._seq = 0
+        self._ready: dict[str, list[tuple[int, float, int, TaskRecord]]] = {}
+        self._delayed: list[tuple[float, int, TaskRecord]] = []
+        self._held: dict[str, TaskRecord] = {}
+
+    # --- agents -------------------------------------------------------------------------------
+
+    def add_agent(
+        self, spec: AgentSpec, now: float, instance_id: str | None = None
+    ) -> AgentInstance:
+        """Register a live instance of ``spec`` (named after the spec unless told otherwise)."""
+        problems = spec.problems()
+        if problems:
+            raise WorkflowError("; ".join(problems), where=f"agent {spec.name!r}")
+        iid = instance_id or spec.name
+        if iid in self.agents:
+            raise WorkflowError(f"duplicate agent instance {iid!r}", where=f"agent {spec.name!r}")
+        inst = AgentInstance(iid, spec, spec.concurrency, started_at=now, idle_since=now)
+        self.agents[iid] = inst
+        self.router.add(inst)
+        return inst
+
+    def known_capabilities(self) -> list[str]:
+        return self.router.capabilities()
+
+    # --- submission ---------------------------------------------------------------------------
+
+    def submit(
+        self,
+        run_id: str,
+        tasks: Sequence[AgentTask],
+        now: float,
+        *,
+        name: str | None = None,
+        where: str | None = None,
+    ) -> list[Output]:
+        """Accept a batch as a new run (all or nothing) and release its root tasks.
+
+        Raises ``WorkflowError``/``CycleError`` for a bad graph, ``UnknownCapabilityError`` for a
+        capability no agent offers, ``CapacityError`` when the queue bound would be passed.
+        """
+        if run_id in self.runs:
+            raise WorkflowError(f"run {run_id!r} already exists")
+        graph = TaskGraph(tasks, where=where)
+        known = self.router.capabilities()
+        for i, task in enumerate(tasks):
+            if not self.router.serves(task.capability):
+                place = f"tasks[{i}] (id {task.id!r}).capability"
+                raise UnknownCapabilityError(
+                    task.capability, known, where=f"{where}: {place}" if where else place
+                )
+        bound = self.config.max_queued
+        if self.queued + len(graph) > bound:
+            raise CapacityError(
+                f"queue full: {self.queued} tasks are queued and the bound is {bound}; "
+                f"a batch of {len(graph)} was refused (nothing accepted was dropped)",
+                bound=bound,
+            )
+        run = RunRecord(run_id, name or run_id, graph, now, open=len(graph))
+        self.runs[run_id] = run
+        self.queued += len(graph)
+        rank = graph.upward_rank(self._estimate)
+        for task in tasks:
+            self._seq += 1
+            run.tasks[task.id] = TaskRecord(task, run, self._seq, rank=rank[task.id])
+        out: list[Output] = []
+        order = self._release(run, graph.roots(), now)
+        submitted = [t.id for t in tasks if not t.depends_on]
+        if order != submitted and len(order) > 1:
+            out.append(
+                OptimizeWorkflow(
+                    now,
+                    run_id,
+                    None,
+                    "ready tasks ordered by priority, then critical-path rank (longest estimated "
+                    "work below first), then age",
+                    order=tuple(order),
+                    changes={tid: round(run.tasks[tid].rank, 3) for tid in order},
+                )
+            )
+        if not tasks:
+            run.finished_at = now
+            out.append(RunCompleted(now, run_id))
+        return out
+
+    def _estimate(self, task: AgentTask) -> float:
+        base = self.learning.capability_duration(task.capability) or 1.0
+        return base * (0.5 + task.complexity)
+
+    def _release(self, run: RunRecord, ids: Iterable[str], now: float) -> list[str]:
+        """Move tasks to ``ready`` and queue them; return them in queue order."""
+        recs = [run.tasks[tid] for tid in ids]
+        for rec in recs:
+            rec.state = _READY
+            rec.ready_at = now
+            self._enqueue(rec)
+        recs.sort(key=lambda r: (-r.task.priority, -r.rank, r.seq))
+        return [r.task.id for r in recs]
+
+    def _enqueue(self, rec: TaskRecord) -> None:
+        self._seq += 1
+        rec.queued = self._seq
+        heap = self._ready.get(rec.task.capability)
+        if heap is None:
+            heap = self._ready[rec.task.capability] = []
+        heapq.heappush(heap, (-rec.task.priority, -rec.rank, self._seq, rec))
+
+    # --- dispatch -----------------------------------------------------------------------------
+
+    def dispatch(self, now: float) -> list[RouteTask]:
+        """Route as many ready tasks as free slots and the global limit allow."""
+        out: list[RouteTask] = []
+        if self._delayed and self._delayed[0][0] <= now:
+            self._promote_delayed(now)
+        limit = self.config.max_concurrency
+        if self.running >= limit or not self._ready:
+            return out
+        router = self.router
+        deferred: list[tuple[int, float, int, TaskRecord]] = []
+        blocked: set[str] = set()
+        while self.running < limit:
+            best_key: tuple[int, float, int, TaskRecord] | None = None
+            best_cap = ""
+            for cap, heap in self._ready.items():
+                if cap in blocked or not router.has_free(cap):
+                    continue
+                while heap:
+                    head = heap[0]
+                    rec = head[3]
+                    if rec.state is _READY and rec.queued == head[2]:
+                        break
+                    heapq.heappop(heap)  # stale entry: cancelled, skipped or requeued
+                if heap and (best_key is None or heap[0][:3] < best_key[:3]):
+                    best_key = heap[0]
+                    best_cap = cap
+            if best_key is None:
+                break
+            heap = self._ready[best_cap]
+            heapq.heappop(heap)
+            rec = best_key[3]
+            task = rec.task
+            if task.resources and any(r in self._held for r in task.resources):
+                choice = None
+            else:
+                choice = router.route(task, rec.avoid)
+            if choice is None:
+                deferred.append(best_key)
+                if len(deferred) > 64 or not heap:
+                    blocked.add(best_cap)
+                continue
+            out.append(self._start(rec, choice, now))
+        for key in deferred:
+            heapq.heappush(self._ready[key[3].task.capability], key)
+        for cap in [c for c, h in self._ready.items() if not h]:
+            del self._ready[cap]
+        return out
+
+    def _start(self, rec: TaskRecord, choice: Choice, now: float) -> RouteTask:
+        inst = choice.instance
+        task = rec.task
+        rec.state = _RUNNING
+        rec.attempt += 1
+        rec.instance = inst
+        spec = inst.spec.name
+        rec.attempts.append(Attempt(rec.attempt, spec, inst.id, now))
+        inst.busy_s -= now  # slot-seconds: the attempt's end adds ``now`` back
+        inst.running += 1
+        self.router.adjust_free(inst, -1)
+        self.running += 1
+        if self.running > self.peak_running:
+            self.peak_running = self.running
+        for r in task.resources:
+            self._held[r] = rec
+        why = f"best of {len(choice.candidates)} scored for {task.capability!r}"
+        if rec.avoid:
+            why += f"; avoiding {', '.join(sorted(rec.avoid))} after a failed attempt"
+        return RouteTask(
+            now,
+            rec.run.id,
+            task.id,
+            why,
+            attempt=rec.attempt,
+            spec=spec,
+            instance=inst.id,
+            score=round(choice.score, 4),
+            parts=choice.parts,
+            candidates=choice.candidates,
+        )
+
+    def _promote_delayed(self, now: float) -> None:
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            _, _, rec = heapq.heappop(delayed)
+            if rec.state is _READY:
+                self._enqueue(rec)
+
+    # --- results ------------------------------------------------------------------------------
+
+    def finish(
+        self,
+        run_id: str,
+        task_id: str,
+        attempt: int,
+        outcome: Outcome,
+        now: float,
+        *,
+        output: object = None,
+        error: str | None = None,
+    ) -> list[Output]:
+        """Record how attempt ``attempt`` of a task ended.
+
+        A result from an attempt that is no longer current (the task was re-routed, cancelled or
+        already finished) is rejected: it changes nothing and returns no decision.
+        """
+        run = self.runs.get(run_id)
+        rec = run.tasks.get(task_id) if run is not None else None
+        if rec is None or rec.state is not _RUNNING or rec.attempt != attempt:
+            self.stale_results += 1
+            return []
+        inst = self._end_attempt(rec, outcome, now, error)
+        assert inst is not None
+        spec = inst.spec.name
+        cap = rec.task.capability
+        out: list[Output] = []
+        if outcome is Outcome.SUCCEEDED:
+            inst.consecutive_failures = 0
+            self.learning.record(spec, cap, True, now - rec.attempts[-1].started_at)
+            rec.output = output
+            rec.error = None
+            self._terminal(rec, TaskState.SUCCEEDED, now)
+            assert run is not None
+            out.append(TaskCompleted(now, run_id, task_id))
+            released = run.graph.succeeded(task_id)
+            if released:
+                self._release(run, released, now)
+            if run.open == 0:
+                out.append(self._complete(run, now))
+            return out
+        inst.consecutive_failures += 1
+        ran = outcome is not Outcome.CANCELLED
+        self.learning.record(
+            spec,
+            cap,
+            False,
+            now - rec.attempts[-1].started_at if outcome is Outcome.ERROR else None,
+        )
+        return self._failed_attempt(rec, spec, outcome, error, now) if ran else out
+
+    def _end_attempt(
+        self, rec: TaskRecord, outcome: Outcome, now: float, error: str | None
+    ) -> AgentInstance | None:
+        """Close the current attempt and free its slot and resources."""
+        att = rec.attempts[-1]
+        att.finished_at = now
+        att.outcome = outcome
+        att.error = error
+        inst = rec.instance
+        rec.instance = None
+        if inst is not None:
+            inst.running -= 1
+            inst.tasks_done += 1
+            inst.busy_s += now
+            if inst.running == 0:
+                inst.idle_since = now
+            if inst.state is AgentState.READY:
+                self.router.adjust_free(inst, +1)
+        self.running -= 1
+        for r in rec.task.resources:
+            if self._held.get(r) is rec:
+                del self._held[r]
+        return inst
+
+    def _failed_attempt(
+        self, rec: TaskRecord, spec: str, outcome: Outcome, error: str | None, now: float
+    ) -> list[Output]:
+        task = rec.task
+        out: list[Output] = []
+        rec.error = error
+        if rec.attempt < task.max_attempts:
+            delay = compute_backoff(self.config.retry, rec.attempt, self.rng)
+            rec.avoid.add(spec)
+            rec.state = _READY
+            rec.not_before = now + delay
+            self._seq += 1
+            rec.queued = 0
+            heapq.heappush(self._delayed, (rec.not_before, self._seq, rec))
+            others = self.router.specs_for(task.capability) - rec.avoid
+            where = (
+                f"preferring another agent ({', '.join(sorted(others))})"
+                if others
+                else "no other agent offers this capability, so any may take it"
+            )
+            out.append(
+                RetryTask(
+                    now,
+                    rec.run.id,
+                    task.id,
+                    f"attempt {rec.attempt} on {spec} ended {outcome.value}"
+                    f"{': ' + _last_line(error) if error else ''}; retry in {delay:.2f}s, {where}",
+                    next_attempt=rec.attempt + 1,
+                    delay_s=delay,
+                    failed_agent=spec,
+                    avoid=tuple(sorted(rec.avoid)),
+                )
+            )
+            return out
+        summary = "; ".join(
+            f"#{a.number} {a.agent}: {a.outcome.value if a.outcome else '?'}" for a in rec.attempts
+        )
+        out.append(
+            FailTask(
+                now,
+                rec.run.id,
+                task.id,
+                f"all {len(rec.attempts)} attempts failed ({summary})",
+            )
+        )
+        self._terminal(rec, TaskState.FAILED, now)
+        out.extend(self._skip_downstream(rec, now))
+        if rec.run.open == 0:
+            out.append(self._complete(rec.run, now))
+        return out
+
+    def _skip_downstream(self, rec: TaskRecord, now: float) -> list[Output]:
+        out: list[Output] = []
+        run = rec.run
+        for tid in run.graph.downstream(rec.task.id):
+            dep = run.tasks[tid]
+            if dep.state.terminal:
+                continue
+            dep.error = f"upstream task {rec.task.id!r} {rec.state.value}"
+            self._terminal(dep, TaskState.SKIPPED, now)
+            out.append(SkipTask(now, run.id, tid, dep.error, upstream=rec.task.id))
+        return out
+
+    def _terminal(self, rec: TaskRecord, state: TaskState, now: float) -> None:
+        rec.state = state
+        rec.finished_at = now
+        rec.run.open -= 1
+        self.queued -= 1
+
+    def _complete(self, run: RunRecord, now: float) -> RunCompleted:
+        run.finished_at = now
+        return RunCompleted(now, run.id)
+
+    # --- cancellation and time ----------------------------------------------------------------
+
+    def cancel(self, run_id: str, task_ids: Iterable[str] | None, now: float) -> list[Output]:
+        """Cancel the named tasks of a run (all its open tasks when ``task_ids`` is None).
+
+        Tasks depending on a cancelled one are skipped. Unknown ids raise ``WorkflowError``.
+        """
+        run = self.runs.get(run_id)
+        if run is None:
+            raise WorkflowError(f"unknown run {run_id!r}")
+        ids = list(run.tasks) if task_ids is None else list(task_ids)
+        for tid in ids:
+            if tid not in run.tasks:
+                raise WorkflowError(f"run {run_id!r} has no task {tid!r}")
+        out: list[Output] = []
+        for tid in ids:
+            rec = run.tasks[tid]
+            if rec.state.terminal:
+                continue
+            was_running = rec.state is _RUNNING
+            instance = rec.instance.id if rec.instance is not None else None
+            if was_running:
+                self._end_attempt(rec, Outcome.CANCELLED, now, "cancelled")
+            rec.error = "cancelled"
+            self._terminal(rec, TaskState.CANCELLED, now)
+            out.append(CancelTask(now, run_id, tid, "cancelled on request", was_running, instance))
+            out.extend(self._skip_downstream(rec, now))
+        if ids and run.open == 0 and run.finished_at is None:
+            out.append(self._complete(run, now))
+        return out
+
+    def tick(self, now: float) -> list[Output]:
+        """Let time pass: retries whose back-off ended become routable. Then dispatch."""
+        self._promote_delayed(now)
+        return list(self.dispatch(now))
+
+    def next_wakeup(self) -> float | None:
+        """The earliest time at which ``tick`` has something to do, if any."""
+        return self._delayed[0][0] if self._delayed else None
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def task(self, run_id: str, task_id: str) -> TaskRecord:
+        return self.runs[run_id].tasks[task_id]
+
+    def results(self, run_id: str) -> list[TaskResult]:
+        """Each task's result, times in seconds since the run started, in submission order."""
+        run = self.runs[run_id]
+        t0 = run.started_at
+        out: list[TaskResult] = []
+        for rec in run.tasks.values():
+            attempts = [
+                Attempt(
+                    a.number,
+                    a.agent,
+                    a.agent_instance,
+                    a.started_at - t0,
+                    None if a.finished_at is None else a.finished_at - t0,
+                    a.outcome,
+                    a.error,
+                )
+                for a in rec.attempts
+            ]
+            last = attempts[-1].agent if attempts else None
+            out.append(
+                TaskResult(
+                    rec.task.id,
+                    rec.state,
+                    rec.output,
+                    rec.error if rec.state is not TaskState.SUCCEEDED else None,
+                    last,
+                    attempts,
+                    rec.task.capability,
+                    None if rec.ready_at is None else rec.ready_at - t0,
+                    None if rec.finished_at is None else rec.finished_at - t0,
+                )
+            )
+        return out
+
+    def forget(self, run_id: str) -> None:
+        """Drop a finished run from memory."""
+        run = self.runs[run_id]
+        if run.open:
+            raise WorkflowError(f"run {run_id!r} still has {run.open} open tasks")
+        del self.runs[run_id]
+
+
+def _last_line(text: str) -> str:
+    line = text.strip().splitlines()[-1] if text.strip() else ""
+    return line[:200]
