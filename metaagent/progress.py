@@ -1,0 +1,128 @@
+"""Live progress of a run for the terminal, built from the run's event stream."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from metaagent.batch import BatchResult
+    from metaagent.events import Event
+    from metaagent.model import AgentSpec
+
+_STATES = ("pending", "ready", "running", "succeeded", "failed", "skipped", "cancelled")
+_COLOURS = {
+    "succeeded": "green",
+    "failed": "red",
+    "skipped": "yellow",
+    "cancelled": "magenta",
+    "running": "cyan",
+    "retrying": "yellow",
+}
+
+
+class ProgressView:
+    """Counts tasks by state and agents by busy slots, from events alone."""
+
+    def __init__(self, total: int, agents: Sequence[AgentSpec], roots: int) -> None:
+        self.total = total
+        self.elapsed = 0.0
+        self.state: dict[str, str] = {}
+        self.roots = roots
+        self.slots = {a.name: a.concurrency for a in agents}
+        self.busy: dict[str, int] = dict.fromkeys(self.slots, 0)
+        self.running: dict[str, str] = {}  # task -> agent
+
+    def on_event(self, ev: Event) -> None:
+        self.elapsed = max(self.elapsed, ev.at)
+        if ev.kind != "task" or ev.task_id is None or ev.state is None:
+            return
+        tid = ev.task_id
+        agent = self.running.pop(tid, None)
+        if agent is not None:
+            self.busy[agent] -= 1
+        if ev.state == "running" and ev.agent is not None:
+            self.running[tid] = ev.agent
+            self.busy[ev.agent] = self.busy.get(ev.agent, 0) + 1
+        self.state[tid] = "ready" if ev.state == "retrying" else ev.state
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(_STATES, 0)
+        for s in self.state.values():
+            counts[s] = counts.get(s, 0) + 1
+        counts["pending"] = self.total - sum(counts.values())
+        return counts
+
+    def line(self, ev: Event) -> str | None:
+        """A plain log line for a terminal task event (for output that is not a terminal)."""
+        if ev.kind != "task" or ev.state in (None, "running"):
+            return None
+        who = f" on {ev.agent}" if ev.agent else ""
+        why = f": {ev.detail}" if ev.detail and ev.state != "succeeded" else ""
+        return f"[{ev.at:7.2f}s] {ev.task_id} {ev.state}{who}{why}"
+
+    def render(self, now_s: float) -> Table:
+        counts = self.counts()
+        done = sum(counts[s] for s in ("succeeded", "failed", "skipped", "cancelled"))
+        table = Table.grid(padding=(0, 2))
+        table.add_row(
+            Text(f"{done}/{self.total} done", style="bold"),
+            Text(f"elapsed {now_s:6.1f}s"),
+            Text(
+                "  ".join(f"{s} {counts[s]}" for s in _STATES if counts[s] or s == "running"),
+            ),
+        )
+        busy = sum(1 for n in self.busy.values() if n > 0)
+        idle = len(self.slots) - busy
+        table.add_row(
+            Text(f"agents busy {busy}, idle {idle}"),
+            Text(f"slots in use {sum(self.busy.values())}/{sum(self.slots.values())}"),
+            Text(
+                ", ".join(f"{t}@{a}" for t, a in list(self.running.items())[:6])
+                + (" ..." if len(self.running) > 6 else ""),
+                style="cyan",
+            ),
+        )
+        return table
+
+
+def summary_table(batch: BatchResult) -> Table:
+    """The final table: one row per task, then the run's figures in the caption."""
+    table = Table(title=f"{batch.name}: {_verdict(batch)}", title_justify="left")
+    for col in ("task", "capability", "state", "agent", "attempts", "time s", "detail"):
+        table.add_column(col, overflow="fold")
+    for r in batch.results:
+        dur = (r.attempts[-1].duration_s if r.attempts else 0.0) if r.attempts else 0.0
+        detail = r.error if r.error else _excerpt(r.output)
+        table.add_row(
+            r.task_id,
+            r.capability,
+            Text(r.state.value, style=_COLOURS.get(r.state.value, "")),
+            r.agent or "-",
+            str(len(r.attempts)),
+            f"{dur:.2f}",
+            detail,
+        )
+    table.caption = (
+        f"makespan {batch.makespan_s:.2f}s, work {batch.total_run_s:.2f}s, "
+        f"speed-up {batch.speedup:.2f}x, peak parallelism {batch.peak_parallelism}, "
+        f"utilisation {batch.utilisation:.0%}, dispatches/task {batch.dispatches_per_task:.2f}"
+    )
+    return table
+
+
+def _verdict(batch: BatchResult) -> str:
+    parts = [f"{n} {s}" for s, n in batch.counts.items() if n]
+    return ", ".join(parts) or "no tasks"
+
+
+def _excerpt(output: object, limit: int = 60) -> str:
+    if output is None:
+        return ""
+    text = output if isinstance(output, str) else repr(output)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,266 @@
+"""Workflow files: YAML that names agents (inline or from a catalog) and tasks.
+
+Loading checks everything before anything runs. Every error names the file, the task id and
+the field. Load-time placeholders in runner fields: ``{workflow_dir}`` (the file's directory)
+and ``{python}`` (the interpreter running metaagent).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from metaagent.agents.command import CommandRunner, expand
+from metaagent.agents.function import FunctionRunner
+from metaagent.agents.process import ProcessLimits
+from metaagent.catalog import Catalog, load_catalog
+from metaagent.errors import UnknownCapabilityError, WorkflowError
+from metaagent.graph import TaskGraph
+from metaagent.model import AgentSpec, AgentTask, VerifySpec
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class CommandRunnerModel(BaseModel):
+    model_config = _STRICT
+
+    type: Literal["command"]
+    argv: list[str] = Field(min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    memory_limit_mb: int | None = Field(default=500, ge=16)
+    cpu_limit_s: int | None = Field(default=None, ge=1)
+
+
+class FunctionRunnerModel(BaseModel):
+    model_config = _STRICT
+
+    type: Literal["function"]
+    function: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module.path:callable")
+
+
+RunnerModel = Annotated[CommandRunnerModel | FunctionRunnerModel, Field(discriminator="type")]
+
+
+class AgentModel(BaseModel):
+    model_config = _STRICT
+
+    name: str = Field(min_length=1)
+    role: str | None = None
+    description: str = ""
+    capabilities: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] | None = None
+    concurrency: int | None = Field(default=None, ge=1)
+    runner: RunnerModel
+
+
+class VerifyModel(BaseModel):
+    model_config = _STRICT
+
+    argv: list[str] = Field(min_length=1)
+    timeout_s: float = Field(default=120.0, gt=0)
+
+
+class TaskModel(BaseModel):
+    model_config = _STRICT
+
+    id: str = Field(min_length=1)
+    capability: str = Field(min_length=1)
+    prompt: str = ""
+    input: object = None
+    depends_on: list[str] = Field(default_factory=list)
+    priority: int = 0
+    complexity: float = Field(default=0.5, ge=0.0, le=1.0)
+    timeout_s: float | None = Field(default=None, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    resources: list[str] = Field(default_factory=list)
+    verify: VerifyModel | None = None
+    metadata: dict[str, object] = Field(default_factory=dict)
+
+
+class SettingsModel(BaseModel):
+    model_config = _STRICT
+
+    max_concurrency: int | None = Field(default=None, ge=1)
+    max_queued: int | None = Field(default=None, ge=1)
+    default_timeout_s: float | None = Field(default=None, gt=0)
+    routing: Literal["deterministic", "thompson"] | None = None
+    seed: int | None = None
+
+
+class WorkflowModel(BaseModel):
+    model_config = _STRICT
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    catalog: str | None = None
+    settings: SettingsModel = Field(default_factory=SettingsModel)
+    agents: list[AgentModel] = Field(min_length=1)
+    tasks: list[TaskModel] = Field(min_length=1)
+
+
+@dataclass(slots=True)
+class Workflow:
+    """A loaded, validated workflow: ready to hand to an ``Orchestrator``."""
+
+    name: str
+    agents: list[AgentSpec]
+    tasks: list[AgentTask]
+    settings: SettingsModel
+    source: str
+    description: str = ""
+    roles: dict[str, str] = field(default_factory=dict)
+
+
+def load_workflow(path: str | Path, *, catalog: Catalog | None = None) -> Workflow:
+    """Read and validate a workflow file. Raises ``WorkflowError`` (or a subclass)."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise WorkflowError(f"cannot read workflow: {exc.strerror}", where=str(file)) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise WorkflowError(f"invalid YAML: {problem}", where=where) from exc
+    return parse_workflow(raw, source=str(file), base_dir=file.resolve().parent, catalog=catalog)
+
+
+def parse_workflow(
+    raw: object,
+    *,
+    source: str = "<workflow>",
+    base_dir: Path | None = None,
+    catalog: Catalog | None = None,
+) -> Workflow:
+    """Validate a workflow already parsed into Python data (from YAML or JSON)."""
+    if not isinstance(raw, dict):
+        raise WorkflowError(
+            "the top level must be a mapping with name, agents and tasks", where=source
+        )
+    try:
+        model = WorkflowModel.model_validate(raw)
+    except ValidationError as exc:
+        raise WorkflowError(_describe(exc, raw), where=source) from exc
+    base = base_dir or Path.cwd()
+    if model.catalog is not None:
+        cat_path = Path(model.catalog)
+        catalog = load_catalog(cat_path if cat_path.is_absolute() else base / cat_path)
+    elif catalog is None and any(a.role for a in model.agents):
+        catalog = load_catalog()
+    values = {"workflow_dir": str(base), "python": sys.executable}
+    agents: list[AgentSpec] = []
+    roles: dict[str, str] = {}
+    seen: set[str] = set()
+    for i, a in enumerate(model.agents):
+        where = f"{source}: agents[{i}] (name {a.name!r})"
+        if a.name in seen:
+            raise WorkflowError(f"duplicate agent name {a.name!r}", where=where)
+        seen.add(a.name)
+        caps = a.capabilities
+        concurrency = a.concurrency
+        description = a.description
+        if a.role is not None:
+            assert catalog is not None
+            role = catalog.get(a.role, where=f"{where}.role")
+            caps = caps if caps is not None else role.capabilities
+            concurrency = concurrency if concurrency is not None else role.concurrency
+            description = description or role.description
+            roles[a.name] = a.role
+        if not caps:
+            raise WorkflowError(
+                "capabilities: required (or name a catalog role to take them from)", where=where
+            )
+        agents.append(
+            AgentSpec(
+                name=a.name,
+                capabilities=dict(caps),
+                runner=_runner(a.runner, values, f"{where}.runner"),
+                role=a.role,
+                concurrency=concurrency or 1,
+                description=description,
+            )
+        )
+    tasks = [_task(t) for t in model.tasks]
+    TaskGraph(tasks, where=source)  # duplicate ids, unknown dependencies, cycles
+    known = sorted({cap for spec in agents for cap in spec.capabilities})
+    for i, t in enumerate(tasks):
+        if t.capability not in known:
+            raise UnknownCapabilityError(
+                t.capability, known, where=f"{source}: tasks[{i}] (id {t.id!r}).capability"
+            )
+    return Workflow(model.name, agents, tasks, model.settings, source, model.description, roles)
+
+
+def _runner(
+    m: CommandRunnerModel | FunctionRunnerModel, values: dict[str, str], where: str
+) -> CommandRunner | FunctionRunner:
+    if isinstance(m, CommandRunnerModel):
+        return CommandRunner(
+            [expand(a, values) for a in m.argv],
+            cwd=expand(m.cwd, values) if m.cwd else None,
+            env={k: expand(v, values) for k, v in m.env.items()},
+            limits=ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s),
+        )
+    module_name, _, attr = m.function.partition(":")
+    try:
+        obj: object = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise WorkflowError(
+            f"function {m.function!r} cannot be imported: {exc}", where=where
+        ) from exc
+    if not callable(obj):
+        raise WorkflowError(f"function {m.function!r} is not callable", where=where)
+    return FunctionRunner(obj, name=m.function)
+
+
+def _task(t: TaskModel) -> AgentTask:
+    return AgentTask(
+        id=t.id,
+        capability=t.capability,
+        prompt=t.prompt,
+        input=t.input,
+        priority=t.priority,
+        depends_on=tuple(t.depends_on),
+        complexity=t.complexity,
+        timeout_s=t.timeout_s,
+        max_attempts=t.max_attempts,
+        resources=tuple(t.resources),
+        verify=VerifySpec(tuple(t.verify.argv), t.verify.timeout_s) if t.verify else None,
+        metadata=dict(t.metadata),
+    )
+
+
+def _describe(exc: ValidationError, raw: dict[object, object]) -> str:
+    """Pydantic's errors as ``tasks[2] (id 'x').timeout_s: message`` lines."""
+    lines = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        parts: list[str] = []
+        node: object = raw
+        for p in loc:
+            if isinstance(p, int):
+                parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+                node = node[p] if isinstance(node, list) and p < len(node) else None
+                if isinstance(node, dict) and isinstance(node.get("id") or node.get("name"), str):
+                    key = "id" if "id" in node else "name"
+                    parts[-1] += f" ({key} {node[key]!r})"
+            else:
+                # pydantic names the chosen union member (e.g. "command"): not a user field
+                if isinstance(node, dict) and p not in node and p in ("command", "function"):
+                    continue
+                parts.append(str(p))
+                node = node.get(p) if isinstance(node, dict) else None
+        where = ".".join(parts) if parts else "(top level)"
+        lines.append(f"{where}: {err['msg']}")
+    return "; ".join(lines)
