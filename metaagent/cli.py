@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,11 +24,15 @@ from rich.table import Table
 from metaagent.catalog import load_catalog
 from metaagent.errors import MetaAgentError
 from metaagent.graph import TaskGraph
+from metaagent.history import batch_key, stored_report
+from metaagent.journal.sqlite import DEFAULT_PATH, SqliteJournal
 from metaagent.progress import ProgressView, summary_table
-from metaagent.runtime import Orchestrator, OrchestratorConfig
+from metaagent.runtime import Orchestrator, OrchestratorConfig, RunHandle
 from metaagent.workflow import Workflow, load_workflow
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from metaagent.batch import BatchResult
     from metaagent.events import Event
 
@@ -40,6 +47,22 @@ out = Console()
 err = Console(stderr=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+DbOption = Annotated[Path, typer.Option("--db", help="Journal file (SQLite).")]
+
+
+class DurabilityChoice(StrEnum):
+    normal = "normal"
+    full = "full"
+
+
+DurabilityOption = Annotated[
+    DurabilityChoice,
+    typer.Option(
+        "--durability",
+        help="normal: survives any process crash; full: also power loss (slower).",
+    ),
+]
 
 
 def _fail_input(exc: Exception) -> typer.Exit:
@@ -67,13 +90,37 @@ def run(
         Path, typer.Option("--workdir", help="Directory the agents work in.")
     ] = Path("."),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    db: DbOption = DEFAULT_PATH,
+    durability: DurabilityOption = DurabilityChoice.normal,
+    journal: Annotated[
+        bool, typer.Option("--journal/--no-journal", help="Record the run (to resume it).")
+    ] = True,
 ) -> None:
-    """Run a workflow: live progress, then a summary table. Exit 0 if every task succeeded."""
+    """Run a workflow: live progress, then a summary table. Exit 0 if every task succeeded.
+
+    The run is journaled; running the same workflow again after a crash resumes it.
+    """
     wf = _load(workflow)
     if not workdir.is_dir():
         raise _fail_input(ValueError(f"--workdir {workdir}: not a directory"))
+    store = _open_journal(db, durability) if journal else None
+    config = _config(wf, max_concurrency, workdir)
+    try:
+        batch = asyncio.run(_execute(wf, config, quiet=quiet, journal=store))
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted: running attempts were stopped[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except MetaAgentError as exc:
+        raise _fail_input(exc) from None
+    finally:
+        if store is not None:
+            store.close()
+    _finish(batch, json_out)
+
+
+def _config(wf: Workflow, max_concurrency: int | None, workdir: Path) -> OrchestratorConfig:
     s = wf.settings
-    config = OrchestratorConfig(
+    return OrchestratorConfig(
         max_concurrency=max_concurrency or s.max_concurrency or 16,
         max_queued=s.max_queued or max(10_000, len(wf.tasks)),
         default_timeout_s=s.default_timeout_s,
@@ -81,13 +128,9 @@ def run(
         seed=s.seed or 0,
         workdir=str(workdir.resolve()),
     )
-    try:
-        batch = asyncio.run(_execute(wf, config, quiet=quiet))
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted: running attempts were stopped[/]")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except MetaAgentError as exc:
-        raise _fail_input(exc) from None
+
+
+def _finish(batch: BatchResult, json_out: Path | None) -> None:
     out.print(summary_table(batch))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -96,14 +139,43 @@ def run(
     raise typer.Exit(EXIT_OK if batch.ok else EXIT_FAILED)
 
 
-async def _execute(wf: Workflow, config: OrchestratorConfig, *, quiet: bool) -> BatchResult:
+async def _execute(
+    wf: Workflow,
+    config: OrchestratorConfig,
+    *,
+    quiet: bool,
+    journal: SqliteJournal | None,
+    resume: str | None = None,
+) -> BatchResult:
     roots = sum(1 for t in wf.tasks if not t.depends_on)
     view = ProgressView(len(wf.tasks), wf.agents, roots)
     live_ok = not quiet and err.is_terminal
-    async with Orchestrator(wf.agents, config) as orch:
+    key = batch_key(wf.name, wf.tasks, config.workdir)
+    async with Orchestrator(wf.agents, config, journal=journal) as orch:
+
+        async def start(on_event: Callable[[Event], None]) -> RunHandle:
+            if resume is not None:
+                handle = await orch.resume(resume, on_event=on_event)
+            else:
+                handle = await orch.submit(
+                    wf.tasks, name=wf.name, key=key, on_event=on_event, source=wf.source
+                )
+            done = orch.scheduler.runs[handle.run_id]
+            finished = sum(1 for r in done.tasks.values() if r.state.terminal)
+            if finished and not quiet:
+                err.print(
+                    f"resuming run {handle.run_id}: {finished} of {len(done.tasks)} tasks "
+                    "already finished are kept",
+                    highlight=False,
+                )
+            for rec in done.tasks.values():
+                if rec.state.terminal:
+                    view.state[rec.task.id] = rec.state.value
+            return handle
+
         if live_ok:
             with Live(view.render(0.0), console=err, refresh_per_second=8, transient=True) as live:
-                handle = await orch.submit(wf.tasks, name=wf.name, on_event=view.on_event)
+                handle = await start(view.on_event)
                 loop = asyncio.get_running_loop()
                 t0 = loop.time()
                 while not handle.done():
@@ -116,8 +188,102 @@ async def _execute(wf: Workflow, config: OrchestratorConfig, *, quiet: bool) -> 
             if line is not None and not quiet:
                 err.print(line, highlight=False, markup=False)
 
-        handle = await orch.submit(wf.tasks, name=wf.name, on_event=log)
+        handle = await start(log)
         return await handle.result()
+
+
+def _open_journal(db: Path, durability: DurabilityChoice) -> SqliteJournal:
+    try:
+        return SqliteJournal(db, durability=durability.value)
+    except (OSError, RuntimeError, sqlite3.Error) as exc:
+        raise _fail_input(ValueError(f"--db {db}: {exc}")) from None
+
+
+def _stored_journal(db: Path) -> SqliteJournal:
+    if not db.exists():
+        raise _fail_input(ValueError(f"--db {db}: no journal there (run a workflow first)"))
+    return _open_journal(db, DurabilityChoice.normal)
+
+
+@app.command()
+def runs(
+    db: DbOption = DEFAULT_PATH,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs.")] = 20,
+) -> None:
+    """List journaled runs, newest first."""
+    store = _stored_journal(db)
+    try:
+        infos = store.list_runs(limit)
+    finally:
+        store.close()
+    table = Table(title=f"runs in {db}", title_justify="left")
+    for col in ("run", "name", "created", "status", "tasks", "counts"):
+        table.add_column(col, overflow="fold")
+    for i in infos:
+        created = datetime.fromtimestamp(i.created_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        status = "finished" if i.finished else "unfinished"
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(i.counts.items()))
+        table.add_row(i.run_id, i.name, created, status, str(i.tasks), counts or "-")
+    out.print(table)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="Run id (see `metaagent runs`).")],
+    db: DbOption = DEFAULT_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+) -> None:
+    """Show one run: tasks, attempts and decisions (``--json``: the shape of ``run --json``)."""
+    store = _stored_journal(db)
+    try:
+        stored = store.load_run(run_id)
+    except KeyError:
+        raise _fail_input(ValueError(f"no run {run_id!r} in {db}")) from None
+    finally:
+        store.close()
+    report = stored_report(stored)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+        return
+    table = Table(title=f"{stored.info.name} ({run_id})", title_justify="left")
+    for col in ("task", "state", "agent", "attempts", "error"):
+        table.add_column(col, overflow="fold")
+    for t in report["tasks"]:  # type: ignore[attr-defined]
+        table.add_row(
+            t["id"], t["state"], t["agent"] or "-", str(len(t["attempts"])), t["error"] or ""
+        )
+    out.print(table)
+    out.print(f"{len(stored.decisions)} decisions; `metaagent show {run_id} --json` for all")
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="Run id (see `metaagent runs`).")],
+    db: DbOption = DEFAULT_PATH,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the run report as JSON to this file.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+) -> None:
+    """Resume an unfinished run with the agents of the workflow file it came from."""
+    store = _stored_journal(db)
+    try:
+        info = store.load_run(run_id).info
+    except KeyError:
+        store.close()
+        raise _fail_input(ValueError(f"no run {run_id!r} in {db}")) from None
+    if info.source is None:
+        store.close()
+        raise _fail_input(ValueError(f"run {run_id!r} was not started from a workflow file"))
+    wf = _load(Path(info.source))
+    config = _config(wf, None, Path(info.workdir or "."))
+    try:
+        batch = asyncio.run(_execute(wf, config, quiet=quiet, journal=store, resume=run_id))
+    except MetaAgentError as exc:
+        raise _fail_input(exc) from None
+    finally:
+        store.close()
+    _finish(batch, json_out)
 
 
 @app.command()

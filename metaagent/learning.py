@@ -34,7 +34,7 @@ class Learning:
     ``prior_strength`` is how many pseudo-attempts the declared proficiency is worth.
     """
 
-    __slots__ = ("_cap_duration", "arms", "mode", "prior_strength", "rng")
+    __slots__ = ("_cap_duration", "_dirty", "arms", "mode", "prior_strength", "rng")
 
     def __init__(
         self,
@@ -50,10 +50,12 @@ class Learning:
         self.rng = rng if rng is not None else random.Random(0)
         self.arms: dict[tuple[str, str], ArmStats] = {}
         self._cap_duration: dict[str, ArmStats] = {}
+        self._dirty: set[tuple[str, str]] = set()
 
     def record(self, spec: str, capability: str, success: bool, duration_s: float | None) -> None:
         """Add one attempt's outcome (``duration_s`` only for attempts that ran to an answer)."""
         key = (spec, capability)
+        self._dirty.add(key)
         arm = self.arms.get(key)
         if arm is None:
             arm = self.arms[key] = ArmStats()
@@ -67,6 +69,11 @@ class Learning:
             if cap is None:
                 cap = self._cap_duration[capability] = ArmStats()
             _add_duration(cap, duration_s)
+
+    def drain_dirty(self) -> set[tuple[str, str]]:
+        """The (spec, capability) pairs updated since the last call (to persist them)."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
 
     def load(self, spec: str, capability: str, stats: ArmStats) -> None:
         """Seed statistics (for example from a journal of earlier runs)."""

@@ -58,10 +58,11 @@ class Outcome(StrEnum):
     CRASH = "crash"  # the agent process died (signal, lost)
     VERIFY_FAILED = "verify_failed"  # the task's check rejected the output
     CANCELLED = "cancelled"
+    LOST = "lost"  # the orchestrator stopped mid-attempt; not charged against max_attempts
 
     @property
     def failed(self) -> bool:
-        return self not in (Outcome.SUCCEEDED, Outcome.CANCELLED)
+        return self not in (Outcome.SUCCEEDED, Outcome.CANCELLED, Outcome.LOST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,7 @@ class AgentTask:
     resources: tuple[str, ...] = ()
     verify: VerifySpec | None = None
     metadata: dict[str, object] = field(default_factory=dict)
+    key: str | None = None  # idempotency key: resubmitting a known key returns the known task
 
     def problems(self) -> list[str]:
         """Return what is wrong with this task's fields (empty when valid)."""

@@ -7,17 +7,19 @@ timeouts, runs checks, feeds outcomes back and tells subscribers what happened.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from metaagent import crashpoints
 from metaagent.agents.base import AttemptContext
 from metaagent.batch import BatchResult, aggregate
 from metaagent.clock import Clock, SystemClock
 from metaagent.decisions import (
     CancelTask,
     Decision,
+    FailTask,
     Output,
     RetryTask,
     RouteTask,
@@ -25,15 +27,16 @@ from metaagent.decisions import (
     SkipTask,
     TaskCompleted,
 )
-from metaagent.errors import AgentCrash, RunFailed, VerificationFailed
+from metaagent.errors import AgentCrash, RunFailed, VerificationFailed, WorkflowError
 from metaagent.events import Event, Subscription
-from metaagent.model import AgentSpec, AgentTask, Outcome, TaskResult
+from metaagent.model import AgentSpec, AgentTask, Attempt, Outcome, TaskResult, TaskState
 from metaagent.retry import RetryPolicy
 from metaagent.routing import RoutingWeights
-from metaagent.scheduler import Scheduler, SchedulerConfig
+from metaagent.scheduler import RunRecord, Scheduler, SchedulerConfig
 from metaagent.verify import verify_output
 
 if TYPE_CHECKING:
+    from metaagent.journal.base import Journal
     from metaagent.learning import RoutingMode
 
 
@@ -132,16 +135,22 @@ class Orchestrator:
         config: OrchestratorConfig | None = None,
         *,
         clock: Clock | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.config = config or OrchestratorConfig()
         self.clock = clock or SystemClock()
         self.scheduler = Scheduler(self.config.scheduler_config())
+        self.journal = journal
         now = self.clock.now()
         for spec in agents:
             self.scheduler.add_agent(spec, now)
+        if journal is not None:
+            # What earlier runs learned about the agents feeds this run's routing.
+            for spec_name, cap, arm in journal.load_stats():
+                self.scheduler.learning.load(spec_name, cap, arm)
         self._handles: dict[str, RunHandle] = {}
+        self._launches: list[RouteTask] = []
         self._inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._dispatch_pending = False
@@ -166,6 +175,8 @@ class Orchestrator:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._inflight.clear()
+        if self.journal is not None:
+            self._commit()
 
     # --- the API of the requirements ---------------------------------------------------------
 
@@ -175,20 +186,104 @@ class Orchestrator:
         *,
         name: str | None = None,
         run_id: str | None = None,
+        key: str | None = None,
         on_event: EventCallback | None = None,
         where: str | None = None,
+        source: str | None = None,
     ) -> RunHandle:
-        """Validate and accept a batch and start it; if it is invalid, raise and accept nothing."""
+        """Validate and accept a batch and start it; if it is invalid, raise and accept nothing.
+
+        With a journal, the run is recorded before this returns. ``key`` names the batch (for
+        example a hash of a workflow file): if the journal holds an unfinished run with that
+        key, that run is resumed instead. Tasks carrying idempotency keys that the journal
+        already holds are not submitted again: the run that holds them is returned.
+        """
         if self._closed:
             raise RuntimeError("this orchestrator is closed")
-        rid = run_id or f"run-{next(self._ids)}"
+        journal = self.journal
+        if journal is not None:
+            known = self._known_run(tasks, key)
+            if known is not None:
+                if known in self._handles:
+                    return self._handles[known]
+                return await self.resume(known, on_event=on_event)
+        rid = run_id or f"run-{uuid.uuid4().hex[:10]}"
         now = self.clock.now()
-        outs = self.scheduler.submit(rid, tasks, now, name=name, where=where)
-        handle = RunHandle(self, rid, name or rid, now)
+        sched = self.scheduler
+        run = sched.prepare(rid, tasks, now, name=name, where=where)
+        if journal is not None:
+            journal.open_run(
+                rid, run.name, tasks, key=key, source=source, workdir=self.config.workdir
+            )
+        return self._start_run(run, now, on_event)
+
+    def _known_run(self, tasks: Sequence[AgentTask], key: str | None) -> str | None:
+        journal = self.journal
+        assert journal is not None
+        if key is not None:
+            found = journal.find_unfinished(key)
+            if found is not None:
+                return found
+        keyed = [t.key for t in tasks if t.key is not None]
+        if not keyed:
+            return None
+        holders = {journal.find_task(k) for k in keyed}
+        runs = {h[0] for h in holders if h is not None}
+        if not runs:
+            return None
+        if len(runs) == 1 and None not in holders and len(keyed) == len(tasks):
+            return runs.pop()
+        raise WorkflowError(
+            "some idempotency keys of this batch are already journaled (in run "
+            + ", ".join(sorted(runs))
+            + ") and some are not: resubmit the same batch, or use new keys"
+        )
+
+    async def resume(self, run_id: str, *, on_event: EventCallback | None = None) -> RunHandle:
+        """Resume a journaled run: finished tasks keep their results (and feed dependents);
+        attempts that were in flight are routed again."""
+        if self.journal is None:
+            raise RuntimeError("resume needs a journal")
+        if run_id in self._handles:
+            return self._handles[run_id]
+        stored = self.journal.load_run(run_id)
+        now = self.clock.now()
+        # Recorded times are relative to the run's start; continue from the last one seen.
+        last = max(
+            [r.finished_at for r in stored.results.values()]
+            + [a.finished_at or a.started_at for seen in stored.attempts.values() for a in seen]
+            + [0.0]
+        )
+        t0 = now - last
+        for seen in stored.attempts.values():
+            for a in seen:
+                a.started_at += t0
+                if a.finished_at is not None:
+                    a.finished_at += t0
+        run = self.scheduler.restore(
+            run_id,
+            stored.tasks,
+            now,
+            name=stored.info.name,
+            results={
+                tid: (r.state, r.output, r.error, r.finished_at + t0)
+                for tid, r in stored.results.items()
+            },
+            attempts=stored.attempts,
+        )
+        run.started_at = t0
+        for tid, seen in stored.attempts.items():
+            for a in seen:
+                if a.outcome is Outcome.LOST:
+                    self.journal.attempt_finished(run_id, tid, self._relative(a, t0))
+        return self._start_run(run, now, on_event)
+
+    def _start_run(self, run: RunRecord, now: float, on_event: EventCallback | None) -> RunHandle:
+        handle = RunHandle(self, run.id, run.name, run.started_at)
         if on_event is not None:
             handle.on_event(on_event)
-        self._handles[rid] = handle
-        self._apply(outs)
+        self._handles[run.id] = handle
+        self._apply(self.scheduler.accept(run, now))
         # Dispatch on the next loop turn, so a caller can subscribe to events() first.
         self._schedule_dispatch()
         return handle
@@ -221,7 +316,7 @@ class Orchestrator:
     async def cancel(self, run_id: str, task_ids: Iterable[str] | None = None) -> None:
         """Cancel tasks of a run (all open ones by default); running attempts are stopped."""
         self._apply(self.scheduler.cancel(run_id, task_ids, self.clock.now()))
-        self._apply(self.scheduler.dispatch(self.clock.now()))
+        self._schedule_dispatch()
 
     def batch_result(self, run_id: str) -> BatchResult:
         handle = self._handles[run_id]
@@ -240,32 +335,49 @@ class Orchestrator:
     # --- carrying out decisions ---------------------------------------------------------------
 
     def _apply(self, outs: list[Output] | list[RouteTask]) -> None:
+        """Record outputs (journal, decision log, events); queue routed attempts for launch."""
         handles = self._handles
+        journal = self.journal
+        sched = self.scheduler
         for o in outs:
             kind = type(o)
             if kind is RouteTask:
                 assert isinstance(o, RouteTask)
-                self._launch(o)
+                h = handles[o.run_id]  # type: ignore[index]
+                h.decisions.append(o)
+                if journal is not None:
+                    tid = o.task_id or ""
+                    rec = sched.runs[h.run_id].tasks[tid]
+                    started = self._relative(rec.attempts[-1], h.started_at)
+                    journal.attempt_started(h.run_id, tid, started)
+                    journal.decision(h.run_id, o, o.at - h.started_at)
+                if h.listening:
+                    h.publish(
+                        Event("task", o.at - h.started_at, h.run_id, o.task_id, "running",
+                              o.spec, o.reason, o)
+                    )  # fmt: skip
+                self._launches.append(o)
                 continue
             if kind is TaskCompleted:
                 assert isinstance(o, TaskCompleted)
                 h = handles[o.run_id]
-                if h.listening:
-                    rec = self.scheduler.task(o.run_id, o.task_id)
-                    h.publish(
-                        Event(
-                            "task",
-                            o.at - h.started_at,
-                            o.run_id,
-                            o.task_id,
-                            "succeeded",
-                            rec.attempts[-1].agent,
-                        )
+                rec = sched.runs[o.run_id].tasks[o.task_id]
+                if journal is not None:
+                    journal.task_finished(
+                        o.run_id, o.task_id, rec.state, rec.output, None, o.at - h.started_at
                     )
+                if h.listening:
+                    h.publish(
+                        Event("task", o.at - h.started_at, o.run_id, o.task_id, "succeeded",
+                              rec.attempts[-1].agent)
+                    )  # fmt: skip
                 continue
             if kind is RunCompleted:
                 assert isinstance(o, RunCompleted)
                 h = handles[o.run_id]
+                if journal is not None:
+                    journal.run_finished(o.run_id)
+                    self._commit()
                 if h.listening:
                     h.publish(Event("run", o.at - h.started_at, o.run_id))
                 h._finish()
@@ -274,6 +386,14 @@ class Orchestrator:
             owner = handles.get(o.run_id) if o.run_id is not None else None
             if owner is not None:
                 owner.decisions.append(o)
+                if journal is not None:
+                    journal.decision(owner.run_id, o, o.at - owner.started_at)
+                    if isinstance(o, (FailTask, SkipTask, CancelTask)) and o.task_id is not None:
+                        rec = sched.runs[owner.run_id].tasks[o.task_id]
+                        journal.task_finished(
+                            owner.run_id, o.task_id, rec.state, None, rec.error,
+                            o.at - owner.started_at,
+                        )  # fmt: skip
                 if owner.listening:
                     owner.publish(self._decision_event(owner, o))
             if kind is CancelTask:
@@ -281,6 +401,31 @@ class Orchestrator:
                 task = self._inflight.pop((o.run_id or "", o.task_id or ""), None)
                 if task is not None:
                     task.cancel()
+                if o.was_running and journal is not None and owner is not None:
+                    rec = sched.runs[owner.run_id].tasks[o.task_id or ""]
+                    journal.attempt_finished(
+                        owner.run_id,
+                        rec.task.id,
+                        self._relative(rec.attempts[-1], owner.started_at),
+                    )
+
+    @staticmethod
+    def _relative(a: Attempt, t0: float) -> Attempt:
+        return Attempt(
+            a.number, a.agent, a.agent_instance, a.started_at - t0,
+            None if a.finished_at is None else a.finished_at - t0, a.outcome, a.error,
+        )  # fmt: skip
+
+    def _commit(self) -> None:
+        """Make journaled records durable (one transaction) and persist learned statistics."""
+        journal = self.journal
+        if journal is None:
+            return
+        learning = self.scheduler.learning
+        dirty = learning.drain_dirty()
+        if dirty:
+            journal.save_stats((s, c, learning.arms[(s, c)]) for s, c in dirty)
+        journal.flush()
 
     @staticmethod
     def _decision_event(h: RunHandle, d: Decision) -> Event:
@@ -299,14 +444,10 @@ class Orchestrator:
         sched = self.scheduler
         run = sched.runs[d.run_id]  # type: ignore[index]
         rec = run.tasks[d.task_id]  # type: ignore[index]
+        if rec.state is not TaskState.RUNNING or rec.attempt != d.attempt:
+            return  # cancelled between the decision and its launch
         task = rec.task
         inst = sched.agents[d.instance]
-        h = self._handles[run.id]
-        h.decisions.append(d)
-        if h.listening:
-            h.publish(
-                Event("task", d.at - h.started_at, run.id, task.id, "running", d.spec, d.reason, d)
-            )
         upstream = {dep: run.tasks[dep].output for dep in task.depends_on}
         ctx = AttemptContext(
             task, run.id, d.attempt, d.spec, d.instance, upstream, self.config.workdir
@@ -349,17 +490,23 @@ class Orchestrator:
             del self._inflight[key]
         now = self.clock.now()
         sched = self.scheduler
-        self._apply(
-            sched.finish(
-                ctx.run_id,
-                task.id,
-                ctx.attempt,
-                outcome,
-                now,
-                output=output if outcome is Outcome.SUCCEEDED else None,
-                error=error,
-            )
+        outs = sched.finish(
+            ctx.run_id,
+            task.id,
+            ctx.attempt,
+            outcome,
+            now,
+            output=output if outcome is Outcome.SUCCEEDED else None,
+            error=error,
         )
+        journal = self.journal
+        if outs and journal is not None:
+            h = self._handles[ctx.run_id]
+            rec = sched.runs[ctx.run_id].tasks[task.id]
+            ended = next(a for a in reversed(rec.attempts) if a.number == ctx.attempt)
+            journal.attempt_finished(ctx.run_id, task.id, self._relative(ended, h.started_at))
+        self._apply(outs)
+        crashpoints.hit("after_result_before_commit")
         # One dispatch per loop turn serves every attempt that finished in it.
         self._schedule_dispatch()
 
@@ -369,10 +516,17 @@ class Orchestrator:
             asyncio.get_running_loop().call_soon(self._dispatch_now)
 
     def _dispatch_now(self) -> None:
+        """One dispatch turn: route what can run, commit the journal, then start attempts."""
         self._dispatch_pending = False
         if self._closed:
             return
         self._apply(self.scheduler.tick(self.clock.now()))
+        if self.journal is not None:
+            self._commit()
+            crashpoints.hit("after_commit_before_dispatch")
+        launches, self._launches = self._launches, []
+        for d in launches:
+            self._launch(d)
         self._arm_timer()
 
     def _arm_timer(self) -> None:

@@ -32,7 +32,7 @@ from metaagent.retry import RetryPolicy, compute_backoff
 from metaagent.routing import AgentInstance, AgentState, Choice, Router, RoutingWeights
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
 _READY = TaskState.READY
 _RUNNING = TaskState.RUNNING
@@ -152,38 +152,83 @@ class Scheduler:
         Raises ``WorkflowError``/``CycleError`` for a bad graph, ``UnknownCapabilityError`` for a
         capability no agent offers, ``CapacityError`` when the queue bound would be passed.
         """
+        return self.accept(self.prepare(run_id, tasks, now, name=name, where=where), now)
+
+    def prepare(
+        self,
+        run_id: str,
+        tasks: Sequence[AgentTask],
+        now: float,
+        *,
+        name: str | None = None,
+        where: str | None = None,
+        results: Mapping[str, tuple[TaskState, object, str | None, float]] | None = None,
+    ) -> RunRecord:
+        """Validate a batch and build its run without accepting it (nothing changes yet).
+
+        ``results`` holds terminal states already recorded (when a run is restored): those
+        tasks are not run again, and their outputs feed their dependents.
+        """
         if run_id in self.runs:
             raise WorkflowError(f"run {run_id!r} already exists")
-        graph = TaskGraph(tasks, where=where)
+        done = results or {}
+        graph = TaskGraph((), where=where)
+        graph.extend(
+            tasks, where=where, done=[t for t, r in done.items() if r[0] is TaskState.SUCCEEDED]
+        )
         known = self.router.capabilities()
         for i, task in enumerate(tasks):
-            if not self.router.serves(task.capability):
+            if task.id not in done and not self.router.serves(task.capability):
                 place = f"tasks[{i}] (id {task.id!r}).capability"
                 raise UnknownCapabilityError(
                     task.capability, known, where=f"{where}: {place}" if where else place
                 )
+        open_tasks = len(graph) - len(done)
         bound = self.config.max_queued
-        if self.queued + len(graph) > bound:
+        if self.queued + open_tasks > bound:
             raise CapacityError(
                 f"queue full: {self.queued} tasks are queued and the bound is {bound}; "
-                f"a batch of {len(graph)} was refused (nothing accepted was dropped)",
+                f"a batch of {open_tasks} was refused (nothing accepted was dropped)",
                 bound=bound,
             )
-        run = RunRecord(run_id, name or run_id, graph, now, open=len(graph))
-        self.runs[run_id] = run
-        self.queued += len(graph)
+        run = RunRecord(run_id, name or run_id, graph, now, open=open_tasks)
         rank = graph.upward_rank(self._estimate)
+        seq = self._seq
         for task in tasks:
-            self._seq += 1
-            run.tasks[task.id] = TaskRecord(task, run, self._seq, rank=rank[task.id])
+            seq += 1
+            rec = TaskRecord(task, run, seq, rank=rank[task.id])
+            stored = done.get(task.id)
+            if stored is not None:
+                rec.state, rec.output, rec.error, rec.finished_at = stored
+            run.tasks[task.id] = rec
+        return run
+
+    def accept(self, run: RunRecord, now: float) -> list[Output]:
+        """Take a prepared run: its open tasks count against the bound; roots are released."""
+        if run.id in self.runs:
+            raise WorkflowError(f"run {run.id!r} already exists")
+        self._seq += len(run.tasks)
+        self.runs[run.id] = run
+        self.queued += run.open
         out: list[Output] = []
-        order = self._release(run, graph.roots(), now)
-        submitted = [t.id for t in tasks if not t.depends_on]
-        if order != submitted and len(order) > 1:
+        graph = run.graph
+        releasable = [
+            tid
+            for tid, rec in run.tasks.items()
+            if rec.state is _PENDING and graph.remaining[tid] == 0
+        ]
+        # A task left pending behind a dependency that did not succeed (a restored run) is
+        # skipped now, as it would have been had the process not stopped.
+        for rec in list(run.tasks.values()):
+            if rec.state.terminal and rec.state is not TaskState.SUCCEEDED:
+                out.extend(self._skip_downstream(rec, now))
+        order = self._release(run, releasable, now)
+        submitted = [tid for tid in releasable if not run.tasks[tid].task.depends_on]
+        if order != releasable and len(order) > 1 and submitted:
             out.append(
                 OptimizeWorkflow(
                     now,
-                    run_id,
+                    run.id,
                     None,
                     "ready tasks ordered by priority, then critical-path rank (longest estimated "
                     "work below first), then age",
@@ -191,10 +236,39 @@ class Scheduler:
                     changes={tid: round(run.tasks[tid].rank, 3) for tid in order},
                 )
             )
-        if not tasks:
-            run.finished_at = now
-            out.append(RunCompleted(now, run_id))
+        if run.open == 0:
+            out.append(self._complete(run, now))
         return out
+
+    def restore(
+        self,
+        run_id: str,
+        tasks: Sequence[AgentTask],
+        now: float,
+        *,
+        name: str | None = None,
+        results: Mapping[str, tuple[TaskState, object, str | None, float]],
+        attempts: Mapping[str, Sequence[Attempt]],
+    ) -> RunRecord:
+        """Prepare a run recorded earlier (times on this scheduler's clock), for ``accept``.
+
+        Attempts that had not finished are closed as ``lost``: they do not count against
+        ``max_attempts``, and attempt numbers go on from the highest seen, so a late result
+        from one of them is rejected.
+        """
+        run = self.prepare(run_id, tasks, now, name=name, results=results)
+        for tid, seen in attempts.items():
+            rec = run.tasks.get(tid)
+            if rec is None:
+                continue
+            for a in seen:
+                if a.finished_at is None:
+                    a.finished_at = now
+                    a.outcome = Outcome.LOST
+                    a.error = "the orchestrator stopped during this attempt"
+            rec.attempts = list(seen)
+            rec.attempt = max((a.number for a in seen), default=0)
+        return run
 
     def _estimate(self, task: AgentTask) -> float:
         base = self.learning.capability_duration(task.capability) or 1.0
@@ -343,21 +417,31 @@ class Scheduler:
             self._terminal(rec, TaskState.SUCCEEDED, now)
             assert run is not None
             out.append(TaskCompleted(now, run_id, task_id))
-            released = run.graph.succeeded(task_id)
+            # A dependent cancelled while it waited stays cancelled: terminal states are final.
+            released = [t for t in run.graph.succeeded(task_id) if run.tasks[t].state is _PENDING]
             if released:
                 self._release(run, released, now)
             if run.open == 0:
                 out.append(self._complete(run, now))
             return out
+        if outcome is Outcome.CANCELLED:
+            # Stopped from outside the scheduler (say, at shutdown): not the agent's failure, and
+            # the task must not stay ``running`` with no attempt behind it.
+            rec.error = error or "cancelled"
+            self._terminal(rec, TaskState.CANCELLED, now)
+            out.append(CancelTask(now, run_id, task_id, "the attempt was cancelled", False, inst.id))
+            out.extend(self._skip_downstream(rec, now))
+            if rec.run.open == 0:
+                out.append(self._complete(rec.run, now))
+            return out
         inst.consecutive_failures += 1
-        ran = outcome is not Outcome.CANCELLED
         self.learning.record(
             spec,
             cap,
             False,
             now - rec.attempts[-1].started_at if outcome is Outcome.ERROR else None,
         )
-        return self._failed_attempt(rec, spec, outcome, error, now) if ran else out
+        return self._failed_attempt(rec, spec, outcome, error, now)
 
     def _end_attempt(
         self, rec: TaskRecord, outcome: Outcome, now: float, error: str | None
@@ -389,7 +473,8 @@ class Scheduler:
         task = rec.task
         out: list[Output] = []
         rec.error = error
-        if rec.attempt < task.max_attempts:
+        charged = sum(1 for a in rec.attempts if a.outcome is not Outcome.LOST)
+        if charged < task.max_attempts:
             delay = compute_backoff(self.config.retry, rec.attempt, self.rng)
             rec.avoid.add(spec)
             rec.state = _READY

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import resource
 import signal
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,8 +47,27 @@ class Completed:
             return f"signal {-self.returncode}"
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _libc_prctl() -> Callable[[int, int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    prctl: Callable[[int, int], int] = libc.prctl
+    return prctl
+
+
+_prctl = _libc_prctl() if sys.platform.startswith("linux") else None
+
+
 def _preexec(limits: ProcessLimits) -> Callable[[], None]:
     def apply() -> None:
+        if _prctl is not None:
+            # If the orchestrator dies (even by SIGKILL), its agents' processes die with it,
+            # so a resumed run never races a stale attempt.
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if limits.memory_mb is not None:
             cap = limits.memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
@@ -80,7 +102,7 @@ async def run_process(
         cwd=cwd,
         env=full_env,
         start_new_session=True,
-        preexec_fn=_preexec(lim) if (lim.memory_mb or lim.cpu_s) else None,
+        preexec_fn=_preexec(lim),
     )
     try:
         out, err = await proc.communicate(stdin)

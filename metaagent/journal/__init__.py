@@ -1,0 +1,20 @@
+"""Journals: where runs are recorded so that nothing is lost and a run can resume."""
+
+from metaagent.journal.base import Durability, Journal, RunInfo, StoredResult, StoredRun
+from metaagent.journal.memory import MemoryJournal
+from metaagent.journal.migrations import MIGRATIONS, SCHEMA_VERSION
+from metaagent.journal.sqlite import DEFAULT_PATH, JournalError, SqliteJournal
+
+__all__ = [
+    "DEFAULT_PATH",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Durability",
+    "Journal",
+    "JournalError",
+    "MemoryJournal",
+    "RunInfo",
+    "SqliteJournal",
+    "StoredResult",
+    "StoredRun",
+]

@@ -1,0 +1,122 @@
+"""The journal protocol: what the runtime writes, and what it reads back to resume a run.
+
+Writes are buffered and made durable by ``flush`` in one transaction (group commit); the runtime
+flushes before it acts on what it wrote. ``open_run`` commits at once: a submission is journaled
+before it is acknowledged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from metaagent.decisions import Decision
+    from metaagent.learning import ArmStats
+    from metaagent.model import AgentTask, Attempt, TaskState
+
+Durability = Literal["normal", "full"]
+"""``normal`` survives any process crash; ``full`` also survives power loss (fsync each commit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One run as the journal lists it."""
+
+    run_id: str
+    name: str
+    key: str | None
+    created_at: float  # wall clock, seconds since the epoch
+    finished_at: float | None
+    tasks: int
+    counts: dict[str, int]
+    source: str | None = None  # the workflow file the run came from
+    workdir: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """A terminal state as recorded (times in seconds since the run started)."""
+
+    state: TaskState
+    output: object
+    error: str | None
+    finished_at: float
+
+
+@dataclass(slots=True)
+class StoredRun:
+    """Everything needed to resume or show a run."""
+
+    info: RunInfo
+    tasks: list[AgentTask]
+    results: dict[str, StoredResult] = field(default_factory=dict)
+    attempts: dict[str, list[Attempt]] = field(default_factory=dict)
+    decisions: list[dict[str, object]] = field(default_factory=list)
+
+
+class Journal(Protocol):
+    """Where runs are recorded. Implementations: ``SqliteJournal`` and ``MemoryJournal``."""
+
+    def open_run(
+        self,
+        run_id: str,
+        name: str,
+        tasks: Sequence[AgentTask],
+        *,
+        key: str | None = None,
+        source: str | None = None,
+        workdir: str | None = None,
+    ) -> None:
+        """Record a new run and its tasks, durably, before returning."""
+        ...
+
+    def attempt_started(self, run_id: str, task_id: str, attempt: Attempt) -> None: ...
+
+    def attempt_finished(self, run_id: str, task_id: str, attempt: Attempt) -> None: ...
+
+    def task_finished(
+        self,
+        run_id: str,
+        task_id: str,
+        state: TaskState,
+        output: object,
+        error: str | None,
+        at: float,
+    ) -> None:
+        """Record a terminal state. Recording one twice is an error (never an overwrite)."""
+        ...
+
+    def decision(self, run_id: str, decision: Decision, at: float) -> None: ...
+
+    def run_finished(self, run_id: str) -> None: ...
+
+    def save_stats(self, stats: Iterable[tuple[str, str, ArmStats]]) -> None: ...
+
+    def load_stats(self) -> list[tuple[str, str, ArmStats]]: ...
+
+    def flush(self) -> None:
+        """Make everything written so far durable, in one transaction."""
+        ...
+
+    def find_unfinished(self, key: str) -> str | None:
+        """The newest unfinished run with this key (a workflow's identity), if any."""
+        ...
+
+    def find_task(self, key: str) -> tuple[str, str] | None:
+        """The (run, task) holding this idempotency key, if any."""
+        ...
+
+    def load_run(self, run_id: str) -> StoredRun:
+        """Read a run back (raises ``KeyError`` for an unknown run)."""
+        ...
+
+    def list_runs(self, limit: int = 50) -> list[RunInfo]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,123 @@
+"""The journal's schema as a versioned, append-only list of migrations.
+
+Never edit a migration that has shipped: append a new one. ``PRAGMA user_version`` records how
+far a file has come, so an old file is brought forward when it is opened.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    import sqlite3
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: runs, tasks, attempts, terminal results and decisions.
+    """
+    CREATE TABLE runs (
+        run_id      TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        key         TEXT,
+        created_at  REAL NOT NULL,            -- wall-clock seconds since the epoch
+        finished_at REAL,
+        source      TEXT,                     -- the workflow file, when the run came from one
+        workdir     TEXT
+    );
+    CREATE INDEX runs_key ON runs(key);
+    CREATE TABLE tasks (
+        run_id       TEXT NOT NULL REFERENCES runs(run_id),
+        task_id      TEXT NOT NULL,
+        seq          INTEGER NOT NULL,
+        capability   TEXT NOT NULL,
+        prompt       TEXT NOT NULL,
+        input        TEXT,                    -- JSON
+        priority     INTEGER NOT NULL,
+        depends_on   TEXT NOT NULL,           -- JSON list
+        complexity   REAL NOT NULL,
+        timeout_s    REAL,
+        max_attempts INTEGER NOT NULL,
+        resources    TEXT NOT NULL,           -- JSON list
+        verify       TEXT,                    -- JSON
+        metadata     TEXT,                    -- JSON
+        key          TEXT,                    -- idempotency key
+        PRIMARY KEY (run_id, task_id)
+    );
+    CREATE UNIQUE INDEX tasks_key ON tasks(key) WHERE key IS NOT NULL;
+    CREATE TABLE attempts (
+        run_id      TEXT NOT NULL,
+        task_id     TEXT NOT NULL,
+        number      INTEGER NOT NULL,
+        agent       TEXT NOT NULL,
+        instance    TEXT NOT NULL,
+        started_at  REAL NOT NULL,            -- seconds since the run started
+        finished_at REAL,
+        outcome     TEXT,
+        error       TEXT,
+        PRIMARY KEY (run_id, task_id, number)
+    );
+    -- A terminal state is recorded once: the key forbids a second row, the trigger an update.
+    CREATE TABLE results (
+        run_id      TEXT NOT NULL,
+        task_id     TEXT NOT NULL,
+        state       TEXT NOT NULL
+            CHECK (state IN ('succeeded', 'failed', 'cancelled', 'skipped')),
+        output      TEXT,                     -- JSON
+        error       TEXT,
+        finished_at REAL NOT NULL,
+        PRIMARY KEY (run_id, task_id)
+    );
+    CREATE TRIGGER results_are_final BEFORE UPDATE ON results
+    BEGIN
+        SELECT RAISE(ABORT, 'a terminal state is final');
+    END;
+    CREATE TRIGGER results_are_kept BEFORE DELETE ON results
+    BEGIN
+        SELECT RAISE(ABORT, 'a terminal state is final');
+    END;
+    CREATE TABLE decisions (
+        run_id   TEXT NOT NULL,
+        seq      INTEGER NOT NULL,
+        type     TEXT NOT NULL,
+        task_id  TEXT,
+        agent    TEXT,
+        at       REAL NOT NULL,               -- seconds since the run started
+        reason   TEXT NOT NULL,
+        data     TEXT NOT NULL,               -- the whole decision as JSON
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE INDEX decisions_task ON decisions(run_id, task_id);
+    """,
+    # 2: learned routing statistics, kept across runs.
+    """
+    CREATE TABLE stats (
+        spec            TEXT NOT NULL,
+        capability      TEXT NOT NULL,
+        successes       INTEGER NOT NULL,
+        failures        INTEGER NOT NULL,
+        durations       INTEGER NOT NULL,
+        mean_duration_s REAL NOT NULL,
+        PRIMARY KEY (spec, capability)
+    );
+    """,
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, *, upto: int = SCHEMA_VERSION) -> int:
+    """Apply every migration the file lacks (up to ``upto``); return the version reached.
+
+    Raises ``RuntimeError`` for a file from a newer metaagent than this one.
+    """
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"journal schema version {version} is newer than this metaagent ({SCHEMA_VERSION})"
+        )
+    for number in range(version + 1, upto + 1):
+        # One transaction per migration: a crash leaves the file at the previous version.
+        conn.executescript(
+            "BEGIN;\n" + MIGRATIONS[number - 1] + f"\nPRAGMA user_version = {number};\nCOMMIT;"
+        )
+    (reached,) = conn.execute("PRAGMA user_version").fetchone()
+    return int(reached)

@@ -1,0 +1,321 @@
+"""The default journal: one SQLite file in WAL mode, written by group commit.
+
+Writes are buffered in memory and applied by ``flush`` in a single transaction, so durability
+costs one commit per batch rather than per row. With ``durability="normal"`` (WAL,
+``synchronous=NORMAL``) a committed batch survives any crash of the process; ``"full"``
+(``synchronous=FULL``) also survives power loss, at the price of an fsync per commit.
+Transient faults ("database is locked", disk I/O errors) are retried a bounded number of times;
+the transaction is rolled back between tries, so nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from metaagent import crashpoints
+from metaagent.errors import MetaAgentError
+from metaagent.journal.base import Durability, RunInfo, StoredResult, StoredRun
+from metaagent.journal.codec import attempt_from_row, dumps, loads, task_from_row, task_row
+from metaagent.journal.migrations import migrate
+from metaagent.learning import ArmStats
+from metaagent.model import TaskState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from metaagent.decisions import Decision
+    from metaagent.model import AgentTask, Attempt
+
+DEFAULT_PATH = Path(".metaagent") / "metaagent.db"
+
+
+class JournalError(MetaAgentError, RuntimeError):
+    """The journal could not be written even after retries; the batch was not applied."""
+
+
+_TRANSIENT = ("database is locked", "database is busy", "disk i/o error", "unable to open")
+
+
+class SqliteJournal:
+    """A journal in one SQLite file (created with its directory if missing).
+
+    ``fault`` is a hook called with a label before each write transaction commits; tests use it
+    to inject failures. ``retries`` bounds the attempts at one flush.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = DEFAULT_PATH,
+        *,
+        durability: Durability = "normal",
+        retries: int = 5,
+        retry_delay_s: float = 0.02,
+        busy_timeout_ms: int = 2000,
+        fault: Callable[[str], None] | None = None,
+    ) -> None:
+        if durability not in ("normal", "full"):
+            raise ValueError(f"durability must be 'normal' or 'full', got {durability!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.durability: Durability = durability
+        self.retries = retries
+        self.retry_delay_s = retry_delay_s
+        self._fault = fault
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
+        self.schema_version = migrate(self._conn)
+        self._attempts_new: list[tuple[object, ...]] = []
+        self._attempts_done: list[tuple[object, ...]] = []
+        self._results: list[tuple[object, ...]] = []
+        self._decisions: list[tuple[object, ...]] = []
+        self._finished_runs: list[tuple[float, str]] = []
+        self._stats: dict[tuple[str, str], ArmStats] = {}
+        self._decision_seq: dict[str, int] = {}
+        self.commits = 0
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def open_run(
+        self,
+        run_id: str,
+        name: str,
+        tasks: Sequence[AgentTask],
+        *,
+        key: str | None = None,
+        source: str | None = None,
+        workdir: str | None = None,
+    ) -> None:
+        rows = [task_row(run_id, i, t) for i, t in enumerate(tasks)]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO runs (run_id, name, key, created_at, source, workdir)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, name, key, time.time(), source, workdir),
+            )
+            conn.executemany("INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+        self.flush()
+        self._transaction(write, "open_run")
+        self._decision_seq.setdefault(run_id, 0)
+
+    def attempt_started(self, run_id: str, task_id: str, attempt: Attempt) -> None:
+        self._attempts_new.append(
+            (run_id, task_id, attempt.number, attempt.agent, attempt.agent_instance,
+             attempt.started_at)
+        )  # fmt: skip
+
+    def attempt_finished(self, run_id: str, task_id: str, attempt: Attempt) -> None:
+        self._attempts_done.append(
+            (attempt.finished_at, None if attempt.outcome is None else attempt.outcome.value,
+             attempt.error, run_id, task_id, attempt.number)
+        )  # fmt: skip
+
+    def task_finished(
+        self, run_id: str, task_id: str, state: TaskState, output: object, error: str | None,
+        at: float,
+    ) -> None:  # fmt: skip
+        self._results.append((run_id, task_id, state.value, dumps(output), error, at))
+
+    def decision(self, run_id: str, decision: Decision, at: float) -> None:
+        seq = self._decision_seq.get(run_id)
+        if seq is None:
+            seq = self._next_decision_seq(run_id)
+        self._decision_seq[run_id] = seq + 1
+        data = decision.to_json()
+        data["at"] = at
+        self._decisions.append(
+            (run_id, seq, decision.type, decision.task_id, decision.agent, at, decision.reason,
+             json.dumps(data, default=str, separators=(",", ":")))
+        )  # fmt: skip
+
+    def run_finished(self, run_id: str) -> None:
+        self._finished_runs.append((time.time(), run_id))
+
+    def save_stats(self, stats: Iterable[tuple[str, str, ArmStats]]) -> None:
+        for spec, cap, arm in stats:
+            self._stats[(spec, cap)] = ArmStats(
+                arm.successes, arm.failures, arm.durations, arm.mean_duration_s
+            )
+
+    @property
+    def pending(self) -> int:
+        """Rows written but not yet flushed."""
+        return (
+            len(self._attempts_new) + len(self._attempts_done) + len(self._results)
+            + len(self._decisions) + len(self._finished_runs) + len(self._stats)
+        )  # fmt: skip
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        new, done, results = self._attempts_new, self._attempts_done, self._results
+        decisions, finished, stats = self._decisions, self._finished_runs, self._stats
+
+        def write(conn: sqlite3.Connection) -> None:
+            if new:
+                conn.executemany(
+                    "INSERT INTO attempts (run_id, task_id, number, agent, instance, started_at)"
+                    " VALUES (?,?,?,?,?,?)",
+                    new,
+                )
+            if done:
+                conn.executemany(
+                    "UPDATE attempts SET finished_at = ?, outcome = ?, error = ?"
+                    " WHERE run_id = ? AND task_id = ? AND number = ?",
+                    done,
+                )
+            crashpoints.hit("inside_transaction")
+            if results:
+                conn.executemany("INSERT INTO results VALUES (?,?,?,?,?,?)", results)
+            if decisions:
+                conn.executemany("INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?)", decisions)
+            if finished:
+                conn.executemany("UPDATE runs SET finished_at = ? WHERE run_id = ?", finished)
+            if stats:
+                conn.executemany(
+                    "INSERT INTO stats VALUES (?,?,?,?,?,?) ON CONFLICT (spec, capability) DO "
+                    "UPDATE SET successes = excluded.successes, failures = excluded.failures, "
+                    "durations = excluded.durations, mean_duration_s = excluded.mean_duration_s",
+                    [(s, c, a.successes, a.failures, a.durations, a.mean_duration_s)
+                     for (s, c), a in stats.items()],
+                )  # fmt: skip
+
+        self._transaction(write, "flush")
+        self._attempts_new, self._attempts_done, self._results = [], [], []
+        self._decisions, self._finished_runs, self._stats = [], [], {}
+
+    def _transaction(self, write: Callable[[sqlite3.Connection], None], label: str) -> None:
+        """Run ``write`` in one transaction, retrying transient faults; all or nothing."""
+        conn = self._conn
+        last: Exception | None = None
+        for attempt in range(1, self.retries + 1):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    write(conn)
+                    if self._fault is not None:
+                        self._fault(label)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                self.commits += 1
+                return
+            except sqlite3.OperationalError as exc:
+                if not any(t in str(exc).lower() for t in _TRANSIENT):
+                    raise JournalError(f"journal {self.path}: {exc}") from exc
+                last = exc
+                time.sleep(self.retry_delay_s * attempt)
+            except sqlite3.IntegrityError as exc:
+                raise JournalError(f"journal {self.path}: {exc} (nothing was applied)") from exc
+        raise JournalError(
+            f"journal {self.path}: gave up after {self.retries} tries: {last} "
+            "(nothing of this batch was applied)"
+        )
+
+    def _next_decision_seq(self, run_id: str) -> int:
+        row = self._conn.execute(
+            "SELECT COALESCE(MAX(seq) + 1, 0) FROM decisions WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        pending = sum(1 for d in self._decisions if d[0] == run_id)
+        return int(row[0]) + pending
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def load_stats(self) -> list[tuple[str, str, ArmStats]]:
+        rows = self._conn.execute(
+            "SELECT spec, capability, successes, failures, durations, mean_duration_s FROM stats"
+        ).fetchall()
+        return [(s, c, ArmStats(ok, bad, n, mean)) for s, c, ok, bad, n, mean in rows]
+
+    def find_unfinished(self, key: str) -> str | None:
+        row = self._conn.execute(
+            "SELECT run_id FROM runs WHERE key = ? AND finished_at IS NULL"
+            " ORDER BY created_at DESC LIMIT 1",
+            (key,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def find_task(self, key: str) -> tuple[str, str] | None:
+        row = self._conn.execute(
+            "SELECT run_id, task_id FROM tasks WHERE key = ?", (key,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def load_run(self, run_id: str) -> StoredRun:
+        self.flush()
+        conn = self._conn
+        info = self._info(run_id)
+        tasks = [
+            task_from_row(r)
+            for r in conn.execute(
+                "SELECT task_id, capability, prompt, input, priority, depends_on, complexity,"
+                " timeout_s, max_attempts, resources, verify, metadata, key FROM tasks"
+                " WHERE run_id = ? ORDER BY seq",
+                (run_id,),
+            )
+        ]
+        results = {
+            str(tid): StoredResult(TaskState(state), loads(out), err, float(at))
+            for tid, state, out, err, at in conn.execute(
+                "SELECT task_id, state, output, error, finished_at FROM results WHERE run_id = ?",
+                (run_id,),
+            )
+        }
+        attempts: dict[str, list[Attempt]] = {}
+        for row in conn.execute(
+            "SELECT task_id, number, agent, instance, started_at, finished_at, outcome, error"
+            " FROM attempts WHERE run_id = ? ORDER BY task_id, number",
+            (run_id,),
+        ):
+            attempts.setdefault(str(row[0]), []).append(attempt_from_row(row[1:]))
+        decisions = [
+            json.loads(data)
+            for (data,) in conn.execute(
+                "SELECT data FROM decisions WHERE run_id = ? ORDER BY seq", (run_id,)
+            )
+        ]
+        return StoredRun(info, tasks, results, attempts, decisions)
+
+    def _info(self, run_id: str) -> RunInfo:
+        row = self._conn.execute(
+            "SELECT run_id, name, key, created_at, finished_at,"
+            " (SELECT COUNT(*) FROM tasks t WHERE t.run_id = r.run_id), source, workdir"
+            " FROM runs r WHERE run_id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(run_id)
+        counts = dict(
+            self._conn.execute(
+                "SELECT state, COUNT(*) FROM results WHERE run_id = ? GROUP BY state", (run_id,)
+            ).fetchall()
+        )
+        return RunInfo(row[0], row[1], row[2], row[3], row[4], row[5], counts, row[6], row[7])
+
+    def list_runs(self, limit: int = 50) -> list[RunInfo]:
+        self.flush()
+        ids = [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)
+            )
+        ]
+        return [self._info(rid) for rid in ids]
+
+    def integrity_check(self) -> str:
+        return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._conn.close()
