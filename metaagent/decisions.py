@@ -25,6 +25,7 @@ DecisionType = Literal[
     "cancel_task",
     "spawn_agent",
     "terminate_agent",
+    "quarantine_agent",
     "scale_resources",
     "optimize_workflow",
 ]
@@ -167,6 +168,21 @@ class TerminateAgent(Decision):
     type: ClassVar[DecisionType] = "terminate_agent"
     spec: str
     instance: str
+    lost: bool = False  # the instance died or stopped answering (else: retired when idle)
+
+    @property
+    def agent(self) -> str:
+        return self.spec
+
+
+@dataclass(slots=True)
+class QuarantineAgent(Decision):
+    """Circuit breaker: instance ``instance`` takes no work for ``for_s``, then one probe."""
+
+    type: ClassVar[DecisionType] = "quarantine_agent"
+    spec: str
+    instance: str
+    for_s: float
 
     @property
     def agent(self) -> str:

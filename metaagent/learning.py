@@ -34,7 +34,7 @@ class Learning:
     ``prior_strength`` is how many pseudo-attempts the declared proficiency is worth.
     """
 
-    __slots__ = ("_cap_duration", "_dirty", "arms", "mode", "prior_strength", "rng")
+    __slots__ = ("_cap_duration", "_dirty", "arms", "frozen", "mode", "prior_strength", "rng")
 
     def __init__(
         self,
@@ -42,10 +42,12 @@ class Learning:
         mode: RoutingMode = "deterministic",
         prior_strength: float = 2.0,
         rng: random.Random | None = None,
+        frozen: bool = False,
     ) -> None:
         if mode not in ("deterministic", "thompson"):
             raise ValueError(f"routing mode must be 'deterministic' or 'thompson', got {mode!r}")
         self.mode: RoutingMode = mode
+        self.frozen = frozen  # a frozen model keeps its priors: routing that never learns
         self.prior_strength = prior_strength
         self.rng = rng if rng is not None else random.Random(0)
         self.arms: dict[tuple[str, str], ArmStats] = {}
@@ -54,6 +56,8 @@ class Learning:
 
     def record(self, spec: str, capability: str, success: bool, duration_s: float | None) -> None:
         """Add one attempt's outcome (``duration_s`` only for attempts that ran to an answer)."""
+        if self.frozen:
+            return
         key = (spec, capability)
         self._dirty.add(key)
         arm = self.arms.get(key)

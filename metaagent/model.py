@@ -98,6 +98,7 @@ class AgentTask:
     verify: VerifySpec | None = None
     metadata: dict[str, object] = field(default_factory=dict)
     key: str | None = None  # idempotency key: resubmitting a known key returns the known task
+    group: str | None = None  # related tasks: they prefer the agent that handled their siblings
 
     def problems(self) -> list[str]:
         """Return what is wrong with this task's fields (empty when valid)."""
@@ -134,6 +135,9 @@ class AgentSpec:
     role: str | None = None
     concurrency: int = 1
     description: str = ""
+    min_instances: int = 1
+    max_instances: int = 1
+    rate_per_min: float | None = None  # attempts started per minute over all its instances
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -146,6 +150,13 @@ class AgentSpec:
                 out.append(f"capabilities.{cap}: proficiency must be within 0..1, got {prof}")
         if self.concurrency < 1:
             out.append(f"concurrency: must be at least 1, got {self.concurrency}")
+        if not 0 <= self.min_instances <= self.max_instances or self.max_instances < 1:
+            out.append(
+                f"min_instances/max_instances: need 0 <= min ({self.min_instances}) <= max "
+                f"({self.max_instances}) and max >= 1"
+            )
+        if self.rate_per_min is not None and self.rate_per_min <= 0:
+            out.append(f"rate_per_min: must be positive, got {self.rate_per_min}")
         return out
 
 

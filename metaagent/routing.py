@@ -8,6 +8,7 @@ duration against the capability's mean).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from metaagent.decisions import SCORE_PARTS, Candidate
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable
+    from collections.abc import Collection, Iterable, Sequence
 
     from metaagent.learning import Learning
     from metaagent.model import AgentSpec, AgentTask
@@ -28,6 +29,7 @@ class AgentState(StrEnum):
     READY = "ready"
     DRAINING = "draining"  # finishing its work before it is terminated
     QUARANTINED = "quarantined"  # circuit breaker open
+    THROTTLED = "throttled"  # its spec's rate limit is spent for now
     LOST = "lost"
     STOPPED = "stopped"
 
@@ -46,10 +48,12 @@ class AgentInstance:
     busy_s: float = 0.0
     tasks_done: int = 0
     consecutive_failures: int = 0
+    breaker_trips: int = 0
+    probing: bool = False  # half-open breaker: one slot until an attempt succeeds
 
     @property
     def free(self) -> int:
-        return self.slots - self.running if self.state is AgentState.READY else 0
+        return max(0, self.slots - self.running) if self.state is AgentState.READY else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +69,20 @@ class RoutingWeights:
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """The winner of one routing decision and the runners-up it beat."""
+    """The winner of one routing decision and the runners-up it beat.
+
+    ``affinity`` is true when the winner was preferred for its group over a slightly better one.
+    """
 
     instance: AgentInstance
     score: float
     parts: tuple[float, float, float, float, float]
     candidates: tuple[Candidate, ...]
+    affinity: bool = False
+
+
+Chooser = Callable[["AgentTask", "Sequence[AgentInstance]"], "AgentInstance | None"]
+"""A routing policy that replaces scoring (baselines: random, round-robin, an oracle...)."""
 
 
 class Router:
@@ -81,11 +93,16 @@ class Router:
     grow with the size of the pool.
     """
 
-    __slots__ = ("_by_cap", "_free", "learning", "max_candidates", "weights")
+    __slots__ = ("_by_cap", "_free", "chooser", "learning", "max_candidates", "weights")
 
     def __init__(
-        self, learning: Learning, weights: RoutingWeights | None = None, max_candidates: int = 32
+        self,
+        learning: Learning,
+        weights: RoutingWeights | None = None,
+        max_candidates: int = 32,
+        chooser: Chooser | None = None,
     ) -> None:
+        self.chooser = chooser
         self.learning = learning
         self.weights = weights or RoutingWeights()
         self.max_candidates = max_candidates
@@ -136,11 +153,18 @@ class Router:
 
     # --- the choice ---------------------------------------------------------------------------
 
-    def route(self, task: AgentTask, avoid: Collection[str] = ()) -> Choice | None:
+    def route(
+        self,
+        task: AgentTask,
+        avoid: Collection[str] = (),
+        prefer: AgentInstance | None = None,
+        margin: float = 0.0,
+    ) -> Choice | None:
         """Best free instance for ``task``, or ``None`` if none is free now.
 
         ``avoid`` names specs that already failed this task: they are passed over while another
         spec offers the capability, so a retry goes to a different agent when one exists.
+        ``prefer`` (affinity) wins over the best when it is free and scores within ``margin``.
         """
         cap = task.capability
         pool = self._by_cap.get(cap)
@@ -152,7 +176,41 @@ class Router:
             ]
             if others:
                 pool = others
-        return self._best(task, cap, pool)
+        if self.chooser is not None:
+            return self._chosen(task, cap, pool)
+        choice = self._best(task, cap, pool)
+        if (
+            choice is not None
+            and prefer is not None
+            and prefer is not choice.instance
+            and prefer.state is _READY
+            and prefer.running < prefer.slots
+            and prefer in pool
+        ):
+            parts = self._parts(task, cap, prefer)
+            total = self._total(parts)
+            if total >= choice.score - margin:
+                return Choice(prefer, total, parts, choice.candidates, affinity=True)
+        return choice
+
+    def _total(self, p: tuple[float, float, float, float, float]) -> float:
+        w = self.weights
+        return (
+            w.capability * p[0] + w.fit * p[1] + w.load * p[2] + w.success * p[3] + w.speed * p[4]
+        )
+
+    def _chosen(self, task: AgentTask, cap: str, pool: list[AgentInstance]) -> Choice | None:
+        """Let the pluggable ``chooser`` (a baseline policy) pick among the free instances."""
+        assert self.chooser is not None
+        free = [i for i in pool if i.state is _READY and i.running < i.slots]
+        if not free:
+            return None
+        inst = self.chooser(task, free)
+        if inst is None:
+            return None
+        parts = self._parts(task, cap, inst)
+        total = self._total(parts)
+        return Choice(inst, total, parts, (Candidate(inst.id, round(total, 4), parts),))
 
     def score(self, task: AgentTask, inst: AgentInstance) -> tuple[float, dict[str, float]]:
         """The score of one instance for one task, with its parts (for explanations)."""

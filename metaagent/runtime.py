@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,14 +25,20 @@ from metaagent.decisions import (
     RouteTask,
     RunCompleted,
     SkipTask,
+    SpawnAgent,
     TaskCompleted,
+    TerminateAgent,
 )
 from metaagent.errors import AgentCrash, RunFailed, VerificationFailed, WorkflowError
 from metaagent.events import Event, Subscription
+from metaagent.journal.base import JournalError
 from metaagent.model import AgentSpec, AgentTask, Attempt, Outcome, TaskResult, TaskState
+from metaagent.pool import HealthPolicy
 from metaagent.retry import RetryPolicy
 from metaagent.routing import RoutingWeights
+from metaagent.scaling import PoolPolicy
 from metaagent.scheduler import RunRecord, Scheduler, SchedulerConfig
+from metaagent.supervisor import LongLivedRunner, Supervisor
 from metaagent.verify import verify_output
 
 if TYPE_CHECKING:
@@ -52,6 +58,11 @@ class OrchestratorConfig:
     weights: RoutingWeights = field(default_factory=RoutingWeights)
     seed: int = 0
     workdir: str = "."
+    pool: PoolPolicy = field(default_factory=PoolPolicy)
+    health: HealthPolicy = field(default_factory=HealthPolicy)
+    capability_limits: Mapping[str, int] = field(default_factory=dict)
+    resource_limits: Mapping[str, int] = field(default_factory=dict)
+    aging_interval_s: float = 60.0
 
     def scheduler_config(self) -> SchedulerConfig:
         return SchedulerConfig(
@@ -61,6 +72,11 @@ class OrchestratorConfig:
             weights=self.weights,
             routing=self.routing,
             seed=self.seed,
+            pool=self.pool,
+            health=self.health,
+            capability_limits=self.capability_limits,
+            resource_limits=self.resource_limits,
+            aging_interval_s=self.aging_interval_s,
         )
 
 
@@ -114,9 +130,12 @@ class RunHandle:
     async def cancel(self, task_ids: Iterable[str] | None = None) -> None:
         await self._orch.cancel(self.run_id, task_ids)
 
-    def _finish(self) -> None:
+    def _finish(self, error: BaseException | None = None) -> None:
         if not self._done.done():
-            self._done.set_result(None)
+            if error is None:
+                self._done.set_result(None)
+            else:
+                self._done.set_exception(error)
         for sub in self._subs:
             sub.close()
         self._subs.clear()
@@ -142,8 +161,12 @@ class Orchestrator:
         self.scheduler = Scheduler(self.config.scheduler_config())
         self.journal = journal
         now = self.clock.now()
+        self._spawns: list[SpawnAgent] = []
         for spec in agents:
-            self.scheduler.add_agent(spec, now)
+            for d in self.scheduler.add_spec(spec, now):
+                assert isinstance(d, SpawnAgent)
+                self._spawns.append(d)
+        self._supervisor: Supervisor | None = None
         if journal is not None:
             # What earlier runs learned about the agents feeds this run's routing.
             for spec_name, cap, arm in journal.load_stats():
@@ -155,6 +178,7 @@ class Orchestrator:
         self._timer_at: float | None = None
         self._dispatch_pending = False
         self._closed = False
+        self._failure: JournalError | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -165,7 +189,7 @@ class Orchestrator:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop every attempt still running and wait until they are gone."""
+        """Stop every attempt still running, then every agent instance; wait until all are gone."""
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
@@ -175,7 +199,9 @@ class Orchestrator:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._inflight.clear()
-        if self.journal is not None:
+        if self._supervisor is not None:
+            await self._supervisor.aclose(list(self.scheduler.agents.values()))
+        if self.journal is not None and self._failure is None:
             self._commit()
 
     # --- the API of the requirements ---------------------------------------------------------
@@ -199,7 +225,7 @@ class Orchestrator:
         already holds are not submitted again: the run that holds them is returned.
         """
         if self._closed:
-            raise RuntimeError("this orchestrator is closed")
+            raise RuntimeError("this orchestrator is closed") from self._failure
         journal = self.journal
         if journal is not None:
             known = self._known_run(tasks, key)
@@ -279,6 +305,7 @@ class Orchestrator:
         return self._start_run(run, now, on_event)
 
     def _start_run(self, run: RunRecord, now: float, on_event: EventCallback | None) -> RunHandle:
+        self._start_agents()
         handle = RunHandle(self, run.id, run.name, run.started_at)
         if on_event is not None:
             handle.on_event(on_event)
@@ -332,9 +359,66 @@ class Orchestrator:
             agent_slots={a.id: a.slots for a in sched.agents.values()},
         )
 
+    # --- agent instances ----------------------------------------------------------------------
+
+    def _start_agents(self) -> None:
+        """Create the supervisor (needs a running loop) and start the initial instances."""
+        if self._supervisor is None:
+            self._supervisor = Supervisor(
+                self.config.health,
+                self.clock,
+                self.config.workdir,
+                on_ready=self._agent_ready,
+                on_lost=self._agent_lost,
+                on_stopped=self.scheduler.agent_stopped,
+            )
+            spawns, self._spawns = self._spawns, []
+            self._apply(list(spawns))
+
+    def _agent_ready(self, iid: str) -> None:
+        self.scheduler.agent_ready(iid, self.clock.now())
+        self._schedule_dispatch()
+
+    def _agent_lost(self, iid: str, reason: str) -> None:
+        if self._closed:
+            return
+        self._apply(self.scheduler.agent_lost(iid, self.clock.now(), reason))
+        self._schedule_dispatch()
+
+    def _pool_decision(self, d: Decision) -> None:
+        """Carry out a pool decision; it belongs to every run still going."""
+        for h in self._handles.values():
+            if not h.done():
+                h.decisions.append(d)
+                if self.journal is not None:
+                    self.journal.decision(h.run_id, d, d.at - h.started_at)
+                if h.listening:
+                    h.publish(Event("decision", d.at - h.started_at, h.run_id, None, None,
+                                    d.agent, d.reason, d))  # fmt: skip
+        sup = self._supervisor
+        if sup is None:
+            return
+        if isinstance(d, SpawnAgent):
+            inst = self.scheduler.agents.get(d.instance)
+            if inst is not None and sup.spawn(inst):
+                self.scheduler.agent_ready(d.instance, d.at)
+        elif isinstance(d, TerminateAgent):
+            inst = self.scheduler.agents.get(d.instance)
+            if inst is None and d.lost:
+                # Already gone from the pool: make sure its process is gone too.
+                spec_runner = self._runner_of(d.spec)
+                if isinstance(spec_runner, LongLivedRunner):
+                    spec_runner.kill(d.instance, d.reason)
+            elif inst is not None:
+                sup.terminate(inst, lost=d.lost)
+
+    def _runner_of(self, spec: str) -> object:
+        pool = self.scheduler.pool.specs.get(spec)
+        return None if pool is None else pool.spec.runner
+
     # --- carrying out decisions ---------------------------------------------------------------
 
-    def _apply(self, outs: list[Output] | list[RouteTask]) -> None:
+    def _apply(self, outs: Sequence[Output]) -> None:
         """Record outputs (journal, decision log, events); queue routed attempts for launch."""
         handles = self._handles
         journal = self.journal
@@ -377,13 +461,17 @@ class Orchestrator:
                 h = handles[o.run_id]
                 if journal is not None:
                     journal.run_finished(o.run_id)
-                    self._commit()
+                    if not self._commit():
+                        continue
                 if h.listening:
                     h.publish(Event("run", o.at - h.started_at, o.run_id))
                 h._finish()
                 continue
             assert isinstance(o, Decision)
-            owner = handles.get(o.run_id) if o.run_id is not None else None
+            if o.run_id is None:
+                self._pool_decision(o)
+                continue
+            owner = handles.get(o.run_id)
             if owner is not None:
                 owner.decisions.append(o)
                 if journal is not None:
@@ -416,16 +504,38 @@ class Orchestrator:
             None if a.finished_at is None else a.finished_at - t0, a.outcome, a.error,
         )  # fmt: skip
 
-    def _commit(self) -> None:
-        """Make journaled records durable (one transaction) and persist learned statistics."""
+    def _commit(self) -> bool:
+        """Make journaled records durable (one transaction) and persist learned statistics.
+
+        If the journal cannot be written, nothing more may run unrecorded: every open run fails
+        with the journal's error and this returns False.
+        """
         journal = self.journal
         if journal is None:
-            return
+            return True
+        if self._failure is not None:
+            return False
         learning = self.scheduler.learning
         dirty = learning.drain_dirty()
         if dirty:
             journal.save_stats((s, c, learning.arms[(s, c)]) for s, c in dirty)
-        journal.flush()
+        try:
+            journal.flush()
+        except JournalError as exc:
+            self._journal_failed(exc)
+            return False
+        return True
+
+    def _journal_failed(self, exc: JournalError) -> None:
+        self._failure = exc
+        self._closed = True
+        self._launches.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._inflight.values():
+            task.cancel()
+        for h in self._handles.values():
+            h._finish(exc)
 
     @staticmethod
     def _decision_event(h: RunHandle, d: Decision) -> Event:
@@ -522,7 +632,8 @@ class Orchestrator:
             return
         self._apply(self.scheduler.tick(self.clock.now()))
         if self.journal is not None:
-            self._commit()
+            if not self._commit():
+                return
             crashpoints.hit("after_commit_before_dispatch")
         launches, self._launches = self._launches, []
         for d in launches:

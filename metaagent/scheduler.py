@@ -28,8 +28,10 @@ from metaagent.errors import CapacityError, UnknownCapabilityError, WorkflowErro
 from metaagent.graph import TaskGraph
 from metaagent.learning import Learning, RoutingMode
 from metaagent.model import AgentSpec, AgentTask, Attempt, Outcome, TaskResult, TaskState
+from metaagent.pool import HealthPolicy, Pool
 from metaagent.retry import RetryPolicy, compute_backoff
 from metaagent.routing import AgentInstance, AgentState, Choice, Router, RoutingWeights
+from metaagent.scaling import PoolPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -50,6 +52,13 @@ class SchedulerConfig:
     routing: RoutingMode = "deterministic"
     max_candidates: int = 32  # instances scored per routing decision
     seed: int = 0
+    learn: bool = True  # False: routing keeps declared proficiencies and never learns
+    affinity_margin: float = 0.05  # score a group's previous agent may lose and still be chosen
+    aging_interval_s: float = 60.0  # each interval a task has waited counts as +1 priority
+    pool: PoolPolicy = field(default_factory=PoolPolicy)
+    health: HealthPolicy = field(default_factory=HealthPolicy)
+    capability_limits: Mapping[str, int] = field(default_factory=dict)  # running at once
+    resource_limits: Mapping[str, int] = field(default_factory=dict)  # holders at once (default 1)
 
     def problems(self) -> list[str]:
         out = []
@@ -57,7 +66,17 @@ class SchedulerConfig:
             out.append(f"max_concurrency must be at least 1, got {self.max_concurrency}")
         if self.max_queued < 1:
             out.append(f"max_queued must be at least 1, got {self.max_queued}")
-        return out
+        if self.aging_interval_s <= 0:
+            out.append(f"aging_interval_s must be positive, got {self.aging_interval_s}")
+        for name, limits in (
+            ("capability", self.capability_limits),
+            ("resource", self.resource_limits),
+        ):
+            out.extend(
+                f"{name} limit of {k!r} must be at least 1, got {n}" for k, n in limits.items()
+                if n < 1
+            )  # fmt: skip
+        return out + self.pool.problems()
 
 
 @dataclass(slots=True, eq=False)
@@ -103,9 +122,14 @@ class Scheduler:
         if problems:
             raise ValueError("; ".join(problems))
         self.rng = random.Random(self.config.seed)
-        self.learning = Learning(mode=self.config.routing, rng=random.Random(self.config.seed + 1))
+        self.learning = Learning(
+            mode=self.config.routing,
+            rng=random.Random(self.config.seed + 1),
+            frozen=not self.config.learn,
+        )
         self.router = Router(self.learning, self.config.weights, self.config.max_candidates)
-        self.agents: dict[str, AgentInstance] = {}
+        self.pool = Pool(self.router, self.config.pool, self.config.health, self.rng)
+        self.agents = self.pool.instances
         self.runs: dict[str, RunRecord] = {}
         self.running = 0
         self.peak_running = 0
@@ -114,24 +138,71 @@ class Scheduler:
         self._seq = 0
         self._ready: dict[str, list[tuple[int, float, int, TaskRecord]]] = {}
         self._delayed: list[tuple[float, int, TaskRecord]] = []
-        self._held: dict[str, TaskRecord] = {}
+        self._held: dict[str, int] = {}  # resource -> holders
+        self._depth: dict[str, int] = {}  # capability -> tasks in its ready queue
+        self._running_cap: dict[str, int] = {}  # capability -> attempts running
+        self._affinity: dict[tuple[str, str], AgentInstance] = {}  # (run, group) -> last agent
 
     # --- agents -------------------------------------------------------------------------------
 
     def add_agent(
         self, spec: AgentSpec, now: float, instance_id: str | None = None
     ) -> AgentInstance:
-        """Register a live instance of ``spec`` (named after the spec unless told otherwise)."""
+        """Register a ready instance of ``spec`` (named after the spec unless told otherwise)."""
         problems = spec.problems()
         if problems:
             raise WorkflowError("; ".join(problems), where=f"agent {spec.name!r}")
-        iid = instance_id or spec.name
-        if iid in self.agents:
-            raise WorkflowError(f"duplicate agent instance {iid!r}", where=f"agent {spec.name!r}")
-        inst = AgentInstance(iid, spec, spec.concurrency, started_at=now, idle_since=now)
-        self.agents[iid] = inst
-        self.router.add(inst)
-        return inst
+        return self.pool.add_instance(spec, now, instance_id)
+
+    def add_spec(self, spec: AgentSpec, now: float) -> list[Output]:
+        """Register a spec with its pool limits; answers ``spawn_agent`` for ``min_instances``.
+
+        Each spawned instance takes work once the caller reports ``agent_ready``.
+        """
+        problems = spec.problems()
+        if problems:
+            raise WorkflowError("; ".join(problems), where=f"agent {spec.name!r}")
+        return list(
+            self.pool.add_spec(
+                spec, now, min_instances=spec.min_instances, max_instances=spec.max_instances
+            )
+        )
+
+    def agent_ready(self, instance_id: str, now: float) -> None:
+        """A spawned instance has started."""
+        self.pool.ready(instance_id, now)
+
+    def agent_stopped(self, instance_id: str) -> None:
+        """A terminated instance has exited."""
+        self.pool.stopped(instance_id)
+
+    def agent_lost(self, instance_id: str, now: float, reason: str) -> list[Output]:
+        """An instance died, was killed or stopped answering heartbeats.
+
+        Its running attempts end as crashes (a late result from them is rejected) and are
+        retried on other agents; the pool restarts the instance if it needs it.
+        """
+        inst = self.pool.instances.get(instance_id)
+        if inst is None:
+            return []
+        out: list[Output] = []
+        victims = [
+            rec
+            for run in self.runs.values()
+            if run.open
+            for rec in run.tasks.values()
+            if rec.state is _RUNNING and rec.instance is inst
+        ]
+        out.extend(self.pool.lost(instance_id, now, reason))
+        for rec in victims:
+            self._end_attempt(rec, Outcome.CRASH, now, f"agent {instance_id} lost: {reason}")
+            self.learning.record(inst.spec.name, rec.task.capability, False, None)
+            out.extend(
+                self._failed_attempt(
+                    rec, inst.spec.name, Outcome.CRASH, f"agent {instance_id} lost: {reason}", now
+                )
+            )
+        return out
 
     def known_capabilities(self) -> list[str]:
         return self.router.capabilities()
@@ -280,17 +351,22 @@ class Scheduler:
         for rec in recs:
             rec.state = _READY
             rec.ready_at = now
-            self._enqueue(rec)
+            self._enqueue(rec, now)
         recs.sort(key=lambda r: (-r.task.priority, -r.rank, r.seq))
         return [r.task.id for r in recs]
 
-    def _enqueue(self, rec: TaskRecord) -> None:
+    def _enqueue(self, rec: TaskRecord, now: float) -> None:
         self._seq += 1
         rec.queued = self._seq
-        heap = self._ready.get(rec.task.capability)
+        cap = rec.task.capability
+        heap = self._ready.get(cap)
         if heap is None:
-            heap = self._ready[rec.task.capability] = []
-        heapq.heappush(heap, (-rec.task.priority, -rec.rank, self._seq, rec))
+            heap = self._ready[cap] = []
+        self._depth[cap] = self._depth.get(cap, 0) + 1
+        # Aging: the key is static, yet a task that has waited k intervals longer than another
+        # ranks as if its priority were k higher, so low priorities cannot starve.
+        age = int(now // self.config.aging_interval_s)
+        heapq.heappush(heap, (age - rec.task.priority, -rec.rank, self._seq, rec))
 
     # --- dispatch -----------------------------------------------------------------------------
 
@@ -303,6 +379,7 @@ class Scheduler:
         if self.running >= limit or not self._ready:
             return out
         router = self.router
+        cap_limits = self.config.capability_limits
         deferred: list[tuple[int, float, int, TaskRecord]] = []
         blocked: set[str] = set()
         while self.running < limit:
@@ -310,6 +387,8 @@ class Scheduler:
             best_cap = ""
             for cap, heap in self._ready.items():
                 if cap in blocked or not router.has_free(cap):
+                    continue
+                if cap_limits and self._running_cap.get(cap, 0) >= cap_limits.get(cap, limit):
                     continue
                 while heap:
                     head = heap[0]
@@ -326,10 +405,12 @@ class Scheduler:
             heapq.heappop(heap)
             rec = best_key[3]
             task = rec.task
-            if task.resources and any(r in self._held for r in task.resources):
+            if task.resources and not self._resources_free(task):
                 choice = None
             else:
-                choice = router.route(task, rec.avoid)
+                group = task.group
+                prefer = self._affinity.get((rec.run.id, group)) if group is not None else None
+                choice = router.route(task, rec.avoid, prefer, self.config.affinity_margin)
             if choice is None:
                 deferred.append(best_key)
                 if len(deferred) > 64 or not heap:
@@ -342,6 +423,12 @@ class Scheduler:
             del self._ready[cap]
         return out
 
+    def _resources_free(self, task: AgentTask) -> bool:
+        """All-or-nothing: every named resource has a free place, or none is taken."""
+        held = self._held
+        limits = self.config.resource_limits
+        return all(held.get(r, 0) < limits.get(r, 1) for r in task.resources)
+
     def _start(self, rec: TaskRecord, choice: Choice, now: float) -> RouteTask:
         inst = choice.instance
         task = rec.task
@@ -350,15 +437,30 @@ class Scheduler:
         rec.instance = inst
         spec = inst.spec.name
         rec.attempts.append(Attempt(rec.attempt, spec, inst.id, now))
+        cap = task.capability
+        self._depth[cap] -= 1
+        rec.queued = 0
         inst.busy_s -= now  # slot-seconds: the attempt's end adds ``now`` back
+        before = inst.free
         inst.running += 1
-        self.router.adjust_free(inst, -1)
+        self.router.adjust_free(inst, inst.free - before)
         self.running += 1
+        self._running_cap[cap] = self._running_cap.get(cap, 0) + 1
         if self.running > self.peak_running:
             self.peak_running = self.running
+        if inst.spec.rate_per_min is not None:
+            self.pool.on_start(inst, now)
         for r in task.resources:
-            self._held[r] = rec
-        why = f"best of {len(choice.candidates)} scored for {task.capability!r}"
+            self._held[r] = self._held.get(r, 0) + 1
+        if task.group is not None:
+            self._affinity[(rec.run.id, task.group)] = inst
+        if choice.affinity:
+            why = (
+                f"affinity: {inst.id} handled earlier tasks of group {task.group!r} and scores "
+                f"within {self.config.affinity_margin} of the best"
+            )
+        else:
+            why = f"best of {len(choice.candidates)} scored for {task.capability!r}"
         if rec.avoid:
             why += f"; avoiding {', '.join(sorted(rec.avoid))} after a failed attempt"
         return RouteTask(
@@ -379,7 +481,7 @@ class Scheduler:
         while delayed and delayed[0][0] <= now:
             _, _, rec = heapq.heappop(delayed)
             if rec.state is _READY:
-                self._enqueue(rec)
+                self._enqueue(rec, now)
 
     # --- results ------------------------------------------------------------------------------
 
@@ -410,7 +512,7 @@ class Scheduler:
         cap = rec.task.capability
         out: list[Output] = []
         if outcome is Outcome.SUCCEEDED:
-            inst.consecutive_failures = 0
+            self.pool.on_success(inst)
             self.learning.record(spec, cap, True, now - rec.attempts[-1].started_at)
             rec.output = output
             rec.error = None
@@ -429,19 +531,22 @@ class Scheduler:
             # the task must not stay ``running`` with no attempt behind it.
             rec.error = error or "cancelled"
             self._terminal(rec, TaskState.CANCELLED, now)
-            out.append(CancelTask(now, run_id, task_id, "the attempt was cancelled", False, inst.id))
+            out.append(
+                CancelTask(now, run_id, task_id, "the attempt was cancelled", False, inst.id)
+            )
             out.extend(self._skip_downstream(rec, now))
             if rec.run.open == 0:
                 out.append(self._complete(rec.run, now))
             return out
-        inst.consecutive_failures += 1
+        out.extend(self.pool.on_failure(inst, now))
         self.learning.record(
             spec,
             cap,
             False,
             now - rec.attempts[-1].started_at if outcome is Outcome.ERROR else None,
         )
-        return self._failed_attempt(rec, spec, outcome, error, now)
+        out.extend(self._failed_attempt(rec, spec, outcome, error, now))
+        return out
 
     def _end_attempt(
         self, rec: TaskRecord, outcome: Outcome, now: float, error: str | None
@@ -454,17 +559,24 @@ class Scheduler:
         inst = rec.instance
         rec.instance = None
         if inst is not None:
+            before = inst.free
             inst.running -= 1
             inst.tasks_done += 1
             inst.busy_s += now
             if inst.running == 0:
                 inst.idle_since = now
-            if inst.state is AgentState.READY:
-                self.router.adjust_free(inst, +1)
+            delta = inst.free - before
+            if delta and inst.state is not AgentState.LOST:
+                self.router.adjust_free(inst, delta)
         self.running -= 1
+        self._running_cap[rec.task.capability] -= 1
+        held = self._held
         for r in rec.task.resources:
-            if self._held.get(r) is rec:
-                del self._held[r]
+            left = held[r] - 1
+            if left:
+                held[r] = left
+            else:
+                del held[r]
         return inst
 
     def _failed_attempt(
@@ -532,6 +644,8 @@ class Scheduler:
         return out
 
     def _terminal(self, rec: TaskRecord, state: TaskState, now: float) -> None:
+        if rec.state is _READY and rec.queued:
+            self._depth[rec.task.capability] -= 1  # its queue entry is now stale
         rec.state = state
         rec.finished_at = now
         rec.run.open -= 1
@@ -573,13 +687,37 @@ class Scheduler:
         return out
 
     def tick(self, now: float) -> list[Output]:
-        """Let time pass: retries whose back-off ended become routable. Then dispatch."""
+        """Let time pass: retries whose back-off ended become routable, the pool restarts,
+        probes, scales and lifts rate limits as due. Then dispatch."""
         self._promote_delayed(now)
-        return list(self.dispatch(now))
+        out: list[Output] = list(self.pool.tick(now, self._depth))
+        out.extend(self.dispatch(now))
+        return out
 
     def next_wakeup(self) -> float | None:
         """The earliest time at which ``tick`` has something to do, if any."""
-        return self._delayed[0][0] if self._delayed else None
+        wake = self._delayed[0][0] if self._delayed else None
+        pool = self.pool.next_wakeup(self._depth)
+        if pool is not None and (wake is None or pool < wake):
+            return pool
+        return wake
+
+    def queue_depth(self) -> dict[str, int]:
+        """Ready tasks per capability (waiting for a slot)."""
+        return {cap: n for cap, n in self._depth.items() if n}
+
+    def waiting_reasons(self) -> dict[str, str]:
+        """Why each capability with queued work is not being served, when it is not."""
+        out: dict[str, str] = {}
+        for cap, n in self._depth.items():
+            if not n:
+                continue
+            insts = self.router.instances(cap)
+            live = [i for i in insts if i.state is AgentState.READY]
+            if not live:
+                states = sorted({i.state.value for i in insts}) or ["none registered"]
+                out[cap] = f"{n} tasks wait: no live agent offers {cap!r} ({', '.join(states)})"
+        return out
 
     # --- reading ------------------------------------------------------------------------------
 

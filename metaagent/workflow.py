@@ -81,6 +81,8 @@ class TaskModel(BaseModel):
     resources: list[str] = Field(default_factory=list)
     verify: VerifyModel | None = None
     metadata: dict[str, object] = Field(default_factory=dict)
+    group: str | None = None
+    key: str | None = None
 
 
 class SettingsModel(BaseModel):
@@ -238,6 +240,8 @@ def _task(t: TaskModel) -> AgentTask:
         resources=tuple(t.resources),
         verify=VerifySpec(tuple(t.verify.argv), t.verify.timeout_s) if t.verify else None,
         metadata=dict(t.metadata),
+        group=t.group,
+        key=t.key,
     )
 
 

@@ -13,6 +13,7 @@ import ctypes.util
 import os
 import resource
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -77,6 +78,33 @@ def _preexec(limits: ProcessLimits) -> Callable[[], None]:
     return apply
 
 
+class _Collector(asyncio.SubprocessProtocol):
+    """Gathers a child's output and tells apart "the child exited" from "its pipes closed".
+
+    A command may exit while something it started still holds its stdout; waiting for the
+    pipes alone would then hang until that leftover ends.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.out = bytearray()
+        self.err = bytearray()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        buf = self.out if fd == 1 else self.err
+        buf.extend(data.encode() if isinstance(data, str) else data)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Called once the child has exited and every pipe is closed.
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
 async def run_process(
     argv: Sequence[str],
     *,
@@ -87,37 +115,57 @@ async def run_process(
 ) -> Completed:
     """Run ``argv`` to completion. If cancelled, kill its process group and re-raise.
 
-    Raises ``FileNotFoundError``/``PermissionError`` when the program cannot be started.
+    When the command exits, whatever it left running in its process group is killed too (a
+    process that left the group yet holds the output pipes keeps the call waiting until it ends
+    or the call is cancelled). Raises ``FileNotFoundError``/``PermissionError`` when the
+    program cannot be started.
     """
     full_env = None
     if env:
         full_env = dict(os.environ)
         full_env.update(env)
     lim = limits or ProcessLimits()
-    proc = await asyncio.create_subprocess_exec(
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.subprocess_exec(
+        lambda: _Collector(loop),
         *argv,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         cwd=cwd,
         env=full_env,
         start_new_session=True,
-        preexec_fn=_preexec(lim),
+        preexec_fn=_preexec(lim) if (lim.memory_mb or lim.cpu_s) else None,
     )
+    pid = transport.get_pid()
     try:
-        out, err = await proc.communicate(stdin)
+        if stdin is not None:
+            pipe = transport.get_pipe_transport(0)
+            assert isinstance(pipe, asyncio.WriteTransport)
+            # Buffered by the loop; a child that exits without reading it is not an error.
+            pipe.write(stdin)
+            pipe.close()
+        await proto.exited
+        # Anything the command started and left running dies with the attempt; that also
+        # closes the pipes such leftovers held, so the output below is complete.
+        _kill_group(pid)
+        await proto.closed
     except BaseException:
-        _kill_group(proc.pid)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        # Reap the child so no zombie is left behind, without letting a second cancel stop us.
+        _kill_group(pid)
+        if transport.get_returncode() is None:
+            # In case the command left its group; not transport.kill(), whose poll() could
+            # reap the child behind the child watcher's back.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        # Wait until it is reaped, without letting a second cancel stop us.
         with contextlib.suppress(BaseException):
-            await asyncio.shield(proc.wait())
+            await asyncio.shield(proto.exited)
         raise
-    # Anything the command started and left running dies with the attempt.
-    _kill_group(proc.pid)
-    assert proc.returncode is not None
-    return Completed(proc.returncode, out, err)
+    finally:
+        transport.close()
+    returncode = transport.get_returncode()
+    assert returncode is not None
+    return Completed(returncode, bytes(proto.out), bytes(proto.err))
 
 
 def _kill_group(pid: int) -> None:

@@ -1,9 +1,16 @@
 """Journals: where runs are recorded so that nothing is lost and a run can resume."""
 
-from metaagent.journal.base import Durability, Journal, RunInfo, StoredResult, StoredRun
+from metaagent.journal.base import (
+    Durability,
+    Journal,
+    JournalError,
+    RunInfo,
+    StoredResult,
+    StoredRun,
+)
 from metaagent.journal.memory import MemoryJournal
 from metaagent.journal.migrations import MIGRATIONS, SCHEMA_VERSION
-from metaagent.journal.sqlite import DEFAULT_PATH, JournalError, SqliteJournal
+from metaagent.journal.sqlite import DEFAULT_PATH, SqliteJournal
 
 __all__ = [
     "DEFAULT_PATH",

@@ -10,12 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from metaagent.errors import MetaAgentError
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from metaagent.decisions import Decision
     from metaagent.learning import ArmStats
     from metaagent.model import AgentTask, Attempt, TaskState
+
+class JournalError(MetaAgentError, RuntimeError):
+    """The journal could not be written (or read); a batch that failed was not applied."""
+
 
 Durability = Literal["normal", "full"]
 """``normal`` survives any process crash; ``full`` also survives power loss (fsync each commit)."""

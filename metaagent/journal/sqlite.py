@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metaagent import crashpoints
-from metaagent.errors import MetaAgentError
-from metaagent.journal.base import Durability, RunInfo, StoredResult, StoredRun
+from metaagent.journal.base import Durability, JournalError, RunInfo, StoredResult, StoredRun
 from metaagent.journal.codec import attempt_from_row, dumps, loads, task_from_row, task_row
 from metaagent.journal.migrations import migrate
 from metaagent.learning import ArmStats
@@ -31,10 +30,6 @@ if TYPE_CHECKING:
     from metaagent.model import AgentTask, Attempt
 
 DEFAULT_PATH = Path(".metaagent") / "metaagent.db"
-
-
-class JournalError(MetaAgentError, RuntimeError):
-    """The journal could not be written even after retries; the batch was not applied."""
 
 
 _TRANSIENT = ("database is locked", "database is busy", "disk i/o error", "unable to open")
@@ -59,6 +54,8 @@ class SqliteJournal:
     ) -> None:
         if durability not in ("normal", "full"):
             raise ValueError(f"durability must be 'normal' or 'full', got {durability!r}")
+        if retries < 1:
+            raise ValueError(f"retries must be at least 1, got {retries}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.durability: Durability = durability
@@ -192,9 +189,13 @@ class SqliteJournal:
         self._decisions, self._finished_runs, self._stats = [], [], {}
 
     def _transaction(self, write: Callable[[sqlite3.Connection], None], label: str) -> None:
-        """Run ``write`` in one transaction, retrying transient faults; all or nothing."""
+        """Run ``write`` in one transaction, retrying transient faults; all or nothing.
+
+        Raises ``JournalError`` when the retries run out or the fault is not transient; the
+        transaction was rolled back, so nothing of the batch was applied.
+        """
         conn = self._conn
-        last: Exception | None = None
+        last: sqlite3.Error | None = None
         for attempt in range(1, self.retries + 1):
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -207,19 +208,21 @@ class SqliteJournal:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-                self.commits += 1
-                return
             except sqlite3.OperationalError as exc:
                 if not any(t in str(exc).lower() for t in _TRANSIENT):
                     raise JournalError(f"journal {self.path}: {exc}") from exc
                 last = exc
-                time.sleep(self.retry_delay_s * attempt)
-            except sqlite3.IntegrityError as exc:
+                if attempt < self.retries:
+                    time.sleep(self.retry_delay_s * attempt)
+                continue
+            except sqlite3.Error as exc:
                 raise JournalError(f"journal {self.path}: {exc} (nothing was applied)") from exc
+            self.commits += 1
+            return
         raise JournalError(
             f"journal {self.path}: gave up after {self.retries} tries: {last} "
             "(nothing of this batch was applied)"
-        )
+        ) from last
 
     def _next_decision_seq(self, run_id: str) -> int:
         row = self._conn.execute(

@@ -1,0 +1,343 @@
+"""The agent pool: instances of each spec, their life, health and limits. Pure.
+
+The pool owns every ``AgentInstance`` and keeps the router's index of free slots in step with
+their states. It decides spawns and terminations (through the ``scaling`` policy), restarts of
+lost instances (with jittered back-off, so a poison task cannot cause a respawn storm), the
+circuit breaker (quarantine after consecutive failures, a single probe after a back-off) and
+per-spec rate limits.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from metaagent.decisions import (
+    Decision,
+    QuarantineAgent,
+    ScaleResources,
+    SpawnAgent,
+    TerminateAgent,
+)
+from metaagent.errors import WorkflowError
+from metaagent.routing import AgentInstance, AgentState
+from metaagent.scaling import InstanceView, PoolPolicy, SpecView, plan
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Mapping
+
+    from metaagent.model import AgentSpec
+    from metaagent.routing import Router
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """Heartbeats, circuit breaker and restart back-off. Units are in the names."""
+
+    heartbeat_interval_s: float = 1.0
+    heartbeat_timeout_s: float = 2.0  # no answer this long: the instance is lost
+    breaker_failures: int = 3  # consecutive failed attempts that quarantine an instance
+    breaker_backoff_s: float = 5.0
+    breaker_backoff_max_s: float = 120.0
+    restart_backoff_s: float = 0.5
+    restart_backoff_max_s: float = 30.0
+    restart_jitter: float = 0.5  # fraction of a delay added at random
+
+
+@dataclass(slots=True, eq=False)
+class SpecPool:
+    """One spec's instances and bookkeeping."""
+
+    spec: AgentSpec
+    min_instances: int
+    max_instances: int
+    instances: dict[str, AgentInstance] = field(default_factory=dict)
+    next_n: int = 1
+    last_action_at: float = -math.inf
+    losses: int = 0  # consecutive losses, for the restart back-off
+    respawn_due: int = 0  # restarts scheduled and not yet made
+    calls: deque[float] = field(default_factory=deque)  # attempt starts in the last minute
+    throttled_until: float | None = None
+
+    @property
+    def live(self) -> int:
+        return sum(1 for i in self.instances.values() if i.state is not AgentState.LOST)
+
+
+class Pool:
+    """All agent instances, by spec. Methods take ``now`` and return decisions."""
+
+    def __init__(
+        self,
+        router: Router,
+        policy: PoolPolicy,
+        health: HealthPolicy,
+        rng: random.Random,
+    ) -> None:
+        self.router = router
+        self.policy = policy
+        self.health = health
+        self.rng = rng
+        self.specs: dict[str, SpecPool] = {}
+        self.instances: dict[str, AgentInstance] = {}
+        self._timers: list[tuple[float, int, str, str]] = []
+        self._seq = 0
+
+    # --- specs and instances ------------------------------------------------------------------
+
+    def add_spec(
+        self, spec: AgentSpec, now: float, *, min_instances: int = 1, max_instances: int = 1
+    ) -> list[Decision]:
+        """Register a spec and decide to spawn its ``min_instances``."""
+        if spec.name in self.specs:
+            raise WorkflowError(f"duplicate agent {spec.name!r}", where=f"agent {spec.name!r}")
+        if not 0 <= min_instances <= max_instances or max_instances < 1:
+            raise WorkflowError(
+                f"need 0 <= min_instances ({min_instances}) <= max_instances ({max_instances})"
+                " and max_instances >= 1",
+                where=f"agent {spec.name!r}",
+            )
+        self.specs[spec.name] = SpecPool(spec, min_instances, max_instances)
+        out: list[Decision] = []
+        for _ in range(min_instances):
+            inst = self._new_instance(self.specs[spec.name], now, AgentState.STARTING)
+            out.append(SpawnAgent(now, None, None, "min_instances", spec.name, inst.id))
+        return out
+
+    def add_instance(
+        self, spec: AgentSpec, now: float, instance_id: str | None = None
+    ) -> AgentInstance:
+        """Register a ready instance directly (no spawn decision)."""
+        iid = instance_id or spec.name
+        if iid in self.instances:
+            raise WorkflowError(f"duplicate agent instance {iid!r}", where=f"agent {spec.name!r}")
+        sp = self.specs.get(spec.name)
+        if sp is None:
+            sp = self.specs[spec.name] = SpecPool(spec, 0, 0)
+        # A pool built by hand has a fixed size: the scaling policy leaves it alone.
+        sp.min_instances += 1
+        sp.max_instances += 1
+        return self._new_instance(sp, now, AgentState.READY, iid)
+
+    def _new_instance(
+        self, sp: SpecPool, now: float, state: AgentState, iid: str | None = None
+    ) -> AgentInstance:
+        if iid is None:
+            iid = sp.spec.name if sp.max_instances == 1 else f"{sp.spec.name}#{sp.next_n}"
+            while iid in self.instances:  # a restarted single instance gets a fresh id
+                sp.next_n += 1
+                iid = f"{sp.spec.name}#{sp.next_n}"
+            sp.next_n += 1
+        inst = AgentInstance(iid, sp.spec, sp.spec.concurrency, state=state, started_at=now,
+                             idle_since=now)  # fmt: skip
+        sp.instances[iid] = inst
+        self.instances[iid] = inst
+        self.router.add(inst)
+        return inst
+
+    def set_state(self, inst: AgentInstance, state: AgentState) -> None:
+        """Change an instance's state, keeping the router's free-slot counts right."""
+        before = inst.free
+        inst.state = state
+        delta = inst.free - before
+        if delta:
+            self.router.adjust_free(inst, delta)
+
+    def ready(self, iid: str, now: float) -> None:
+        """A spawned instance has started and takes work from now on."""
+        inst = self.instances.get(iid)
+        if inst is None or inst.state is not AgentState.STARTING:
+            return
+        inst.idle_since = now
+        self.set_state(inst, AgentState.READY)
+
+    def lost(self, iid: str, now: float, reason: str) -> list[Decision]:
+        """An instance died or stopped answering; restart it if the pool needs it."""
+        inst = self.instances.get(iid)
+        if inst is None or inst.state is AgentState.LOST:
+            return []
+        self.set_state(inst, AgentState.LOST)
+        self.router.remove(inst)
+        sp = self.specs[inst.spec.name]
+        del sp.instances[iid]
+        del self.instances[iid]
+        sp.losses += 1
+        out: list[Decision] = [
+            TerminateAgent(now, None, None, f"lost: {reason}", inst.spec.name, iid, lost=True)
+        ]
+        if sp.live + sp.respawn_due < sp.min_instances:
+            delay = min(
+                self.health.restart_backoff_max_s,
+                self.health.restart_backoff_s * 2.0 ** (sp.losses - 1),
+            )
+            delay += delay * self.health.restart_jitter * self.rng.random()
+            sp.respawn_due += 1
+            self._timer(now + delay, "respawn", sp.spec.name)
+        return out
+
+    def stopped(self, iid: str) -> None:
+        """A terminated instance has exited."""
+        inst = self.instances.pop(iid, None)
+        if inst is None:
+            return
+        self.set_state(inst, AgentState.STOPPED)
+        self.router.remove(inst)
+        self.specs[inst.spec.name].instances.pop(iid, None)
+
+    # --- health and limits --------------------------------------------------------------------
+
+    def on_start(self, inst: AgentInstance, now: float) -> None:
+        """An attempt started on ``inst``: apply the spec's rate limit."""
+        rate = inst.spec.rate_per_min
+        if rate is None:
+            return
+        sp = self.specs[inst.spec.name]
+        calls = sp.calls
+        calls.append(now)
+        while calls and calls[0] <= now - 60.0:
+            calls.popleft()
+        if len(calls) >= rate and sp.throttled_until is None:
+            sp.throttled_until = calls[0] + 60.0
+            for i in sp.instances.values():
+                if i.state is AgentState.READY:
+                    self.set_state(i, AgentState.THROTTLED)
+            self._timer(sp.throttled_until, "unthrottle", sp.spec.name)
+
+    def on_success(self, inst: AgentInstance) -> None:
+        inst.consecutive_failures = 0
+        inst.breaker_trips = 0
+        self.specs[inst.spec.name].losses = 0
+        if inst.probing:
+            inst.probing = False
+            before = inst.free
+            inst.slots = inst.spec.concurrency
+            self.router.adjust_free(inst, inst.free - before)
+
+    def on_failure(self, inst: AgentInstance, now: float) -> list[Decision]:
+        """Count a failed attempt; open the circuit breaker after too many in a row."""
+        inst.consecutive_failures += 1
+        h = self.health
+        if inst.state is not AgentState.READY:
+            return []
+        if inst.consecutive_failures < h.breaker_failures and not inst.probing:
+            return []
+        inst.breaker_trips += 1
+        delay = min(h.breaker_backoff_max_s, h.breaker_backoff_s * 2.0 ** (inst.breaker_trips - 1))
+        delay += delay * h.restart_jitter * self.rng.random()
+        self.set_state(inst, AgentState.QUARANTINED)
+        self._timer(now + delay, "probe", inst.id)
+        return [
+            QuarantineAgent(
+                now, None, None,
+                f"{inst.consecutive_failures} consecutive failed attempts; probing again in "
+                f"{delay:.1f}s",
+                inst.spec.name, inst.id, delay,
+            )
+        ]  # fmt: skip
+
+    # --- time ---------------------------------------------------------------------------------
+
+    def _timer(self, at: float, kind: str, name: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (at, self._seq, kind, name))
+
+    def tick(self, now: float, depth: Mapping[str, int]) -> list[Decision]:
+        """Fire due timers (restarts, probes, rate-limit ends), then apply the scaling policy."""
+        out: list[Decision] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, kind, name = heapq.heappop(timers)
+            if kind == "respawn":
+                sp = self.specs[name]
+                sp.respawn_due -= 1
+                if sp.live < sp.min_instances:
+                    new = self._new_instance(sp, now, AgentState.STARTING)
+                    out.append(
+                        SpawnAgent(now, None, None, "restart after a lost instance", name, new.id)
+                    )
+            elif kind == "probe":
+                held = self.instances.get(name)
+                if held is not None and held.state is AgentState.QUARANTINED:
+                    held.probing = True
+                    held.slots = 1
+                    self.set_state(held, AgentState.READY)
+            elif kind == "unthrottle":
+                sp = self.specs[name]
+                sp.throttled_until = None
+                for i in sp.instances.values():
+                    if i.state is AgentState.THROTTLED:
+                        self.set_state(i, AgentState.READY)
+        if self.autoscaling:
+            out.extend(self._scale(now, depth))
+        return out
+
+    @property
+    def autoscaling(self) -> bool:
+        return any(sp.max_instances > sp.min_instances for sp in self.specs.values())
+
+    def _scale(self, now: float, depth: Mapping[str, int]) -> list[Decision]:
+        views = [
+            SpecView(
+                sp.spec.name,
+                sp.spec.capabilities,
+                sp.spec.concurrency,
+                sp.min_instances,
+                sp.max_instances,
+                [
+                    InstanceView(i.id, i.running, i.idle_since, i.state is AgentState.STARTING)
+                    for i in sp.instances.values()
+                    if i.state not in (AgentState.LOST, AgentState.DRAINING)
+                ],
+                sp.last_action_at,
+            )
+            for sp in self.specs.values()
+            if sp.max_instances > sp.min_instances
+        ]
+        out: list[Decision] = []
+        for action in plan(views, depth, self.policy, now):
+            sp = self.specs[action.spec]
+            before = sum(
+                1 for i in sp.instances.values()
+                if i.state not in (AgentState.LOST, AgentState.DRAINING)
+            )  # fmt: skip
+            sp.last_action_at = now
+            out.append(
+                ScaleResources(now, None, None, action.reason, action.spec, before,
+                               before + action.delta)
+            )  # fmt: skip
+            if action.delta > 0:
+                for _ in range(action.delta):
+                    inst = self._new_instance(sp, now, AgentState.STARTING)
+                    out.append(SpawnAgent(now, None, None, action.reason, action.spec, inst.id))
+            for iid in action.terminate:
+                inst = sp.instances[iid]
+                self.set_state(inst, AgentState.DRAINING)
+                out.append(TerminateAgent(now, None, None, action.reason, action.spec, iid))
+        return out
+
+    def next_wakeup(self, depth: Mapping[str, int]) -> float | None:
+        """When ``tick`` next has something to do (timers, idle instances to retire)."""
+        wake = self._timers[0][0] if self._timers else None
+        if not self.autoscaling:
+            return wake
+        p = self.policy
+        for sp in self.specs.values():
+            if sp.max_instances <= sp.min_instances:
+                continue
+            queued = any(depth.get(c, 0) > 0 for c in sp.spec.capabilities)
+            if queued:
+                if any(depth.get(c, 0) > p.spawn_threshold for c in sp.spec.capabilities):
+                    t = sp.last_action_at + p.cooldown_s
+                    wake = t if wake is None else min(wake, t)
+                continue
+            if len(sp.instances) <= sp.min_instances:
+                continue
+            for i in sp.instances.values():
+                if i.running == 0 and i.state is AgentState.READY:
+                    t = max(i.idle_since + p.idle_timeout_s, sp.last_action_at + p.cooldown_s)
+                    wake = t if wake is None else min(wake, t)
+        return wake

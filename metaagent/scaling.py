@@ -1,0 +1,146 @@
+"""The pool policy: when to spawn agent instances, when to terminate them. Pure.
+
+Scale up when the ready queue of a capability is deeper than ``spawn_threshold`` and limits
+allow, with the spec that serves that capability best; scale down instances idle longer than
+``idle_timeout_s``, never below a spec's ``min_instances``. A cooldown per spec after any action
+and a rule that idle instances are only terminated while their capabilities have no queue keep
+the pool from flapping.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+
+@dataclass(frozen=True, slots=True)
+class PoolPolicy:
+    """Thresholds of the pool (the requirements' defaults). Units are in the names."""
+
+    max_agents: int = 50  # instances over all specs
+    spawn_threshold: int = 5  # queue depth of a capability above which the pool grows
+    idle_timeout_s: float = 60.0  # an instance idle this long may be terminated
+    cooldown_s: float = 5.0  # no second scale action on a spec sooner than this
+    max_spawn_per_tick: int = 8  # growth per decision round, so a burst does not overshoot
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.max_agents < 1:
+            out.append(f"max_agents must be at least 1, got {self.max_agents}")
+        if self.spawn_threshold < 0:
+            out.append(f"spawn_threshold must be at least 0, got {self.spawn_threshold}")
+        if self.idle_timeout_s <= 0:
+            out.append(f"idle_timeout_s must be positive, got {self.idle_timeout_s}")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    """What the policy needs to know of one live instance."""
+
+    id: str
+    running: int
+    idle_since: float
+    starting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SpecView:
+    """One spec's pool: its limits, proficiencies and live instances."""
+
+    name: str
+    capabilities: Mapping[str, float]
+    slots: int
+    min_instances: int
+    max_instances: int
+    instances: Sequence[InstanceView] = ()
+    last_action_at: float = -math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleAction:
+    """Grow (``delta`` > 0) or shrink a spec's pool; ``terminate`` names instances to stop."""
+
+    spec: str
+    delta: int
+    reason: str
+    terminate: tuple[str, ...] = field(default=())
+
+
+def plan(
+    specs: Sequence[SpecView],
+    depth: Mapping[str, int],
+    policy: PoolPolicy,
+    now: float,
+) -> list[ScaleAction]:
+    """Scale actions for this moment. ``depth`` is ready tasks per capability."""
+    actions: list[ScaleAction] = []
+    total = sum(len(s.instances) for s in specs)
+    room = policy.max_agents - total
+    grown: dict[str, int] = {}
+    # Scale up: deepest queues first, each with the spec that serves it best.
+    for cap, n in sorted(depth.items(), key=lambda kv: (-kv[1], kv[0])):
+        if n <= policy.spawn_threshold or room <= 0:
+            continue
+        serving = [s for s in specs if cap in s.capabilities]
+        starting = sum(
+            s.slots for s in serving for i in s.instances if i.starting
+        )  # slots already on their way
+        want_slots = n - policy.spawn_threshold - starting
+        if want_slots <= 0:
+            continue
+        candidates = [
+            s
+            for s in serving
+            if len(s.instances) + grown.get(s.name, 0) < s.max_instances
+            and now - s.last_action_at >= policy.cooldown_s
+        ]
+        if not candidates:
+            continue
+        best = max(candidates, key=lambda s: (s.capabilities[cap], -len(s.instances), s.name))
+        k = min(
+            math.ceil(want_slots / best.slots),
+            best.max_instances - len(best.instances) - grown.get(best.name, 0),
+            room,
+            policy.max_spawn_per_tick,
+        )
+        if k <= 0:
+            continue
+        grown[best.name] = grown.get(best.name, 0) + k
+        room -= k
+        actions.append(
+            ScaleAction(
+                best.name,
+                k,
+                f"queue depth of {cap!r} is {n} > spawn threshold {policy.spawn_threshold}; "
+                f"{best.name} serves it best (proficiency {best.capabilities[cap]:.2f})",
+            )
+        )
+    # Scale down: idle too long, nothing queued that it could take, above its minimum.
+    for s in specs:
+        if s.name in grown or now - s.last_action_at < policy.cooldown_s:
+            continue
+        if any(depth.get(cap, 0) > 0 for cap in s.capabilities):
+            continue
+        spare = len(s.instances) - s.min_instances
+        idle = sorted(
+            (i for i in s.instances
+             if i.running == 0 and not i.starting and now - i.idle_since >= policy.idle_timeout_s),
+            key=lambda i: (i.idle_since, i.id),
+        )  # fmt: skip
+        victims = tuple(i.id for i in idle[: max(0, spare)])
+        if victims:
+            actions.append(
+                ScaleAction(
+                    s.name,
+                    -len(victims),
+                    f"idle for at least {policy.idle_timeout_s:g}s with no queued work "
+                    f"(keeping min_instances={s.min_instances})",
+                    victims,
+                )
+            )
+    return actions
