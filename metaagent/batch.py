@@ -106,11 +106,15 @@ def aggregate(
     decisions: Sequence[Decision] = (),
     started_at: float = 0.0,
     agent_slots: Mapping[str, int] | None = None,
+    capacity: Mapping[str, float] | None = None,
 ) -> BatchResult:
     """Merge task results into a ``BatchResult`` (times relative to the batch's start).
 
     ``slots`` is the number of task slots that were available; 0 means "as many as were used at
-    the peak", so utilisation then measures how well the peak was sustained.
+    the peak", so utilisation then measures how well the peak was sustained. ``capacity`` gives,
+    per agent instance, the slot-seconds it offered during the batch (for pools that grew and
+    shrank); when given, utilisation is busy slot-seconds over the sum of it (capped by
+    ``slots`` times the makespan).
     """
     counts = {s.value: 0 for s in TaskState if s.terminal}
     total = 0.0
@@ -139,12 +143,18 @@ def aggregate(
     makespan = end
     used_slots = slots or peak
     agents: dict[str, dict[str, float]] = {}
-    for inst, secs in sorted(busy.items()):
+    available = used_slots * makespan
+    if capacity:
+        available = min(available, sum(capacity.values())) if slots else sum(capacity.values())
+    for inst in sorted(set(busy) | set(capacity or {})):
+        secs = busy.get(inst, 0.0)
         n = (agent_slots or {}).get(inst, 0)
+        offered = (capacity or {}).get(inst, n * makespan)
         agents[inst] = {
             "busy_s": round(secs, 6),
             "slots": n,
-            "utilisation": round(secs / (n * makespan), 4) if n and makespan > 0 else 0.0,
+            "available_s": round(offered, 6),
+            "utilisation": round(secs / offered, 4) if offered > 0 else 0.0,
         }
     return BatchResult(
         results=list(results),
@@ -153,7 +163,7 @@ def aggregate(
         total_run_s=total,
         speedup=total / makespan if makespan > 0 else 0.0,
         peak_parallelism=peak,
-        utilisation=total / (used_slots * makespan) if used_slots and makespan > 0 else 0.0,
+        utilisation=total / available if available > 0 else 0.0,
         dispatches_per_task=attempts / len(results) if results else 0.0,
         name=name,
         run_id=run_id,

@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,8 +26,10 @@ from metaagent.errors import MetaAgentError
 from metaagent.graph import TaskGraph
 from metaagent.history import batch_key, stored_report
 from metaagent.journal.sqlite import DEFAULT_PATH, SqliteJournal
+from metaagent.pool import HealthPolicy
 from metaagent.progress import ProgressView, summary_table
 from metaagent.runtime import Orchestrator, OrchestratorConfig, RunHandle
+from metaagent.scaling import PoolPolicy
 from metaagent.workflow import Workflow, load_workflow
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ out = Console()
 err = Console(stderr=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+_T = TypeVar("_T")
 
 DbOption = Annotated[Path, typer.Option("--db", help="Journal file (SQLite).")]
 
@@ -86,6 +89,13 @@ def run(
     max_concurrency: Annotated[
         int | None, typer.Option("--max-concurrency", min=1, help="Tasks running at once.")
     ] = None,
+    max_agents: Annotated[
+        int | None, typer.Option("--max-agents", min=1, help="Agent instances at most (50).")
+    ] = None,
+    max_queued: Annotated[
+        int | None,
+        typer.Option("--max-queued", min=1, help="Accepted unfinished tasks at most (10,000)."),
+    ] = None,
     workdir: Annotated[
         Path, typer.Option("--workdir", help="Directory the agents work in.")
     ] = Path("."),
@@ -104,7 +114,7 @@ def run(
     if not workdir.is_dir():
         raise _fail_input(ValueError(f"--workdir {workdir}: not a directory"))
     store = _open_journal(db, durability) if journal else None
-    config = _config(wf, max_concurrency, workdir)
+    config = _config(wf, max_concurrency, workdir, max_agents=max_agents, max_queued=max_queued)
     try:
         batch = asyncio.run(_execute(wf, config, quiet=quiet, journal=store))
     except KeyboardInterrupt:
@@ -118,16 +128,42 @@ def run(
     _finish(batch, json_out)
 
 
-def _config(wf: Workflow, max_concurrency: int | None, workdir: Path) -> OrchestratorConfig:
+def _config(
+    wf: Workflow,
+    max_concurrency: int | None,
+    workdir: Path,
+    *,
+    max_agents: int | None = None,
+    max_queued: int | None = None,
+) -> OrchestratorConfig:
     s = wf.settings
+    pool, health = PoolPolicy(), HealthPolicy()
     return OrchestratorConfig(
         max_concurrency=max_concurrency or s.max_concurrency or 16,
-        max_queued=s.max_queued or max(10_000, len(wf.tasks)),
+        max_queued=max_queued or s.max_queued or max(10_000, len(wf.tasks)),
         default_timeout_s=s.default_timeout_s,
         routing=s.routing or "deterministic",
         seed=s.seed or 0,
         workdir=str(workdir.resolve()),
+        pool=PoolPolicy(
+            max_agents=max_agents or s.max_agents or pool.max_agents,
+            spawn_threshold=_pick(s.spawn_threshold, pool.spawn_threshold),
+            idle_timeout_s=_pick(s.idle_timeout_s, pool.idle_timeout_s),
+            cooldown_s=_pick(s.scale_cooldown_s, pool.cooldown_s),
+        ),
+        health=HealthPolicy(
+            heartbeat_interval_s=_pick(s.heartbeat_interval_s, health.heartbeat_interval_s),
+            heartbeat_timeout_s=_pick(s.heartbeat_timeout_s, health.heartbeat_timeout_s),
+            breaker_failures=_pick(s.breaker_failures, health.breaker_failures),
+        ),
+        capability_limits=dict(s.capability_limits),
+        resource_limits=dict(s.resource_limits),
+        aging_interval_s=_pick(s.aging_interval_s, 60.0),
     )
+
+
+def _pick(value: _T | None, default: _T) -> _T:
+    return default if value is None else value
 
 
 def _finish(batch: BatchResult, json_out: Path | None) -> None:

@@ -84,6 +84,7 @@ class Pool:
         self.rng = rng
         self.specs: dict[str, SpecPool] = {}
         self.instances: dict[str, AgentInstance] = {}
+        self.retired: list[AgentInstance] = []  # lost or stopped, kept for utilisation figures
         self._timers: list[tuple[float, int, str, str]] = []
         self._seq = 0
 
@@ -134,6 +135,8 @@ class Pool:
             sp.next_n += 1
         inst = AgentInstance(iid, sp.spec, sp.spec.concurrency, state=state, started_at=now,
                              idle_since=now)  # fmt: skip
+        if state is AgentState.READY:
+            inst.ready_at = now
         sp.instances[iid] = inst
         self.instances[iid] = inst
         self.router.add(inst)
@@ -153,6 +156,7 @@ class Pool:
         if inst is None or inst.state is not AgentState.STARTING:
             return
         inst.idle_since = now
+        inst.ready_at = now
         self.set_state(inst, AgentState.READY)
 
     def lost(self, iid: str, now: float, reason: str) -> list[Decision]:
@@ -165,6 +169,8 @@ class Pool:
         sp = self.specs[inst.spec.name]
         del sp.instances[iid]
         del self.instances[iid]
+        inst.stopped_at = now
+        self.retired.append(inst)
         sp.losses += 1
         out: list[Decision] = [
             TerminateAgent(now, None, None, f"lost: {reason}", inst.spec.name, iid, lost=True)
@@ -179,11 +185,13 @@ class Pool:
             self._timer(now + delay, "respawn", sp.spec.name)
         return out
 
-    def stopped(self, iid: str) -> None:
+    def stopped(self, iid: str, now: float) -> None:
         """A terminated instance has exited."""
         inst = self.instances.pop(iid, None)
         if inst is None:
             return
+        inst.stopped_at = now
+        self.retired.append(inst)
         self.set_state(inst, AgentState.STOPPED)
         self.router.remove(inst)
         self.specs[inst.spec.name].instances.pop(iid, None)
@@ -316,8 +324,23 @@ class Pool:
             for iid in action.terminate:
                 inst = sp.instances[iid]
                 self.set_state(inst, AgentState.DRAINING)
+                inst.stopped_at = now  # it offers no slots from here on
                 out.append(TerminateAgent(now, None, None, action.reason, action.spec, iid))
         return out
+
+    def capacity(self, start: float, end: float) -> tuple[dict[str, float], dict[str, int]]:
+        """Slot-seconds each instance offered within [start, end], and its slots."""
+        offered: dict[str, float] = {}
+        slots: dict[str, int] = {}
+        for inst in [*self.instances.values(), *self.retired]:
+            if inst.ready_at is None:
+                continue
+            lo = max(start, inst.ready_at)
+            hi = min(end, inst.stopped_at if inst.stopped_at is not None else end)
+            if hi > lo:
+                slots[inst.id] = inst.spec.concurrency
+                offered[inst.id] = offered.get(inst.id, 0.0) + inst.spec.concurrency * (hi - lo)
+        return offered, slots
 
     def next_wakeup(self, depth: Mapping[str, int]) -> float | None:
         """When ``tick`` next has something to do (timers, idle instances to retire)."""

@@ -50,6 +50,8 @@ class AgentInstance:
     consecutive_failures: int = 0
     breaker_trips: int = 0
     probing: bool = False  # half-open breaker: one slot until an attempt succeeds
+    ready_at: float | None = None  # when it began to take work
+    stopped_at: float | None = None  # when it was lost or retired
 
     @property
     def free(self) -> int:

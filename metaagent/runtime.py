@@ -167,6 +167,7 @@ class Orchestrator:
                 assert isinstance(d, SpawnAgent)
                 self._spawns.append(d)
         self._supervisor: Supervisor | None = None
+        self._early: list[Decision] = []  # pool decisions made while no run was going
         if journal is not None:
             # What earlier runs learned about the agents feeds this run's routing.
             for spec_name, cap, arm in journal.load_stats():
@@ -310,6 +311,11 @@ class Orchestrator:
         if on_event is not None:
             handle.on_event(on_event)
         self._handles[run.id] = handle
+        early, self._early = self._early, []
+        for d in early:
+            handle.decisions.append(d)
+            if self.journal is not None:
+                self.journal.decision(run.id, d, d.at - handle.started_at)
         self._apply(self.scheduler.accept(run, now))
         # Dispatch on the next loop turn, so a caller can subscribe to events() first.
         self._schedule_dispatch()
@@ -348,15 +354,18 @@ class Orchestrator:
     def batch_result(self, run_id: str) -> BatchResult:
         handle = self._handles[run_id]
         sched = self.scheduler
-        slots = min(self.config.max_concurrency, sum(a.slots for a in sched.agents.values()))
+        run = sched.runs[run_id]
+        end = run.finished_at if run.finished_at is not None else self.clock.now()
+        offered, slots = sched.pool.capacity(handle.started_at, end)
         return aggregate(
             sched.results(run_id),
-            slots=slots,
+            slots=self.config.max_concurrency,
             name=handle.name,
             run_id=run_id,
             decisions=handle.decisions,
             started_at=handle.started_at,
-            agent_slots={a.id: a.slots for a in sched.agents.values()},
+            agent_slots=slots,
+            capacity=offered,
         )
 
     # --- agent instances ----------------------------------------------------------------------
@@ -370,7 +379,7 @@ class Orchestrator:
                 self.config.workdir,
                 on_ready=self._agent_ready,
                 on_lost=self._agent_lost,
-                on_stopped=self.scheduler.agent_stopped,
+                on_stopped=self._agent_stopped,
             )
             spawns, self._spawns = self._spawns, []
             self._apply(list(spawns))
@@ -379,6 +388,9 @@ class Orchestrator:
         self.scheduler.agent_ready(iid, self.clock.now())
         self._schedule_dispatch()
 
+    def _agent_stopped(self, iid: str) -> None:
+        self.scheduler.agent_stopped(iid, self.clock.now())
+
     def _agent_lost(self, iid: str, reason: str) -> None:
         if self._closed:
             return
@@ -386,15 +398,17 @@ class Orchestrator:
         self._schedule_dispatch()
 
     def _pool_decision(self, d: Decision) -> None:
-        """Carry out a pool decision; it belongs to every run still going."""
-        for h in self._handles.values():
-            if not h.done():
-                h.decisions.append(d)
-                if self.journal is not None:
-                    self.journal.decision(h.run_id, d, d.at - h.started_at)
-                if h.listening:
-                    h.publish(Event("decision", d.at - h.started_at, h.run_id, None, None,
-                                    d.agent, d.reason, d))  # fmt: skip
+        """Carry out a pool decision; it belongs to every run still going (or the next one)."""
+        active = [h for h in self._handles.values() if not h.done()]
+        if not active:
+            self._early.append(d)
+        for h in active:
+            h.decisions.append(d)
+            if self.journal is not None:
+                self.journal.decision(h.run_id, d, d.at - h.started_at)
+            if h.listening:
+                h.publish(Event("decision", d.at - h.started_at, h.run_id, None, None,
+                                d.agent, d.reason, d))  # fmt: skip
         sup = self._supervisor
         if sup is None:
             return

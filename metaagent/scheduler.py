@@ -172,9 +172,9 @@ class Scheduler:
         """A spawned instance has started."""
         self.pool.ready(instance_id, now)
 
-    def agent_stopped(self, instance_id: str) -> None:
+    def agent_stopped(self, instance_id: str, now: float) -> None:
         """A terminated instance has exited."""
-        self.pool.stopped(instance_id)
+        self.pool.stopped(instance_id, now)
 
     def agent_lost(self, instance_id: str, now: float, reason: str) -> list[Output]:
         """An instance died, was killed or stopped answering heartbeats.

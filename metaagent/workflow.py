@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metaagent.agents.command import CommandRunner, expand
 from metaagent.agents.function import FunctionRunner
+from metaagent.agents.persistent import PersistentCommandRunner
 from metaagent.agents.process import ProcessLimits
 from metaagent.catalog import Catalog, load_catalog
 from metaagent.errors import UnknownCapabilityError, WorkflowError
@@ -25,12 +26,24 @@ from metaagent.graph import TaskGraph
 from metaagent.model import AgentSpec, AgentTask, VerifySpec
 
 _STRICT = ConfigDict(extra="forbid")
+_RUNNER_TYPES = ("command", "persistent", "function")
 
 
 class CommandRunnerModel(BaseModel):
     model_config = _STRICT
 
     type: Literal["command"]
+    argv: list[str] = Field(min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    memory_limit_mb: int | None = Field(default=500, ge=16)
+    cpu_limit_s: int | None = Field(default=None, ge=1)
+
+
+class PersistentRunnerModel(BaseModel):
+    model_config = _STRICT
+
+    type: Literal["persistent"]
     argv: list[str] = Field(min_length=1)
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
@@ -45,7 +58,9 @@ class FunctionRunnerModel(BaseModel):
     function: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module.path:callable")
 
 
-RunnerModel = Annotated[CommandRunnerModel | FunctionRunnerModel, Field(discriminator="type")]
+RunnerModel = Annotated[
+    CommandRunnerModel | PersistentRunnerModel | FunctionRunnerModel, Field(discriminator="type")
+]
 
 
 class AgentModel(BaseModel):
@@ -56,6 +71,9 @@ class AgentModel(BaseModel):
     description: str = ""
     capabilities: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] | None = None
     concurrency: int | None = Field(default=None, ge=1)
+    min_instances: int = Field(default=1, ge=0)
+    max_instances: int | None = Field(default=None, ge=1)
+    rate_per_min: float | None = Field(default=None, gt=0)
     runner: RunnerModel
 
 
@@ -93,6 +111,16 @@ class SettingsModel(BaseModel):
     default_timeout_s: float | None = Field(default=None, gt=0)
     routing: Literal["deterministic", "thompson"] | None = None
     seed: int | None = None
+    max_agents: int | None = Field(default=None, ge=1)
+    spawn_threshold: int | None = Field(default=None, ge=0)
+    idle_timeout_s: float | None = Field(default=None, gt=0)
+    scale_cooldown_s: float | None = Field(default=None, ge=0)
+    heartbeat_interval_s: float | None = Field(default=None, gt=0)
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0)
+    breaker_failures: int | None = Field(default=None, ge=1)
+    aging_interval_s: float | None = Field(default=None, gt=0)
+    capability_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    resource_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
 
 
 class WorkflowModel(BaseModel):
@@ -181,6 +209,12 @@ def parse_workflow(
             raise WorkflowError(
                 "capabilities: required (or name a catalog role to take them from)", where=where
             )
+        max_instances = a.max_instances if a.max_instances is not None else max(1, a.min_instances)
+        if max_instances < a.min_instances:
+            raise WorkflowError(
+                f"max_instances ({max_instances}) is below min_instances ({a.min_instances})",
+                where=where,
+            )
         agents.append(
             AgentSpec(
                 name=a.name,
@@ -189,6 +223,9 @@ def parse_workflow(
                 role=a.role,
                 concurrency=concurrency or 1,
                 description=description,
+                min_instances=a.min_instances,
+                max_instances=max_instances,
+                rate_per_min=a.rate_per_min,
             )
         )
     tasks = [_task(t) for t in model.tasks]
@@ -203,8 +240,17 @@ def parse_workflow(
 
 
 def _runner(
-    m: CommandRunnerModel | FunctionRunnerModel, values: dict[str, str], where: str
-) -> CommandRunner | FunctionRunner:
+    m: CommandRunnerModel | PersistentRunnerModel | FunctionRunnerModel,
+    values: dict[str, str],
+    where: str,
+) -> CommandRunner | PersistentCommandRunner | FunctionRunner:
+    if isinstance(m, PersistentRunnerModel):
+        return PersistentCommandRunner(
+            [expand(a, values) for a in m.argv],
+            cwd=expand(m.cwd, values) if m.cwd else None,
+            env={k: expand(v, values) for k, v in m.env.items()},
+            limits=ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s),
+        )
     if isinstance(m, CommandRunnerModel):
         return CommandRunner(
             [expand(a, values) for a in m.argv],
@@ -261,7 +307,7 @@ def _describe(exc: ValidationError, raw: dict[object, object]) -> str:
                     parts[-1] += f" ({key} {node[key]!r})"
             else:
                 # pydantic names the chosen union member (e.g. "command"): not a user field
-                if isinstance(node, dict) and p not in node and p in ("command", "function"):
+                if isinstance(node, dict) and p not in node and p in _RUNNER_TYPES:
                     continue
                 parts.append(str(p))
                 node = node.get(p) if isinstance(node, dict) else None

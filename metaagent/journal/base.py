@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from metaagent.learning import ArmStats
     from metaagent.model import AgentTask, Attempt, TaskState
 
+
 class JournalError(MetaAgentError, RuntimeError):
     """The journal could not be written (or read); a batch that failed was not applied."""
 
