@@ -27,7 +27,7 @@ from metaagent.graph import TaskGraph
 from metaagent.history import batch_key, stored_report
 from metaagent.journal.sqlite import DEFAULT_PATH, SqliteJournal
 from metaagent.pool import HealthPolicy
-from metaagent.progress import ProgressView, summary_table
+from metaagent.progress import ProgressView, agents_table, summary_table
 from metaagent.runtime import Orchestrator, OrchestratorConfig, RunHandle
 from metaagent.scaling import PoolPolicy
 from metaagent.workflow import Workflow, load_workflow
@@ -168,6 +168,8 @@ def _pick(value: _T | None, default: _T) -> _T:
 
 def _finish(batch: BatchResult, json_out: Path | None) -> None:
     out.print(summary_table(batch))
+    if len(batch.agents) > 1:
+        out.print(agents_table(batch))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(batch.to_json(), indent=2, default=str) + "\n")

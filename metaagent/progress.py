@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from rich.table import Table
@@ -93,16 +94,21 @@ class ProgressView:
 def summary_table(batch: BatchResult) -> Table:
     """The final table: one row per task, then the run's figures in the caption."""
     table = Table(title=f"{batch.name}: {_verdict(batch)}", title_justify="left")
-    for col in ("task", "capability", "state", "agent", "attempts", "time s", "detail"):
-        table.add_column(col, overflow="fold")
+    table.add_column("task", overflow="fold", min_width=6)
+    table.add_column("capability", overflow="fold", min_width=6)
+    table.add_column("state", no_wrap=True, min_width=9)
+    table.add_column("agent", overflow="fold", min_width=6)
+    table.add_column("tries", no_wrap=True, justify="right", min_width=5)
+    table.add_column("time s", no_wrap=True, justify="right", min_width=6)
+    table.add_column("detail", no_wrap=True, overflow="ellipsis", max_width=60)
     for r in batch.results:
-        dur = (r.attempts[-1].duration_s if r.attempts else 0.0) if r.attempts else 0.0
+        dur = r.attempts[-1].duration_s if r.attempts else 0.0
         detail = r.error if r.error else _excerpt(r.output)
         table.add_row(
             r.task_id,
             r.capability,
             Text(r.state.value, style=_COLOURS.get(r.state.value, "")),
-            r.agent or "-",
+            r.attempts[-1].agent_instance if r.attempts else "-",
             str(len(r.attempts)),
             f"{dur:.2f}",
             detail,
@@ -115,14 +121,35 @@ def summary_table(batch: BatchResult) -> Table:
     return table
 
 
+def agents_table(batch: BatchResult) -> Table:
+    """Per agent instance: busy and offered slot-seconds and utilisation."""
+    table = Table(title="agents", title_justify="left")
+    for col in ("instance", "slots", "busy s", "offered s", "utilisation"):
+        table.add_column(col, no_wrap=True)
+    for inst, fig in batch.agents.items():
+        table.add_row(
+            inst,
+            str(int(fig.get("slots", 0))),
+            f"{fig.get('busy_s', 0.0):.2f}",
+            f"{fig.get('available_s', 0.0):.2f}",
+            f"{fig.get('utilisation', 0.0):.0%}",
+        )
+    return table
+
+
 def _verdict(batch: BatchResult) -> str:
     parts = [f"{n} {s}" for s, n in batch.counts.items() if n]
     return ", ".join(parts) or "no tasks"
 
 
-def _excerpt(output: object, limit: int = 60) -> str:
+def _excerpt(output: object, limit: int = 80) -> str:
     if output is None:
         return ""
-    text = output if isinstance(output, str) else repr(output)
+    if isinstance(output, dict):
+        for key in ("summary", "headline", "message", "result"):
+            if isinstance(output.get(key), str):
+                output = output[key]
+                break
+    text = output if isinstance(output, str) else json.dumps(output, default=str)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
