@@ -100,6 +100,24 @@ class Learning:
             return self.rng.betavariate(a, b)
         return a / (a + b)
 
+    def estimate(
+        self, spec: str, capability: str, proficiency: float
+    ) -> tuple[float, float | None]:
+        """Success estimate (as ``success_estimate``) and mean duration, in one look-up."""
+        ps = self.prior_strength
+        a = 1.0 + ps * proficiency
+        b = 1.0 + ps * (1.0 - proficiency)
+        arm = self.arms.get((spec, capability))
+        mean = None
+        if arm is not None:
+            a += arm.successes
+            b += arm.failures
+            if arm.durations:
+                mean = arm.mean_duration_s
+        if self.mode == "thompson":
+            return self.rng.betavariate(a, b), mean
+        return a / (a + b), mean
+
     def duration(self, spec: str, capability: str) -> float | None:
         """Mean observed duration of this spec on this capability, if any was seen."""
         arm = self.arms.get((spec, capability))

@@ -86,6 +86,7 @@ class Pool:
         self.instances: dict[str, AgentInstance] = {}
         self.retired: list[AgentInstance] = []  # lost or stopped, kept for utilisation figures
         self._timers: list[tuple[float, int, str, str]] = []
+        self._elastic = False  # some spec may grow or shrink
         self._seq = 0
 
     # --- specs and instances ------------------------------------------------------------------
@@ -103,6 +104,7 @@ class Pool:
                 where=f"agent {spec.name!r}",
             )
         self.specs[spec.name] = SpecPool(spec, min_instances, max_instances)
+        self._elastic = self._elastic or max_instances > min_instances
         out: list[Decision] = []
         for _ in range(min_instances):
             inst = self._new_instance(self.specs[spec.name], now, AgentState.STARTING)
@@ -286,6 +288,10 @@ class Pool:
     @property
     def autoscaling(self) -> bool:
         return any(sp.max_instances > sp.min_instances for sp in self.specs.values())
+
+    def quiet(self) -> bool:
+        """True when ``tick`` would do nothing: no timer due and no elastic spec."""
+        return not self._timers and not self._elastic
 
     def _scale(self, now: float, depth: Mapping[str, int]) -> list[Decision]:
         views = [

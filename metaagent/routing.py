@@ -228,19 +228,19 @@ class Router:
         return total, dict(zip(SCORE_PARTS, parts, strict=True))
 
     def _parts(
-        self, task: AgentTask, cap: str, inst: AgentInstance
+        self, task: AgentTask, cap: str, inst: AgentInstance, ref: float | None = None
     ) -> tuple[float, float, float, float, float]:
+        """The score's parts for one instance; ``ref`` is the capability's mean duration."""
         spec = inst.spec
         prof = spec.capabilities[cap]
-        fit = 1.0 - max(0.0, task.complexity - prof)
+        fit = 1.0 - (task.complexity - prof if task.complexity > prof else 0.0)
         load = 1.0 - inst.running / inst.slots
-        learning = self.learning
-        success = learning.success_estimate(spec.name, cap, prof)
-        mine = learning.duration(spec.name, cap)
+        success, mine = self.learning.estimate(spec.name, cap, prof)
         if mine is None:
             speed = 0.5
         else:
-            ref = learning.capability_duration(cap) or mine
+            if ref is None:
+                ref = self.learning.capability_duration(cap) or mine
             speed = ref / (ref + mine) if ref + mine > 0 else 0.5
         return prof, fit, load, success, speed
 
@@ -251,10 +251,11 @@ class Router:
             tuple[float, int, AgentInstance, tuple[float, float, float, float, float]]
         ] = []
         limit = self.max_candidates
+        ref = self.learning.capability_duration(cap)
         for inst in pool:
             if inst.state is not _READY or inst.running >= inst.slots:
                 continue
-            p = self._parts(task, cap, inst)
+            p = self._parts(task, cap, inst, ref)
             total = wc * p[0] + wf * p[1] + wl * p[2] + ws * p[3] + wv * p[4]
             scored.append((total, -len(scored), inst, p))
             if len(scored) >= limit:

@@ -32,7 +32,7 @@ from metaagent.decisions import (
 from metaagent.errors import AgentCrash, RunFailed, VerificationFailed, WorkflowError
 from metaagent.events import Event, Subscription
 from metaagent.journal.base import JournalError
-from metaagent.model import AgentSpec, AgentTask, Attempt, Outcome, TaskResult, TaskState
+from metaagent.model import AgentSpec, AgentTask, Outcome, TaskResult, TaskState
 from metaagent.pool import HealthPolicy
 from metaagent.retry import RetryPolicy
 from metaagent.routing import RoutingWeights
@@ -273,36 +273,23 @@ class Orchestrator:
             raise RuntimeError("resume needs a journal")
         if run_id in self._handles:
             return self._handles[run_id]
-        stored = self.journal.load_run(run_id)
+        stored = self.journal.load_run(run_id, decisions=False)
         now = self.clock.now()
-        # Recorded times are relative to the run's start; continue from the last one seen.
-        last = max(
-            [r.finished_at for r in stored.results.values()]
-            + [a.finished_at or a.started_at for seen in stored.attempts.values() for a in seen]
-            + [0.0]
-        )
-        t0 = now - last
-        for seen in stored.attempts.values():
-            for a in seen:
-                a.started_at += t0
-                if a.finished_at is not None:
-                    a.finished_at += t0
         run = self.scheduler.restore(
             run_id,
             stored.tasks,
             now,
             name=stored.info.name,
             results={
-                tid: (r.state, r.output, r.error, r.finished_at + t0)
+                tid: (r.state, r.output, r.error, r.finished_at)
                 for tid, r in stored.results.items()
             },
             attempts=stored.attempts,
         )
-        run.started_at = t0
         for tid, seen in stored.attempts.items():
             for a in seen:
                 if a.outcome is Outcome.LOST:
-                    self.journal.attempt_finished(run_id, tid, self._relative(a, t0))
+                    self.journal.attempt_finished(run_id, tid, a)
         return self._start_run(run, now, on_event)
 
     def _start_run(self, run: RunRecord, now: float, on_event: EventCallback | None) -> RunHandle:
@@ -446,8 +433,7 @@ class Orchestrator:
                 if journal is not None:
                     tid = o.task_id or ""
                     rec = sched.runs[h.run_id].tasks[tid]
-                    started = self._relative(rec.attempts[-1], h.started_at)
-                    journal.attempt_started(h.run_id, tid, started)
+                    journal.attempt_started(h.run_id, tid, rec.attempts[-1])
                     journal.decision(h.run_id, o, o.at - h.started_at)
                 if h.listening:
                     h.publish(
@@ -508,15 +494,8 @@ class Orchestrator:
                     journal.attempt_finished(
                         owner.run_id,
                         rec.task.id,
-                        self._relative(rec.attempts[-1], owner.started_at),
+                        rec.attempts[-1],
                     )
-
-    @staticmethod
-    def _relative(a: Attempt, t0: float) -> Attempt:
-        return Attempt(
-            a.number, a.agent, a.agent_instance, a.started_at - t0,
-            None if a.finished_at is None else a.finished_at - t0, a.outcome, a.error,
-        )  # fmt: skip
 
     def _commit(self) -> bool:
         """Make journaled records durable (one transaction) and persist learned statistics.
@@ -625,10 +604,10 @@ class Orchestrator:
         )
         journal = self.journal
         if outs and journal is not None:
-            h = self._handles[ctx.run_id]
+            self._handles[ctx.run_id]
             rec = sched.runs[ctx.run_id].tasks[task.id]
             ended = next(a for a in reversed(rec.attempts) if a.number == ctx.attempt)
-            journal.attempt_finished(ctx.run_id, task.id, self._relative(ended, h.started_at))
+            journal.attempt_finished(ctx.run_id, task.id, ended)
         self._apply(outs)
         crashpoints.hit("after_result_before_commit")
         # One dispatch per loop turn serves every attempt that finished in it.

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 _READY = TaskState.READY
 _RUNNING = TaskState.RUNNING
 _PENDING = TaskState.PENDING
+_AREADY = AgentState.READY
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,20 +322,30 @@ class Scheduler:
         results: Mapping[str, tuple[TaskState, object, str | None, float]],
         attempts: Mapping[str, Sequence[Attempt]],
     ) -> RunRecord:
-        """Prepare a run recorded earlier (times on this scheduler's clock), for ``accept``.
+        """Prepare a run recorded earlier, for ``accept``.
 
-        Attempts that had not finished are closed as ``lost``: they do not count against
-        ``max_attempts``, and attempt numbers go on from the highest seen, so a late result
-        from one of them is rejected.
+        Recorded times (results' ``finished_at``, attempts) are relative to the run's start;
+        the run is placed so that they end at ``now``. Attempts that had not finished are
+        closed as ``lost``: they do not count against ``max_attempts``, and attempt numbers go
+        on from the highest seen, so a late result from one of them is rejected.
         """
+        last = max(
+            [r[3] for r in results.values()]
+            + [a.finished_at or a.started_at for seen in attempts.values() for a in seen]
+            + [0.0]
+        )
         run = self.prepare(run_id, tasks, now, name=name, results=results)
+        run.started_at = now - last
+        for done in run.tasks.values():
+            if done.finished_at is not None:
+                done.finished_at += run.started_at
         for tid, seen in attempts.items():
             rec = run.tasks.get(tid)
             if rec is None:
                 continue
             for a in seen:
                 if a.finished_at is None:
-                    a.finished_at = now
+                    a.finished_at = last
                     a.outcome = Outcome.LOST
                     a.error = "the orchestrator stopped during this attempt"
             rec.attempts = list(seen)
@@ -436,14 +447,15 @@ class Scheduler:
         rec.attempt += 1
         rec.instance = inst
         spec = inst.spec.name
-        rec.attempts.append(Attempt(rec.attempt, spec, inst.id, now))
+        # Attempt times are relative to the run's start: reports use them as they are.
+        rec.attempts.append(Attempt(rec.attempt, spec, inst.id, now - rec.run.started_at))
         cap = task.capability
         self._depth[cap] -= 1
         rec.queued = 0
         inst.busy_s -= now  # slot-seconds: the attempt's end adds ``now`` back
-        before = inst.free
+        if inst.state is _AREADY and inst.running < inst.slots:
+            self.router.adjust_free(inst, -1)
         inst.running += 1
-        self.router.adjust_free(inst, inst.free - before)
         self.running += 1
         self._running_cap[cap] = self._running_cap.get(cap, 0) + 1
         if self.running > self.peak_running:
@@ -513,7 +525,7 @@ class Scheduler:
         out: list[Output] = []
         if outcome is Outcome.SUCCEEDED:
             self.pool.on_success(inst)
-            self.learning.record(spec, cap, True, now - rec.attempts[-1].started_at)
+            self.learning.record(spec, cap, True, rec.attempts[-1].duration_s)
             rec.output = output
             rec.error = None
             self._terminal(rec, TaskState.SUCCEEDED, now)
@@ -543,7 +555,7 @@ class Scheduler:
             spec,
             cap,
             False,
-            now - rec.attempts[-1].started_at if outcome is Outcome.ERROR else None,
+            rec.attempts[-1].duration_s if outcome is Outcome.ERROR else None,
         )
         out.extend(self._failed_attempt(rec, spec, outcome, error, now))
         return out
@@ -553,21 +565,19 @@ class Scheduler:
     ) -> AgentInstance | None:
         """Close the current attempt and free its slot and resources."""
         att = rec.attempts[-1]
-        att.finished_at = now
+        att.finished_at = now - rec.run.started_at
         att.outcome = outcome
         att.error = error
         inst = rec.instance
         rec.instance = None
         if inst is not None:
-            before = inst.free
             inst.running -= 1
             inst.tasks_done += 1
             inst.busy_s += now
             if inst.running == 0:
                 inst.idle_since = now
-            delta = inst.free - before
-            if delta and inst.state is not AgentState.LOST:
-                self.router.adjust_free(inst, delta)
+            if inst.state is _AREADY and inst.running < inst.slots:
+                self.router.adjust_free(inst, +1)
         self.running -= 1
         self._running_cap[rec.task.capability] -= 1
         held = self._held
@@ -690,7 +700,8 @@ class Scheduler:
         """Let time pass: retries whose back-off ended become routable, the pool restarts,
         probes, scales and lifts rate limits as due. Then dispatch."""
         self._promote_delayed(now)
-        out: list[Output] = list(self.pool.tick(now, self._depth))
+        pool = self.pool
+        out: list[Output] = [] if pool.quiet() else list(pool.tick(now, self._depth))
         out.extend(self.dispatch(now))
         return out
 
@@ -730,18 +741,7 @@ class Scheduler:
         t0 = run.started_at
         out: list[TaskResult] = []
         for rec in run.tasks.values():
-            attempts = [
-                Attempt(
-                    a.number,
-                    a.agent,
-                    a.agent_instance,
-                    a.started_at - t0,
-                    None if a.finished_at is None else a.finished_at - t0,
-                    a.outcome,
-                    a.error,
-                )
-                for a in rec.attempts
-            ]
+            attempts = list(rec.attempts)
             last = attempts[-1].agent if attempts else None
             out.append(
                 TaskResult(

@@ -11,12 +11,14 @@ if TYPE_CHECKING:
     from metaagent.model import AgentTask
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptContext:
     """Everything an agent gets for one attempt of one task.
 
     ``upstream`` maps each dependency's id to its output. ``workdir`` is the directory the run
-    works in.
+    works in. ``feedback`` lists what was wrong with the previous attempt's output, when a
+    check rejected it (a planner's invalid plan, say). Read-only by convention: it is a plain
+    slotted dataclass because one is built per attempt on the hot path.
     """
 
     task: AgentTask
@@ -26,6 +28,7 @@ class AttemptContext:
     instance: str
     upstream: Mapping[str, object] = field(default_factory=dict)
     workdir: str = "."
+    feedback: tuple[str, ...] = ()
 
     @property
     def prompt(self) -> str:
@@ -51,6 +54,7 @@ class AttemptContext:
             "agent": self.agent,
             "upstream": dict(self.upstream),
             "workdir": self.workdir,
+            "feedback": list(self.feedback),
         }
 
 

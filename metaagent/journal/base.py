@@ -120,8 +120,11 @@ class Journal(Protocol):
         """The (run, task) holding this idempotency key, if any."""
         ...
 
-    def load_run(self, run_id: str) -> StoredRun:
-        """Read a run back (raises ``KeyError`` for an unknown run)."""
+    def load_run(self, run_id: str, *, decisions: bool = True) -> StoredRun:
+        """Read a run back (raises ``KeyError`` for an unknown run).
+
+        ``decisions=False`` leaves out the decision log, which resuming does not need.
+        """
         ...
 
     def list_runs(self, limit: int = 50) -> list[RunInfo]: ...

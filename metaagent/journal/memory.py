@@ -4,10 +4,11 @@ about durability. Nothing survives the process."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from copy import copy
 from typing import TYPE_CHECKING
 
-from metaagent.journal.base import RunInfo, StoredResult, StoredRun
+from metaagent.journal.base import JournalError, RunInfo, StoredResult, StoredRun
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -40,7 +41,13 @@ class MemoryJournal:
         workdir: str | None = None,
     ) -> None:
         if run_id in self._runs:
-            raise KeyError(f"run {run_id!r} is already journaled")
+            raise JournalError(f"run {run_id!r} is already journaled (nothing was applied)")
+        keys = [t.key for t in tasks if t.key is not None]
+        taken = sorted({k for k in keys if k in self._keys} | _repeated(keys))
+        if taken:
+            raise JournalError(
+                f"idempotency keys already journaled: {', '.join(taken)} (nothing was applied)"
+            )
         self._runs[run_id] = {
             "name": name,
             "key": key,
@@ -69,7 +76,9 @@ class MemoryJournal:
     ) -> None:  # fmt: skip
         results = self._results[run_id]
         if task_id in results:
-            raise ValueError(f"task {task_id!r} of run {run_id!r} already has a terminal state")
+            raise JournalError(
+                f"task {task_id!r} of run {run_id!r} already has a terminal state (it is final)"
+            )
         results[task_id] = StoredResult(state, output, error, at)
 
     def decision(self, run_id: str, decision: Decision, at: float) -> None:
@@ -78,7 +87,9 @@ class MemoryJournal:
         self._decisions[run_id].append(data)
 
     def run_finished(self, run_id: str) -> None:
-        self._runs[run_id]["finished"] = time.time()
+        run = self._runs[run_id]
+        if run["finished"] is None:
+            run["finished"] = time.time()
 
     def save_stats(self, stats: Iterable[tuple[str, str, ArmStats]]) -> None:
         for spec, cap, arm in stats:
@@ -119,7 +130,7 @@ class MemoryJournal:
             None if run["workdir"] is None else str(run["workdir"]),
         )
 
-    def load_run(self, run_id: str) -> StoredRun:
+    def load_run(self, run_id: str, *, decisions: bool = True) -> StoredRun:
         info = self._info(run_id)
         attempts = {
             tid: [copy(a) for _, a in sorted(by_n.items())]
@@ -130,7 +141,7 @@ class MemoryJournal:
             list(self._tasks[run_id]),
             dict(self._results[run_id]),
             attempts,
-            list(self._decisions[run_id]),
+            list(self._decisions[run_id]) if decisions else [],
         )
 
     def list_runs(self, limit: int = 50) -> list[RunInfo]:
@@ -139,3 +150,7 @@ class MemoryJournal:
 
     def close(self) -> None:
         return None
+
+
+def _repeated(keys: list[str]) -> set[str]:
+    return {k for k, n in Counter(keys).items() if n > 1}

@@ -6,10 +6,8 @@ far a file has come, so an old file is brought forward when it is opened.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
-
-if TYPE_CHECKING:
-    import sqlite3
+import sqlite3
+from typing import Final
 
 MIGRATIONS: Final[tuple[str, ...]] = (
     # 1: runs, tasks, attempts, terminal results and decisions.
@@ -107,17 +105,49 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 def migrate(conn: sqlite3.Connection, *, upto: int = SCHEMA_VERSION) -> int:
     """Apply every migration the file lacks (up to ``upto``); return the version reached.
 
-    Raises ``RuntimeError`` for a file from a newer metaagent than this one.
+    Each migration runs in its own write transaction, which also re-reads the version: a
+    crash leaves the file at the previous version, and two processes opening a new file at
+    once do not both apply a migration. Raises ``RuntimeError`` for a file from a newer
+    metaagent than this one.
     """
+    if not 0 <= upto <= SCHEMA_VERSION:
+        raise ValueError(f"upto must be within 0..{SCHEMA_VERSION}, got {upto}")
+    version = _version(conn)
+    while version < upto:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = _version(conn)  # another process may have migrated meanwhile
+            if version < upto:
+                version += 1
+                for statement in _statements(MIGRATIONS[version - 1]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return _version(conn)
+
+
+def _version(conn: sqlite3.Connection) -> int:
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
         raise RuntimeError(
             f"journal schema version {version} is newer than this metaagent ({SCHEMA_VERSION})"
         )
-    for number in range(version + 1, upto + 1):
-        # One transaction per migration: a crash leaves the file at the previous version.
-        conn.executescript(
-            "BEGIN;\n" + MIGRATIONS[number - 1] + f"\nPRAGMA user_version = {number};\nCOMMIT;"
-        )
-    (reached,) = conn.execute("PRAGMA user_version").fetchone()
-    return int(reached)
+    return int(version)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would commit the transaction)."""
+    out: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            out.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete statement in a migration: {pending.strip()[:60]!r}")
+    return out

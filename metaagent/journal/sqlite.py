@@ -17,17 +17,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metaagent import crashpoints
-from metaagent.journal.base import Durability, JournalError, RunInfo, StoredResult, StoredRun
-from metaagent.journal.codec import attempt_from_row, dumps, loads, task_from_row, task_row
+from metaagent.journal.base import Durability, JournalError, RunInfo, StoredRun
+from metaagent.journal.codec import (
+    TASK_COLUMNS,
+    attempts_from_rows,
+    bulk_loads,
+    dumps,
+    paused_gc,
+    results_from_rows,
+    task_row,
+    tasks_from_rows,
+)
 from metaagent.journal.migrations import migrate
 from metaagent.learning import ArmStats
-from metaagent.model import TaskState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from metaagent.decisions import Decision
-    from metaagent.model import AgentTask, Attempt
+    from metaagent.model import AgentTask, Attempt, TaskState
 
 DEFAULT_PATH = Path(".metaagent") / "metaagent.db"
 
@@ -174,7 +182,10 @@ class SqliteJournal:
             if decisions:
                 conn.executemany("INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?)", decisions)
             if finished:
-                conn.executemany("UPDATE runs SET finished_at = ? WHERE run_id = ?", finished)
+                conn.executemany(
+                    "UPDATE runs SET finished_at = ? WHERE run_id = ? AND finished_at IS NULL",
+                    finished,
+                )
             if stats:
                 conn.executemany(
                     "INSERT INTO stats VALUES (?,?,?,?,?,?) ON CONFLICT (spec, capability) DO "
@@ -253,40 +264,35 @@ class SqliteJournal:
         ).fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
 
-    def load_run(self, run_id: str) -> StoredRun:
+    def load_run(self, run_id: str, *, decisions: bool = True) -> StoredRun:
         self.flush()
         conn = self._conn
         info = self._info(run_id)
-        tasks = [
-            task_from_row(r)
-            for r in conn.execute(
-                "SELECT task_id, capability, prompt, input, priority, depends_on, complexity,"
-                " timeout_s, max_attempts, resources, verify, metadata, key FROM tasks"
-                " WHERE run_id = ? ORDER BY seq",
-                (run_id,),
+        with paused_gc():
+            tasks = tasks_from_rows(
+                conn.execute(
+                    f"SELECT {TASK_COLUMNS} FROM tasks WHERE run_id = ? ORDER BY seq", (run_id,)
+                ).fetchall()
             )
-        ]
-        results = {
-            str(tid): StoredResult(TaskState(state), loads(out), err, float(at))
-            for tid, state, out, err, at in conn.execute(
-                "SELECT task_id, state, output, error, finished_at FROM results WHERE run_id = ?",
-                (run_id,),
+            results = results_from_rows(
+                conn.execute(
+                    "SELECT task_id, state, output, error, finished_at FROM results"
+                    " WHERE run_id = ?",
+                    (run_id,),
+                ).fetchall()
             )
-        }
-        attempts: dict[str, list[Attempt]] = {}
-        for row in conn.execute(
-            "SELECT task_id, number, agent, instance, started_at, finished_at, outcome, error"
-            " FROM attempts WHERE run_id = ? ORDER BY task_id, number",
-            (run_id,),
-        ):
-            attempts.setdefault(str(row[0]), []).append(attempt_from_row(row[1:]))
-        decisions = [
-            json.loads(data)
-            for (data,) in conn.execute(
-                "SELECT data FROM decisions WHERE run_id = ? ORDER BY seq", (run_id,)
+            attempts = attempts_from_rows(
+                conn.execute(
+                    "SELECT task_id, number, agent, instance, started_at, finished_at, outcome,"
+                    " error FROM attempts WHERE run_id = ? ORDER BY task_id, number",
+                    (run_id,),
+                )
             )
-        ]
-        return StoredRun(info, tasks, results, attempts, decisions)
+            made = []
+            if decisions:
+                sql = "SELECT data FROM decisions WHERE run_id = ? ORDER BY seq"
+                made = bulk_loads([d for (d,) in conn.execute(sql, (run_id,))])
+        return StoredRun(info, tasks, results, attempts, made)  # type: ignore[arg-type]
 
     def _info(self, run_id: str) -> RunInfo:
         row = self._conn.execute(
