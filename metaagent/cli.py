@@ -167,7 +167,7 @@ def _pick(value: _T | None, default: _T) -> _T:
 
 
 def _finish(batch: BatchResult, json_out: Path | None) -> None:
-    out.print(summary_table(batch))
+    out.print(summary_table(batch, out.width))
     if len(batch.agents) > 1:
         out.print(agents_table(batch))
     if json_out is not None:

@@ -28,6 +28,7 @@ DecisionType = Literal[
     "quarantine_agent",
     "scale_resources",
     "optimize_workflow",
+    "decompose_task",
 ]
 
 
@@ -210,6 +211,18 @@ class OptimizeWorkflow(Decision):
     type: ClassVar[DecisionType] = "optimize_workflow"
     order: tuple[str, ...] = ()
     changes: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class DecomposeTask(Decision):
+    """The task was expanded into ``subtasks`` (ids in the run), from a template or a planner.
+
+    The task succeeds when every sub-task does; its output maps sub-task ids to outputs.
+    """
+
+    type: ClassVar[DecisionType] = "decompose_task"
+    subtasks: tuple[str, ...] = ()
+    source: str = "template"
 
 
 @dataclass(slots=True)

@@ -76,6 +76,22 @@ class VerifySpec:
     timeout_s: float = 120.0
 
 
+@dataclass(frozen=True, slots=True)
+class Decompose:
+    """How a task is broken into sub-tasks: by ``template`` (sub-tasks given up front) or by a
+    ``planner`` (the task runs on an agent of its capability; its JSON output is the plan).
+
+    ``template`` holds ``AgentTask`` objects whose ids and dependencies are local to the plan.
+    """
+
+    template: tuple[AgentTask, ...] = ()
+    planner: bool = False
+
+    def __post_init__(self) -> None:
+        if bool(self.template) == self.planner:
+            raise ValueError("decompose needs exactly one of: a template, or planner=True")
+
+
 @dataclass(slots=True)
 class AgentTask:
     """One unit of work for an agent with a given capability.
@@ -99,6 +115,7 @@ class AgentTask:
     metadata: dict[str, object] = field(default_factory=dict)
     key: str | None = None  # idempotency key: resubmitting a known key returns the known task
     group: str | None = None  # related tasks: they prefer the agent that handled their siblings
+    decompose: Decompose | None = None  # expand into a sub-graph before (or instead of) routing
 
     def problems(self) -> list[str]:
         """Return what is wrong with this task's fields (empty when valid)."""

@@ -10,35 +10,21 @@ attempt. Pure: no I/O.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from metaagent.errors import WorkflowError
 from metaagent.graph import TaskGraph
-from metaagent.model import AgentTask
+from metaagent.model import AgentTask, Decompose
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
+
+__all__ = ["Decompose", "InvalidPlan", "expand", "parse_plan", "sub_id"]
 
 _FIELDS = {
     "id", "capability", "prompt", "input", "depends_on", "priority", "complexity", "timeout_s",
     "max_attempts", "metadata",
 }  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Decompose:
-    """How a task is decomposed: by ``template`` (sub-tasks given up front) or by a planner.
-
-    With a planner the task itself runs on an agent of its capability, whose output is the plan.
-    """
-
-    template: tuple[AgentTask, ...] = ()
-    planner: bool = False
-
-    def __post_init__(self) -> None:
-        if bool(self.template) == self.planner:
-            raise ValueError("decompose needs exactly one of: a template, or planner=True")
 
 
 class InvalidPlan(WorkflowError):

@@ -24,7 +24,7 @@ from metaagent.decisions import (
 )
 from metaagent.errors import WorkflowError
 from metaagent.routing import AgentInstance, AgentState
-from metaagent.scaling import InstanceView, PoolPolicy, SpecView, plan
+from metaagent.scaling import InstanceView, PoolPolicy, SpecView, next_change, plan
 
 if TYPE_CHECKING:
     import random
@@ -46,6 +46,7 @@ class HealthPolicy:
     restart_backoff_s: float = 0.5
     restart_backoff_max_s: float = 30.0
     restart_jitter: float = 0.5  # fraction of a delay added at random
+    start_timeout_s: float = 10.0  # a new instance must answer its first heartbeat by then
 
 
 @dataclass(slots=True, eq=False)
@@ -77,17 +78,26 @@ class Pool:
         policy: PoolPolicy,
         health: HealthPolicy,
         rng: random.Random,
+        *,
+        max_concurrency: int | None = None,
+        capability_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.router = router
         self.policy = policy
         self.health = health
         self.rng = rng
+        # The concurrency limits: the pool does not grow past what they let run.
+        self.max_concurrency = max_concurrency
+        self.capability_limits = dict(capability_limits or {})
         self.specs: dict[str, SpecPool] = {}
         self.instances: dict[str, AgentInstance] = {}
         self.retired: list[AgentInstance] = []  # lost or stopped, kept for utilisation figures
         self._timers: list[tuple[float, int, str, str]] = []
         self._elastic = False  # some spec may grow or shrink
         self._seq = 0
+        self._issued: set[str] = set()  # every instance id given out: a restart gets a new one
+        self._ticked = -math.inf  # ``now`` of the last tick
+        self._ticked_depth: dict[str, int] = {}  # the queue depths it saw
 
     # --- specs and instances ------------------------------------------------------------------
 
@@ -116,7 +126,7 @@ class Pool:
     ) -> AgentInstance:
         """Register a ready instance directly (no spawn decision)."""
         iid = instance_id or spec.name
-        if iid in self.instances:
+        if iid in self._issued:
             raise WorkflowError(f"duplicate agent instance {iid!r}", where=f"agent {spec.name!r}")
         sp = self.specs.get(spec.name)
         if sp is None:
@@ -130,11 +140,14 @@ class Pool:
         self, sp: SpecPool, now: float, state: AgentState, iid: str | None = None
     ) -> AgentInstance:
         if iid is None:
+            # Ids are never reused, so nothing said of a lost instance (a late exit notice, a
+            # late result) can be taken for its replacement's.
             iid = sp.spec.name if sp.max_instances == 1 else f"{sp.spec.name}#{sp.next_n}"
-            while iid in self.instances:  # a restarted single instance gets a fresh id
+            while iid in self._issued:
                 sp.next_n += 1
                 iid = f"{sp.spec.name}#{sp.next_n}"
             sp.next_n += 1
+        self._issued.add(iid)
         inst = AgentInstance(iid, sp.spec, sp.spec.concurrency, state=state, started_at=now,
                              idle_since=now)  # fmt: skip
         if state is AgentState.READY:
@@ -159,7 +172,12 @@ class Pool:
             return
         inst.idle_since = now
         inst.ready_at = now
-        self.set_state(inst, AgentState.READY)
+        self.set_state(inst, self._open_state(inst))
+
+    def _open_state(self, inst: AgentInstance) -> AgentState:
+        """The state of an instance that may take work: throttled while its spec's rate is spent."""
+        throttled = self.specs[inst.spec.name].throttled_until is not None
+        return AgentState.THROTTLED if throttled else AgentState.READY
 
     def lost(self, iid: str, now: float, reason: str) -> list[Decision]:
         """An instance died or stopped answering; restart it if the pool needs it."""
@@ -192,7 +210,8 @@ class Pool:
         inst = self.instances.pop(iid, None)
         if inst is None:
             return
-        inst.stopped_at = now
+        if inst.stopped_at is None:  # a drained instance offered no slots since its terminate
+            inst.stopped_at = now
         self.retired.append(inst)
         self.set_state(inst, AgentState.STOPPED)
         self.router.remove(inst)
@@ -255,8 +274,18 @@ class Pool:
         self._seq += 1
         heapq.heappush(self._timers, (at, self._seq, kind, name))
 
-    def tick(self, now: float, depth: Mapping[str, int]) -> list[Decision]:
-        """Fire due timers (restarts, probes, rate-limit ends), then apply the scaling policy."""
+    def tick(
+        self,
+        now: float,
+        depth: Mapping[str, int],
+        running: int = 0,
+        running_cap: Mapping[str, int] | None = None,
+    ) -> list[Decision]:
+        """Fire due timers (restarts, probes, rate-limit ends), then apply the scaling policy.
+
+        ``depth`` is ready tasks per capability; ``running`` and ``running_cap`` count the
+        attempts running now (over all, per capability), for the concurrency limits.
+        """
         out: list[Decision] = []
         timers = self._timers
         while timers and timers[0][0] <= now:
@@ -274,15 +303,17 @@ class Pool:
                 if held is not None and held.state is AgentState.QUARANTINED:
                     held.probing = True
                     held.slots = 1
-                    self.set_state(held, AgentState.READY)
+                    self.set_state(held, self._open_state(held))
             elif kind == "unthrottle":
                 sp = self.specs[name]
                 sp.throttled_until = None
                 for i in sp.instances.values():
                     if i.state is AgentState.THROTTLED:
                         self.set_state(i, AgentState.READY)
-        if self.autoscaling:
-            out.extend(self._scale(now, depth))
+        if self._elastic:
+            out.extend(self._scale(now, depth, running, running_cap or {}))
+            self._ticked = now
+            self._ticked_depth = {cap: n for cap, n in depth.items() if n}
         return out
 
     @property
@@ -293,8 +324,9 @@ class Pool:
         """True when ``tick`` would do nothing: no timer due and no elastic spec."""
         return not self._timers and not self._elastic
 
-    def _scale(self, now: float, depth: Mapping[str, int]) -> list[Decision]:
-        views = [
+    def _views(self) -> list[SpecView]:
+        """The elastic specs as the scaling policy sees them (draining instances are gone)."""
+        return [
             SpecView(
                 sp.spec.name,
                 sp.spec.capabilities,
@@ -311,8 +343,24 @@ class Pool:
             for sp in self.specs.values()
             if sp.max_instances > sp.min_instances
         ]
+
+    def _scale(
+        self, now: float, depth: Mapping[str, int], running: int, running_cap: Mapping[str, int]
+    ) -> list[Decision]:
+        threshold = self.policy.spawn_threshold
+        deep = [cap for cap, n in depth.items() if n > threshold]
+        free = {
+            cap: sum(i.free for i in self.router.instances(cap)) for cap in deep
+        }  # fmt: skip
+        limits = self.capability_limits
+        room = {cap: limits[cap] - running_cap.get(cap, 0) for cap in deep if cap in limits}
+        room_total = None if self.max_concurrency is None else self.max_concurrency - running
+        actions = plan(
+            self._views(), depth, self.policy, now,
+            instances=len(self.instances), free=free, room=room, room_total=room_total,
+        )  # fmt: skip
         out: list[Decision] = []
-        for action in plan(views, depth, self.policy, now):
+        for action in actions:
             sp = self.specs[action.spec]
             before = sum(
                 1 for i in sp.instances.values()
@@ -349,24 +397,23 @@ class Pool:
         return offered, slots
 
     def next_wakeup(self, depth: Mapping[str, int]) -> float | None:
-        """When ``tick`` next has something to do (timers, idle instances to retire)."""
+        """When ``tick`` next has something to do: a timer, a cooldown that ends while a queue
+        is deep, an idle instance to retire.
+
+        A time the last tick already passed is not given again while the queues are as that
+        tick saw them: the policy decided not to act then, and would not now (answering it
+        would have the caller tick in a busy loop).
+        """
         wake = self._timers[0][0] if self._timers else None
-        if not self.autoscaling:
+        if not self._elastic:
             return wake
-        p = self.policy
-        for sp in self.specs.values():
-            if sp.max_instances <= sp.min_instances:
-                continue
-            queued = any(depth.get(c, 0) > 0 for c in sp.spec.capabilities)
-            if queued:
-                if any(depth.get(c, 0) > p.spawn_threshold for c in sp.spec.capabilities):
-                    t = sp.last_action_at + p.cooldown_s
-                    wake = t if wake is None else min(wake, t)
-                continue
-            if len(sp.instances) <= sp.min_instances:
-                continue
-            for i in sp.instances.values():
-                if i.running == 0 and i.state is AgentState.READY:
-                    t = max(i.idle_since + p.idle_timeout_s, sp.last_action_at + p.cooldown_s)
-                    wake = t if wake is None else min(wake, t)
-        return wake
+        t = next_change(self._views(), depth, self.policy)
+        if t is None or (t <= self._ticked and self._same_depth(depth)):
+            return wake
+        return t if wake is None or t < wake else wake
+
+    def _same_depth(self, depth: Mapping[str, int]) -> bool:
+        seen = self._ticked_depth
+        return sum(1 for n in depth.values() if n) == len(seen) and all(
+            depth.get(cap, 0) == n for cap, n in seen.items()
+        )

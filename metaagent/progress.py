@@ -91,27 +91,36 @@ class ProgressView:
         return table
 
 
-def summary_table(batch: BatchResult) -> Table:
-    """The final table: one row per task, then the run's figures in the caption."""
+def summary_table(batch: BatchResult, width: int = 100) -> Table:
+    """The final table: one row per task, then the run's figures in the caption.
+
+    ``width`` is the console's: the detail column gets what the others leave of it.
+    """
     table = Table(title=f"{batch.name}: {_verdict(batch)}", title_justify="left")
-    table.add_column("task", overflow="fold", min_width=6)
-    table.add_column("capability", overflow="fold", min_width=6)
-    table.add_column("state", no_wrap=True, min_width=9)
-    table.add_column("agent", overflow="fold", min_width=6)
-    table.add_column("tries", no_wrap=True, justify="right", min_width=5)
-    table.add_column("time s", no_wrap=True, justify="right", min_width=6)
-    table.add_column("detail", no_wrap=True, overflow="ellipsis", max_width=60)
+    rows = []
     for r in batch.results:
         dur = r.attempts[-1].duration_s if r.attempts else 0.0
-        detail = r.error if r.error else _excerpt(r.output)
+        rows.append(
+            (
+                r.task_id,
+                r.state.value,
+                (r.attempts[-1].agent_instance if r.attempts else "-"),
+                str(len(r.attempts)),
+                f"{dur:.2f}",
+                r.error if r.error else _excerpt(r.output),
+            )
+        )
+    heads = ("task", "state", "agent", "tries", "time s")
+    widths = [max([len(h)] + [len(row[k]) for row in rows]) for k, h in enumerate(heads)]
+    widths[0] = min(widths[0], 28)
+    widths[2] = min(widths[2], 24)
+    for head, w in zip(heads, widths, strict=True):
+        table.add_column(head, no_wrap=True, overflow="ellipsis", min_width=w, max_width=w)
+    spare = width - sum(widths) - 3 * len(heads) - 4
+    table.add_column("detail", no_wrap=True, overflow="ellipsis", max_width=max(8, spare))
+    for row in rows:
         table.add_row(
-            r.task_id,
-            r.capability,
-            Text(r.state.value, style=_COLOURS.get(r.state.value, "")),
-            r.attempts[-1].agent_instance if r.attempts else "-",
-            str(len(r.attempts)),
-            f"{dur:.2f}",
-            detail,
+            row[0], Text(row[1], style=_COLOURS.get(row[1], "")), row[2], row[3], row[4], row[5]
         )
     table.caption = (
         f"makespan {batch.makespan_s:.2f}s, work {batch.total_run_s:.2f}s, "

@@ -451,10 +451,10 @@ class Orchestrator:
                         o.run_id, o.task_id, rec.state, rec.output, None, o.at - h.started_at
                     )
                 if h.listening:
+                    agent = rec.attempts[-1].agent if rec.attempts else None
                     h.publish(
-                        Event("task", o.at - h.started_at, o.run_id, o.task_id, "succeeded",
-                              rec.attempts[-1].agent)
-                    )  # fmt: skip
+                        Event("task", o.at - h.started_at, o.run_id, o.task_id, "succeeded", agent)
+                    )
                 continue
             if kind is RunCompleted:
                 assert isinstance(o, RunCompleted)
@@ -553,11 +553,25 @@ class Orchestrator:
         inst = sched.agents[d.instance]
         upstream = {dep: run.tasks[dep].output for dep in task.depends_on}
         ctx = AttemptContext(
-            task, run.id, d.attempt, d.spec, d.instance, upstream, self.config.workdir
-        )
+            task, run.id, d.attempt, d.spec, d.instance, upstream, self.config.workdir,
+            rec.feedback,
+        )  # fmt: skip
         timeout = task.timeout_s if task.timeout_s is not None else self.config.default_timeout_s
         coro = self._attempt(ctx, inst.spec.runner, timeout)
-        self._inflight[(run.id, task.id)] = asyncio.get_running_loop().create_task(coro)
+        attempt = asyncio.get_running_loop().create_task(coro)
+        attempt.add_done_callback(self._attempt_done)
+        self._inflight[(run.id, task.id)] = attempt
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        """An attempt's bookkeeping itself failed (a bug): fail every waiting run loudly
+        rather than leave it hanging."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = RuntimeError(
+            f"the orchestrator failed while finishing an attempt: {task.exception()!r}"
+        )
+        for h in self._handles.values():
+            h._finish(exc)
 
     async def _attempt(self, ctx: AttemptContext, runner: object, limit_s: float | None) -> None:
         task = ctx.task

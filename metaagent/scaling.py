@@ -1,10 +1,12 @@
 """The pool policy: when to spawn agent instances, when to terminate them. Pure.
 
 Scale up when the ready queue of a capability is deeper than ``spawn_threshold`` and limits
-allow, with the spec that serves that capability best; scale down instances idle longer than
-``idle_timeout_s``, never below a spec's ``min_instances``. A cooldown per spec after any action
-and a rule that idle instances are only terminated while their capabilities have no queue keep
-the pool from flapping.
+allow (``max_agents``, a spec's ``max_instances``, and the concurrency limits: a slot that could
+not run anything is not spawned), with the spec that serves that capability best; scale down
+instances idle for ``idle_timeout_s``, never below a spec's ``min_instances``. A cooldown per
+spec after any action, and a rule that idle instances are only terminated while their
+capabilities have no queue (grow above the threshold, shrink only at zero), keep the pool from
+flapping.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class PoolPolicy:
     spawn_threshold: int = 5  # queue depth of a capability above which the pool grows
     idle_timeout_s: float = 60.0  # an instance idle this long may be terminated
     cooldown_s: float = 5.0  # no second scale action on a spec sooner than this
-    max_spawn_per_tick: int = 8  # growth per decision round, so a burst does not overshoot
+    max_spawn_per_tick: int = 8  # spawns per decision round, so a burst does not overshoot
 
     def problems(self) -> list[str]:
         out = []
@@ -35,6 +37,10 @@ class PoolPolicy:
             out.append(f"spawn_threshold must be at least 0, got {self.spawn_threshold}")
         if self.idle_timeout_s <= 0:
             out.append(f"idle_timeout_s must be positive, got {self.idle_timeout_s}")
+        if self.cooldown_s < 0:
+            out.append(f"cooldown_s must be at least 0, got {self.cooldown_s}")
+        if self.max_spawn_per_tick < 1:
+            out.append(f"max_spawn_per_tick must be at least 1, got {self.max_spawn_per_tick}")
         return out
 
 
@@ -76,22 +82,41 @@ def plan(
     depth: Mapping[str, int],
     policy: PoolPolicy,
     now: float,
+    *,
+    instances: int | None = None,
+    free: Mapping[str, int] | None = None,
+    room: Mapping[str, int] | None = None,
+    room_total: int | None = None,
 ) -> list[ScaleAction]:
-    """Scale actions for this moment. ``depth`` is ready tasks per capability."""
+    """Scale actions for this moment. ``depth`` is ready tasks per capability.
+
+    ``instances`` is the number of live instances counted against ``max_agents`` (every spec,
+    fixed or elastic, draining ones included; default: those in ``specs``). ``free`` gives the
+    free slots per capability on ready instances: the queue fills them first. ``room`` (per
+    capability) and ``room_total`` (over all) say how many more attempts the concurrency limits
+    would let run: slots beyond that would only sit idle, so they are not spawned.
+    """
     actions: list[ScaleAction] = []
-    total = sum(len(s.instances) for s in specs)
-    room = policy.max_agents - total
+    total = sum(len(s.instances) for s in specs) if instances is None else instances
+    agents_left = policy.max_agents - total
+    spawns_left = policy.max_spawn_per_tick
+    attempts_left = math.inf if room_total is None else room_total
     grown: dict[str, int] = {}
+    threshold = policy.spawn_threshold
     # Scale up: deepest queues first, each with the spec that serves it best.
     for cap, n in sorted(depth.items(), key=lambda kv: (-kv[1], kv[0])):
-        if n <= policy.spawn_threshold or room <= 0:
+        if n <= threshold:
             continue
         serving = [s for s in specs if cap in s.capabilities]
-        starting = sum(
-            s.slots for s in serving for i in s.instances if i.starting
-        )  # slots already on their way
-        want_slots = n - policy.spawn_threshold - starting
-        if want_slots <= 0:
+        # Slots that will take from this queue before any new one could: free ones, ones
+        # still starting, ones decided this round for another capability.
+        coming = sum(s.slots for s in serving for i in s.instances if i.starting)
+        coming += sum(grown.get(s.name, 0) * s.slots for s in serving)
+        coming += (free or {}).get(cap, 0)
+        allowed = min(attempts_left, (room or {}).get(cap, math.inf))
+        attempts_left -= min(n, coming)
+        want = min(n - coming - threshold, allowed - coming)
+        if want <= 0 or agents_left <= 0 or spawns_left <= 0:
             continue
         candidates = [
             s
@@ -103,21 +128,22 @@ def plan(
             continue
         best = max(candidates, key=lambda s: (s.capabilities[cap], -len(s.instances), s.name))
         k = min(
-            math.ceil(want_slots / best.slots),
+            math.ceil(want / best.slots),
             best.max_instances - len(best.instances) - grown.get(best.name, 0),
-            room,
-            policy.max_spawn_per_tick,
+            agents_left,
+            spawns_left,
         )
-        if k <= 0:
-            continue
         grown[best.name] = grown.get(best.name, 0) + k
-        room -= k
+        agents_left -= k
+        spawns_left -= k
+        attempts_left -= k * best.slots
         actions.append(
             ScaleAction(
                 best.name,
                 k,
-                f"queue depth of {cap!r} is {n} > spawn threshold {policy.spawn_threshold}; "
-                f"{best.name} serves it best (proficiency {best.capabilities[cap]:.2f})",
+                f"queue depth of {cap!r} is {n} > spawn threshold {threshold}"
+                + (f" ({coming} slots free or starting)" if coming else "")
+                + f"; {best.name} serves it best (proficiency {best.capabilities[cap]:.2f})",
             )
         )
     # Scale down: idle too long, nothing queued that it could take, above its minimum.
@@ -144,3 +170,27 @@ def plan(
                 )
             )
     return actions
+
+
+def next_change(
+    specs: Sequence[SpecView], depth: Mapping[str, int], policy: PoolPolicy
+) -> float | None:
+    """The earliest time at which ``plan`` may act on the same ``depth`` because time passed:
+    a spec's cooldown ends while its queue is deep, or an idle instance reaches the idle
+    timeout. None when only a new event (a task, a result, an instance) can change the plan.
+    """
+    wake = math.inf
+    for s in specs:
+        cooled = s.last_action_at + policy.cooldown_s
+        if any(depth.get(cap, 0) > policy.spawn_threshold for cap in s.capabilities):
+            if len(s.instances) < s.max_instances:
+                wake = min(wake, cooled)
+            continue
+        if len(s.instances) <= s.min_instances or any(
+            depth.get(cap, 0) > 0 for cap in s.capabilities
+        ):
+            continue
+        idle = [i.idle_since for i in s.instances if i.running == 0 and not i.starting]
+        if idle:
+            wake = min(wake, max(min(idle) + policy.idle_timeout_s, cooled))
+    return None if wake == math.inf else wake

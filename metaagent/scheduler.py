@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from metaagent.decisions import (
     CancelTask,
+    DecomposeTask,
     FailTask,
     OptimizeWorkflow,
     Output,
@@ -28,6 +29,7 @@ from metaagent.errors import CapacityError, UnknownCapabilityError, WorkflowErro
 from metaagent.graph import TaskGraph
 from metaagent.learning import Learning, RoutingMode
 from metaagent.model import AgentSpec, AgentTask, Attempt, Outcome, TaskResult, TaskState
+from metaagent.planner import InvalidPlan, expand, parse_plan
 from metaagent.pool import HealthPolicy, Pool
 from metaagent.retry import RetryPolicy, compute_backoff
 from metaagent.routing import AgentInstance, AgentState, Choice, Router, RoutingWeights
@@ -99,6 +101,11 @@ class TaskRecord:
     error: str | None = None
     ready_at: float | None = None
     finished_at: float | None = None
+    parent: TaskRecord | None = None  # the decomposed task this sub-task belongs to
+    children_open: int = 0  # sub-tasks not yet terminal (a decomposed task waits on them)
+    children: list[str] = field(default_factory=list)
+    child_failed: str | None = None  # the first sub-task that did not succeed
+    feedback: tuple[str, ...] = ()  # what was wrong with the last plan, for the planner
 
 
 @dataclass(slots=True, eq=False)
@@ -129,7 +136,14 @@ class Scheduler:
             frozen=not self.config.learn,
         )
         self.router = Router(self.learning, self.config.weights, self.config.max_candidates)
-        self.pool = Pool(self.router, self.config.pool, self.config.health, self.rng)
+        self.pool = Pool(
+            self.router,
+            self.config.pool,
+            self.config.health,
+            self.rng,
+            max_concurrency=self.config.max_concurrency,
+            capability_limits=self.config.capability_limits,
+        )
         self.agents = self.pool.instances
         self.runs: dict[str, RunRecord] = {}
         self.running = 0
@@ -142,6 +156,8 @@ class Scheduler:
         self._held: dict[str, int] = {}  # resource -> holders
         self._depth: dict[str, int] = {}  # capability -> tasks in its ready queue
         self._running_cap: dict[str, int] = {}  # capability -> attempts running
+        self._settle: list[TaskRecord] = []  # decomposed tasks whose sub-tasks all ended
+        self._outbox: list[Output] = []  # decisions made deep inside a call, returned by it
         self._affinity: dict[tuple[str, str], AgentInstance] = {}  # (run, group) -> last agent
 
     # --- agents -------------------------------------------------------------------------------
@@ -203,7 +219,7 @@ class Scheduler:
                     rec, inst.spec.name, Outcome.CRASH, f"agent {instance_id} lost: {reason}", now
                 )
             )
-        return out
+        return self._drain(out, now)
 
     def known_capabilities(self) -> list[str]:
         return self.router.capabilities()
@@ -250,6 +266,8 @@ class Scheduler:
         )
         known = self.router.capabilities()
         for i, task in enumerate(tasks):
+            if task.decompose is not None and task.decompose.template:
+                continue  # never routed: its template's sub-tasks are
             if task.id not in done and not self.router.serves(task.capability):
                 place = f"tasks[{i}] (id {task.id!r}).capability"
                 raise UnknownCapabilityError(
@@ -308,7 +326,8 @@ class Scheduler:
                     changes={tid: round(run.tasks[tid].rank, 3) for tid in order},
                 )
             )
-        if run.open == 0:
+        self._drain(out, now)
+        if run.open == 0 and run.finished_at is None:
             out.append(self._complete(run, now))
         return out
 
@@ -358,13 +377,98 @@ class Scheduler:
 
     def _release(self, run: RunRecord, ids: Iterable[str], now: float) -> list[str]:
         """Move tasks to ``ready`` and queue them; return them in queue order."""
-        recs = [run.tasks[tid] for tid in ids]
-        for rec in recs:
-            rec.state = _READY
+        recs = []
+        for tid in ids:
+            rec = run.tasks[tid]
             rec.ready_at = now
+            plan = rec.task.decompose
+            if plan is not None and plan.template:
+                self._expand(rec, plan.template, now, "template")
+                continue
+            rec.state = _READY
             self._enqueue(rec, now)
+            recs.append(rec)
         recs.sort(key=lambda r: (-r.task.priority, -r.rank, r.seq))
         return [r.task.id for r in recs]
+
+    # --- decomposition ------------------------------------------------------------------------
+
+    def _expand(
+        self,
+        rec: TaskRecord,
+        plan: Sequence[AgentTask] | Sequence[Mapping[str, object]],
+        now: float,
+        source: str,
+    ) -> None:
+        """Replace ``rec``'s own work by a sub-graph; ``rec`` waits until it settles.
+
+        Raises ``InvalidPlan`` (nothing changed) when the plan is not a valid sub-graph.
+        """
+        run = rec.run
+        subs = expand(rec.task, plan, self.router.capabilities())
+        for t in subs:
+            if t.id in run.tasks:
+                raise InvalidPlan([f"sub-task id {t.id!r} already exists in the run"])
+        released = run.graph.extend(subs, where=f"plan of {rec.task.id!r}")
+        local = TaskGraph(subs)
+        below = rec.rank - self._estimate(rec.task)
+        ranks = local.upward_rank(self._estimate)
+        for t in subs:
+            self._seq += 1
+            child = TaskRecord(t, run, self._seq, rank=ranks[t.id] + below, parent=rec)
+            run.tasks[t.id] = child
+        run.open += len(subs)
+        self.queued += len(subs)
+        rec.state = _RUNNING  # waiting on its sub-graph; no attempt runs for it
+        rec.children = [t.id for t in subs]
+        rec.children_open = len(subs)
+        self._outbox.append(
+            DecomposeTask(
+                now,
+                run.id,
+                rec.task.id,
+                f"expanded into {len(subs)} sub-tasks by its {source}; "
+                "it succeeds when they all do",
+                subtasks=tuple(rec.children),
+                source=source,
+            )
+        )
+        self._release(run, released, now)
+
+    def _settle_parents(self, now: float) -> list[Output]:
+        """End decomposed tasks whose sub-tasks have all ended (and what that releases)."""
+        out: list[Output] = []
+        while self._settle:
+            rec = self._settle.pop()
+            if rec.state.terminal:
+                continue
+            run = rec.run
+            if rec.child_failed is not None:
+                rec.error = f"sub-task {rec.child_failed!r} did not succeed"
+                self._terminal(rec, TaskState.FAILED, now)
+                out.append(FailTask(now, run.id, rec.task.id, rec.error))
+                out.extend(self._skip_downstream(rec, now))
+            else:
+                rec.output = {cid: run.tasks[cid].output for cid in rec.children}
+                self._terminal(rec, TaskState.SUCCEEDED, now)
+                out.append(TaskCompleted(now, run.id, rec.task.id))
+                released = [
+                    t for t in run.graph.succeeded(rec.task.id) if run.tasks[t].state is _PENDING
+                ]
+                if released:
+                    self._release(run, released, now)
+            if run.open == 0 and run.finished_at is None:
+                out.append(self._complete(run, now))
+        return out
+
+    def _drain(self, out: list[Output], now: float) -> list[Output]:
+        """Add what deeper calls decided (expansions, settled parents) to ``out``."""
+        if self._settle:
+            out.extend(self._settle_parents(now))
+        if self._outbox:
+            out.extend(self._outbox)
+            self._outbox.clear()
+        return out
 
     def _enqueue(self, rec: TaskRecord, now: float) -> None:
         self._seq += 1
@@ -515,9 +619,24 @@ class Scheduler:
         """
         run = self.runs.get(run_id)
         rec = run.tasks.get(task_id) if run is not None else None
-        if rec is None or rec.state is not _RUNNING or rec.attempt != attempt:
+        if (
+            rec is None
+            or rec.state is not _RUNNING
+            or rec.attempt != attempt
+            or rec.instance is None
+        ):
             self.stale_results += 1
             return []
+        plan = rec.task.decompose
+        if outcome is Outcome.SUCCEEDED and plan is not None and plan.planner:
+            try:
+                steps = parse_plan(output)
+                expand(rec.task, steps, self.router.capabilities())
+            except InvalidPlan as exc:
+                outcome, error = Outcome.ERROR, str(exc)
+                rec.feedback = exc.problems
+            else:
+                return self._planned(rec, steps, now)
         inst = self._end_attempt(rec, outcome, now, error)
         assert inst is not None
         spec = inst.spec.name
@@ -535,7 +654,8 @@ class Scheduler:
             released = [t for t in run.graph.succeeded(task_id) if run.tasks[t].state is _PENDING]
             if released:
                 self._release(run, released, now)
-            if run.open == 0:
+            self._drain(out, now)
+            if run.open == 0 and run.finished_at is None:
                 out.append(self._complete(run, now))
             return out
         if outcome is Outcome.CANCELLED:
@@ -558,7 +678,19 @@ class Scheduler:
             rec.attempts[-1].duration_s if outcome is Outcome.ERROR else None,
         )
         out.extend(self._failed_attempt(rec, spec, outcome, error, now))
-        return out
+        return self._drain(out, now)
+
+    def _planned(
+        self, rec: TaskRecord, steps: Sequence[Mapping[str, object]], now: float
+    ) -> list[Output]:
+        """A planner's attempt returned a valid plan: close the attempt, expand the task."""
+        inst = self._end_attempt(rec, Outcome.SUCCEEDED, now, None)
+        assert inst is not None
+        self.pool.on_success(inst)
+        self.learning.record(inst.spec.name, rec.task.capability, True, rec.attempts[-1].duration_s)
+        rec.feedback = ()
+        self._expand(rec, steps, now, f"planner {inst.spec.name}")
+        return self._drain([], now)
 
     def _end_attempt(
         self, rec: TaskRecord, outcome: Outcome, now: float, error: str | None
@@ -660,6 +792,13 @@ class Scheduler:
         rec.finished_at = now
         rec.run.open -= 1
         self.queued -= 1
+        parent = rec.parent
+        if parent is not None:
+            parent.children_open -= 1
+            if state is not TaskState.SUCCEEDED and parent.child_failed is None:
+                parent.child_failed = rec.task.id
+            if parent.children_open == 0:
+                self._settle.append(parent)
 
     def _complete(self, run: RunRecord, now: float) -> RunCompleted:
         run.finished_at = now
@@ -670,7 +809,8 @@ class Scheduler:
     def cancel(self, run_id: str, task_ids: Iterable[str] | None, now: float) -> list[Output]:
         """Cancel the named tasks of a run (all its open tasks when ``task_ids`` is None).
 
-        Tasks depending on a cancelled one are skipped. Unknown ids raise ``WorkflowError``.
+        Tasks depending on a cancelled one are skipped; a decomposed task's open sub-tasks are
+        cancelled with it. Unknown ids raise ``WorkflowError``.
         """
         run = self.runs.get(run_id)
         if run is None:
@@ -680,30 +820,40 @@ class Scheduler:
             if tid not in run.tasks:
                 raise WorkflowError(f"run {run_id!r} has no task {tid!r}")
         out: list[Output] = []
+        self._cancel(run, ids, now, out)
+        if ids and run.open == 0 and run.finished_at is None:
+            out.append(self._complete(run, now))
+        return self._drain(out, now)
+
+    def _cancel(self, run: RunRecord, ids: list[str], now: float, out: list[Output]) -> None:
         for tid in ids:
             rec = run.tasks[tid]
             if rec.state.terminal:
                 continue
-            was_running = rec.state is _RUNNING
+            was_running = rec.state is _RUNNING and rec.instance is not None
             instance = rec.instance.id if rec.instance is not None else None
             if was_running:
                 self._end_attempt(rec, Outcome.CANCELLED, now, "cancelled")
             rec.error = "cancelled"
             self._terminal(rec, TaskState.CANCELLED, now)
-            out.append(CancelTask(now, run_id, tid, "cancelled on request", was_running, instance))
+            out.append(CancelTask(now, run.id, tid, "cancelled on request", was_running, instance))
             out.extend(self._skip_downstream(rec, now))
-        if ids and run.open == 0 and run.finished_at is None:
-            out.append(self._complete(run, now))
-        return out
+            if rec.children_open:
+                # A decomposed task: its open sub-tasks go with it (it is already final, so
+                # their ending does not settle it again).
+                self._cancel(run, [c for c in rec.children if not run.tasks[c].state.terminal],
+                             now, out)  # fmt: skip
 
     def tick(self, now: float) -> list[Output]:
         """Let time pass: retries whose back-off ended become routable, the pool restarts,
         probes, scales and lifts rate limits as due. Then dispatch."""
         self._promote_delayed(now)
         pool = self.pool
-        out: list[Output] = [] if pool.quiet() else list(pool.tick(now, self._depth))
+        out: list[Output] = []
+        if not pool.quiet():
+            out.extend(pool.tick(now, self._depth, self.running, self._running_cap))
         out.extend(self.dispatch(now))
-        return out
+        return self._drain(out, now)
 
     def next_wakeup(self) -> float | None:
         """The earliest time at which ``tick`` has something to do, if any."""

@@ -9,7 +9,6 @@ answering (a stuck or SIGSTOPped process), or grow past their memory limit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -71,8 +70,9 @@ class Supervisor:
         self._on_ready = on_ready
         self._on_lost = on_lost
         self._on_stopped = on_stopped
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # start-ups, heartbeats, closes
         self._watch: dict[str, asyncio.Task[None]] = {}
+        self._opening: dict[str, asyncio.Task[None]] = {}
 
     def _start(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -85,7 +85,8 @@ class Supervisor:
         runner = inst.spec.runner
         if not isinstance(runner, LongLivedRunner):
             return True
-        self._start(self._open(inst, runner))
+        task = self._opening[inst.id] = self._start(self._open(inst, runner))
+        task.add_done_callback(lambda _: self._opening.pop(inst.id, None))
         return False
 
     async def _open(self, inst: AgentInstance, runner: LongLivedRunner) -> None:
@@ -93,6 +94,12 @@ class Supervisor:
             await runner.open(inst.id, self.workdir, self._exited)
         except Exception as exc:  # a start-up failure is a lost instance, reported with why
             self._on_lost(inst.id, f"could not start: {exc}")
+            return
+        # Ready only once it has answered: a process that starts and then crashes or hangs
+        # must not take (and burn the attempts of) tasks.
+        limit = self.health.start_timeout_s
+        if not await runner.ping(inst.id, limit):
+            self._lose(inst.id, runner, f"no answer to its first heartbeat within {limit:g}s")
             return
         self._on_ready(inst.id)
         self._watch[inst.id] = self._start(self._heartbeat(inst, runner))
@@ -146,19 +153,20 @@ class Supervisor:
             self._on_stopped(iid)
 
     async def aclose(self, instances: list[AgentInstance]) -> None:
-        """Stop heartbeats and every long-lived instance; wait for all of it."""
-        for task in list(self._watch.values()):
-            task.cancel()
+        """Stop heartbeats and start-ups, then every long-lived instance; wait for all of it.
+
+        Closes already under way (instances retired when idle) are waited for, not cancelled:
+        cancelling one could leave its process running.
+        """
+        stopping = [*self._watch.values(), *self._opening.values()]
         self._watch.clear()
+        for task in stopping:
+            task.cancel()
+        if stopping:
+            await asyncio.gather(*stopping, return_exceptions=True)
         closing = [
             i.spec.runner.close(i.id)
             for i in instances
             if isinstance(i.spec.runner, LongLivedRunner)
         ]
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*closing)
-        pending = list(self._tasks)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*closing, *self._tasks, return_exceptions=True)

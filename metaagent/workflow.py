@@ -23,7 +23,7 @@ from metaagent.agents.process import ProcessLimits
 from metaagent.catalog import Catalog, load_catalog
 from metaagent.errors import UnknownCapabilityError, WorkflowError
 from metaagent.graph import TaskGraph
-from metaagent.model import AgentSpec, AgentTask, VerifySpec
+from metaagent.model import AgentSpec, AgentTask, Decompose, VerifySpec
 
 _STRICT = ConfigDict(extra="forbid")
 _RUNNER_TYPES = ("command", "persistent", "function")
@@ -84,6 +84,13 @@ class VerifyModel(BaseModel):
     timeout_s: float = Field(default=120.0, gt=0)
 
 
+class DecomposeModel(BaseModel):
+    model_config = _STRICT
+
+    template: str | None = None  # a name in the workflow's `templates`
+    planner: bool = False  # the task's agent returns the plan as JSON
+
+
 class TaskModel(BaseModel):
     model_config = _STRICT
 
@@ -101,6 +108,7 @@ class TaskModel(BaseModel):
     metadata: dict[str, object] = Field(default_factory=dict)
     group: str | None = None
     key: str | None = None
+    decompose: DecomposeModel | None = None
 
 
 class SettingsModel(BaseModel):
@@ -130,6 +138,7 @@ class WorkflowModel(BaseModel):
     description: str = ""
     catalog: str | None = None
     settings: SettingsModel = Field(default_factory=SettingsModel)
+    templates: dict[str, list[TaskModel]] = Field(default_factory=dict)
     agents: list[AgentModel] = Field(min_length=1)
     tasks: list[TaskModel] = Field(min_length=1)
 
@@ -228,11 +237,24 @@ def parse_workflow(
                 rate_per_min=a.rate_per_min,
             )
         )
-    tasks = [_task(t) for t in model.tasks]
+    templates = {name: tuple(_task(m) for m in steps) for name, steps in model.templates.items()}
+    tasks = []
+    for i, tm in enumerate(model.tasks):
+        where = f"{source}: tasks[{i}] (id {tm.id!r}).decompose"
+        tasks.append(_task(tm, _decompose(tm.decompose, templates, where)))
     TaskGraph(tasks, where=source)  # duplicate ids, unknown dependencies, cycles
     known = sorted({cap for spec in agents for cap in spec.capabilities})
+    for name, steps in templates.items():
+        TaskGraph(steps, where=f"{source}: templates.{name}")
+        for j, step in enumerate(steps):
+            if step.capability not in known:
+                raise UnknownCapabilityError(
+                    step.capability, known,
+                    where=f"{source}: templates.{name}[{j}] (id {step.id!r}).capability",
+                )  # fmt: skip
     for i, t in enumerate(tasks):
-        if t.capability not in known:
+        by_template = t.decompose is not None and bool(t.decompose.template)
+        if t.capability not in known and not by_template:
             raise UnknownCapabilityError(
                 t.capability, known, where=f"{source}: tasks[{i}] (id {t.id!r}).capability"
             )
@@ -272,7 +294,23 @@ def _runner(
     return FunctionRunner(obj, name=m.function)
 
 
-def _task(t: TaskModel) -> AgentTask:
+def _decompose(
+    d: DecomposeModel | None, templates: dict[str, tuple[AgentTask, ...]], where: str
+) -> Decompose | None:
+    if d is None:
+        return None
+    if (d.template is None) == (not d.planner):
+        raise WorkflowError("give exactly one of `template: NAME` or `planner: true`", where=where)
+    if d.planner:
+        return Decompose(planner=True)
+    assert d.template is not None
+    if d.template not in templates:
+        known = ", ".join(sorted(templates)) or "(none defined)"
+        raise WorkflowError(f"unknown template {d.template!r}; templates: {known}", where=where)
+    return Decompose(template=templates[d.template])
+
+
+def _task(t: TaskModel, decompose: Decompose | None = None) -> AgentTask:
     return AgentTask(
         id=t.id,
         capability=t.capability,
@@ -288,6 +326,7 @@ def _task(t: TaskModel) -> AgentTask:
         metadata=dict(t.metadata),
         group=t.group,
         key=t.key,
+        decompose=decompose,
     )
 
 

@@ -111,7 +111,8 @@ class PersistentCommandRunner:
         return inst is not None and inst.dead is None and inst.proc.returncode is None
 
     async def close(self, instance: str) -> None:
-        """Stop the instance: ask it to shut down, then SIGTERM, then SIGKILL."""
+        """Stop the instance: ask it to shut down, then SIGTERM (and SIGCONT, so a stopped
+        process gets it), then SIGKILL, waiting ``stop_grace_s`` after each step."""
         inst = self._instances.pop(instance, None)
         if inst is None:
             return
@@ -125,6 +126,8 @@ class PersistentCommandRunner:
             if sig is not None and proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, sig)
+                    if sig is signal.SIGTERM:
+                        os.killpg(proc.pid, signal.SIGCONT)
             try:
                 await asyncio.wait_for(asyncio.shield(proc.wait()), self.stop_grace_s)
                 break
@@ -198,7 +201,12 @@ class PersistentCommandRunner:
         stdout = inst.proc.stdout
         assert stdout is not None
         while True:
-            line = await stdout.readline()
+            try:
+                line = await stdout.readline()
+            except ValueError:  # a line past the stream's limit: the protocol is broken
+                self.kill(inst.id, "sent a line longer than 16 MB")
+                line = await stdout.read()  # drain until the killed process's pipe closes
+                continue
             if not line:
                 break
             try:
@@ -216,7 +224,13 @@ class PersistentCommandRunner:
         reason = inst.dead or f"agent process {how}" + (f": {tail}" if tail else "")
         inst.dead = reason
         self._fail_pending(inst, reason)
-        if on_exit is not None and not inst.closing:
+        if inst.closing:
+            return
+        if self._instances.get(inst.id) is inst:
+            del self._instances[inst.id]  # nobody will close it: its process is gone
+        if inst.err_reader is not None:
+            inst.err_reader.cancel()
+        if on_exit is not None:
             on_exit(inst.id, reason)
 
     async def _read_stderr(self, inst: _Instance) -> None:
