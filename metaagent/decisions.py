@@ -12,7 +12,7 @@ run ended.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -36,8 +36,7 @@ SCORE_PARTS = ("capability", "fit", "load", "success", "speed")
 """Names of a routing score's parts, in the order ``parts`` tuples hold them."""
 
 
-@dataclass(slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One agent considered for a task, with its total score and the parts of it."""
 
     agent: str
@@ -49,7 +48,7 @@ class Candidate:
         return {k: round(v, 4) for k, v in zip(SCORE_PARTS, self.parts, strict=True)}
 
     def to_json(self) -> dict[str, object]:
-        return {"agent": self.agent, "score": self.score, "breakdown": self.breakdown}
+        return {"agent": self.agent, "score": round(self.score, 4), "breakdown": self.breakdown}
 
 
 @dataclass(slots=True)
@@ -104,7 +103,7 @@ class RouteTask(Decision):
             "reason": self.reason,
             "attempt": self.attempt,
             "instance": self.instance,
-            "score": self.score,
+            "score": round(self.score, 4),
             "breakdown": self.breakdown,
             "candidates": [c.to_json() for c in self.candidates],
         }

@@ -96,6 +96,7 @@ class Pool:
         self._elastic = False  # some spec may grow or shrink
         self._seq = 0
         self._issued: set[str] = set()  # every instance id given out: a restart gets a new one
+        self._offered: set[str] = set()  # capabilities of every spec
         self._ticked = -math.inf  # ``now`` of the last tick
         self._ticked_depth: dict[str, int] = {}  # the queue depths it saw
 
@@ -114,6 +115,7 @@ class Pool:
                 where=f"agent {spec.name!r}",
             )
         self.specs[spec.name] = SpecPool(spec, min_instances, max_instances)
+        self._offered.update(spec.capabilities)
         self._elastic = self._elastic or max_instances > min_instances
         out: list[Decision] = []
         for _ in range(min_instances):
@@ -131,6 +133,7 @@ class Pool:
         sp = self.specs.get(spec.name)
         if sp is None:
             sp = self.specs[spec.name] = SpecPool(spec, 0, 0)
+            self._offered.update(spec.capabilities)
         # A pool built by hand has a fixed size: the scaling policy leaves it alone.
         sp.min_instances += 1
         sp.max_instances += 1
@@ -156,6 +159,10 @@ class Pool:
         self.instances[iid] = inst
         self.router.add(inst)
         return inst
+
+    def capabilities(self) -> set[str]:
+        """Every capability some spec offers (whether or not an instance is live now)."""
+        return self._offered
 
     def set_state(self, inst: AgentInstance, state: AgentState) -> None:
         """Change an instance's state, keeping the router's free-slot counts right."""
@@ -353,11 +360,12 @@ class Pool:
             cap: sum(i.free for i in self.router.instances(cap)) for cap in deep
         }  # fmt: skip
         limits = self.capability_limits
-        room = {cap: limits[cap] - running_cap.get(cap, 0) for cap in deep if cap in limits}
+        room = {cap: limits[cap] - running_cap.get(cap, 0) for cap in depth if cap in limits}
         room_total = None if self.max_concurrency is None else self.max_concurrency - running
         actions = plan(
             self._views(), depth, self.policy, now,
             instances=len(self.instances), free=free, room=room, room_total=room_total,
+            served=self._served(depth),
         )  # fmt: skip
         out: list[Decision] = []
         for action in actions:
@@ -407,10 +415,14 @@ class Pool:
         wake = self._timers[0][0] if self._timers else None
         if not self._elastic:
             return wake
-        t = next_change(self._views(), depth, self.policy)
+        t = next_change(self._views(), depth, self.policy, self._served(depth))
         if t is None or (t <= self._ticked and self._same_depth(depth)):
             return wake
         return t if wake is None or t < wake else wake
+
+    def _served(self, depth: Mapping[str, int]) -> set[str]:
+        """Queued capabilities that some instance (of any spec, in any live state) offers."""
+        return {cap for cap, n in depth.items() if n and self.router.instances(cap)}
 
     def _same_depth(self, depth: Mapping[str, int]) -> bool:
         seen = self._ticked_depth

@@ -69,7 +69,7 @@ class RoutingWeights:
     speed: float = 0.10
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Choice:
     """The winner of one routing decision and the runners-up it beat.
 
@@ -245,19 +245,42 @@ class Router:
         return prof, fit, load, success, speed
 
     def _best(self, task: AgentTask, cap: str, pool: Iterable[AgentInstance]) -> Choice | None:
+        # The hot path of every decision: the parts of ``_parts`` are computed inline here
+        # (same formulas), since a call per candidate costs more than the arithmetic.
         w = self.weights
         wc, wf, wl, ws, wv = w.capability, w.fit, w.load, w.success, w.speed
-        scored: list[
-            tuple[float, int, AgentInstance, tuple[float, float, float, float, float]]
-        ] = []
+        learning = self.learning
+        arms = learning.arms
+        ps = learning.prior_strength
+        sample = learning.rng.betavariate if learning.mode == "thompson" else None
+        ref = learning.capability_duration(cap)
+        complexity = task.complexity
         limit = self.max_candidates
-        ref = self.learning.capability_duration(cap)
+        scored: list[tuple[float, int, AgentInstance, tuple[float, float, float, float, float]]]
+        scored = []
         for inst in pool:
-            if inst.state is not _READY or inst.running >= inst.slots:
+            running = inst.running
+            slots = inst.slots
+            if inst.state is not _READY or running >= slots:
                 continue
-            p = self._parts(task, cap, inst, ref)
-            total = wc * p[0] + wf * p[1] + wl * p[2] + ws * p[3] + wv * p[4]
-            scored.append((total, -len(scored), inst, p))
+            spec = inst.spec
+            prof = spec.capabilities[cap]
+            fit = 1.0 - (complexity - prof) if complexity > prof else 1.0
+            load = 1.0 - running / slots
+            a = 1.0 + ps * prof
+            b = 1.0 + ps * (1.0 - prof)
+            speed = 0.5
+            arm = arms.get((spec.name, cap))
+            if arm is not None:
+                a += arm.successes
+                b += arm.failures
+                if arm.durations:
+                    mine = arm.mean_duration_s
+                    r = ref or mine
+                    speed = r / (r + mine) if r + mine > 0 else 0.5
+            success = sample(a, b) if sample is not None else a / (a + b)
+            total = wc * prof + wf * fit + wl * load + ws * success + wv * speed
+            scored.append((total, -len(scored), inst, (prof, fit, load, success, speed)))
             if len(scored) >= limit:
                 break
         if not scored:
@@ -265,7 +288,8 @@ class Router:
         if len(scored) > 1:
             scored.sort(key=_score_key, reverse=True)
         top = scored[0]
-        cands = tuple(Candidate(s[2].id, round(s[0], 4), s[3]) for s in scored[:3])
+        new = tuple.__new__  # a NamedTuple built without its Python-level __new__
+        cands = tuple([new(Candidate, (s[2].id, s[0], s[3])) for s in scored[:3]])
         return Choice(top[2], top[0], top[3], cands)
 
 

@@ -558,20 +558,7 @@ class Orchestrator:
         )  # fmt: skip
         timeout = task.timeout_s if task.timeout_s is not None else self.config.default_timeout_s
         coro = self._attempt(ctx, inst.spec.runner, timeout)
-        attempt = asyncio.get_running_loop().create_task(coro)
-        attempt.add_done_callback(self._attempt_done)
-        self._inflight[(run.id, task.id)] = attempt
-
-    def _attempt_done(self, task: asyncio.Task[None]) -> None:
-        """An attempt's bookkeeping itself failed (a bug): fail every waiting run loudly
-        rather than leave it hanging."""
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = RuntimeError(
-            f"the orchestrator failed while finishing an attempt: {task.exception()!r}"
-        )
-        for h in self._handles.values():
-            h._finish(exc)
+        self._inflight[(run.id, task.id)] = asyncio.get_running_loop().create_task(coro)
 
     async def _attempt(self, ctx: AttemptContext, runner: object, limit_s: float | None) -> None:
         task = ctx.task
@@ -605,20 +592,32 @@ class Orchestrator:
         key = (ctx.run_id, task.id)
         if self._inflight.get(key) is asyncio.current_task():
             del self._inflight[key]
-        now = self.clock.now()
+        try:
+            self._finished(ctx, outcome, output, error)
+        except Exception as exc:
+            # A failure of the bookkeeping itself (a bug): fail every waiting run loudly
+            # rather than leave it hanging.
+            failure = RuntimeError(f"the orchestrator failed while finishing an attempt: {exc!r}")
+            for h in self._handles.values():
+                h._finish(failure)
+            raise
+
+    def _finished(
+        self, ctx: AttemptContext, outcome: Outcome, output: object, error: str | None
+    ) -> None:
+        task = ctx.task
         sched = self.scheduler
         outs = sched.finish(
             ctx.run_id,
             task.id,
             ctx.attempt,
             outcome,
-            now,
+            self.clock.now(),
             output=output if outcome is Outcome.SUCCEEDED else None,
             error=error,
         )
         journal = self.journal
         if outs and journal is not None:
-            self._handles[ctx.run_id]
             rec = sched.runs[ctx.run_id].tasks[task.id]
             ended = next(a for a in reversed(rec.attempts) if a.number == ctx.attempt)
             journal.attempt_finished(ctx.run_id, task.id, ended)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,7 @@ def plan(
     free: Mapping[str, int] | None = None,
     room: Mapping[str, int] | None = None,
     room_total: int | None = None,
+    served: Collection[str] | None = None,
 ) -> list[ScaleAction]:
     """Scale actions for this moment. ``depth`` is ready tasks per capability.
 
@@ -95,6 +96,9 @@ def plan(
     free slots per capability on ready instances: the queue fills them first. ``room`` (per
     capability) and ``room_total`` (over all) say how many more attempts the concurrency limits
     would let run: slots beyond that would only sit idle, so they are not spawned.
+    ``served`` names the capabilities some instance offers, of any spec and in any state
+    (default: those with an instance in ``specs``): a queue of one that is not served at all
+    grows the pool from zero, threshold or not.
     """
     actions: list[ScaleAction] = []
     total = sum(len(s.instances) for s in specs) if instances is None else instances
@@ -105,9 +109,14 @@ def plan(
     threshold = policy.spawn_threshold
     # Scale up: deepest queues first, each with the spec that serves it best.
     for cap, n in sorted(depth.items(), key=lambda kv: (-kv[1], kv[0])):
-        if n <= threshold:
+        if n <= 0:
             continue
         serving = [s for s in specs if cap in s.capabilities]
+        unserved = (
+            cap not in served if served is not None else not any(s.instances for s in serving)
+        )
+        if n <= threshold and not unserved:
+            continue
         # Slots that will take from this queue before any new one could: free ones, ones
         # still starting, ones decided this round for another capability.
         coming = sum(s.slots for s in serving for i in s.instances if i.starting)
@@ -116,6 +125,8 @@ def plan(
         allowed = min(attempts_left, (room or {}).get(cap, math.inf))
         attempts_left -= min(n, coming)
         want = min(n - coming - threshold, allowed - coming)
+        if unserved and coming == 0 and allowed > 0:
+            want = max(want, 1)
         if want <= 0 or agents_left <= 0 or spawns_left <= 0:
             continue
         candidates = [
@@ -137,13 +148,17 @@ def plan(
         agents_left -= k
         spawns_left -= k
         attempts_left -= k * best.slots
+        why = (
+            f"{n} tasks of {cap!r} wait and no instance offers it"
+            if n <= threshold
+            else f"queue depth of {cap!r} is {n} > spawn threshold {threshold}"
+            + (f" ({coming} slots free or starting)" if coming else "")
+        )
         actions.append(
             ScaleAction(
                 best.name,
                 k,
-                f"queue depth of {cap!r} is {n} > spawn threshold {threshold}"
-                + (f" ({coming} slots free or starting)" if coming else "")
-                + f"; {best.name} serves it best (proficiency {best.capabilities[cap]:.2f})",
+                f"{why}; {best.name} serves it best (proficiency {best.capabilities[cap]:.2f})",
             )
         )
     # Scale down: idle too long, nothing queued that it could take, above its minimum.
@@ -173,16 +188,24 @@ def plan(
 
 
 def next_change(
-    specs: Sequence[SpecView], depth: Mapping[str, int], policy: PoolPolicy
+    specs: Sequence[SpecView],
+    depth: Mapping[str, int],
+    policy: PoolPolicy,
+    served: Collection[str] | None = None,
 ) -> float | None:
     """The earliest time at which ``plan`` may act on the same ``depth`` because time passed:
-    a spec's cooldown ends while its queue is deep, or an idle instance reaches the idle
-    timeout. None when only a new event (a task, a result, an instance) can change the plan.
+    a spec's cooldown ends while its queue is deep (or not served at all), or an idle instance
+    reaches the idle timeout. None when only a new event (a task, a result, an instance) can
+    change the plan. ``served`` is as for ``plan``.
     """
     wake = math.inf
     for s in specs:
         cooled = s.last_action_at + policy.cooldown_s
-        if any(depth.get(cap, 0) > policy.spawn_threshold for cap in s.capabilities):
+        if any(
+            depth.get(cap, 0) > policy.spawn_threshold
+            or (depth.get(cap, 0) > 0 and served is not None and cap not in served)
+            for cap in s.capabilities
+        ):
             if len(s.instances) < s.max_instances:
                 wake = min(wake, cooled)
             continue

@@ -264,14 +264,16 @@ class Scheduler:
         graph.extend(
             tasks, where=where, done=[t for t, r in done.items() if r[0] is TaskState.SUCCEEDED]
         )
-        known = self.router.capabilities()
+        # What the pool's specs offer, live instances or not: a spec scaled to zero still
+        # takes work (the pool spawns an instance for it).
+        known = self.pool.capabilities()
         for i, task in enumerate(tasks):
             if task.decompose is not None and task.decompose.template:
                 continue  # never routed: its template's sub-tasks are
-            if task.id not in done and not self.router.serves(task.capability):
+            if task.id not in done and task.capability not in known:
                 place = f"tasks[{i}] (id {task.id!r}).capability"
                 raise UnknownCapabilityError(
-                    task.capability, known, where=f"{where}: {place}" if where else place
+                    task.capability, sorted(known), where=f"{where}: {place}" if where else place
                 )
         open_tasks = len(graph) - len(done)
         bound = self.config.max_queued
@@ -486,7 +488,12 @@ class Scheduler:
     # --- dispatch -----------------------------------------------------------------------------
 
     def dispatch(self, now: float) -> list[RouteTask]:
-        """Route as many ready tasks as free slots and the global limit allow."""
+        """Route as many ready tasks as free slots and the global limit allow.
+
+        The best head over all capability queues goes first (priority with aging, then
+        critical-path rank, then age); a head that cannot be placed now (its resources are
+        held, or only agents it must avoid are free) is passed over for this round.
+        """
         out: list[RouteTask] = []
         if self._delayed and self._delayed[0][0] <= now:
             self._promote_delayed(now)
@@ -495,12 +502,16 @@ class Scheduler:
             return out
         router = self.router
         cap_limits = self.config.capability_limits
+        margin = self.config.affinity_margin
+        ready = self._ready
         deferred: list[tuple[int, float, int, TaskRecord]] = []
         blocked: set[str] = set()
         while self.running < limit:
-            best_key: tuple[int, float, int, TaskRecord] | None = None
+            # Find the best and second-best queue heads among capabilities that can take work.
+            best: tuple[int, float, int, TaskRecord] | None = None
+            second: tuple[int, float, int, TaskRecord] | None = None
             best_cap = ""
-            for cap, heap in self._ready.items():
+            for cap, heap in ready.items():
                 if cap in blocked or not router.has_free(cap):
                     continue
                 if cap_limits and self._running_cap.get(cap, 0) >= cap_limits.get(cap, limit):
@@ -511,31 +522,49 @@ class Scheduler:
                     if rec.state is _READY and rec.queued == head[2]:
                         break
                     heapq.heappop(heap)  # stale entry: cancelled, skipped or requeued
-                if heap and (best_key is None or heap[0][:3] < best_key[:3]):
-                    best_key = heap[0]
-                    best_cap = cap
-            if best_key is None:
+                if not heap:
+                    continue
+                head = heap[0]  # entries compare on (priority key, rank, seq): seq is unique
+                if best is None or head < best:
+                    second, best, best_cap = best, head, cap
+                elif second is None or head < second:
+                    second = head
+            if best is None:
                 break
-            heap = self._ready[best_cap]
-            heapq.heappop(heap)
-            rec = best_key[3]
-            task = rec.task
-            if task.resources and not self._resources_free(task):
-                choice = None
+            # Take from the best queue while it stays ahead of the runner-up.
+            heap = ready[best_cap]
+            cap_limit = cap_limits.get(best_cap) if cap_limits else None
+            while heap and self.running < limit and router.has_free(best_cap):
+                head = heap[0]
+                if second is not None and second < head:
+                    break
+                if cap_limit is not None and self._running_cap.get(best_cap, 0) >= cap_limit:
+                    break
+                heapq.heappop(heap)
+                rec = head[3]
+                if rec.state is not _READY or rec.queued != head[2]:
+                    continue  # stale entry
+                task = rec.task
+                if task.resources and not self._resources_free(task):
+                    choice = None
+                else:
+                    group = task.group
+                    prefer = self._affinity.get((rec.run.id, group)) if group is not None else None
+                    choice = router.route(task, rec.avoid, prefer, margin)
+                if choice is None:
+                    deferred.append(head)
+                    if len(deferred) > 64:
+                        blocked.add(best_cap)
+                        break
+                    continue
+                out.append(self._start(rec, choice, now))
             else:
-                group = task.group
-                prefer = self._affinity.get((rec.run.id, group)) if group is not None else None
-                choice = router.route(task, rec.avoid, prefer, self.config.affinity_margin)
-            if choice is None:
-                deferred.append(best_key)
-                if len(deferred) > 64 or not heap:
+                if not heap:
                     blocked.add(best_cap)
-                continue
-            out.append(self._start(rec, choice, now))
         for key in deferred:
-            heapq.heappush(self._ready[key[3].task.capability], key)
-        for cap in [c for c, h in self._ready.items() if not h]:
-            del self._ready[cap]
+            heapq.heappush(ready[key[3].task.capability], key)
+        for cap in [c for c, h in ready.items() if not h]:
+            del ready[cap]
         return out
 
     def _resources_free(self, task: AgentTask) -> bool:
@@ -587,7 +616,7 @@ class Scheduler:
             attempt=rec.attempt,
             spec=spec,
             instance=inst.id,
-            score=round(choice.score, 4),
+            score=choice.score,
             parts=choice.parts,
             candidates=choice.candidates,
         )

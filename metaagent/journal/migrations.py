@@ -143,11 +143,12 @@ def _statements(script: str) -> list[str]:
     """Split a migration into statements (``executescript`` would commit the transaction)."""
     out: list[str] = []
     pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            out.append(pending.strip())
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):  # not a ";" inside a trigger body or a string
+            if pending.strip(" \t\n;"):
+                out.append(pending.strip())
             pending = ""
-    if pending.strip():
+    if pending.strip(" \t\n;"):
         raise ValueError(f"incomplete statement in a migration: {pending.strip()[:60]!r}")
     return out

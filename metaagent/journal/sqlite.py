@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,7 @@ class SqliteJournal:
         self._stats: dict[tuple[str, str], ArmStats] = {}
         self._decision_seq: dict[str, int] = {}
         self.commits = 0
+        self._closed = False
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -107,8 +109,28 @@ class SqliteJournal:
             conn.executemany("INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
         self.flush()
-        self._transaction(write, "open_run")
+        try:
+            self._transaction(write, "open_run")
+        except JournalError as exc:
+            taken = self._taken_keys([t.key for t in tasks if t.key is not None])
+            if taken:
+                raise JournalError(
+                    f"journal {self.path}: idempotency keys already journaled: "
+                    f"{', '.join(taken[:10])}{' ...' if len(taken) > 10 else ''} "
+                    "(nothing was applied)"
+                ) from exc
+            raise
         self._decision_seq.setdefault(run_id, 0)
+
+    def _taken_keys(self, keys: list[str]) -> list[str]:
+        """Keys repeated in ``keys`` or already held by a journaled task."""
+        taken = {k for k, n in Counter(keys).items() if n > 1}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(f"SELECT key FROM tasks WHERE key IN ({marks})", chunk)
+            taken.update(k for (k,) in rows)
+        return sorted(taken)
 
     def attempt_started(self, run_id: str, task_id: str, attempt: Attempt) -> None:
         self._attempts_new.append(
@@ -324,6 +346,11 @@ class SqliteJournal:
         return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
 
     def close(self) -> None:
+        """Flush what is pending and close the file; raises ``JournalError`` if the flush
+        fails (the file is closed all the same). Closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.flush()
         finally:
