@@ -18,7 +18,10 @@ class BatchResult:
     """All task results of one batch plus its figures. Times are seconds since it started.
 
     ``speedup`` is the sum of attempt run times over the makespan; ``utilisation`` is busy
-    slot-seconds over available slot-seconds (``slots`` times the makespan).
+    slot-seconds over available slot-seconds: those the pool's instances offered while they
+    were ready (at most ``slots`` times the makespan), or ``slots`` times the makespan when
+    that is not known. ``agents`` gives, per agent instance, ``busy_s``, ``slots``,
+    ``available_s`` (offered slot-seconds) and ``utilisation``.
     """
 
     results: list[TaskResult]

@@ -96,6 +96,14 @@ def run(
         int | None,
         typer.Option("--max-queued", min=1, help="Accepted unfinished tasks at most (10,000)."),
     ] = None,
+    spawn_threshold: Annotated[
+        int | None,
+        typer.Option("--spawn-threshold", min=0, help="Queue depth that grows the pool (5)."),
+    ] = None,
+    idle_timeout_s: Annotated[
+        float | None,
+        typer.Option("--idle-timeout", min=0.001, help="Idle seconds that stop an instance (60)."),
+    ] = None,
     workdir: Annotated[
         Path, typer.Option("--workdir", help="Directory the agents work in.")
     ] = Path("."),
@@ -114,7 +122,15 @@ def run(
     if not workdir.is_dir():
         raise _fail_input(ValueError(f"--workdir {workdir}: not a directory"))
     store = _open_journal(db, durability) if journal else None
-    config = _config(wf, max_concurrency, workdir, max_agents=max_agents, max_queued=max_queued)
+    config = _config(
+        wf,
+        max_concurrency,
+        workdir,
+        max_agents=max_agents,
+        max_queued=max_queued,
+        spawn_threshold=spawn_threshold,
+        idle_timeout_s=idle_timeout_s,
+    )
     try:
         batch = asyncio.run(_execute(wf, config, quiet=quiet, journal=store))
     except KeyboardInterrupt:
@@ -135,6 +151,8 @@ def _config(
     *,
     max_agents: int | None = None,
     max_queued: int | None = None,
+    spawn_threshold: int | None = None,
+    idle_timeout_s: float | None = None,
 ) -> OrchestratorConfig:
     s = wf.settings
     pool, health = PoolPolicy(), HealthPolicy()
@@ -147,8 +165,8 @@ def _config(
         workdir=str(workdir.resolve()),
         pool=PoolPolicy(
             max_agents=max_agents or s.max_agents or pool.max_agents,
-            spawn_threshold=_pick(s.spawn_threshold, pool.spawn_threshold),
-            idle_timeout_s=_pick(s.idle_timeout_s, pool.idle_timeout_s),
+            spawn_threshold=_pick(spawn_threshold, _pick(s.spawn_threshold, pool.spawn_threshold)),
+            idle_timeout_s=_pick(idle_timeout_s, _pick(s.idle_timeout_s, pool.idle_timeout_s)),
             cooldown_s=_pick(s.scale_cooldown_s, pool.cooldown_s),
         ),
         health=HealthPolicy(

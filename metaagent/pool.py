@@ -145,7 +145,9 @@ class Pool:
         if iid is None:
             # Ids are never reused, so nothing said of a lost instance (a late exit notice, a
             # late result) can be taken for its replacement's.
-            iid = sp.spec.name if sp.max_instances == 1 else f"{sp.spec.name}#{sp.next_n}"
+            iid = sp.spec.name
+            if sp.max_instances > 1 or iid in self._issued:
+                iid = f"{sp.spec.name}#{sp.next_n}"
             while iid in self._issued:
                 sp.next_n += 1
                 iid = f"{sp.spec.name}#{sp.next_n}"

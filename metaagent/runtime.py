@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from metaagent import crashpoints
 from metaagent.agents.base import AttemptContext
+from metaagent.agents.function import FunctionRunner
 from metaagent.batch import BatchResult, aggregate
 from metaagent.clock import Clock, SystemClock
 from metaagent.decisions import (
@@ -566,6 +567,8 @@ class Orchestrator:
         error: str | None = None
         outcome = Outcome.SUCCEEDED
         run = getattr(runner, "run")  # noqa: B009 - the Runner protocol, looked up once
+        if type(runner) is FunctionRunner and runner.is_async:
+            run = runner.fn  # call the coroutine function itself: one frame less per attempt
         try:
             if limit_s is None:
                 output = await run(ctx)

@@ -93,7 +93,7 @@ class TaskRecord:
     attempt: int = 0  # number of the current (or last) attempt; 0 before the first
     attempts: list[Attempt] = field(default_factory=list)
     instance: AgentInstance | None = None
-    avoid: set[str] = field(default_factory=set)
+    avoid: frozenset[str] = frozenset()  # specs that failed it (a new set per failure: rare)
     rank: float = 0.0
     not_before: float = 0.0
     queued: int = 0  # key of its live ready-queue entry (stale entries are skipped)
@@ -103,7 +103,7 @@ class TaskRecord:
     finished_at: float | None = None
     parent: TaskRecord | None = None  # the decomposed task this sub-task belongs to
     children_open: int = 0  # sub-tasks not yet terminal (a decomposed task waits on them)
-    children: list[str] = field(default_factory=list)
+    children: tuple[str, ...] = ()
     child_failed: str | None = None  # the first sub-task that did not succeed
     feedback: tuple[str, ...] = ()  # what was wrong with the last plan, for the planner
 
@@ -422,7 +422,7 @@ class Scheduler:
         run.open += len(subs)
         self.queued += len(subs)
         rec.state = _RUNNING  # waiting on its sub-graph; no attempt runs for it
-        rec.children = [t.id for t in subs]
+        rec.children = tuple(t.id for t in subs)
         rec.children_open = len(subs)
         self._outbox.append(
             DecomposeTask(
@@ -431,7 +431,7 @@ class Scheduler:
                 rec.task.id,
                 f"expanded into {len(subs)} sub-tasks by its {source}; "
                 "it succeeds when they all do",
-                subtasks=tuple(rec.children),
+                subtasks=rec.children,
                 source=source,
             )
         )
@@ -759,7 +759,7 @@ class Scheduler:
         charged = sum(1 for a in rec.attempts if a.outcome is not Outcome.LOST)
         if charged < task.max_attempts:
             delay = compute_backoff(self.config.retry, rec.attempt, self.rng)
-            rec.avoid.add(spec)
+            rec.avoid = rec.avoid | {spec}
             rec.state = _READY
             rec.not_before = now + delay
             self._seq += 1

@@ -20,19 +20,19 @@ class FunctionRunner:
 
     kind = "function"
 
-    __slots__ = ("_is_async", "fn", "name")
+    __slots__ = ("fn", "is_async", "name")
 
     def __init__(self, fn: AgentFunction, *, name: str | None = None) -> None:
         if not callable(fn):
             raise TypeError(f"FunctionRunner needs a callable, got {type(fn).__name__}")
         self.fn = fn
         self.name = name or getattr(fn, "__qualname__", repr(fn))
-        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
         )
 
     async def run(self, ctx: AttemptContext) -> object:
-        if self._is_async:
+        if self.is_async:
             return await cast("Callable[[AttemptContext], Awaitable[object]]", self.fn)(ctx)
         return await asyncio.to_thread(self.fn, ctx)
 
