@@ -34,7 +34,9 @@ class Learning:
     ``prior_strength`` is how many pseudo-attempts the declared proficiency is worth.
     """
 
-    __slots__ = ("_cap_duration", "_dirty", "arms", "frozen", "mode", "prior_strength", "rng")
+    __slots__ = (
+        "_cap_duration", "_dirty", "arms", "frozen", "mode", "prior_strength", "rng", "version",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -53,11 +55,13 @@ class Learning:
         self.arms: dict[tuple[str, str], ArmStats] = {}
         self._cap_duration: dict[str, ArmStats] = {}
         self._dirty: set[tuple[str, str]] = set()
+        self.version = 0  # bumped by every change, so caches of estimates know they are stale
 
     def record(self, spec: str, capability: str, success: bool, duration_s: float | None) -> None:
         """Add one attempt's outcome (``duration_s`` only for attempts that ran to an answer)."""
         if self.frozen:
             return
+        self.version += 1
         key = (spec, capability)
         self._dirty.add(key)
         arm = self.arms.get(key)
@@ -81,6 +85,7 @@ class Learning:
 
     def load(self, spec: str, capability: str, stats: ArmStats) -> None:
         """Seed statistics (for example from a journal of earlier runs)."""
+        self.version += 1
         self.arms[(spec, capability)] = stats
         if stats.durations:
             cap = self._cap_duration.setdefault(capability, ArmStats())

@@ -95,7 +95,10 @@ class Router:
     grow with the size of the pool.
     """
 
-    __slots__ = ("_by_cap", "_free", "chooser", "learning", "max_candidates", "weights")
+    __slots__ = (
+        "_by_cap", "_free", "_round", "_round_version", "chooser", "learning", "max_candidates",
+        "weights",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -105,6 +108,8 @@ class Router:
         chooser: Chooser | None = None,
     ) -> None:
         self.chooser = chooser
+        self._round: dict[tuple[AgentInstance, str, float], tuple[float, float, float, float]] = {}
+        self._round_version = -1
         self.learning = learning
         self.weights = weights or RoutingWeights()
         self.max_candidates = max_candidates
@@ -256,6 +261,14 @@ class Router:
         ref = learning.capability_duration(cap)
         complexity = task.complexity
         limit = self.max_candidates
+        # Between two outcomes the learned estimates do not change, so the parts that do not
+        # depend on load are computed once per (instance, capability, complexity) and reused.
+        cache = None
+        if sample is None:
+            cache = self._round
+            if self._round_version != learning.version:
+                cache.clear()
+                self._round_version = learning.version
         scored: list[tuple[float, int, AgentInstance, tuple[float, float, float, float, float]]]
         scored = []
         for inst in pool:
@@ -263,22 +276,29 @@ class Router:
             slots = inst.slots
             if inst.state is not _READY or running >= slots:
                 continue
-            spec = inst.spec
-            prof = spec.capabilities[cap]
-            fit = 1.0 - (complexity - prof) if complexity > prof else 1.0
             load = 1.0 - running / slots
-            a = 1.0 + ps * prof
-            b = 1.0 + ps * (1.0 - prof)
-            speed = 0.5
-            arm = arms.get((spec.name, cap))
-            if arm is not None:
-                a += arm.successes
-                b += arm.failures
-                if arm.durations:
-                    mine = arm.mean_duration_s
-                    r = ref or mine
-                    speed = r / (r + mine) if r + mine > 0 else 0.5
-            success = sample(a, b) if sample is not None else a / (a + b)
+            key = (inst, cap, complexity)
+            known = cache.get(key) if cache is not None else None
+            if known is None:
+                spec = inst.spec
+                prof = spec.capabilities[cap]
+                fit = 1.0 - (complexity - prof) if complexity > prof else 1.0
+                a = 1.0 + ps * prof
+                b = 1.0 + ps * (1.0 - prof)
+                speed = 0.5
+                arm = arms.get((spec.name, cap))
+                if arm is not None:
+                    a += arm.successes
+                    b += arm.failures
+                    if arm.durations:
+                        mine = arm.mean_duration_s
+                        r = ref or mine
+                        speed = r / (r + mine) if r + mine > 0 else 0.5
+                success = sample(a, b) if sample is not None else a / (a + b)
+                if cache is not None:
+                    cache[key] = (prof, fit, success, speed)
+            else:
+                prof, fit, success, speed = known
             total = wc * prof + wf * fit + wl * load + ws * success + wv * speed
             scored.append((total, -len(scored), inst, (prof, fit, load, success, speed)))
             if len(scored) >= limit:

@@ -33,6 +33,7 @@ from metaagent.decisions import (
 from metaagent.errors import AgentCrash, RunFailed, VerificationFailed, WorkflowError
 from metaagent.events import Event, Subscription
 from metaagent.journal.base import JournalError
+from metaagent.journal.codec import paused_gc
 from metaagent.model import AgentSpec, AgentTask, Outcome, TaskResult, TaskState
 from metaagent.pool import HealthPolicy
 from metaagent.retry import RetryPolicy
@@ -274,24 +275,27 @@ class Orchestrator:
             raise RuntimeError("resume needs a journal")
         if run_id in self._handles:
             return self._handles[run_id]
-        stored = self.journal.load_run(run_id, decisions=False)
-        now = self.clock.now()
-        run = self.scheduler.restore(
-            run_id,
-            stored.tasks,
-            now,
-            name=stored.info.name,
-            results={
-                tid: (r.state, r.output, r.error, r.finished_at)
-                for tid, r in stored.results.items()
-            },
-            attempts=stored.attempts,
-        )
-        for tid, seen in stored.attempts.items():
-            for a in seen:
-                if a.outcome is Outcome.LOST:
-                    self.journal.attempt_finished(run_id, tid, a)
-        return self._start_run(run, now, on_event)
+        # Rebuilding a large run makes objects by the hundred thousand, none of them cyclic:
+        # the collector would walk them over and over for nothing.
+        with paused_gc():
+            stored = self.journal.load_run(run_id, decisions=False)
+            now = self.clock.now()
+            run = self.scheduler.restore(
+                run_id,
+                stored.tasks,
+                now,
+                name=stored.info.name,
+                results={
+                    tid: (r.state, r.output, r.error, r.finished_at)
+                    for tid, r in stored.results.items()
+                },
+                attempts=stored.attempts,
+            )
+            for tid, seen in stored.attempts.items():
+                for a in seen:
+                    if a.outcome is Outcome.LOST:
+                        self.journal.attempt_finished(run_id, tid, a)
+            return self._start_run(run, now, on_event)
 
     def _start_run(self, run: RunRecord, now: float, on_event: EventCallback | None) -> RunHandle:
         self._start_agents()

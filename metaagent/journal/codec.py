@@ -53,6 +53,65 @@ def task_row(run_id: str, seq: int, t: AgentTask) -> TaskRow:
     )
 
 
+def tasks_doc(tasks: Iterable[AgentTask]) -> str:
+    """All tasks of a run as one JSON document; fields at their defaults are left out."""
+    return json.dumps([_task_doc(t) for t in tasks], default=str, separators=(",", ":"))
+
+
+def _task_doc(t: AgentTask) -> dict[str, object]:
+    d: dict[str, object] = {"id": t.id, "capability": t.capability}
+    if t.prompt:
+        d["prompt"] = t.prompt
+    if t.input is not None:
+        d["input"] = t.input
+    if t.priority:
+        d["priority"] = t.priority
+    if t.depends_on:
+        d["depends_on"] = t.depends_on
+    if t.complexity != 0.5:
+        d["complexity"] = t.complexity
+    if t.timeout_s is not None:
+        d["timeout_s"] = t.timeout_s
+    if t.max_attempts != 3:
+        d["max_attempts"] = t.max_attempts
+    if t.resources:
+        d["resources"] = t.resources
+    if t.verify is not None:
+        d["verify"] = {"argv": t.verify.argv, "timeout_s": t.verify.timeout_s}
+    if t.metadata:
+        d["metadata"] = t.metadata
+    if t.key is not None:
+        d["key"] = t.key
+    return d
+
+
+def tasks_from_doc(text: str) -> list[AgentTask]:
+    """Inverse of ``tasks_doc``."""
+    out: list[AgentTask] = []
+    append = out.append
+    for d in json.loads(text):
+        get = d.get
+        deps, res, verify = get("depends_on"), get("resources"), get("verify")
+        append(
+            AgentTask(
+                d["id"],
+                d["capability"],
+                get("prompt", ""),
+                get("input"),
+                get("priority", 0),
+                tuple(deps) if deps else _EMPTY,
+                get("complexity", 0.5),
+                get("timeout_s"),
+                get("max_attempts", 3),
+                tuple(res) if res else _EMPTY,
+                None if verify is None else VerifySpec(tuple(verify["argv"]), verify["timeout_s"]),
+                get("metadata") or {},
+                get("key"),
+            )
+        )
+    return out
+
+
 TASK_COLUMNS = (
     "task_id, capability, prompt, input, priority, depends_on, complexity, timeout_s,"
     " max_attempts, resources, verify, metadata, key"

@@ -97,6 +97,14 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (spec, capability)
     );
     """,
+    # 3: each run's tasks also as one JSON document, read back in one piece when a run resumes
+    # (the rows stay, for look-ups by key and for queries). Runs journaled before have none.
+    """
+    CREATE TABLE run_tasks (
+        run_id  TEXT PRIMARY KEY REFERENCES runs(run_id),
+        tasks   TEXT NOT NULL                 -- JSON list; fields at their defaults left out
+    );
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -27,6 +27,8 @@ from metaagent.journal.codec import (
     paused_gc,
     results_from_rows,
     task_row,
+    tasks_doc,
+    tasks_from_doc,
     tasks_from_rows,
 )
 from metaagent.journal.migrations import migrate
@@ -99,6 +101,7 @@ class SqliteJournal:
         workdir: str | None = None,
     ) -> None:
         rows = [task_row(run_id, i, t) for i, t in enumerate(tasks)]
+        doc = tasks_doc(tasks)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -107,6 +110,7 @@ class SqliteJournal:
                 (run_id, name, key, time.time(), source, workdir),
             )
             conn.executemany("INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            conn.execute("INSERT INTO run_tasks VALUES (?, ?)", (run_id, doc))
 
         self.flush()
         try:
@@ -291,11 +295,16 @@ class SqliteJournal:
         conn = self._conn
         info = self._info(run_id)
         with paused_gc():
-            tasks = tasks_from_rows(
-                conn.execute(
-                    f"SELECT {TASK_COLUMNS} FROM tasks WHERE run_id = ? ORDER BY seq", (run_id,)
-                ).fetchall()
-            )
+            doc = conn.execute("SELECT tasks FROM run_tasks WHERE run_id = ?", (run_id,)).fetchone()
+            if doc is not None:
+                tasks = tasks_from_doc(doc[0])
+            else:  # journaled before schema version 3
+                tasks = tasks_from_rows(
+                    conn.execute(
+                        f"SELECT {TASK_COLUMNS} FROM tasks WHERE run_id = ? ORDER BY seq",
+                        (run_id,),
+                    ).fetchall()
+                )
             results = results_from_rows(
                 conn.execute(
                     "SELECT task_id, state, output, error, finished_at FROM results"
