@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metaagent.agents.command import CommandRunner, expand
 from metaagent.agents.function import FunctionRunner
+from metaagent.agents.llm import LlmConfig, LlmRunner
 from metaagent.agents.persistent import PersistentCommandRunner
 from metaagent.agents.process import ProcessLimits
 from metaagent.catalog import Catalog, load_catalog
@@ -26,7 +27,7 @@ from metaagent.graph import TaskGraph
 from metaagent.model import AgentSpec, AgentTask, Decompose, VerifySpec
 
 _STRICT = ConfigDict(extra="forbid")
-_RUNNER_TYPES = ("command", "persistent", "function")
+_RUNNER_TYPES = ("command", "persistent", "function", "llm")
 
 
 class CommandRunnerModel(BaseModel):
@@ -58,8 +59,29 @@ class FunctionRunnerModel(BaseModel):
     function: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module.path:callable")
 
 
+class LlmRunnerModel(BaseModel):
+    """An LLM agent (``metaagent.agents.llm``); needs the ``llm`` extra."""
+
+    model_config = _STRICT
+
+    type: Literal["llm"]
+    provider: Literal["openai", "anthropic"]
+    model: str = Field(min_length=1)
+    base_url: str | None = Field(default=None, pattern=r"^https?://")
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    system: str = ""
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=4096, ge=1)
+    json_output: bool = False
+    return_usage: bool = False
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    max_upstream_chars: int = Field(default=24_000, ge=0)
+
+
 RunnerModel = Annotated[
-    CommandRunnerModel | PersistentRunnerModel | FunctionRunnerModel, Field(discriminator="type")
+    CommandRunnerModel | PersistentRunnerModel | FunctionRunnerModel | LlmRunnerModel,
+    Field(discriminator="type"),
 ]
 
 
@@ -262,10 +284,15 @@ def parse_workflow(
 
 
 def _runner(
-    m: CommandRunnerModel | PersistentRunnerModel | FunctionRunnerModel,
+    m: CommandRunnerModel | PersistentRunnerModel | FunctionRunnerModel | LlmRunnerModel,
     values: dict[str, str],
     where: str,
-) -> CommandRunner | PersistentCommandRunner | FunctionRunner:
+) -> CommandRunner | PersistentCommandRunner | FunctionRunner | LlmRunner:
+    if isinstance(m, LlmRunnerModel):
+        try:  # a missing API key or httpx is reported now, before anything runs
+            return LlmRunner(LlmConfig(**m.model_dump(exclude={"type"})))
+        except WorkflowError as exc:
+            raise WorkflowError(str(exc), where=where) from exc
     if isinstance(m, PersistentRunnerModel):
         return PersistentCommandRunner(
             [expand(a, values) for a in m.argv],

@@ -3,5 +3,6 @@
 from metaagent.agents.base import AttemptContext, Runner
 from metaagent.agents.command import CommandRunner
 from metaagent.agents.function import FunctionRunner
+from metaagent.agents.llm import LlmConfig, LlmRunner
 
-__all__ = ["AttemptContext", "CommandRunner", "FunctionRunner", "Runner"]
+__all__ = ["AttemptContext", "CommandRunner", "FunctionRunner", "LlmConfig", "LlmRunner", "Runner"]
