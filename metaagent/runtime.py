@@ -202,6 +202,16 @@ class Orchestrator:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._inflight.clear()
+        for h in self._handles.values():
+            if not h.done():
+                # Whoever awaits result() must not wait forever for work that will not run.
+                partial = self.batch_result(h.run_id)
+                h._finish(
+                    RunFailed(
+                        f"the orchestrator was closed before run {h.run_id!r} finished",
+                        result=partial,
+                    )
+                )
         if self._supervisor is not None:
             await self._supervisor.aclose(list(self.scheduler.agents.values()))
         if self.journal is not None and self._failure is None:
@@ -359,6 +369,13 @@ class Orchestrator:
             agent_slots=slots,
             capacity=offered,
         )
+
+    def forget(self, run_id: str) -> None:
+        """Drop a finished run from memory (a journal keeps its record), so that a long-lived
+        orchestrator's memory does not grow with the runs it served. Take its
+        ``batch_result`` first. Raises ``WorkflowError`` while the run has open tasks."""
+        self.scheduler.forget(run_id)
+        self._handles.pop(run_id, None)
 
     # --- agent instances ----------------------------------------------------------------------
 

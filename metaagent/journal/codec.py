@@ -19,9 +19,17 @@ TaskRow = tuple[
 ]  # fmt: skip
 
 
+_ENCODE = json.JSONEncoder(default=str, separators=(",", ":")).encode
+
+
 def dumps(value: object) -> str | None:
     """JSON text for a value (``None`` stays NULL); what JSON cannot hold becomes its ``str``."""
-    return None if value is None else json.dumps(value, default=str, separators=(",", ":"))
+    return None if value is None else _ENCODE(value)
+
+
+def dumps_ids(ids: tuple[str, ...]) -> str:
+    """A JSON list of ids (most tasks have none: that case costs nothing)."""
+    return _ENCODE(list(ids)) if ids else "[]"
 
 
 def loads(text: str | None) -> object:
@@ -42,11 +50,11 @@ def task_row(run_id: str, seq: int, t: AgentTask) -> TaskRow:
         t.prompt,
         dumps(t.input),
         t.priority,
-        json.dumps(list(t.depends_on)),
+        dumps_ids(t.depends_on),
         t.complexity,
         t.timeout_s,
         t.max_attempts,
-        json.dumps(list(t.resources)),
+        dumps_ids(t.resources),
         verify,
         dumps(t.metadata) if t.metadata else None,
         t.key,
@@ -55,7 +63,7 @@ def task_row(run_id: str, seq: int, t: AgentTask) -> TaskRow:
 
 def tasks_doc(tasks: Iterable[AgentTask]) -> str:
     """All tasks of a run as one JSON document; fields at their defaults are left out."""
-    return json.dumps([_task_doc(t) for t in tasks], default=str, separators=(",", ":"))
+    return _ENCODE([_task_doc(t) for t in tasks])
 
 
 def _task_doc(t: AgentTask) -> dict[str, object]:

@@ -10,7 +10,6 @@ the transaction is rolled back between tries, so nothing is applied twice.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections import Counter
@@ -163,7 +162,7 @@ class SqliteJournal:
         data["at"] = at
         self._decisions.append(
             (run_id, seq, decision.type, decision.task_id, decision.agent, at, decision.reason,
-             json.dumps(data, default=str, separators=(",", ":")))
+             dumps(data))
         )  # fmt: skip
 
     def run_finished(self, run_id: str) -> None:
