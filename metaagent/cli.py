@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from metaagent import cli_tools
 from metaagent.catalog import load_catalog
 from metaagent.errors import MetaAgentError
 from metaagent.graph import TaskGraph
@@ -375,6 +376,9 @@ def agents(
         )
         table.add_row(role.role, caps, str(role.concurrency), role.description)
     out.print(table)
+
+
+cli_tools.register(app)
 
 
 def main() -> None:

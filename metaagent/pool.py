@@ -59,6 +59,7 @@ class SpecPool:
     instances: dict[str, AgentInstance] = field(default_factory=dict)
     next_n: int = 1
     last_action_at: float = -math.inf
+    last_shrink_at: float = -math.inf
     losses: int = 0  # consecutive losses, for the restart back-off
     respawn_due: int = 0  # restarts scheduled and not yet made
     calls: deque[float] = field(default_factory=deque)  # attempt starts in the last minute
@@ -348,6 +349,7 @@ class Pool:
                     if i.state not in (AgentState.LOST, AgentState.DRAINING)
                 ],
                 sp.last_action_at,
+                sp.last_shrink_at,
             )
             for sp in self.specs.values()
             if sp.max_instances > sp.min_instances
@@ -377,6 +379,8 @@ class Pool:
                 if i.state not in (AgentState.LOST, AgentState.DRAINING)
             )  # fmt: skip
             sp.last_action_at = now
+            if action.delta < 0:
+                sp.last_shrink_at = now
             out.append(
                 ScaleResources(now, None, None, action.reason, action.spec, before,
                                before + action.delta)

@@ -20,6 +20,7 @@ from metaagent.clock import Clock, SystemClock
 from metaagent.decisions import (
     CancelTask,
     Decision,
+    DecomposeTask,
     FailTask,
     Output,
     RetryTask,
@@ -138,6 +139,9 @@ class RunHandle:
                 self._done.set_result(None)
             else:
                 self._done.set_exception(error)
+                # Marked as seen: nobody may be awaiting this run, and the error is not lost
+                # (result() raises it; the journal and the decisions keep the run's story).
+                self._done.exception()
         for sub in self._subs:
             sub.close()
         self._subs.clear()
@@ -494,6 +498,10 @@ class Orchestrator:
                 self._pool_decision(o)
                 continue
             owner = handles.get(o.run_id)
+            if journal is not None and kind is DecomposeTask:
+                assert isinstance(o, DecomposeTask)
+                subs = sched.runs[o.run_id].tasks
+                journal.add_tasks(o.run_id, [subs[c].task for c in o.subtasks])
             if owner is not None:
                 owner.decisions.append(o)
                 if journal is not None:

@@ -3,10 +3,13 @@
 Scale up when the ready queue of a capability is deeper than ``spawn_threshold`` and limits
 allow (``max_agents``, a spec's ``max_instances``, and the concurrency limits: a slot that could
 not run anything is not spawned), with the spec that serves that capability best; scale down
-instances idle for ``idle_timeout_s``, never below a spec's ``min_instances``. A cooldown per
-spec after any action, and a rule that idle instances are only terminated while their
-capabilities have no queue (grow above the threshold, shrink only at zero), keep the pool from
-flapping.
+instances idle for ``idle_timeout_s``, never below a spec's ``min_instances``.
+
+The pool does not flap: it grows above the threshold and shrinks only when its capabilities
+have no queue at all (hysteresis), and a cooldown per spec stops an action opposite to the
+last one (no shrinking within ``cooldown_s`` of any action, no growing within ``cooldown_s`` of
+a shrink). Growth may go on round after round while the queue stays deep: instances still
+starting count as capacity on its way, so a round never asks again for what is coming.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class PoolPolicy:
     max_agents: int = 50  # instances over all specs
     spawn_threshold: int = 5  # queue depth of a capability above which the pool grows
     idle_timeout_s: float = 60.0  # an instance idle this long may be terminated
-    cooldown_s: float = 5.0  # no second scale action on a spec sooner than this
+    cooldown_s: float = 5.0  # no action opposite to a spec's last one sooner than this
     max_spawn_per_tick: int = 8  # spawns per decision round, so a burst does not overshoot
 
     def problems(self) -> list[str]:
@@ -64,7 +67,8 @@ class SpecView:
     min_instances: int
     max_instances: int
     instances: Sequence[InstanceView] = ()
-    last_action_at: float = -math.inf
+    last_action_at: float = -math.inf  # its last scale action, either way
+    last_shrink_at: float = -math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +137,7 @@ def plan(
             s
             for s in serving
             if len(s.instances) + grown.get(s.name, 0) < s.max_instances
-            and now - s.last_action_at >= policy.cooldown_s
+            and now - s.last_shrink_at >= policy.cooldown_s
         ]
         if not candidates:
             continue
@@ -194,20 +198,21 @@ def next_change(
     served: Collection[str] | None = None,
 ) -> float | None:
     """The earliest time at which ``plan`` may act on the same ``depth`` because time passed:
-    a spec's cooldown ends while its queue is deep (or not served at all), or an idle instance
-    reaches the idle timeout. None when only a new event (a task, a result, an instance) can
-    change the plan. ``served`` is as for ``plan``.
+    the cooldown after a shrink ends while a queue is deep (or not served at all), or an idle
+    instance reaches the idle timeout. None when only a new event (a task, a result, an
+    instance) can change the plan: the caller ticks after each event anyway. ``served`` is as
+    for ``plan``.
     """
     wake = math.inf
     for s in specs:
-        cooled = s.last_action_at + policy.cooldown_s
         if any(
             depth.get(cap, 0) > policy.spawn_threshold
             or (depth.get(cap, 0) > 0 and served is not None and cap not in served)
             for cap in s.capabilities
         ):
-            if len(s.instances) < s.max_instances:
-                wake = min(wake, cooled)
+            # Growth waits on time only while a shrink's cooldown runs; else on events.
+            if len(s.instances) < s.max_instances and s.last_shrink_at > -math.inf:
+                wake = min(wake, s.last_shrink_at + policy.cooldown_s)
             continue
         if len(s.instances) <= s.min_instances or any(
             depth.get(cap, 0) > 0 for cap in s.capabilities
@@ -215,5 +220,6 @@ def next_change(
             continue
         idle = [i.idle_since for i in s.instances if i.running == 0 and not i.starting]
         if idle:
+            cooled = s.last_action_at + policy.cooldown_s
             wake = min(wake, max(min(idle) + policy.idle_timeout_s, cooled))
     return None if wake == math.inf else wake

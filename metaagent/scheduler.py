@@ -154,6 +154,8 @@ class Scheduler:
         self._ready: dict[str, list[tuple[int, float, int, TaskRecord]]] = {}
         self._delayed: list[tuple[float, int, TaskRecord]] = []
         self._held: dict[str, int] = {}  # resource -> holders
+        # Queue entries waiting for a resource, by the (full) resource they wait on.
+        self._parked: dict[str, list[tuple[int, float, int, TaskRecord]]] = {}
         self._depth: dict[str, int] = {}  # capability -> tasks in its ready queue
         self._running_cap: dict[str, int] = {}  # capability -> attempts running
         self._settle: list[TaskRecord] = []  # decomposed tasks whose sub-tasks all ended
@@ -216,7 +218,12 @@ class Scheduler:
             self.learning.record(inst.spec.name, rec.task.capability, False, None)
             out.extend(
                 self._failed_attempt(
-                    rec, inst.spec.name, Outcome.CRASH, f"agent {instance_id} lost: {reason}", now
+                    rec,
+                    inst.spec.name,
+                    Outcome.CRASH,
+                    f"agent {instance_id} lost: {reason}",
+                    now,
+                    agent_lost=True,
                 )
             )
         return self._drain(out, now)
@@ -371,7 +378,29 @@ class Scheduler:
                     a.error = "the orchestrator stopped during this attempt"
             rec.attempts = list(seen)
             rec.attempt = max((a.number for a in seen), default=0)
+        self._relink_subtasks(run)
         return run
+
+    def _relink_subtasks(self, run: RunRecord) -> None:
+        """Give restored sub-tasks their parents back; an unfinished parent waits on them."""
+        for rec in run.tasks.values():
+            pid = rec.task.metadata.get("parent") if rec.task.metadata else None
+            parent = run.tasks.get(pid) if isinstance(pid, str) else None
+            if parent is None:
+                continue
+            rec.parent = parent
+            parent.children = (*parent.children, rec.task.id)
+            if parent.state.terminal:
+                continue
+            parent.state = _RUNNING  # it was expanded: it waits, it is not routed again
+            if rec.state.terminal:
+                if rec.state is not TaskState.SUCCEEDED and parent.child_failed is None:
+                    parent.child_failed = rec.task.id
+            else:
+                parent.children_open += 1
+        for rec in run.tasks.values():
+            if rec.children and rec.state is _RUNNING and not rec.children_open:
+                self._settle.append(rec)
 
     def _estimate(self, task: AgentTask) -> float:
         base = self.learning.capability_duration(task.capability) or 1.0
@@ -546,7 +575,10 @@ class Scheduler:
                     continue  # stale entry
                 task = rec.task
                 if task.resources and not self._resources_free(task):
-                    choice = None
+                    # Set aside until the resource is released, so waiters cost nothing per
+                    # round and cannot hide the work queued behind them.
+                    self._park(head)
+                    continue
                 else:
                     group = task.group
                     prefer = self._affinity.get((rec.run.id, group)) if group is not None else None
@@ -566,6 +598,12 @@ class Scheduler:
         for cap in [c for c, h in ready.items() if not h]:
             del ready[cap]
         return out
+
+    def _park(self, key: tuple[int, float, int, TaskRecord]) -> None:
+        held = self._held
+        limits = self.config.resource_limits
+        full = next(r for r in key[3].task.resources if held.get(r, 0) >= limits.get(r, 1))
+        self._parked.setdefault(full, []).append(key)
 
     def _resources_free(self, task: AgentTask) -> bool:
         """All-or-nothing: every named resource has a free place, or none is taken."""
@@ -748,17 +786,32 @@ class Scheduler:
                 held[r] = left
             else:
                 del held[r]
+            for key in self._parked.pop(r, ()):
+                if key[3].state is _READY and key[3].queued == key[2]:
+                    # Back in its queue under its old key: it keeps its place.
+                    heapq.heappush(self._ready.setdefault(key[3].task.capability, []), key)
         return inst
 
     def _failed_attempt(
-        self, rec: TaskRecord, spec: str, outcome: Outcome, error: str | None, now: float
+        self,
+        rec: TaskRecord,
+        spec: str,
+        outcome: Outcome,
+        error: str | None,
+        now: float,
+        *,
+        agent_lost: bool = False,
     ) -> list[Output]:
         task = rec.task
         out: list[Output] = []
         rec.error = error
         charged = sum(1 for a in rec.attempts if a.outcome is not Outcome.LOST)
         if charged < task.max_attempts:
-            delay = compute_backoff(self.config.retry, rec.attempt, self.rng)
+            # When its agent was lost, the task goes to another agent after the first step of
+            # the back-off however many attempts it made: the agent failed, and failover must
+            # stay fast. (Attempts still count against max_attempts; restarts back off.)
+            step = 1 if agent_lost else rec.attempt
+            delay = compute_backoff(self.config.retry, step, self.rng)
             rec.avoid = rec.avoid | {spec}
             rec.state = _READY
             rec.not_before = now + delay

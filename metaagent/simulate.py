@@ -15,17 +15,24 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from metaagent.decisions import Decision
+from metaagent.decisions import Decision, RouteTask
 from metaagent.learning import ArmStats
 from metaagent.model import AgentTask, Outcome, TaskState
 from metaagent.retry import RetryPolicy
 from metaagent.scheduler import Scheduler, SchedulerConfig
-from metaagent.simulate_spec import Pool, Profile, SimSpec, generate_tasks, scale_pools
+from metaagent.simulate_spec import (
+    AgentPool,
+    Sampler,
+    SimSpec,
+    generate_tasks,
+    sample,
+    scale_pools,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
-    from metaagent.decisions import Output, RouteTask
+    from metaagent.decisions import Output
     from metaagent.routing import Chooser
 
 __all__ = ["AgentUse", "PoolSearch", "SimResult", "Simulation", "find_smallest_pool", "simulate"]
@@ -109,28 +116,44 @@ class SimResult:
 class Simulation:
     """One simulation of ``spec``. After ``run()``, ``scheduler`` holds every run for study.
 
-    ``chooser`` replaces the router's scoring with a baseline policy (see ``policies``).
+    ``chooser`` replaces the router's scoring with a baseline policy (see ``policies``);
+    ``on_route`` is called with every routing decision.
     """
 
-    def __init__(self, spec: SimSpec, *, chooser: Chooser | None = None) -> None:
+    def __init__(
+        self,
+        spec: SimSpec,
+        *,
+        chooser: Chooser | None = None,
+        on_route: Callable[[RouteTask], None] | None = None,
+    ) -> None:
         self.spec = spec
+        self.on_route = on_route
         s = spec.settings
-        tasks_total = len(spec.tasks) or (spec.workload.count if spec.workload else 0)
+        tasks_total = (
+            len(spec.tasks)
+            + sum(len(t) for _, t in spec.runs)
+            + (spec.workload.count if spec.workload else 0)
+        )
         config = SchedulerConfig(
             max_concurrency=s.max_concurrency or max(1, spec.slots),
             max_queued=s.max_queued or max(10_000, tasks_total),
-            retry=RetryPolicy(base_s=s.retry_base_s, max_s=s.retry_max_s),
+            retry=RetryPolicy(base_s=s.retry_base_s, max_s=s.retry_max_s, jitter=s.retry_jitter),
             routing=s.routing,
             seed=spec.seed,
             learn=s.learn,
             affinity_margin=s.affinity_margin,
         )
+        if s.weights is not None:
+            config = replace(config, weights=s.weights)
+        if s.aging_interval_s is not None:
+            config = replace(config, aging_interval_s=s.aging_interval_s)
         self.scheduler = Scheduler(config)
         self.scheduler.router.chooser = chooser
         self.run_ids: list[str] = []
         self.groups: dict[tuple[str, str], str] = {}  # (run, task) -> group, when ignored
         self._noise: dict[tuple[str, str], tuple[float, float, float]] = {}
-        self._profiles: dict[tuple[str, str], Profile] = {}
+        self._profiles: dict[tuple[str, str], tuple[Sampler, float]] = {}
         self._rng = random.Random(spec.seed)  # retries and anything drawn in dispatch order
         self._noise_rng = random.Random(spec.seed + 7919)  # drawn in submission order
         self._decisions: dict[str, int] = {}
@@ -154,6 +177,8 @@ class Simulation:
         if spec.workload is not None:
             caps = sorted({c for p in spec.pools for c in p.spec.capabilities})
             return generate_tasks(spec.workload, caps, spec.seed)
+        if spec.runs:
+            return sorted(((at, list(tasks)) for at, tasks in spec.runs), key=lambda r: r[0])
         return [(0.0, list(spec.tasks))]
 
     def _submit(self, run_id: str, tasks: list[AgentTask], now: float) -> list[Output]:
@@ -214,8 +239,18 @@ class Simulation:
                 _, _, rid, tid, attempt, outcome = heapq.heappop(heap)
                 err = None if outcome is succeeded else _FAILED
                 self._count(sched.finish(rid, tid, attempt, outcome, now, error=err))
-            routes: list[RouteTask] = sched.dispatch(now)
+            wake = sched.next_wakeup()
+            if wake is not None and wake <= now:
+                # Timers are due (a back-off ended, a quarantined agent may be probed).
+                outs = sched.tick(now)
+                routes = [o for o in outs if type(o) is RouteTask]
+                self._count([o for o in outs if type(o) is not RouteTask])
+            else:
+                routes = sched.dispatch(now)
             dispatches += len(routes)
+            if self.on_route is not None:
+                for r in routes:
+                    self.on_route(r)
             for r in routes:
                 rid, tid = r.run_id or "", r.task_id or ""
                 task = runs[rid].tasks[tid].task
@@ -230,17 +265,19 @@ class Simulation:
                 key = (r.spec, cap)
                 prof = profiles.get(key)
                 if prof is None:
-                    prof = profiles[key] = spec.profile(r.spec, cap)
+                    p = spec.profile(r.spec, cap)
+                    prof = profiles[key] = (p.duration.sampler(), p.failure_rate)
                 if r.attempt == 1:
                     z, v, u = noise[(rid, tid)]
                 else:
                     z, v, u = rng.gauss(0.0, 1.0), rng.random(), rng.random()
                 d = fixed.get(tid) if fixed else None
                 if d is None:
-                    d = prof.duration.sample(z, v)
+                    kind, a, b = prof[0]
+                    d = math.exp(a + b * z) if kind == 1 else sample(prof[0], z, v)
                     if scale:
                         d *= 0.5 + task.complexity
-                outcome = succeeded if u >= prof.failure_rate else Outcome.ERROR
+                outcome = succeeded if u >= prof[1] else Outcome.ERROR
                 if task.timeout_s is not None and d > task.timeout_s:
                     d, outcome = task.timeout_s, Outcome.TIMEOUT
                 seq += 1
@@ -276,7 +313,9 @@ class Simulation:
                     attempts += len(rec.attempts)
                     ok_attempts += rec.state is TaskState.SUCCEEDED
                     if rec.ready_at is not None:
-                        waits.append(rec.attempts[0].started_at - rec.ready_at)
+                        # attempt times are relative to the run's start; ready_at is not
+                        t0 = rec.run.started_at
+                        waits.append(rec.attempts[0].started_at + t0 - rec.ready_at)
         waits.sort()
         by_agent: dict[str, AgentUse] = {}
         busy = 0.0
@@ -339,13 +378,13 @@ class PoolSearch:
     """The smallest pool found that meets a deadline (``met``), and every size tried.
 
     ``instances``/``pools``/``result`` describe the smallest passing pool, or, when no pool
-    meets the deadline, the largest one tried.
+    meets the deadline, the smallest of those with the shortest makespan.
     """
 
     deadline_s: float
     met: bool
     instances: int
-    pools: tuple[Pool, ...]
+    pools: tuple[AgentPool, ...]
     result: SimResult
     tried: list[tuple[int, float]]
 
@@ -379,11 +418,17 @@ def find_smallest_pool(
         raise ValueError(f"deadline must be a positive number of seconds, got {deadline_s}")
     base = spec.pools
     tried: list[tuple[int, float]] = []
+    seen: dict[int, SimResult] = {}
 
     def attempt(n: int) -> SimResult:
         result = simulate(spec.with_pools(scale_pools(base, n)), chooser=chooser)
         tried.append((n, result.makespan_s))
+        seen[n] = result
         return result
+
+    def unmet() -> PoolSearch:
+        n = min(seen, key=lambda k: (seen[k].makespan_s, k))  # the best, and the smallest such
+        return PoolSearch(deadline_s, False, n, scale_pools(base, n), seen[n], tried)
 
     n = max(spec.instances, len(base))
     result = attempt(n)
@@ -394,13 +439,13 @@ def find_smallest_pool(
         while True:
             nxt = min(lo * 2, max_instances)
             if nxt <= lo:
-                return PoolSearch(deadline_s, False, lo, scale_pools(base, lo), prev, tried)
+                return unmet()
             result = attempt(nxt)
             if result.makespan_s <= deadline_s:
                 hi, best = nxt, result
                 break
             if result.makespan_s >= prev.makespan_s * 0.999:
-                return PoolSearch(deadline_s, False, nxt, scale_pools(base, nxt), result, tried)
+                return unmet()
             lo, prev = nxt, result
     while hi - lo > 1:
         mid = (lo + hi) // 2

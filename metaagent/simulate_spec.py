@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from metaagent.agents.base import AttemptContext
     from metaagent.learning import ArmStats, RoutingMode
+    from metaagent.routing import RoutingWeights
 
 DistKind = Literal["fixed", "lognormal", "exponential", "uniform"]
 Ordering = Literal["scheduler", "fifo", "priority", "critical_path"]
@@ -66,16 +67,35 @@ class Duration:
 
     def sample(self, z: float, v: float) -> float:
         """A duration from a standard normal ``z`` and a uniform ``v`` in [0, 1)."""
+        return sample(self.sampler(), z, v)
+
+    def sampler(self) -> Sampler:
+        """The distribution as ``(kind, a, b)`` for ``sample`` (precomputed: it is hot)."""
         m = self.mean_s
         if self.dist == "fixed" or self.cv == 0:
-            return m
+            return (0, m, 0.0)
         if self.dist == "lognormal":
             s2 = math.log1p(self.cv * self.cv)
-            return math.exp(math.log(m) - s2 / 2 + math.sqrt(s2) * z)
+            return (1, math.log(m) - s2 / 2, math.sqrt(s2))
         if self.dist == "exponential":
-            return -m * math.log1p(-v)
+            return (2, m, 0.0)
         half = min(m, m * self.cv * math.sqrt(3.0))
-        return m - half + 2 * half * v
+        return (3, m - half, 2 * half)
+
+
+Sampler = tuple[int, float, float]
+
+
+def sample(s: Sampler, z: float, v: float) -> float:
+    """A duration from a ``Duration.sampler()``, a standard normal ``z`` and a uniform ``v``."""
+    kind, a, b = s
+    if kind == 0:
+        return a
+    if kind == 1:
+        return math.exp(a + b * z)
+    if kind == 2:
+        return -a * math.log1p(-v)
+    return a + b * v
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +113,7 @@ class Profile:
 
 
 @dataclass(frozen=True, slots=True)
-class Pool:
+class AgentPool:
     """``count`` instances of one agent spec (named ``{spec.name}#{k}`` in the simulation)."""
 
     spec: AgentSpec
@@ -170,11 +190,15 @@ class SimSettings:
     affinity_margin: float = 0.05
     retry_base_s: float = 0.25
     retry_max_s: float = 30.0
+    retry_jitter: float = 0.1
+    weights: RoutingWeights | None = None  # None: the scheduler's default weights
+    aging_interval_s: float | None = None  # None: the scheduler's default
 
 
 @dataclass(frozen=True, slots=True)
 class SimSpec:
-    """Everything a simulation needs. Either ``tasks`` or ``workload`` gives the work.
+    """Everything a simulation needs. ``tasks`` (one run, at time 0), ``runs`` (``(arrival
+    time, tasks)`` each) or ``workload`` (generated) gives the work.
 
     Profiles are looked up most specific first: (agent, capability), (agent, None),
     (None, capability), then ``default``. ``durations`` fixes the duration of named tasks.
@@ -185,9 +209,10 @@ class SimSpec:
     pseudo-attempts per (agent, capability), as if learned from the profiles in earlier runs.
     """
 
-    pools: tuple[Pool, ...]
+    pools: tuple[AgentPool, ...]
     tasks: tuple[AgentTask, ...] = ()
     workload: Workload | None = None
+    runs: tuple[tuple[float, tuple[AgentTask, ...]], ...] = ()
     profiles: Mapping[tuple[str | None, str | None], Profile] = field(default_factory=dict)
     default: Profile = field(default_factory=Profile)
     settings: SimSettings = field(default_factory=SimSettings)
@@ -217,11 +242,11 @@ class SimSpec:
             or self.default
         )
 
-    def with_pools(self, pools: Iterable[Pool]) -> SimSpec:
+    def with_pools(self, pools: Iterable[AgentPool]) -> SimSpec:
         return replace(self, pools=tuple(pools))
 
 
-def scale_pools(pools: Sequence[Pool], total: int) -> tuple[Pool, ...]:
+def scale_pools(pools: Sequence[AgentPool], total: int) -> tuple[AgentPool, ...]:
     """Spread ``total`` instances over ``pools`` in proportion to their counts, at least one
     each (largest remainder). Raises ``ValueError`` if ``total`` is below the number of pools."""
     if total < len(pools):
@@ -244,41 +269,41 @@ def generate_tasks(
     rng = random.Random(workload.seed if workload.seed is not None else seed)
     mix = dict(workload.capabilities) or dict.fromkeys(capabilities, 1.0)
     caps = [c for c, w in mix.items() if w > 0]
-    cap_w = [mix[c] for c in caps]
-    prios = [p for p, w in workload.priorities.items() if w > 0] or [0]
-    prio_w = [workload.priorities.get(p, 1.0) for p in prios]
-    lo, hi = workload.complexity
     n = workload.count
+    size = workload.group_size or 1
+    picked = rng.choices(caps, [mix[c] for c in caps], k=math.ceil(n / size))
+    prios = [p for p, w in workload.priorities.items() if w > 0] or [0]
+    prio_of = (
+        rng.choices(prios, [workload.priorities[p] for p in prios], k=n)
+        if len(prios) > 1
+        else [prios[0]] * n
+    )
+    lo, hi = workload.complexity
+    span = hi - lo
     per_layer = math.ceil(n / workload.layers)
-    size = workload.group_size
+    grouped = workload.group_size is not None
     tasks: list[AgentTask] = []
-    layer_ids: list[list[str]] = []
-    cap = caps[0]
-    group: str | None = None
+    above: list[str] = []
+    layer: list[str] = []
     for i in range(n):
-        layer = i // per_layer
-        if layer == len(layer_ids):
-            layer_ids.append([])
-        if size is None or i % size == 0:
-            cap = rng.choices(caps, cap_w)[0]
-            group = f"g{i // size}" if size is not None else None
+        if i and i % per_layer == 0:
+            above, layer = layer, []
         deps: tuple[str, ...] = ()
-        if layer > 0:
-            above = layer_ids[layer - 1]
+        if above:
             k = min(len(above), rng.randint(1, workload.max_parents))
             deps = tuple(rng.sample(above, k))
         tid = f"t{i}"
-        layer_ids[layer].append(tid)
+        layer.append(tid)
         tasks.append(
             AgentTask(
                 tid,
-                cap,
-                priority=rng.choices(prios, prio_w)[0] if len(prios) > 1 else prios[0],
+                picked[i // size],
+                priority=prio_of[i],
                 depends_on=deps,
-                complexity=round(rng.uniform(lo, hi), 3) if hi > lo else lo,
+                complexity=round(lo + span * rng.random(), 3) if span else lo,
                 timeout_s=workload.timeout_s,
                 max_attempts=workload.max_attempts,
-                group=group,
+                group=f"g{i // size}" if grouped else None,
             )
         )
     rate = workload.arrival_rate_per_s
@@ -305,3 +330,37 @@ def profiles_from_stats(
             Duration("lognormal", arm.mean_duration_s, cv), arm.failures / arm.attempts
         )
     return out
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30s``, ``5m``, ``1h30m``, ``2d`` or a bare number of seconds.
+
+    Raises ``ValueError`` naming the text for anything else or a duration that is not positive.
+    """
+    s = text.strip().lower().replace(" ", "")
+    total = 0.0
+    num = ""
+    try:
+        if s and not any(u in s for u in _UNITS):
+            s += "s"  # a bare number is seconds
+        for ch in s:
+            if ch.isdigit() or ch == ".":
+                num += ch
+            elif ch in _UNITS and num:
+                total += float(num) * _UNITS[ch]
+                num = ""
+            else:
+                raise ValueError
+        if num or not s:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a duration: use a number of seconds or units s/m/h/d, like 30s, "
+            "5m or 1h30m"
+        ) from None
+    if not (total > 0 and math.isfinite(total)):
+        raise ValueError(f"{text!r}: a duration must be more than zero")
+    return total

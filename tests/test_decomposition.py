@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from metaagent import (
     OrchestratorConfig,
     Outcome,
     RetryPolicy,
+    RunFailed,
     Scheduler,
     SchedulerConfig,
     TaskState,
@@ -249,3 +251,61 @@ async def test_orchestrator_runs_a_planner_agent_end_to_end() -> None:
     assert "unknown capability 'nope'" in calls[1][1][0]
     assert batch.result("p").output == {"p/x": "p/x after []", "p/y": "p/y after ['p/x']"}
     assert [d.type for d in batch.decisions].count("decompose_task") == 1
+
+
+async def test_a_decomposed_run_resumes_from_the_journal(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from metaagent.journal import SqliteJournal
+
+    db = Path(str(tmp_path)) / "j.db"
+    ran: list[str] = []
+    hold = asyncio.Event()
+    stuck = asyncio.Event()
+
+    async def work(ctx: AttemptContext) -> str:
+        ran.append(ctx.task.id)
+        if ctx.task.id == "login/tests" and not hold.is_set():
+            stuck.set()
+            await asyncio.Event().wait()  # stuck until the orchestrator goes away
+        return f"did {ctx.task.id}"
+
+    agents = [
+        AgentSpec(
+            "all",
+            {"arch": 0.9, "code": 0.9, "ui": 0.9, "test": 0.9},
+            FunctionRunner(work),
+            concurrency=4,
+        )
+    ]
+    tasks = [
+        AgentTask("login", "feature", decompose=Decompose(template=FEATURE)),
+        AgentTask("docs", "code", depends_on=("login",)),
+    ]
+    journal = SqliteJournal(db)
+    orch = Orchestrator(agents, journal=journal)
+    handle = await orch.submit(tasks, name="feature")
+    await asyncio.wait_for(stuck.wait(), 10)
+    await orch.aclose()  # the process "stops": the stuck attempt is left open in the journal
+    journal.close()
+    with pytest.raises(RunFailed, match="closed before"):
+        await handle.result()
+
+    hold.set()
+    ran.clear()
+    journal = SqliteJournal(db)
+    async with Orchestrator(agents, journal=journal) as orch2:
+        resumed = await orch2.resume(handle.run_id)
+        batch = await resumed.result()
+    journal.close()
+    assert batch.ok
+    # Finished sub-tasks were kept; only the interrupted one and what follows it ran again.
+    assert ran == ["login/tests", "docs"]
+    assert batch.result("login").output == {
+        "login/design": "did login/design",
+        "login/backend": "did login/backend",
+        "login/frontend": "did login/frontend",
+        "login/tests": "did login/tests",
+    }
+    attempts = batch.result("login/tests").attempts
+    assert [a.outcome for a in attempts] == [Outcome.LOST, Outcome.SUCCEEDED]

@@ -126,17 +126,30 @@ async def run_process(
         full_env.update(env)
     lim = limits or ProcessLimits()
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.subprocess_exec(
-        lambda: _Collector(loop),
-        *argv,
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env=full_env,
-        start_new_session=True,
-        preexec_fn=_preexec(lim) if (lim.memory_mb or lim.cpu_s) else None,
+    spawn = asyncio.ensure_future(
+        loop.subprocess_exec(
+            lambda: _Collector(loop),
+            *argv,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=full_env,
+            start_new_session=True,
+            preexec_fn=_preexec(lim) if (lim.memory_mb or lim.cpu_s) else None,
+        )
     )
+    try:
+        # The command runs before its pipes are connected; a cancel meanwhile must not leave
+        # it (and what it started) behind, as asyncio's own clean-up would.
+        transport, proto = await asyncio.shield(spawn)
+    except BaseException:
+        spawn.add_done_callback(_stop_spawned)
+        # Wait until it is killed and reaped, without letting a second cancel stop us.
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(spawn)
+            await asyncio.shield(spawn.result()[1].exited)
+        raise
     pid = transport.get_pid()
     try:
         if stdin is not None:
@@ -145,11 +158,12 @@ async def run_process(
             # Buffered by the loop; a child that exits without reading it is not an error.
             pipe.write(stdin)
             pipe.close()
-        await proto.exited
+        # Shielded: a cancel must not cancel these futures, the clean-up below waits on one.
+        await asyncio.shield(proto.exited)
         # Anything the command started and left running dies with the attempt; that also
         # closes the pipes such leftovers held, so the output below is complete.
         _kill_group(pid)
-        await proto.closed
+        await asyncio.shield(proto.closed)
     except BaseException:
         _kill_group(pid)
         if transport.get_returncode() is None:
@@ -166,6 +180,22 @@ async def run_process(
     returncode = transport.get_returncode()
     assert returncode is not None
     return Completed(returncode, bytes(proto.out), bytes(proto.err))
+
+
+def _stop_spawned(
+    spawn: asyncio.Future[tuple[asyncio.SubprocessTransport, _Collector]],
+) -> None:
+    """Kill the process group of a spawn whose caller was cancelled while it started."""
+    if spawn.cancelled() or spawn.exception() is not None:
+        return
+    transport, proto = spawn.result()
+    pid = transport.get_pid()
+    _kill_group(pid)
+    if transport.get_returncode() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    # Closed once reaped: closing a live child's transport would poll() (reap) it itself.
+    proto.exited.add_done_callback(lambda _: transport.close())
 
 
 def _kill_group(pid: int) -> None:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from metaagent.journal.base import StoredResult
-from metaagent.model import AgentTask, Attempt, Outcome, TaskState, VerifySpec
+from metaagent.model import AgentTask, Attempt, Decompose, Outcome, TaskState, VerifySpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -90,14 +90,26 @@ def _task_doc(t: AgentTask) -> dict[str, object]:
         d["metadata"] = t.metadata
     if t.key is not None:
         d["key"] = t.key
+    if t.group is not None:
+        d["group"] = t.group
+    if t.decompose is not None:
+        d["decompose"] = (
+            {"planner": True}
+            if t.decompose.planner
+            else {"template": [_task_doc(s) for s in t.decompose.template]}
+        )
     return d
 
 
 def tasks_from_doc(text: str) -> list[AgentTask]:
     """Inverse of ``tasks_doc``."""
+    return _tasks_from_list(json.loads(text))
+
+
+def _tasks_from_list(docs: list[dict[str, Any]]) -> list[AgentTask]:
     out: list[AgentTask] = []
     append = out.append
-    for d in json.loads(text):
+    for d in docs:
         get = d.get
         deps, res, verify = get("depends_on"), get("resources"), get("verify")
         append(
@@ -115,9 +127,17 @@ def tasks_from_doc(text: str) -> list[AgentTask]:
                 None if verify is None else VerifySpec(tuple(verify["argv"]), verify["timeout_s"]),
                 get("metadata") or {},
                 get("key"),
+                get("group"),
+                None if (dec := get("decompose")) is None else _decompose(dec),
             )
         )
     return out
+
+
+def _decompose(d: dict[str, Any]) -> Decompose:
+    if d.get("planner"):
+        return Decompose(planner=True)
+    return Decompose(template=tuple(_tasks_from_list(d["template"])))
 
 
 TASK_COLUMNS = (

@@ -64,6 +64,9 @@ class MemoryJournal:
             if t.key is not None:
                 self._keys[t.key] = (run_id, t.id)
 
+    def add_tasks(self, run_id: str, tasks: Sequence[AgentTask]) -> None:
+        self._tasks[run_id].extend(tasks)
+
     def attempt_started(self, run_id: str, task_id: str, attempt: Attempt) -> None:
         self._attempts[run_id].setdefault(task_id, {})[attempt.number] = copy(attempt)
 

@@ -105,6 +105,15 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         tasks   TEXT NOT NULL                 -- JSON list; fields at their defaults left out
     );
     """,
+    # 4: sub-tasks added to a run when a task is decomposed, one document per expansion.
+    """
+    CREATE TABLE run_subtasks (
+        run_id  TEXT NOT NULL REFERENCES runs(run_id),
+        seq     INTEGER NOT NULL,
+        tasks   TEXT NOT NULL,                -- JSON list, as in run_tasks
+        PRIMARY KEY (run_id, seq)
+    );
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

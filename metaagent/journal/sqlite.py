@@ -83,6 +83,7 @@ class SqliteJournal:
         self._decisions: list[tuple[object, ...]] = []
         self._finished_runs: list[tuple[float, str]] = []
         self._stats: dict[tuple[str, str], ArmStats] = {}
+        self._subtasks: list[tuple[str, str]] = []  # (run, JSON list of sub-tasks)
         self._decision_seq: dict[str, int] = {}
         self.commits = 0
         self._closed = False
@@ -135,6 +136,9 @@ class SqliteJournal:
             taken.update(k for (k,) in rows)
         return sorted(taken)
 
+    def add_tasks(self, run_id: str, tasks: Sequence[AgentTask]) -> None:
+        self._subtasks.append((run_id, tasks_doc(tasks)))
+
     def attempt_started(self, run_id: str, task_id: str, attempt: Attempt) -> None:
         self._attempts_new.append(
             (run_id, task_id, attempt.number, attempt.agent, attempt.agent_instance,
@@ -180,6 +184,7 @@ class SqliteJournal:
         return (
             len(self._attempts_new) + len(self._attempts_done) + len(self._results)
             + len(self._decisions) + len(self._finished_runs) + len(self._stats)
+            + len(self._subtasks)
         )  # fmt: skip
 
     def flush(self) -> None:
@@ -187,6 +192,7 @@ class SqliteJournal:
             return
         new, done, results = self._attempts_new, self._attempts_done, self._results
         decisions, finished, stats = self._decisions, self._finished_runs, self._stats
+        subtasks = self._subtasks
 
         def write(conn: sqlite3.Connection) -> None:
             if new:
@@ -202,6 +208,13 @@ class SqliteJournal:
                     done,
                 )
             crashpoints.hit("inside_transaction")
+            if subtasks:
+                for run_id, doc in subtasks:
+                    conn.execute(
+                        "INSERT INTO run_subtasks VALUES (?, (SELECT COALESCE(MAX(seq) + 1, 0)"
+                        " FROM run_subtasks WHERE run_id = ?), ?)",
+                        (run_id, run_id, doc),
+                    )
             if results:
                 conn.executemany("INSERT INTO results VALUES (?,?,?,?,?,?)", results)
             if decisions:
@@ -223,6 +236,7 @@ class SqliteJournal:
         self._transaction(write, "flush")
         self._attempts_new, self._attempts_done, self._results = [], [], []
         self._decisions, self._finished_runs, self._stats = [], [], {}
+        self._subtasks = []
 
     def _transaction(self, write: Callable[[sqlite3.Connection], None], label: str) -> None:
         """Run ``write`` in one transaction, retrying transient faults; all or nothing.
@@ -297,6 +311,10 @@ class SqliteJournal:
             doc = conn.execute("SELECT tasks FROM run_tasks WHERE run_id = ?", (run_id,)).fetchone()
             if doc is not None:
                 tasks = tasks_from_doc(doc[0])
+                for (more,) in conn.execute(
+                    "SELECT tasks FROM run_subtasks WHERE run_id = ? ORDER BY seq", (run_id,)
+                ):
+                    tasks.extend(tasks_from_doc(more))
             else:  # journaled before schema version 3
                 tasks = tasks_from_rows(
                     conn.execute(
