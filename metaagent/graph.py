@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from metaagent.errors import CycleError, WorkflowError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Container, Iterable, Sequence
 
     from metaagent.model import AgentTask
 
@@ -30,39 +30,24 @@ class TaskGraph:
         self.extend(tasks, where=where)
 
     def extend(
-        self, tasks: Iterable[AgentTask], *, where: str | None = None, done: Iterable[str] = ()
+        self,
+        tasks: Iterable[AgentTask],
+        *,
+        where: str | None = None,
+        done: Iterable[str] = (),
+        trusted: bool = False,
     ) -> list[str]:
         """Add tasks (all or none) and return the ids releasable at once.
 
         New tasks may depend on tasks already in the graph; ``done`` names those that already
-        succeeded, so dependents on them are not held back.
+        succeeded, so dependents on them are not held back. ``trusted`` skips the field and
+        reference checks, for tasks that passed them before (a run read back from its journal);
+        cycles are still found.
         """
         new = list(tasks)
-        ids: dict[str, int] = {}
-        for i, task in enumerate(new):
-            place = _place(where, i, task)
-            problems = task.problems()
-            if problems:
-                raise WorkflowError("; ".join(problems), where=place)
-            if task.id in ids or task.id in self.tasks:
-                raise WorkflowError(f"duplicate task id {task.id!r}", where=place)
-            ids[task.id] = i
-        for i, task in enumerate(new):
-            seen: set[str] = set()
-            for dep in task.depends_on:
-                if dep == task.id:
-                    raise CycleError((task.id, task.id), where=_place(where, i, task))
-                if dep not in ids and dep not in self.tasks:
-                    raise WorkflowError(
-                        f"depends_on names unknown task {dep!r}",
-                        where=_place(where, i, task) + ".depends_on",
-                    )
-                if dep in seen:
-                    raise WorkflowError(
-                        f"depends_on lists {dep!r} twice",
-                        where=_place(where, i, task) + ".depends_on",
-                    )
-                seen.add(dep)
+        ids = {task.id: i for i, task in enumerate(new)}
+        if not trusted:
+            self._validate(new, ids, where)
         order = _topological(new, ids, where)
         finished = set(done)
         ready: list[str] = []
@@ -80,6 +65,38 @@ class TaskGraph:
                 ready.append(task.id)
         self._order.extend(order)
         return ready
+
+    def _validate(self, new: list[AgentTask], ids: dict[str, int], where: str | None) -> None:
+        if len(ids) != len(new):
+            seen: set[str] = set()
+            for i, task in enumerate(new):
+                if task.id in seen:
+                    raise WorkflowError(
+                        f"duplicate task id {task.id!r}", where=_place(where, i, task)
+                    )
+                seen.add(task.id)
+        for i, task in enumerate(new):
+            problems = task.problems()
+            if problems:
+                raise WorkflowError("; ".join(problems), where=_place(where, i, task))
+            if task.id in self.tasks:
+                raise WorkflowError(f"duplicate task id {task.id!r}", where=_place(where, i, task))
+            deps = task.depends_on
+            if not deps:
+                continue
+            if len(set(deps)) != len(deps):
+                dup = next(d for k, d in enumerate(deps) if d in deps[:k])
+                raise WorkflowError(
+                    f"depends_on lists {dup!r} twice", where=_place(where, i, task) + ".depends_on"
+                )
+            for dep in deps:
+                if dep == task.id:
+                    raise CycleError((task.id, task.id), where=_place(where, i, task))
+                if dep not in ids and dep not in self.tasks:
+                    raise WorkflowError(
+                        f"depends_on names unknown task {dep!r}",
+                        where=_place(where, i, task) + ".depends_on",
+                    )
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -119,15 +136,27 @@ class TaskGraph:
         """Every task id, each after all of its dependencies."""
         return list(self._order)
 
-    def upward_rank(self, estimate: Callable[[AgentTask], float]) -> dict[str, float]:
+    def upward_rank(
+        self, estimate: Callable[[AgentTask], float], skip: Container[str] = ()
+    ) -> dict[str, float]:
         """HEFT upward rank: a task's estimated duration plus the longest path below it.
 
-        Ordering ready work by this rank runs the critical path first.
+        Ordering ready work by this rank runs the critical path first. Tasks in ``skip``
+        (finished ones) get rank 0 without an estimate.
         """
         rank: dict[str, float] = {}
+        dependents = self.dependents
+        tasks = self.tasks
         for tid in reversed(self._order):
-            below = max((rank[d] for d in self.dependents[tid]), default=0.0)
-            rank[tid] = estimate(self.tasks[tid]) + below
+            if tid in skip:
+                rank[tid] = 0.0
+                continue
+            below = 0.0
+            for d in dependents[tid]:
+                r = rank[d]
+                if r > below:
+                    below = r
+            rank[tid] = estimate(tasks[tid]) + below
         return rank
 
     def critical_path(self, estimate: Callable[[AgentTask], float]) -> tuple[float, list[str]]:

@@ -268,8 +268,12 @@ class Scheduler:
             raise WorkflowError(f"run {run_id!r} already exists")
         done = results or {}
         graph = TaskGraph((), where=where)
+        # A run read back from its journal passed every check when it was submitted.
         graph.extend(
-            tasks, where=where, done=[t for t, r in done.items() if r[0] is TaskState.SUCCEEDED]
+            tasks,
+            where=where,
+            done=[t for t, r in done.items() if r[0] is TaskState.SUCCEEDED],
+            trusted=results is not None,
         )
         # What the pool's specs offer, live instances or not: a spec scaled to zero still
         # takes work (the pool spawns an instance for it).
@@ -291,7 +295,7 @@ class Scheduler:
                 bound=bound,
             )
         run = RunRecord(run_id, name or run_id, graph, now, open=open_tasks)
-        rank = graph.upward_rank(self._estimate)
+        rank = graph.upward_rank(self._estimate, skip=done)
         seq = self._seq
         for task in tasks:
             seq += 1
@@ -579,10 +583,9 @@ class Scheduler:
                     # round and cannot hide the work queued behind them.
                     self._park(head)
                     continue
-                else:
-                    group = task.group
-                    prefer = self._affinity.get((rec.run.id, group)) if group is not None else None
-                    choice = router.route(task, rec.avoid, prefer, margin)
+                group = task.group
+                prefer = self._affinity.get((rec.run.id, group)) if group is not None else None
+                choice = router.route(task, rec.avoid, prefer, margin)
                 if choice is None:
                     deferred.append(head)
                     if len(deferred) > 64:
