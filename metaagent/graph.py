@@ -48,23 +48,52 @@ class TaskGraph:
         ids = {task.id: i for i, task in enumerate(new)}
         if not trusted:
             self._validate(new, ids, where)
-        order = _topological(new, ids, where)
+        tasks_map, dependents, remaining = self.tasks, self.dependents, self.remaining
+        for task in new:
+            tasks_map[task.id] = task
+            dependents[task.id] = []
         finished = set(done)
         ready: list[str] = []
+        inner: dict[str, int] = {}  # dependencies among the new tasks, for Kahn's algorithm
         for task in new:
-            self.tasks[task.id] = task
-            self.dependents[task.id] = []
-        for task in new:
-            unmet = 0
+            tid = task.id
+            unmet = within = 0
             for dep in task.depends_on:
-                self.dependents[dep].append(task.id)
+                dependents[dep].append(tid)
                 if dep not in finished:
                     unmet += 1
-            self.remaining[task.id] = unmet
+                if dep in ids:
+                    within += 1
+            remaining[tid] = unmet
+            inner[tid] = within
             if unmet == 0:
-                ready.append(task.id)
+                ready.append(tid)
+        # Kahn's algorithm over the new tasks: every dependent of a new task is new.
+        queue = [tid for tid, n in inner.items() if n == 0]
+        order: list[str] = []
+        while queue:
+            tid = queue.pop()
+            order.append(tid)
+            for child in dependents[tid]:
+                left = inner[child] - 1
+                inner[child] = left
+                if left == 0:
+                    queue.append(child)
+        if len(order) != len(new):
+            stuck = {tid for tid, n in inner.items() if n > 0}
+            self._forget(new, ids)
+            raise CycleError(_find_cycle(new, ids, stuck), where=where)
         self._order.extend(order)
         return ready
+
+    def _forget(self, new: list[AgentTask], ids: dict[str, int]) -> None:
+        """Undo the part of ``extend`` done before it found a cycle: all or nothing."""
+        for task in new:
+            for dep in task.depends_on:
+                if dep not in ids:
+                    self.dependents[dep].remove(task.id)
+        for task in new:
+            del self.tasks[task.id], self.dependents[task.id], self.remaining[task.id]
 
     def _validate(self, new: list[AgentTask], ids: dict[str, int], where: str | None) -> None:
         if len(ids) != len(new):
@@ -176,29 +205,6 @@ def _place(where: str | None, index: int, task: AgentTask) -> str:
     if isinstance(task.id, str) and task.id:
         label += f" (id {task.id!r})"
     return f"{where}: {label}" if where else label
-
-
-def _topological(new: Sequence[AgentTask], ids: dict[str, int], where: str | None) -> list[str]:
-    """Kahn's algorithm over the new tasks; on a cycle, raise with the cycle's path."""
-    indegree = {t.id: sum(1 for d in t.depends_on if d in ids) for t in new}
-    children: dict[str, list[str]] = {t.id: [] for t in new}
-    for t in new:
-        for d in t.depends_on:
-            if d in ids:
-                children[d].append(t.id)
-    queue = [t.id for t in new if indegree[t.id] == 0]
-    order: list[str] = []
-    while queue:
-        tid = queue.pop()
-        order.append(tid)
-        for child in children[tid]:
-            indegree[child] -= 1
-            if indegree[child] == 0:
-                queue.append(child)
-    if len(order) == len(new):
-        return order
-    stuck = {tid for tid, n in indegree.items() if n > 0}
-    raise CycleError(_find_cycle(new, ids, stuck), where=where)
 
 
 def _find_cycle(new: Sequence[AgentTask], ids: dict[str, int], stuck: set[str]) -> list[str]:
