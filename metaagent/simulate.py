@@ -12,14 +12,15 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
 
 from metaagent.decisions import Decision, RouteTask
 from metaagent.learning import ArmStats
 from metaagent.model import AgentTask, Outcome, TaskState
 from metaagent.retry import RetryPolicy
 from metaagent.scheduler import Scheduler, SchedulerConfig
+from metaagent.simulate_result import AgentUse, SimResult, percentile
 from metaagent.simulate_spec import (
     AgentPool,
     Sampler,
@@ -35,82 +36,11 @@ if TYPE_CHECKING:
     from metaagent.decisions import Output
     from metaagent.routing import Chooser
 
+PoolShape = Literal["demand", "proportional"]
+
 __all__ = ["AgentUse", "PoolSearch", "SimResult", "Simulation", "find_smallest_pool", "simulate"]
 
 _FAILED = "simulated failure"
-
-
-@dataclass(slots=True)
-class AgentUse:
-    """How much one kind of agent was used."""
-
-    instances: int
-    slots: int
-    attempts: int
-    busy_s: float
-    utilisation: float
-
-
-@dataclass(slots=True)
-class SimResult:
-    """What a simulation measured. Times are virtual seconds from the first submission.
-
-    ``utilisation`` is busy slot-seconds over (slots x makespan). ``queue_wait_s`` has the
-    percentiles of ready -> first start. ``switches`` counts, within each group of tasks,
-    dispatches that went to another instance than the group's previous one.
-    """
-
-    name: str
-    seed: int
-    tasks: int
-    instances: int
-    slots: int
-    makespan_s: float
-    busy_s: float
-    utilisation: float
-    queue_wait_s: dict[str, float]
-    states: dict[str, int]
-    success_rate: float
-    attempt_success_rate: float
-    decisions: dict[str, int]
-    dispatches: int
-    dispatches_per_task: float
-    groups: int
-    switches: int
-    switches_per_group: float
-    by_agent: dict[str, AgentUse] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "seed": self.seed,
-            "tasks": self.tasks,
-            "instances": self.instances,
-            "slots": self.slots,
-            "makespan_s": round(self.makespan_s, 6),
-            "busy_s": round(self.busy_s, 6),
-            "utilisation": round(self.utilisation, 6),
-            "queue_wait_s": {k: round(v, 6) for k, v in self.queue_wait_s.items()},
-            "states": dict(self.states),
-            "success_rate": round(self.success_rate, 6),
-            "attempt_success_rate": round(self.attempt_success_rate, 6),
-            "decisions": dict(self.decisions),
-            "dispatches": self.dispatches,
-            "dispatches_per_task": round(self.dispatches_per_task, 6),
-            "groups": self.groups,
-            "switches": self.switches,
-            "switches_per_group": round(self.switches_per_group, 6),
-            "by_agent": {
-                name: {
-                    "instances": u.instances,
-                    "slots": u.slots,
-                    "attempts": u.attempts,
-                    "busy_s": round(u.busy_s, 6),
-                    "utilisation": round(u.utilisation, 6),
-                }
-                for name, u in self.by_agent.items()
-            },
-        }
 
 
 class Simulation:
@@ -267,9 +197,10 @@ class Simulation:
                 if prof is None:
                     p = spec.profile(r.spec, cap)
                     prof = profiles[key] = (p.duration.sampler(), p.failure_rate)
-                if r.attempt == 1:
-                    z, v, u = noise[(rid, tid)]
-                else:
+                fixed_luck = noise.get((rid, tid)) if r.attempt == 1 else None
+                if fixed_luck is not None:
+                    z, v, u = fixed_luck
+                else:  # a retry, or a sub-task a decomposition created
                     z, v, u = rng.gauss(0.0, 1.0), rng.random(), rng.random()
                 d = fixed.get(tid) if fixed else None
                 if d is None:
@@ -341,9 +272,9 @@ class Simulation:
             busy_s=busy,
             utilisation=busy / (slots * end) if end > 0 and slots else 0.0,
             queue_wait_s={
-                "p50": _percentile(waits, 50),
-                "p95": _percentile(waits, 95),
-                "p99": _percentile(waits, 99),
+                "p50": percentile(waits, 50),
+                "p95": percentile(waits, 95),
+                "p99": percentile(waits, 99),
                 "max": waits[-1] if waits else 0.0,
                 "mean": math.fsum(waits) / len(waits) if waits else 0.0,
             },
@@ -363,14 +294,6 @@ class Simulation:
 def simulate(spec: SimSpec, *, chooser: Chooser | None = None) -> SimResult:
     """Run ``spec`` to the end on virtual time (see ``Simulation``)."""
     return Simulation(spec, chooser=chooser).run()
-
-
-def _percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (0 for an empty one)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 @dataclass(slots=True)
@@ -405,9 +328,15 @@ def find_smallest_pool(
     *,
     chooser: Chooser | None = None,
     max_instances: int = 100_000,
+    shape: PoolShape = "demand",
 ) -> PoolSearch:
-    """The fewest instances (spread as ``scale_pools`` does) whose makespan is within
-    ``deadline_s``: double the pool until it passes, then bisect.
+    """The fewest instances whose makespan is within ``deadline_s``: double the pool until it
+    passes, then bisect.
+
+    Every size keeps one instance of each agent; ``shape`` spreads the rest: ``demand`` in
+    proportion to the slot-seconds each kind of agent worked (per slot of one instance) in a
+    first simulation of the file's own pool, so the bottleneck grows first; ``proportional``
+    as the file's counts.
 
     The search stops, unmet, when doubling no longer shortens the makespan (the critical path
     or the failure rate bounds it) or the pool would pass ``max_instances``. Makespan is
@@ -419,19 +348,29 @@ def find_smallest_pool(
     base = spec.pools
     tried: list[tuple[int, float]] = []
     seen: dict[int, SimResult] = {}
+    weights: dict[str, float] | None = None
 
     def attempt(n: int) -> SimResult:
-        result = simulate(spec.with_pools(scale_pools(base, n)), chooser=chooser)
+        result = simulate(spec.with_pools(scale_pools(base, n, weights)), chooser=chooser)
         tried.append((n, result.makespan_s))
         seen[n] = result
         return result
 
     def unmet() -> PoolSearch:
         n = min(seen, key=lambda k: (seen[k].makespan_s, k))  # the best, and the smallest such
-        return PoolSearch(deadline_s, False, n, scale_pools(base, n), seen[n], tried)
+        return PoolSearch(deadline_s, False, n, scale_pools(base, n, weights), seen[n], tried)
 
     n = max(spec.instances, len(base))
     result = attempt(n)
+    if shape == "demand":
+        weights = {
+            p.spec.name: result.by_agent[p.spec.name].busy_s / p.spec.concurrency
+            for p in base
+            if p.spec.name in result.by_agent
+        }
+        seen.clear()
+        tried.clear()
+        result = attempt(n)
     if result.makespan_s <= deadline_s:
         lo, hi, best = len(base) - 1, n, result
     else:
@@ -454,4 +393,4 @@ def find_smallest_pool(
             hi, best = mid, result
         else:
             lo = mid
-    return PoolSearch(deadline_s, True, hi, scale_pools(base, hi), best, tried)
+    return PoolSearch(deadline_s, True, hi, scale_pools(base, hi, weights), best, tried)

@@ -246,17 +246,27 @@ class SimSpec:
         return replace(self, pools=tuple(pools))
 
 
-def scale_pools(pools: Sequence[AgentPool], total: int) -> tuple[AgentPool, ...]:
-    """Spread ``total`` instances over ``pools`` in proportion to their counts, at least one
-    each (largest remainder). Raises ``ValueError`` if ``total`` is below the number of pools."""
+def scale_pools(
+    pools: Sequence[AgentPool], total: int, weights: Mapping[str, float] | None = None
+) -> tuple[AgentPool, ...]:
+    """Spread ``total`` instances over ``pools``, at least one each, the rest in proportion to
+    ``weights`` by spec name (default: the pools' counts), by largest remainder.
+
+    Raises ``ValueError`` if ``total`` is below the number of pools.
+    """
     if total < len(pools):
         raise ValueError(f"{total} instances cannot cover {len(pools)} kinds of agent")
-    weight = sum(p.count for p in pools) or len(pools)
-    spare = total - len(pools)
-    shares = [spare * (p.count or 1) / weight for p in pools]
+    w = [
+        max(0.0, weights.get(p.spec.name, 0.0)) if weights is not None else float(p.count)
+        for p in pools
+    ]
+    if not any(x > 0 for x in w):
+        w = [1.0] * len(pools)
+    scale = (total - len(pools)) / sum(w)
+    shares = [x * scale for x in w]
     counts = [1 + int(s) for s in shares]
     left = total - sum(counts)
-    by_remainder = sorted(range(len(pools)), key=lambda i: (-(shares[i] % 1.0), i))
+    by_remainder = sorted(range(len(pools)), key=lambda i: (-(shares[i] % 1.0), -w[i], i))
     for i in by_remainder[:left]:
         counts[i] += 1
     return tuple(replace(p, count=c) for p, c in zip(pools, counts, strict=True))
