@@ -136,6 +136,14 @@ class AgentTask:
             out.append("depends_on: must be a list of task ids, not a string")
         if isinstance(self.resources, str):
             out.append("resources: must be a list of names, not a string")
+        check = self.verify
+        if check is not None:
+            if isinstance(check.argv, str) or not check.argv:
+                out.append("verify.argv: must be a non-empty list of strings")
+            if not (check.timeout_s > 0 and math.isfinite(check.timeout_s)):
+                out.append(
+                    f"verify.timeout_s: must be a positive number of seconds, got {check.timeout_s}"
+                )
         return out
 
 

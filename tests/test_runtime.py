@@ -16,6 +16,7 @@ from metaagent import (
     AgentTask,
     Attempt,
     AttemptContext,
+    BatchResult,
     Event,
     FunctionRunner,
     Orchestrator,
@@ -447,7 +448,7 @@ async def test_cancel_stops_a_running_coroutine_and_skips_dependents() -> None:
     assert kinds.count("skip_task") == 1
 
 
-async def test_aclose_stops_running_attempts() -> None:
+async def test_aclose_stops_running_attempts_and_fails_their_runs() -> None:
     meter = Meter()
     stopped: list[str] = []
 
@@ -460,12 +461,20 @@ async def test_aclose_stops_running_attempts() -> None:
 
     orch = Orchestrator([agent("w", work, concurrency=2)], config())
     async with orch:
-        await orch.submit([T("a"), T("b")])
+        handle = await orch.submit([T("a"), T("b"), T("c", "a")])
         await asyncio.wait_for(meter.at(2).wait(), BARRIER_S)
     assert sorted(stopped) == ["a", "b"]
     assert orch._inflight == {}
+    # A waiter on the run is told, rather than left waiting for work that will never run.
+    assert handle.done()
+    with pytest.raises(RunFailed, match="closed before run") as info:
+        await handle.result()
+    partial = info.value.result
+    assert isinstance(partial, BatchResult)
+    assert partial.result("c").state is TaskState.PENDING
+    assert [e async for e in handle.events()] == []
     with pytest.raises(RuntimeError, match="closed"):
-        await orch.submit([T("c")])
+        await orch.submit([T("d")])
 
 
 async def test_decisions_are_kept_with_times_relative_to_the_run() -> None:

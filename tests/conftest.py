@@ -1,0 +1,112 @@
+"""Shared fixtures: agent specs for the pure core, and process-liveness checks for runner tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+
+import pytest
+
+from metaagent import AgentSpec, FunctionRunner, Runner
+
+
+def _noop(ctx: object) -> None:
+    return None
+
+
+NOOP_RUNNER = FunctionRunner(_noop, name="noop")
+"""A real runner for specs handed to the pure scheduler, which never calls it."""
+
+SpecFactory = Callable[..., AgentSpec]
+
+
+@pytest.fixture
+def make_spec() -> SpecFactory:
+    """Build an ``AgentSpec``: ``make_spec("alpha", {"code": 0.9}, concurrency=2)``."""
+
+    def build(
+        name: str,
+        capabilities: Mapping[str, float],
+        *,
+        concurrency: int = 1,
+        runner: Runner = NOOP_RUNNER,
+    ) -> AgentSpec:
+        return AgentSpec(name, dict(capabilities), runner, concurrency=concurrency)
+
+    return build
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (dead, not yet reaped) counts as dead."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")
+
+
+def processes_with(token: str) -> list[int]:
+    """Pids of live processes whose command line contains ``token``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if token in cmdline and process_alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+async def until(check: Callable[[], bool], limit_s: float = 5.0) -> bool:
+    """Poll ``check`` until it holds (True) or ``limit_s`` passes (False).
+
+    For states the test cannot be told about, such as a killed process being gone: SIGKILL is
+    delivered asynchronously. The loop keeps running meanwhile, so clean-up it owes can happen.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while not check():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+@pytest.fixture(name="until")
+def until_fixture() -> Callable[..., Awaitable[bool]]:
+    """``await until(check)``: poll ``check`` until it holds (True) or 5 s pass (False)."""
+    return until
+
+
+@pytest.fixture
+def wait_dead() -> Callable[[int], Awaitable[bool]]:
+    """Return ``await wait_dead(pid)``: True once the process is dead (within 5 s)."""
+
+    async def check(pid: int) -> bool:
+        return await until(lambda: not process_alive(pid))
+
+    return check
+
+
+@pytest.fixture
+def wait_gone() -> Callable[[str], Awaitable[bool]]:
+    """Return ``await wait_gone(token)``: True once no live process has ``token`` in its argv."""
+
+    async def check(token: str) -> bool:
+        return await until(lambda: not processes_with(token))
+
+    return check
+
+
+@pytest.fixture
+def python() -> str:
+    """The interpreter running the tests, for child scripts."""
+    return sys.executable
