@@ -35,7 +35,8 @@ class Learning:
     """
 
     __slots__ = (
-        "_cap_duration", "_dirty", "arms", "frozen", "mode", "prior_strength", "rng", "version",
+        "_cap_duration", "_dirty", "arms", "capability_prior", "frozen", "mode", "prior_strength",
+        "rng", "version",
     )  # fmt: skip
 
     def __init__(
@@ -45,12 +46,14 @@ class Learning:
         prior_strength: float = 2.0,
         rng: random.Random | None = None,
         frozen: bool = False,
+        capability_prior: float = 4.0,
     ) -> None:
         if mode not in ("deterministic", "thompson"):
             raise ValueError(f"routing mode must be 'deterministic' or 'thompson', got {mode!r}")
         self.mode: RoutingMode = mode
         self.frozen = frozen  # a frozen model keeps its priors: routing that never learns
         self.prior_strength = prior_strength
+        self.capability_prior = capability_prior
         self.rng = rng if rng is not None else random.Random(0)
         self.arms: dict[tuple[str, str], ArmStats] = {}
         self._cap_duration: dict[str, ArmStats] = {}
@@ -92,6 +95,15 @@ class Learning:
             total = cap.mean_duration_s * cap.durations + stats.mean_duration_s * stats.durations
             cap.durations += stats.durations
             cap.mean_duration_s = total / cap.durations
+
+    def proficiency(self, spec: str, capability: str, declared: float) -> float:
+        """The declared proficiency moved by evidence: ``capability_prior`` pseudo-attempts at
+        the declared level, plus every attempt seen (a success counts 1, a failure 0)."""
+        arm = self.arms.get((spec, capability))
+        if arm is None:
+            return declared
+        k = self.capability_prior
+        return (k * declared + arm.successes) / (k + arm.successes + arm.failures)
 
     def success_estimate(self, spec: str, capability: str, proficiency: float) -> float:
         """Expected success probability (or a posterior sample in Thompson mode)."""

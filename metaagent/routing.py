@@ -237,10 +237,10 @@ class Router:
     ) -> tuple[float, float, float, float, float]:
         """The score's parts for one instance; ``ref`` is the capability's mean duration."""
         spec = inst.spec
-        prof = spec.capabilities[cap]
+        prof = self.learning.proficiency(spec.name, cap, spec.capabilities[cap])
         fit = 1.0 - (task.complexity - prof if task.complexity > prof else 0.0)
         load = 1.0 - inst.running / inst.slots
-        success, mine = self.learning.estimate(spec.name, cap, prof)
+        success, mine = self.learning.estimate(spec.name, cap, spec.capabilities[cap])
         if mine is None:
             speed = 0.5
         else:
@@ -257,6 +257,7 @@ class Router:
         learning = self.learning
         arms = learning.arms
         ps = learning.prior_strength
+        kp = learning.capability_prior
         sample = learning.rng.betavariate if learning.mode == "thompson" else None
         ref = learning.capability_duration(cap)
         complexity = task.complexity
@@ -281,19 +282,23 @@ class Router:
             known = cache.get(key) if cache is not None else None
             if known is None:
                 spec = inst.spec
-                prof = spec.capabilities[cap]
-                fit = 1.0 - (complexity - prof) if complexity > prof else 1.0
-                a = 1.0 + ps * prof
-                b = 1.0 + ps * (1.0 - prof)
+                declared = prof = spec.capabilities[cap]
+                a = 1.0 + ps * declared
+                b = 1.0 + ps * (1.0 - declared)
                 speed = 0.5
                 arm = arms.get((spec.name, cap))
                 if arm is not None:
-                    a += arm.successes
-                    b += arm.failures
+                    ok, bad = arm.successes, arm.failures
+                    a += ok
+                    b += bad
+                    # Evidence moves the proficiency too: a declared 0.95 that fails half
+                    # the time stops outranking an honest 0.7 (see Learning.proficiency).
+                    prof = (kp * declared + ok) / (kp + ok + bad)
                     if arm.durations:
                         mine = arm.mean_duration_s
                         r = ref or mine
                         speed = r / (r + mine) if r + mine > 0 else 0.5
+                fit = 1.0 - (complexity - prof) if complexity > prof else 1.0
                 success = sample(a, b) if sample is not None else a / (a + b)
                 if cache is not None:
                     cache[key] = (prof, fit, success, speed)
