@@ -177,7 +177,7 @@ def _config(
         ),
         capability_limits=dict(s.capability_limits),
         resource_limits=dict(s.resource_limits),
-        aging_interval_s=_pick(s.aging_interval_s, 60.0),
+        aging_interval_s=_pick(s.aging_interval_s, 300.0),
     )
 
 

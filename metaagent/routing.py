@@ -171,7 +171,8 @@ class Router:
 
         ``avoid`` names specs that already failed this task: they are passed over while another
         spec offers the capability, so a retry goes to a different agent when one exists.
-        ``prefer`` (affinity) wins over the best when it is free and scores within ``margin``.
+        ``prefer`` (affinity) wins over the best when it has a free slot and, leaving the load
+        part aside, scores within ``margin`` of it.
         """
         cap = task.capability
         pool = self._by_cap.get(cap)
@@ -196,7 +197,10 @@ class Router:
         ):
             parts = self._parts(task, cap, prefer)
             total = self._total(parts)
-            if total >= choice.score - margin:
+            # Compared without the load part: the group's agent is busy with a sibling by
+            # nature, and one busy slot alone must not cost it its group.
+            wl = self.weights.load
+            if total - wl * parts[2] >= choice.score - wl * choice.parts[2] - margin:
                 return Choice(prefer, total, parts, choice.candidates, affinity=True)
         return choice
 

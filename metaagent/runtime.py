@@ -65,7 +65,7 @@ class OrchestratorConfig:
     health: HealthPolicy = field(default_factory=HealthPolicy)
     capability_limits: Mapping[str, int] = field(default_factory=dict)
     resource_limits: Mapping[str, int] = field(default_factory=dict)
-    aging_interval_s: float = 60.0
+    aging_interval_s: float = 300.0
 
     def scheduler_config(self) -> SchedulerConfig:
         return SchedulerConfig(

@@ -57,7 +57,7 @@ class SchedulerConfig:
     seed: int = 0
     learn: bool = True  # False: routing keeps declared proficiencies and never learns
     affinity_margin: float = 0.05  # score a group's previous agent may lose and still be chosen
-    aging_interval_s: float = 60.0  # each interval a task has waited counts as +1 priority
+    aging_interval_s: float = 300.0  # each interval a task has waited counts as +1 priority
     pool: PoolPolicy = field(default_factory=PoolPolicy)
     health: HealthPolicy = field(default_factory=HealthPolicy)
     capability_limits: Mapping[str, int] = field(default_factory=dict)  # running at once
