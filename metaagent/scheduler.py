@@ -525,7 +525,9 @@ class Scheduler:
 
         The best head over all capability queues goes first (priority with aging, then
         critical-path rank, then age); a head that cannot be placed now (its resources are
-        held, or only agents it must avoid are free) is passed over for this round.
+        held, or only agents it must avoid are free) is passed over for this round. The heads
+        of the queues are kept in a heap of their own, so a decision costs O(log n) however
+        many capabilities have work waiting.
         """
         out: list[RouteTask] = []
         if self._delayed and self._delayed[0][0] <= now:
@@ -535,69 +537,49 @@ class Scheduler:
             return out
         router = self.router
         cap_limits = self.config.capability_limits
+        running_cap = self._running_cap
         margin = self.config.affinity_margin
         ready = self._ready
+        heappop, heappush = heapq.heappop, heapq.heappush
         deferred: list[tuple[int, float, int, TaskRecord]] = []
-        blocked: set[str] = set()
-        while self.running < limit:
-            # Find the best and second-best queue heads among capabilities that can take work.
-            best: tuple[int, float, int, TaskRecord] | None = None
-            second: tuple[int, float, int, TaskRecord] | None = None
-            best_cap = ""
-            for cap, heap in ready.items():
-                if cap in blocked or not router.has_free(cap):
-                    continue
-                if cap_limits and self._running_cap.get(cap, 0) >= cap_limits.get(cap, limit):
-                    continue
-                while heap:
-                    head = heap[0]
-                    rec = head[3]
-                    if rec.state is _READY and rec.queued == head[2]:
-                        break
-                    heapq.heappop(heap)  # stale entry: cancelled, skipped or requeued
-                if not heap:
-                    continue
-                head = heap[0]  # entries compare on (priority key, rank, seq): seq is unique
-                if best is None or head < best:
-                    second, best, best_cap = best, head, cap
-                elif second is None or head < second:
-                    second = head
-            if best is None:
-                break
-            # Take from the best queue while it stays ahead of the runner-up.
-            heap = ready[best_cap]
-            cap_limit = cap_limits.get(best_cap) if cap_limits else None
-            while heap and self.running < limit and router.has_free(best_cap):
-                head = heap[0]
-                if second is not None and second < head:
+        heads: list[tuple[tuple[int, float, int, TaskRecord], str]] = []
+        for cap, heap in ready.items():
+            if _clean_head(heap) and router.has_free(cap):
+                heads.append((heap[0], cap))
+        heapq.heapify(heads)
+        # Within one round slots only get taken, never freed: a capability that cannot take
+        # work now is dropped for the round.
+        while heads and self.running < limit:
+            head, cap = heappop(heads)
+            heap = ready[cap]
+            # Take from this queue while its head stays the best of all (one busy
+            # capability never goes through the heads' heap at all).
+            while router.has_free(cap):
+                if cap_limits and running_cap.get(cap, 0) >= cap_limits.get(cap, limit):
                     break
-                if cap_limit is not None and self._running_cap.get(best_cap, 0) >= cap_limit:
-                    break
-                heapq.heappop(heap)
+                heappop(heap)
                 rec = head[3]
-                if rec.state is not _READY or rec.queued != head[2]:
-                    continue  # stale entry
                 task = rec.task
                 if task.resources and not self._resources_free(task):
                     # Set aside until the resource is released, so waiters cost nothing per
                     # round and cannot hide the work queued behind them.
                     self._park(head)
-                    continue
-                group = task.group
-                prefer = self._affinity.get((rec.run.id, group)) if group is not None else None
-                choice = router.route(task, rec.avoid, prefer, margin)
-                if choice is None:
-                    deferred.append(head)
-                    if len(deferred) > 64:
-                        blocked.add(best_cap)
-                        break
-                    continue
-                out.append(self._start(rec, choice, now))
-            else:
-                if not heap:
-                    blocked.add(best_cap)
+                else:
+                    group = task.group
+                    prefer = self._affinity.get((rec.run.id, group)) if group is not None else None
+                    choice = router.route(task, rec.avoid, prefer, margin)
+                    if choice is None:
+                        deferred.append(head)  # only agents it must avoid are free: next round
+                    else:
+                        out.append(self._start(rec, choice, now))
+                if self.running >= limit or not _clean_head(heap):
+                    break
+                head = heap[0]
+                if heads and heads[0][0] < head:
+                    heappush(heads, (head, cap))
+                    break
         for key in deferred:
-            heapq.heappush(ready[key[3].task.capability], key)
+            heappush(ready[key[3].task.capability], key)
         for cap in [c for c, h in ready.items() if not h]:
             del ready[cap]
         return out
@@ -999,6 +981,18 @@ class Scheduler:
         if run.open:
             raise WorkflowError(f"run {run_id!r} still has {run.open} open tasks")
         del self.runs[run_id]
+
+
+def _clean_head(heap: list[tuple[int, float, int, TaskRecord]]) -> bool:
+    """Drop stale entries (cancelled, skipped or requeued tasks) off the top of a ready queue;
+    true if a live entry is left on top."""
+    while heap:
+        head = heap[0]
+        rec = head[3]
+        if rec.state is _READY and rec.queued == head[2]:
+            return True
+        heapq.heappop(heap)
+    return False
 
 
 def _last_line(text: str) -> str:
