@@ -30,6 +30,54 @@ def _routing(argv: Sequence[str] | None) -> dict[str, object]:
     return routing.main(argv)
 
 
+def _durable(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import durable
+
+    return durable.main(argv)
+
+
+def _recovery(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import recovery
+
+    return recovery.main(argv)
+
+
+def _scaling(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import scaling
+
+    return scaling.main(argv)
+
+
+def _failover(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import failover
+
+    return failover.main(argv)
+
+
+def _overload(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import overload
+
+    return overload.main(argv)
+
+
+def _learning(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import learning
+
+    return learning.main(argv)
+
+
+def _makespan(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import makespan
+
+    return makespan.main(argv)
+
+
+def _affinity(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import affinity
+
+    return affinity.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -42,6 +90,38 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "routing": (
         _routing,
         "p50/p99 latency of one routing decision at 50/1,000 agents x 1,000/100,000 queued",
+    ),
+    "durable": (
+        _durable,
+        "no-op tasks per second with the SQLite journal vs in-memory journal vs asyncio.gather",
+    ),
+    "recovery": (
+        _recovery,
+        "process start to first dispatch after a crash, 10,000 and 100,000 tasks journaled",
+    ),
+    "scaling": (
+        _scaling,
+        "elastic pool on a bursty workload: agents over time, utilisation at peak (virtual time)",
+    ),
+    "failover": (
+        _failover,
+        "100 SIGKILLs of agent processes mid-task: kill to re-routed start, p50/p99",
+    ),
+    "overload": (
+        _overload,
+        "submissions at 10x capacity for 30 s: peak RSS, nothing accepted lost, priority waits",
+    ),
+    "learning": (
+        _learning,
+        "learned routing vs random/round-robin/least-loaded/fixed weights/oracle (simulator)",
+    ),
+    "makespan": (
+        _makespan,
+        "random DAGs: makespan vs max(critical path, work/slots) for FIFO/priority/critical path",
+    ),
+    "affinity": (
+        _affinity,
+        "agent switches and dispatches per task of task groups, with and without affinity",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""

@@ -60,6 +60,7 @@ class SpecPool:
     next_n: int = 1
     last_action_at: float = -math.inf
     last_shrink_at: float = -math.inf
+    hold_until: float = -math.inf  # no spawn before this: the back-off after a loss
     losses: int = 0  # consecutive losses, for the restart back-off
     respawn_due: int = 0  # restarts scheduled and not yet made
     calls: deque[float] = field(default_factory=deque)  # attempt starts in the last minute
@@ -205,12 +206,15 @@ class Pool:
         out: list[Decision] = [
             TerminateAgent(now, None, None, f"lost: {reason}", inst.spec.name, iid, lost=True)
         ]
+        delay = min(
+            self.health.restart_backoff_max_s,
+            self.health.restart_backoff_s * 2.0 ** (sp.losses - 1),
+        )
+        delay += delay * self.health.restart_jitter * self.rng.random()
+        # Growth waits out the same back-off: a spec whose instances die at start (a bad
+        # command, a poison task) must not be spawned again at every decision round.
+        sp.hold_until = now + delay
         if sp.live + sp.respawn_due < sp.min_instances:
-            delay = min(
-                self.health.restart_backoff_max_s,
-                self.health.restart_backoff_s * 2.0 ** (sp.losses - 1),
-            )
-            delay += delay * self.health.restart_jitter * self.rng.random()
             sp.respawn_due += 1
             self._timer(now + delay, "respawn", sp.spec.name)
         return out
@@ -350,6 +354,7 @@ class Pool:
                 ],
                 sp.last_action_at,
                 sp.last_shrink_at,
+                sp.hold_until,
             )
             for sp in self.specs.values()
             if sp.max_instances > sp.min_instances

@@ -69,6 +69,7 @@ class SpecView:
     instances: Sequence[InstanceView] = ()
     last_action_at: float = -math.inf  # its last scale action, either way
     last_shrink_at: float = -math.inf
+    hold_until: float = -math.inf  # no spawn before this (the back-off after a lost instance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,7 @@ def plan(
             for s in serving
             if len(s.instances) + grown.get(s.name, 0) < s.max_instances
             and now - s.last_shrink_at >= policy.cooldown_s
+            and now >= s.hold_until
         ]
         if not candidates:
             continue
@@ -198,10 +200,10 @@ def next_change(
     served: Collection[str] | None = None,
 ) -> float | None:
     """The earliest time at which ``plan`` may act on the same ``depth`` because time passed:
-    the cooldown after a shrink ends while a queue is deep (or not served at all), or an idle
-    instance reaches the idle timeout. None when only a new event (a task, a result, an
-    instance) can change the plan: the caller ticks after each event anyway. ``served`` is as
-    for ``plan``.
+    the cooldown after a shrink or the back-off after a loss ends while a queue is deep (or not
+    served at all), or an idle instance reaches the idle timeout. None when only a new event (a
+    task, a result, an instance) can change the plan: the caller ticks after each event anyway.
+    ``served`` is as for ``plan``.
     """
     wake = math.inf
     for s in specs:
@@ -210,9 +212,11 @@ def next_change(
             or (depth.get(cap, 0) > 0 and served is not None and cap not in served)
             for cap in s.capabilities
         ):
-            # Growth waits on time only while a shrink's cooldown runs; else on events.
-            if len(s.instances) < s.max_instances and s.last_shrink_at > -math.inf:
-                wake = min(wake, s.last_shrink_at + policy.cooldown_s)
+            # Growth waits on time only for a shrink's cooldown or a loss's back-off; else on
+            # events.
+            held = max(s.last_shrink_at + policy.cooldown_s, s.hold_until)
+            if len(s.instances) < s.max_instances and held > -math.inf:
+                wake = min(wake, held)
             continue
         if len(s.instances) <= s.min_instances or any(
             depth.get(cap, 0) > 0 for cap in s.capabilities

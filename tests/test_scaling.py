@@ -1,0 +1,843 @@
+"""The agent pool on virtual time: the pure scaling policy as literal tables, then the pool's
+behaviour through the ``Scheduler`` (spawn, idle termination, cooldown, limits, restarts, the
+circuit breaker, rate limits, concurrency and resource limits, backpressure, aging).
+
+Nothing here sleeps: every call carries ``now``, and "idle for 60 s" costs no time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from typing import TYPE_CHECKING
+
+import pytest
+
+from metaagent import (
+    AgentSpec,
+    AgentTask,
+    CapacityError,
+    FunctionRunner,
+    Outcome,
+    RetryPolicy,
+    RouteTask,
+    ScaleResources,
+    Scheduler,
+    SchedulerConfig,
+    SpawnAgent,
+    TaskState,
+    TerminateAgent,
+)
+from metaagent.decisions import FailTask, QuarantineAgent, RetryTask
+from metaagent.pool import HealthPolicy
+from metaagent.routing import AgentState
+from metaagent.scaling import InstanceView, PoolPolicy, ScaleAction, SpecView, next_change, plan
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from metaagent.decisions import Output
+
+
+def _noop(ctx: object) -> None:
+    return None
+
+
+RUNNER = FunctionRunner(_noop, name="noop")
+NO_JITTER = RetryPolicy(base_s=1.0, max_s=30.0, jitter=0.0)
+
+
+def spec(
+    name: str,
+    caps: Mapping[str, float],
+    *,
+    lo: int = 1,
+    hi: int = 1,
+    slots: int = 1,
+    rate: float | None = None,
+) -> AgentSpec:
+    return AgentSpec(
+        name, dict(caps), RUNNER, concurrency=slots, min_instances=lo, max_instances=hi,
+        rate_per_min=rate,
+    )  # fmt: skip
+
+
+def of(outs: Sequence[Output], kind: type) -> list:  # type: ignore[type-arg]
+    return [o for o in outs if isinstance(o, kind)]
+
+
+# --- the pure policy: literal tables ------------------------------------------------------------
+
+P = PoolPolicy(max_agents=10, spawn_threshold=5, idle_timeout_s=60.0, cooldown_s=5.0)
+
+
+def busy(n: int, *, running: int = 1, starting: bool = False) -> list[InstanceView]:
+    return [InstanceView(f"i{k}", running, 0.0, starting) for k in range(n)]
+
+
+def idle(*since: float) -> list[InstanceView]:
+    return [InstanceView(f"i{k}", 0, t) for k, t in enumerate(since)]
+
+
+def view(
+    name: str = "w",
+    insts: Sequence[InstanceView] = (),
+    *,
+    caps: Mapping[str, float] | None = None,
+    slots: int = 1,
+    lo: int = 0,
+    hi: int = 10,
+    last: float = -math.inf,
+    shrunk: float = -math.inf,
+    hold: float = -math.inf,
+) -> SpecView:
+    return SpecView(name, caps or {"x": 0.9}, slots, lo, hi, list(insts), last, shrunk, hold)
+
+
+def brief(actions: Sequence[ScaleAction]) -> list[tuple[str, int, tuple[str, ...]]]:
+    return [(a.spec, a.delta, a.terminate) for a in actions]
+
+
+PLAN_TABLE = [
+    # (why, specs, depth, keyword arguments, now, expected actions)
+    ("at the threshold: no growth", [view(insts=busy(1))], {"x": 5}, {}, 100.0, []),
+    ("one over the threshold: one slot", [view(insts=busy(1))], {"x": 6}, {}, 100.0,
+     [("w", 1, ())]),
+    ("growth brings the queue down to the threshold", [view(insts=busy(1))], {"x": 9}, {},
+     100.0, [("w", 4, ())]),
+    ("instances of 2 slots: half as many", [view(insts=busy(1), slots=2)], {"x": 12}, {},
+     100.0, [("w", 4, ())]),
+    ("slots still starting count", [view(insts=[*busy(1), *busy(2, running=0, starting=True)])],
+     {"x": 9}, {}, 100.0, [("w", 2, ())]),
+    ("free slots count: the queue fills them first", [view(insts=busy(1))], {"x": 9},
+     {"free": {"x": 3}}, 100.0, [("w", 1, ())]),
+    ("max_instances caps growth", [view(insts=busy(2), hi=3)], {"x": 30}, {}, 100.0,
+     [("w", 1, ())]),
+    ("max_agents counts every instance, fixed specs too", [view(insts=busy(1))], {"x": 30},
+     {"instances": 8}, 100.0, [("w", 2, ())]),
+    ("at max_agents: nothing", [view(insts=busy(1))], {"x": 30}, {"instances": 10}, 100.0, []),
+    ("at most max_spawn_per_tick a round", [view(insts=busy(1), hi=50)], {"x": 100}, {}, 100.0,
+     [("w", 8, ())]),
+    ("growing again right after growing: instances on their way count instead",
+     [view(insts=busy(1), last=99.0)], {"x": 30}, {}, 100.0, [("w", 8, ())]),
+    ("no growing within the cooldown of a shrink",
+     [view(insts=busy(1), last=96.0, shrunk=96.0)], {"x": 30}, {}, 100.0, []),
+    ("no growing within the back-off after a lost instance",
+     [view(insts=busy(1), hold=100.5)], {"x": 30}, {}, 100.0, []),
+    ("the shrink's cooldown over exactly: growth",
+     [view(insts=busy(1), last=95.0, shrunk=95.0)], {"x": 6}, {}, 100.0, [("w", 1, ())]),
+    ("the most proficient spec grows",
+     [view("weak", busy(1), caps={"x": 0.5}), view("strong", busy(1), caps={"x": 0.9})],
+     {"x": 6}, {}, 100.0, [("strong", 1, ())]),
+    ("the best spec at its maximum: the next best grows",
+     [view("weak", busy(1), caps={"x": 0.5}), view("strong", busy(1), caps={"x": 0.9}, hi=1)],
+     {"x": 6}, {}, 100.0, [("weak", 1, ())]),
+    ("global concurrency room caps growth", [view(insts=busy(1))], {"x": 30},
+     {"room_total": 3}, 100.0, [("w", 3, ())]),
+    ("no concurrency room: nothing", [view(insts=busy(1))], {"x": 30}, {"room_total": 0},
+     100.0, []),
+    ("a capability limit caps growth", [view(insts=busy(1))], {"x": 30}, {"room": {"x": 2}},
+     100.0, [("w", 2, ())]),
+    ("the global room is shared between capabilities",
+     [view("a", busy(1), caps={"x": 0.9}), view("b", busy(1), caps={"y": 0.9})],
+     {"x": 30, "y": 20}, {"room_total": 5}, 100.0, [("a", 5, ())]),
+    ("deepest queue first",
+     [view("a", busy(1), caps={"x": 0.9}), view("b", busy(1), caps={"y": 0.9})],
+     {"x": 7, "y": 9}, {}, 100.0, [("b", 4, ()), ("a", 2, ())]),
+    ("idle exactly the timeout: terminated", [view(insts=idle(40.0))], {}, {}, 100.0,
+     [("w", -1, ("i0",))]),
+    ("idle a moment less: kept", [view(insts=idle(40.001))], {}, {}, 100.0, []),
+    ("min_instances kept, oldest idle go first", [view(insts=idle(10.0, 5.0, 20.0), lo=1)], {},
+     {}, 100.0, [("w", -2, ("i1", "i0"))]),
+    ("busy instances are kept", [view(insts=[*idle(0.0), *busy(1)])], {}, {}, 100.0,
+     [("w", -1, ("i0",))]),
+    ("starting instances are kept",
+     [view(insts=[InstanceView("s", 0, 0.0, True)])], {}, {}, 100.0, []),
+    ("no shrinking while its queue is not empty (hysteresis)", [view(insts=idle(0.0, 0.0))],
+     {"x": 1}, {}, 100.0, []),
+    ("another capability's queue does not hold it", [view(insts=idle(0.0))], {"y": 9}, {},
+     100.0, [("w", -1, ("i0",))]),
+    ("no shrinking within the cooldown of any action",
+     [view(insts=idle(0.0), last=99.0)], {}, {}, 100.0, []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("specs", "depth", "kw", "now", "expected"),
+    [pytest.param(*row[1:], id=row[0]) for row in PLAN_TABLE],
+)
+def test_plan(
+    specs: list[SpecView],
+    depth: dict[str, int],
+    kw: dict[str, object],
+    now: float,
+    expected: list[tuple[str, int, tuple[str, ...]]],
+) -> None:
+    assert brief(plan(specs, depth, P, now, **kw)) == expected  # type: ignore[arg-type]
+
+
+def test_plan_reasons_name_the_depth_the_threshold_and_the_choice() -> None:
+    (up,) = plan([view(insts=busy(1))], {"x": 7}, P, 0.0)
+    assert up.reason == (
+        "queue depth of 'x' is 7 > spawn threshold 5; w serves it best (proficiency 0.90)"
+    )
+    (down,) = plan([view(insts=idle(0.0), lo=0)], {}, P, 60.0)
+    assert down.reason == "idle for at least 60s with no queued work (keeping min_instances=0)"
+
+
+NEXT_TABLE = [
+    ("nothing to wait for", [view(insts=busy(1))], {}, None),
+    ("deep queue: when the cooldown of a shrink ends",
+     [view(insts=busy(1), last=10.0, shrunk=10.0)], {"x": 9}, 15.0),
+    ("deep queue after a loss: when its back-off ends",
+     [view(insts=busy(1), hold=12.5)], {"x": 9}, 12.5),
+    ("deep queue, never shrunk: growth waits on events, not time",
+     [view(insts=busy(1), last=10.0)], {"x": 9}, None),
+    ("deep queue at max_instances: only an event can help", [view(insts=busy(1), hi=1)],
+     {"x": 9}, None),
+    ("idle instance: when its timeout is reached", [view(insts=idle(30.0, 20.0))], {}, 80.0),
+    ("idle, but the cooldown ends later", [view(insts=idle(0.0), last=58.0)], {}, 63.0),
+    ("idle at min_instances: nothing", [view(insts=idle(0.0), lo=1)], {}, None),
+    ("idle while its queue is not empty: nothing", [view(insts=idle(0.0))], {"x": 2}, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("specs", "depth", "expected"), [pytest.param(*row[1:], id=row[0]) for row in NEXT_TABLE]
+)
+def test_next_change(specs: list[SpecView], depth: dict[str, int], expected: float | None) -> None:
+    assert next_change(specs, depth, P) == expected
+
+
+def test_policy_problems() -> None:
+    assert PoolPolicy().problems() == []
+    bad = PoolPolicy(
+        max_agents=0, spawn_threshold=-1, idle_timeout_s=0, cooldown_s=-1, max_spawn_per_tick=0
+    )
+    assert len(bad.problems()) == 5
+    with pytest.raises(ValueError, match="max_agents must be at least 1"):
+        Scheduler(SchedulerConfig(pool=PoolPolicy(max_agents=0)))
+
+
+# --- the pool through the scheduler, on virtual time ---------------------------------------------
+
+
+class Pool:
+    """A scheduler whose spawned instances start at once; it keeps every output it answered."""
+
+    def __init__(self, specs: Sequence[AgentSpec], **config: object) -> None:
+        config.setdefault("retry", NO_JITTER)
+        config.setdefault("pool", PoolPolicy())
+        self.s = Scheduler(SchedulerConfig(**config))  # type: ignore[arg-type]
+        self.outs: list[Output] = []
+        self.start = True  # spawned instances report ready at once
+        for sp in specs:
+            self.take(self.s.add_spec(sp, 0.0), 0.0)
+
+    def take(self, outs: Sequence[Output], now: float) -> list[Output]:
+        self.outs.extend(outs)
+        for o in outs:
+            if isinstance(o, SpawnAgent) and self.start:
+                self.s.agent_ready(o.instance, now)
+            if isinstance(o, TerminateAgent) and not o.lost:
+                self.s.agent_stopped(o.instance, now)
+        return list(outs)
+
+    def submit(self, run: str, tasks: Sequence[AgentTask], now: float) -> list[Output]:
+        return self.take(self.s.submit(run, tasks, now), now)
+
+    def tick(self, now: float) -> list[Output]:
+        return self.take(self.s.tick(now), now)
+
+    def finish(self, route: RouteTask, now: float, outcome: Outcome = Outcome.SUCCEEDED) -> None:
+        self.take(
+            self.s.finish(route.run_id or "", route.task_id or "", route.attempt, outcome, now),
+            now,
+        )
+
+    def lose(self, instance: str, now: float) -> list[Output]:
+        return self.take(self.s.agent_lost(instance, now, "killed"), now)
+
+    def running(self) -> list[RouteTask]:
+        """The route decisions of attempts still running."""
+        out = []
+        for r in of(self.outs, RouteTask):
+            rec = self.s.task(r.run_id, r.task_id)
+            if rec.state is TaskState.RUNNING and rec.attempt == r.attempt:
+                out.append(r)
+        return out
+
+    def live(self, spec_name: str | None = None) -> list[str]:
+        return sorted(
+            i.id
+            for i in self.s.agents.values()
+            if spec_name in (None, i.spec.name) and i.state is not AgentState.DRAINING
+        )
+
+
+def tasks(n: int, cap: str = "x", prefix: str = "t", **kw: object) -> list[AgentTask]:
+    return [AgentTask(f"{prefix}{i}", cap, **kw) for i in range(n)]  # type: ignore[arg-type]
+
+
+def test_min_instances_are_spawned_with_their_reason() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=2, hi=4)])
+    spawns = of(p.outs, SpawnAgent)
+    assert [(d.spec, d.instance, d.reason) for d in spawns] == [
+        ("w", "w#1", "min_instances"),
+        ("w", "w#2", "min_instances"),
+    ]
+    assert p.live() == ["w#1", "w#2"]
+
+
+def test_spawn_only_when_the_queue_is_deeper_than_the_threshold() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=10)])
+    p.submit("a", tasks(6), 0.0)
+    p.tick(0.0)  # one runs, five wait: depth 5 is not > 5
+    assert p.s.queue_depth() == {"x": 5}
+    assert of(p.outs, ScaleResources) == []
+    p.submit("b", tasks(1, prefix="u"), 1.0)
+    outs = p.tick(1.0)
+    (scale,) = of(outs, ScaleResources)
+    assert (scale.spec, scale.from_n, scale.to_n) == ("w", 1, 2)
+    assert "queue depth of 'x' is 6 > spawn threshold 5" in scale.reason
+    (spawn,) = of(outs, SpawnAgent)
+    assert spawn.reason == scale.reason
+    assert p.live() == ["w#1", "w#2"]
+    # Once ready, the new instance takes a task.
+    p.tick(1.0)
+    assert p.s.agents["w#2"].running == 1
+
+
+def test_spawned_instances_take_work_only_once_ready() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=10)])
+    p.start = False
+    p.submit("a", tasks(8), 0.0)
+    p.tick(0.0)
+    assert p.live() == ["w#1", "w#2", "w#3"]
+    assert p.s.agents["w#2"].state is AgentState.STARTING
+    assert p.s.running == 1
+    p.s.agent_ready("w#2", 2.0)
+    assert [r.instance for r in of(p.tick(2.0), RouteTask)] == ["w#2"]
+
+
+def test_idle_instances_are_terminated_exactly_at_the_idle_timeout() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=10)])
+    p.submit("a", tasks(8), 0.0)
+    p.tick(0.0)
+    assert p.live() == ["w#1", "w#2", "w#3"]
+    for r in p.running():
+        p.finish(r, 10.0)
+    p.tick(10.0)
+    while p.running():
+        for r in p.running():
+            p.finish(r, 10.0)
+        p.tick(10.0)
+    assert p.s.queue_depth() == {}
+    assert p.s.next_wakeup() == 70.0  # 60 s of virtual idleness: no time passes
+    assert of(p.tick(69.999), TerminateAgent) == []
+    outs = p.tick(70.0)
+    terms = of(outs, TerminateAgent)
+    assert sorted(t.instance for t in terms) == ["w#1", "w#2"]  # the oldest idle go
+    assert all("idle for at least 60s" in t.reason for t in terms)
+    (scale,) = of(outs, ScaleResources)
+    assert (scale.from_n, scale.to_n) == (3, 1)
+    assert p.live() == ["w#3"]  # min_instances kept
+    assert p.s.next_wakeup() is None
+    assert of(p.tick(1000.0), TerminateAgent) == []
+
+
+def test_idle_timeout_is_configurable() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=0, hi=3)], pool=PoolPolicy(idle_timeout_s=5.0))
+    p.submit("a", tasks(6), 0.0)
+    p.tick(0.0)
+    for r in p.running():
+        p.finish(r, 1.0)
+    while p.running() or p.s.queue_depth():
+        p.tick(1.0)
+        for r in p.running():
+            p.finish(r, 1.0)
+    assert p.s.next_wakeup() == 6.0
+    spawned = {d.instance for d in of(p.outs, SpawnAgent)}
+    assert {d.instance for d in of(p.tick(6.0), TerminateAgent)} == spawned
+    assert p.live() == []  # min_instances is 0
+
+
+def test_growth_follows_a_deepening_queue_counting_what_is_on_its_way() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=40)], pool=PoolPolicy(cooldown_s=5.0))
+    p.start = False  # spawned instances stay starting
+    p.submit("a", tasks(8), 0.0)
+    p.tick(0.0)  # one runs, 7 wait: 2 more
+    assert len(p.live()) == 3
+    assert of(p.tick(0.5), ScaleResources) == []  # nothing new: what is starting is enough
+    p.submit("b", tasks(4, prefix="u"), 1.0)
+    (scale,) = of(p.tick(1.0), ScaleResources)  # deeper: more, no cooldown between growths
+    assert (scale.from_n, scale.to_n) == (3, 7)
+    assert "(2 slots free or starting)" in scale.reason
+
+
+def test_cooldown_keeps_the_pool_from_flapping() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=20)],
+             pool=PoolPolicy(cooldown_s=5.0, idle_timeout_s=1.0))  # fmt: skip
+    p.submit("a", tasks(8), 0.0)
+    p.tick(0.0)
+    assert len(p.live()) == 3
+    # Idle past the timeout, but within the cooldown of the growth: kept until it ends.
+    for r in p.running():
+        p.finish(r, 0.5)
+    while p.s.queued:
+        p.tick(0.5)
+        for r in p.running():
+            p.finish(r, 0.5)
+    assert of(p.tick(4.0), TerminateAgent) == []
+    assert p.s.next_wakeup() == 5.0
+    (shrink,) = of(p.tick(5.0), ScaleResources)
+    assert (shrink.from_n, shrink.to_n) == (3, 1)
+    # A burst right after the shrink: growth waits for the cooldown to end.
+    p.submit("b", tasks(10, prefix="u"), 6.0)
+    assert of(p.tick(6.0), ScaleResources) == []
+    assert p.s.next_wakeup() == 10.0
+    assert of(p.tick(9.999), ScaleResources) == []
+    (grow,) = of(p.tick(10.0), ScaleResources)
+    assert grow.from_n == 1
+
+
+def test_a_pool_that_cannot_grow_does_not_ask_to_be_woken_in_the_past() -> None:
+    # Regression: at max_instances with a deep queue, next_wakeup() kept answering the end of
+    # a cooldown long gone, so the runtime ticked in a busy loop.
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=2)], pool=PoolPolicy(cooldown_s=5.0))
+    p.submit("a", tasks(20), 0.0)
+    p.tick(0.0)
+    assert len(p.live()) == 2
+    for t in (1.0, 5.0, 6.0, 30.0):
+        p.tick(t)
+        wake = p.s.next_wakeup()
+        assert wake is None or wake > t
+
+
+def test_max_instances_and_max_agents_bound_growth() -> None:
+    p = Pool(
+        [spec("fixed", {"x": 0.5}, lo=3, hi=3), spec("w", {"x": 0.9}, lo=1, hi=4)],
+        pool=PoolPolicy(max_agents=6, cooldown_s=0.0),
+    )
+    p.submit("a", tasks(100), 0.0)
+    for t in range(10):
+        p.tick(float(t))
+    # The fixed spec's three instances count against max_agents: w may only reach 3.
+    assert len(p.live()) == 6
+    assert len(p.live("w")) == 3
+    p2 = Pool([spec("w", {"x": 0.9}, lo=1, hi=4)], pool=PoolPolicy(cooldown_s=0.0))
+    p2.submit("a", tasks(100), 0.0)
+    for t in range(10):
+        p2.tick(float(t))
+    assert len(p2.live()) == 4
+
+
+def test_growth_stops_at_what_the_concurrency_limits_let_run() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=20)], max_concurrency=3,
+             pool=PoolPolicy(cooldown_s=0.0))  # fmt: skip
+    p.submit("a", tasks(50), 0.0)
+    for t in range(5):
+        p.tick(float(t))
+    assert len(p.live()) == 3
+    assert p.s.running == 3
+    q = Pool([spec("w", {"x": 0.9}, lo=1, hi=20)], capability_limits={"x": 2},
+             pool=PoolPolicy(cooldown_s=0.0))  # fmt: skip
+    q.submit("a", tasks(50), 0.0)
+    for t in range(5):
+        q.tick(float(t))
+    assert len(q.live()) == 2
+    assert q.s.running == 2
+
+
+def test_the_best_spec_for_the_capability_grows() -> None:
+    p = Pool(
+        [spec("weak", {"x": 0.4}, lo=1, hi=5), spec("strong", {"x": 0.95, "y": 0.2}, lo=1, hi=5)]
+    )
+    p.submit("a", tasks(12), 0.0)
+    p.tick(0.0)
+    assert len(p.live("strong")) > 1
+    assert p.live("weak") == ["weak#1"]
+
+
+# --- health: losses, restarts, circuit breaker ---------------------------------------------------
+
+
+def test_a_lost_instance_is_replaced_below_min_instances_with_a_fresh_id() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=1)])
+    p.submit("a", tasks(1), 0.0)
+    p.tick(0.0)
+    (route,) = p.running()
+    assert route.instance == "w"
+    outs = p.lose("w", 1.0)
+    (term,) = of(outs, TerminateAgent)
+    assert (term.instance, term.lost, term.reason) == ("w", True, "lost: killed")
+    (retry,) = of(outs, RetryTask)
+    assert "agent w lost: killed" in retry.reason
+    # The late result of the lost attempt is rejected.
+    assert p.s.finish("a", "t0", 1, Outcome.SUCCEEDED, 1.5) == []
+    assert p.s.stale_results == 1
+    assert p.s.waiting_reasons() == {}  # nothing queued yet: the retry is backing off
+    wake = p.s.next_wakeup()
+    assert wake is not None
+    outs = p.tick(wake)
+    spawned = of(p.outs, SpawnAgent)[-1]
+    assert spawned.reason == "restart after a lost instance"
+    assert spawned.instance != "w"  # never the id of the lost one
+    assert p.live() == [spawned.instance]
+    while p.s.task("a", "t0").state is not TaskState.RUNNING:
+        nxt = p.s.next_wakeup()
+        assert nxt is not None
+        p.tick(nxt)
+    (again,) = p.running()
+    assert (again.attempt, again.instance) == (2, spawned.instance)
+    first, _ = p.s.task("a", "t0").attempts
+    assert (first.outcome, first.agent_instance) == (Outcome.CRASH, "w")
+
+
+def test_work_of_a_lost_agent_is_rerouted_after_the_first_back_off_step_every_time() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=3, hi=3)], retry=RetryPolicy(base_s=0.25, jitter=0.0))
+    p.submit("a", tasks(1, max_attempts=5), 0.0)
+    p.tick(0.0)
+    now = 0.0
+    for _ in range(3):
+        (r,) = p.running()
+        (retry,) = of(p.lose(r.instance, now), RetryTask)
+        assert retry.delay_s == 0.25  # not 0.25 * 2 ** (attempt - 1): the agent failed
+        now += 2.0  # restarts are due by now
+        p.tick(now)
+        p.tick(now)
+    (r,) = p.running()
+    assert r.attempt == 4
+    p.finish(r, now, Outcome.ERROR)  # the task's own failure backs off as usual
+    (retry,) = of(p.outs, RetryTask)[-1:]
+    assert retry.delay_s == 0.25 * 2**3
+
+
+def test_an_elastic_spec_whose_instances_die_at_start_is_not_respawned_every_round() -> None:
+    h = HealthPolicy(restart_backoff_s=0.5, restart_backoff_max_s=30.0, restart_jitter=0.0)
+    p = Pool([spec("w", {"x": 0.9}, lo=0, hi=10)], health=h, pool=PoolPolicy(cooldown_s=0.0))
+    p.start = False
+    p.submit("a", tasks(20), 0.0)
+    now = 0.0
+    while now < 60.0:
+        for iid in p.live():
+            p.lose(iid, now)  # every instance dies as it starts
+        p.tick(now)
+        now += 0.1
+    spawns = [d.at for d in of(p.outs, SpawnAgent)]
+    rounds = sorted(set(spawns))
+    # Each round's instances die, and the next round waits a back-off that doubles:
+    # 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s... not one round every 0.1 s.
+    assert len(rounds) <= 7
+    gaps = [b - a for a, b in itertools.pairwise(rounds)]
+    assert all(later >= earlier for earlier, later in itertools.pairwise(gaps))
+    assert p.s.task("a", "t0").state is TaskState.READY  # the tasks wait, none is lost
+
+
+def test_no_restart_while_enough_instances_live() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=3)], pool=PoolPolicy(cooldown_s=0.0))
+    p.submit("a", tasks(9), 0.0)
+    p.tick(0.0)
+    assert len(p.live()) == 3
+    p.lose("w#1", 1.0)
+    p.tick(100.0)
+    assert "restart after a lost instance" not in [d.reason for d in of(p.outs, SpawnAgent)]
+
+
+def restart_delays(seed: int, losses: int, health: HealthPolicy) -> list[float]:
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=1)], health=health, seed=seed)
+    delays = []
+    now = 0.0
+    for _ in range(losses):
+        (iid,) = p.live()
+        p.lose(iid, now)
+        lost_at = now
+        wake = p.s.next_wakeup()
+        assert wake is not None
+        assert of(p.tick(wake - 1e-6), SpawnAgent) == []
+        assert of(p.tick(wake), SpawnAgent)
+        delays.append(wake - lost_at)
+        now = wake
+    return delays
+
+
+def test_restart_back_off_grows_is_jittered_and_bounded() -> None:
+    h = HealthPolicy(restart_backoff_s=0.5, restart_backoff_max_s=4.0, restart_jitter=0.5)
+    delays = restart_delays(1, 7, h)
+    for k, d in enumerate(delays):
+        base = min(4.0, 0.5 * 2**k)
+        assert base <= d <= base * 1.5
+    assert delays[-1] <= 4.0 * 1.5  # bounded: no faster, no slower than the cap allows
+    assert delays != restart_delays(2, 7, h)  # jittered: another seed, other delays
+    assert delays == restart_delays(1, 7, h)  # seeded: the same seed, the same delays
+
+
+def test_restart_back_off_resets_after_a_success() -> None:
+    h = HealthPolicy(restart_backoff_s=1.0, restart_jitter=0.0)
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=1)], health=h)
+    for _ in range(3):
+        (iid,) = p.live()
+        p.lose(iid, 0.0)
+        p.tick(100.0)
+    p.submit("a", tasks(1), 100.0)
+    (r,) = of(p.tick(100.0), RouteTask)
+    p.finish(r, 101.0)
+    (iid,) = p.live()
+    p.lose(iid, 200.0)
+    assert p.s.next_wakeup() == 201.0
+
+
+def quarantined(p: Pool) -> list[QuarantineAgent]:
+    return of(p.outs, QuarantineAgent)
+
+
+def test_circuit_breaker_quarantines_then_probes_with_one_slot() -> None:
+    h = HealthPolicy(breaker_failures=3, breaker_backoff_s=10.0, restart_jitter=0.0)
+    p = Pool([spec("w", {"x": 0.9}, slots=2)], health=h,
+             retry=RetryPolicy(base_s=1000.0, jitter=0.0))  # fmt: skip
+    p.submit("a", tasks(6, max_attempts=5), 0.0)
+    p.tick(0.0)
+    first, second = p.running()
+    p.finish(first, 1.0, Outcome.ERROR)
+    p.tick(1.0)
+    (third,) = [r for r in p.running() if r.task_id != second.task_id]
+    p.finish(second, 2.0, Outcome.ERROR)
+    assert quarantined(p) == []
+    p.finish(third, 3.0, Outcome.ERROR)  # the third failure in a row
+    (q,) = quarantined(p)
+    assert (q.instance, q.for_s) == ("w", 10.0)
+    assert "3 consecutive failed attempts" in q.reason
+    inst = p.s.agents["w"]
+    assert inst.state is AgentState.QUARANTINED
+    assert of(p.tick(12.0), RouteTask) == []
+    assert p.s.waiting_reasons() == {"x": "3 tasks wait: no live agent offers 'x' (quarantined)"}
+    # After the back-off, one probe: a single slot.
+    assert p.s.next_wakeup() == 13.0
+    (probe,) = of(p.tick(13.0), RouteTask)
+    assert inst.state is AgentState.READY
+    assert (inst.probing, inst.slots) == (True, 1)
+    # The probe fails: quarantined again, twice as long.
+    p.finish(probe, 14.0, Outcome.ERROR)
+    assert [d.for_s for d in quarantined(p)] == [10.0, 20.0]
+    (probe,) = of(p.tick(34.0), RouteTask)
+    # The probe succeeds: the breaker closes, every slot is back.
+    p.finish(probe, 35.0)
+    assert (inst.probing, inst.slots, inst.consecutive_failures) == (False, 2, 0)
+    assert len(of(p.tick(35.0), RouteTask)) == 2
+
+
+def test_a_success_resets_the_failure_count() -> None:
+    p = Pool([spec("w", {"x": 0.9})], health=HealthPolicy(breaker_failures=2),
+             retry=RetryPolicy(base_s=0.0, jitter=0.0))  # fmt: skip
+    p.submit("a", tasks(4, max_attempts=1), 0.0)
+    for t, outcome in enumerate([Outcome.ERROR, Outcome.SUCCEEDED, Outcome.ERROR]):
+        (r,) = of(p.tick(float(t)), RouteTask)
+        p.finish(r, t + 0.5, outcome)
+    assert quarantined(p) == []
+
+
+# --- rate limits --------------------------------------------------------------------------------
+
+
+def test_rate_limit_throttles_a_spec_and_releases_it_after_the_minute() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=2, hi=2, rate=3)])
+    p.submit("a", tasks(7), 0.0)
+    started = of(p.tick(0.0), RouteTask)
+    assert len(started) == 2
+    for r in started:
+        p.finish(r, 1.0)
+    assert len(of(p.tick(10.0), RouteTask)) == 1  # the third call of the minute
+    for r in p.running():
+        p.finish(r, 11.0)
+    assert {i.state for i in p.s.agents.values()} == {AgentState.THROTTLED}
+    assert of(p.tick(30.0), RouteTask) == []
+    assert "throttled" in p.s.waiting_reasons()["x"]
+    assert p.s.next_wakeup() == 60.0  # a minute after the first call of the window
+    # The window slides: at 60 s only the call made at 10 s is still in it, so two may start.
+    assert len(of(p.tick(60.0), RouteTask)) == 2
+    assert {i.state for i in p.s.agents.values()} == {AgentState.THROTTLED}
+    assert p.s.next_wakeup() == 70.0
+    for r in p.running():
+        p.finish(r, 61.0)
+    assert len(of(p.tick(70.0), RouteTask)) == 1
+
+
+def test_an_instance_that_starts_while_its_spec_is_throttled_is_throttled() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=5, rate=1)], pool=PoolPolicy(cooldown_s=0.0))
+    p.start = False
+    p.submit("a", tasks(10), 0.0)
+    p.tick(0.0)
+    assert p.s.running == 1
+    starting = [i for i in p.live() if p.s.agents[i].state is AgentState.STARTING]
+    assert starting
+    for iid in starting:
+        p.s.agent_ready(iid, 1.0)
+        assert p.s.agents[iid].state is AgentState.THROTTLED
+    assert of(p.tick(1.0), RouteTask) == []
+    assert len(of(p.tick(60.0), RouteTask)) == 1
+
+
+# --- concurrency and resource limits -------------------------------------------------------------
+
+
+def test_capability_limits_bound_running_attempts_of_a_capability() -> None:
+    p = Pool([spec("w", {"x": 0.9, "y": 0.9}, slots=10)], capability_limits={"x": 2})
+    p.submit("a", [*tasks(5), *tasks(3, cap="y", prefix="y")], 0.0)
+    caps = [p.s.task("a", r.task_id).task.capability for r in of(p.tick(0.0), RouteTask)]
+    assert sorted(caps) == ["x", "x", "y", "y", "y"]
+    x_route = next(r for r in p.running() if r.task_id.startswith("t"))
+    p.finish(x_route, 1.0)
+    assert [r.task_id[0] for r in of(p.tick(1.0), RouteTask)] == ["t"]
+
+
+def test_resource_limits_are_counting_semaphores_taken_all_or_nothing() -> None:
+    p = Pool([spec("w", {"x": 0.9}, slots=10)], resource_limits={"db": 2})
+    batch = [
+        AgentTask("d1", "x", resources=("db",)),
+        AgentTask("d2", "x", resources=("db",)),
+        AgentTask("d3", "x", resources=("db",)),
+        AgentTask("f1", "x", resources=("file",)),  # no limit given: one holder at a time
+        AgentTask("f2", "x", resources=("file", "db")),
+    ]
+    p.submit("a", batch, 0.0)
+    first = sorted(r.task_id for r in of(p.tick(0.0), RouteTask))
+    assert first == ["d1", "d2", "f1"]  # db is full; f2 takes nothing while it waits
+    assert p.s._held == {"db": 2, "file": 1}
+    by_id = {r.task_id: r for r in p.running()}
+    p.finish(by_id["d1"], 1.0)
+    assert [r.task_id for r in of(p.tick(1.0), RouteTask)] == ["d3"]
+    p.finish(by_id["f1"], 2.0)
+    assert of(p.tick(2.0), RouteTask) == []  # file is free, db is not: f2 still waits
+    p.finish(by_id["d2"], 3.0)
+    assert [r.task_id for r in of(p.tick(3.0), RouteTask)] == ["f2"]
+
+
+def test_waiting_reasons_name_capabilities_without_a_live_agent() -> None:
+    p = Pool([spec("w", {"x": 0.9}), spec("v", {"y": 0.9})])
+    p.start = False
+    p.s.agent_ready("v", 0.0)
+    p.lose("w", 0.0)
+    p.submit("a", [*tasks(2), *tasks(1, cap="y", prefix="y")], 0.0)
+    assert [r.task_id for r in of(p.tick(0.0), RouteTask)] == ["y0"]
+    # Its only instance is lost and not yet restarted: the tasks wait, and say why.
+    assert p.s.waiting_reasons() == {
+        "x": "2 tasks wait: no live agent offers 'x' (none registered)"
+    }
+    wake = p.s.next_wakeup()
+    assert wake is not None
+    p.tick(wake)
+    assert p.s.waiting_reasons() == {"x": "2 tasks wait: no live agent offers 'x' (starting)"}
+    assert p.s.task("a", "t0").state is TaskState.READY  # waiting, not failed
+    (iid,) = p.live("w")
+    p.s.agent_ready(iid, wake + 1.0)
+    assert len(of(p.tick(wake + 1.0), RouteTask)) == 1
+    assert p.s.waiting_reasons() == {}
+
+
+def test_a_spec_scaled_to_zero_still_takes_work_and_grows_from_zero() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=0, hi=3)])
+    assert p.live() == []
+    p.submit("a", tasks(1), 0.0)  # its capability is known though no instance is live
+    outs = p.tick(0.0)
+    (spawn,) = of(outs, SpawnAgent)
+    assert spawn.reason.startswith("1 tasks of 'x' wait and no instance offers it")
+    p.tick(0.0)
+    (r,) = p.running()
+    p.finish(r, 1.0)
+    p.tick(1.0)
+    assert p.s.next_wakeup() == 61.0
+    p.tick(61.0)
+    assert p.live() == []
+    p.submit("b", tasks(1), 100.0)
+    assert of(p.tick(100.0), SpawnAgent)
+
+
+# --- backpressure and priorities -----------------------------------------------------------------
+
+
+def test_a_submission_over_the_queue_bound_is_refused_and_nothing_is_dropped() -> None:
+    p = Pool([spec("w", {"x": 0.9}, slots=2)], max_queued=10)
+    p.submit("a", tasks(8), 0.0)
+    with pytest.raises(CapacityError, match=r"the bound is 10; a batch of 3 was refused") as info:
+        p.submit("b", tasks(3, prefix="u"), 0.0)
+    assert info.value.bound == 10
+    assert "b" not in p.s.runs
+    assert p.s.queued == 8
+    p.submit("c", tasks(2, prefix="v"), 0.0)  # exactly at the bound: accepted
+    assert p.s.queued == 10
+    now = 0.0
+    while p.s.queued:
+        now += 1.0
+        p.tick(now)
+        for r in p.running():
+            p.finish(r, now)
+    for run in ("a", "c"):
+        assert all(rec.state is TaskState.SUCCEEDED for rec in p.s.runs[run].tasks.values())
+    p.submit("b", tasks(3, prefix="u"), now)  # room again once work finished
+
+
+def test_priorities_hold_under_overload() -> None:
+    p = Pool([spec("w", {"x": 0.9})])
+    p.submit("low", tasks(50, prefix="l"), 0.0)
+    p.tick(0.0)
+    order = []
+    for k in range(1, 21):
+        if k % 5 == 0:
+            p.submit(f"high{k}", tasks(1, prefix=f"h{k}-", priority=5), float(k))
+        (r,) = p.running()
+        p.finish(r, float(k))
+        order.extend(r.task_id for r in of(p.tick(float(k)), RouteTask))
+    highs = [i for i, tid in enumerate(order) if tid.startswith("h")]
+    # Each high-priority task started at the first free slot after it arrived.
+    assert highs == [4, 9, 14, 19]
+
+
+def test_aging_lets_a_long_waiting_task_pass_a_newer_higher_priority_one() -> None:
+    p = Pool([spec("w", {"x": 0.9})], aging_interval_s=60.0)
+    p.submit("a", [AgentTask("blocker", "x"), AgentTask("old", "x", priority=0)], 0.0)
+    (blocker,) = of(p.tick(0.0), RouteTask)
+    p.submit("b", [AgentTask("young", "x", priority=1)], 125.0)  # two intervals later
+    p.finish(blocker, 130.0)
+    assert [r.task_id for r in of(p.tick(130.0), RouteTask)] == ["old"]
+    q = Pool([spec("w", {"x": 0.9})], aging_interval_s=60.0)
+    q.submit("a", [AgentTask("blocker", "x"), AgentTask("old", "x", priority=0)], 0.0)
+    (blocker,) = of(q.tick(0.0), RouteTask)
+    q.submit("b", [AgentTask("young", "x", priority=3)], 125.0)  # more urgent than its age
+    q.finish(blocker, 130.0)
+    assert [r.task_id for r in of(q.tick(130.0), RouteTask)] == ["young"]
+
+
+# --- a poison task, on virtual time ---------------------------------------------------------------
+
+
+def test_a_task_that_kills_every_agent_fails_after_max_attempts_without_a_respawn_storm() -> None:
+    h = HealthPolicy(restart_backoff_s=0.5, restart_jitter=0.5)
+    p = Pool([spec("w", {"x": 0.9}, lo=2, hi=2)], health=h, seed=3)
+    p.submit("a", [AgentTask("poison", "x", max_attempts=3), *tasks(10)], 0.0)
+    now = 0.0
+    rng = random.Random(0)
+    for _ in range(200):
+        for r in p.running():
+            if r.task_id == "poison":
+                p.lose(r.instance, now)  # it kills whatever runs it
+            elif rng.random() < 0.5:
+                p.finish(r, now)
+        if not p.s.queued:
+            break
+        p.tick(now)
+        now += 0.1
+    rec = p.s.task("a", "poison")
+    assert rec.state is TaskState.FAILED
+    assert [a.outcome for a in rec.attempts] == [Outcome.CRASH] * 3
+    assert len({a.agent_instance for a in rec.attempts}) == 3
+    (fail,) = of(p.outs, FailTask)
+    assert fail.reason.startswith("all 3 attempts failed")
+    others = [r for tid, r in p.s.runs["a"].tasks.items() if tid != "poison"]
+    assert all(r.state is TaskState.SUCCEEDED for r in others)
+    for t in (now + 10.0, now + 1000.0):
+        p.tick(t)
+    restarts = [d for d in of(p.outs, SpawnAgent) if d.reason.startswith("restart")]
+    assert len(restarts) == 3  # one per instance it killed, then quiet
+    assert len(of(p.outs, SpawnAgent)) == 2 + 3
+    assert len(p.live()) == 2
