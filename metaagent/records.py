@@ -99,3 +99,4 @@ class RunRecord:
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
     open: int = 0
     finished_at: float | None = None
+    order: int = 0  # submission order among runs: earlier runs go first within a priority

@@ -31,13 +31,18 @@ from metaagent.model import AgentSpec, AgentTask, Attempt, Outcome, TaskResult, 
 from metaagent.planner import InvalidPlan, expand, parse_plan
 from metaagent.pool import Pool
 from metaagent.records import RunRecord, SchedulerConfig, TaskRecord
-
-__all__ = ["RunRecord", "Scheduler", "SchedulerConfig", "TaskRecord"]
 from metaagent.retry import compute_backoff
 from metaagent.routing import AgentInstance, AgentState, Choice, Router
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = ["QueueKey", "RunRecord", "Scheduler", "SchedulerConfig", "TaskRecord"]
+
+QueueKey = tuple[int, tuple[int, float], int, TaskRecord]
+"""A ready-queue entry: (priority key with aging, (run order, -critical-path rank), sequence,
+record). Within a priority, earlier runs go first and, inside a run, the critical path; the
+sequence number is unique, so records are never compared."""
 
 _READY = TaskState.READY
 _RUNNING = TaskState.RUNNING
@@ -75,13 +80,14 @@ class Scheduler:
         self.queued = 0  # accepted, unfinished tasks
         self.stale_results = 0  # results rejected by fencing
         self._seq = 0
-        self._ready: dict[str, list[tuple[int, float, int, TaskRecord]]] = {}
+        self._ready: dict[str, list[QueueKey]] = {}
         self._delayed: list[tuple[float, int, TaskRecord]] = []
         self._held: dict[str, int] = {}  # resource -> holders
         # Queue entries waiting for a resource, by the (full) resource they wait on.
-        self._parked: dict[str, list[tuple[int, float, int, TaskRecord]]] = {}
+        self._parked: dict[str, list[QueueKey]] = {}
         self._depth: dict[str, int] = {}  # capability -> tasks in its ready queue
         self._running_cap: dict[str, int] = {}  # capability -> attempts running
+        self._runs_seen = 0
         self._settle: list[TaskRecord] = []  # decomposed tasks whose sub-tasks all ended
         self._outbox: list[Output] = []  # decisions made deep inside a call, returned by it
         self._affinity: dict[tuple[str, str], AgentInstance] = {}  # (run, group) -> last agent
@@ -219,6 +225,8 @@ class Scheduler:
                 bound=bound,
             )
         run = RunRecord(run_id, name or run_id, graph, now, open=open_tasks)
+        self._runs_seen += 1
+        run.order = self._runs_seen
         rank = graph.upward_rank(self._estimate, skip=done)
         seq = self._seq
         for task in tasks:
@@ -440,7 +448,7 @@ class Scheduler:
         # Aging: the key is static, yet a task that has waited k intervals longer than another
         # ranks as if its priority were k higher, so low priorities cannot starve.
         age = int(now // self.config.aging_interval_s)
-        heapq.heappush(heap, (age - rec.task.priority, -rec.rank, self._seq, rec))
+        heapq.heappush(heap, (age - rec.task.priority, (rec.run.order, -rec.rank), self._seq, rec))
 
     # --- dispatch -----------------------------------------------------------------------------
 
@@ -465,8 +473,8 @@ class Scheduler:
         margin = self.config.affinity_margin
         ready = self._ready
         heappop, heappush = heapq.heappop, heapq.heappush
-        deferred: list[tuple[int, float, int, TaskRecord]] = []
-        heads: list[tuple[tuple[int, float, int, TaskRecord], str]] = []
+        deferred: list[QueueKey] = []
+        heads: list[tuple[QueueKey, str]] = []
         for cap, heap in ready.items():
             if _clean_head(heap) and router.has_free(cap):
                 heads.append((heap[0], cap))
@@ -508,7 +516,7 @@ class Scheduler:
             del ready[cap]
         return out
 
-    def _park(self, key: tuple[int, float, int, TaskRecord]) -> None:
+    def _park(self, key: QueueKey) -> None:
         held = self._held
         limits = self.config.resource_limits
         full = next(r for r in key[3].task.resources if held.get(r, 0) >= limits.get(r, 1))
@@ -907,7 +915,7 @@ class Scheduler:
         del self.runs[run_id]
 
 
-def _clean_head(heap: list[tuple[int, float, int, TaskRecord]]) -> bool:
+def _clean_head(heap: list[QueueKey]) -> bool:
     """Drop stale entries (cancelled, skipped or requeued tasks) off the top of a ready queue;
     true if a live entry is left on top."""
     while heap:
