@@ -23,9 +23,10 @@ from rich.table import Table
 
 from metaagent import cli_tools
 from metaagent.catalog import load_catalog
-from metaagent.errors import MetaAgentError
+from metaagent.errors import MetaAgentError, RunFailed
 from metaagent.graph import TaskGraph
 from metaagent.history import batch_key, stored_report
+from metaagent.journal import JournalError
 from metaagent.journal.sqlite import DEFAULT_PATH, SqliteJournal
 from metaagent.pool import HealthPolicy
 from metaagent.progress import ProgressView, agents_table, summary_table
@@ -34,7 +35,7 @@ from metaagent.scaling import PoolPolicy
 from metaagent.workflow import Workflow, load_workflow
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from metaagent.batch import BatchResult
     from metaagent.events import Event
@@ -132,17 +133,34 @@ def run(
         spawn_threshold=spawn_threshold,
         idle_timeout_s=idle_timeout_s,
     )
+    batch = _drive(_execute(wf, config, quiet=quiet, journal=store), store)
+    _finish(batch, json_out)
+
+
+def _drive(
+    work: Coroutine[object, object, BatchResult], store: SqliteJournal | None
+) -> BatchResult:
+    """Run the orchestration; map failures to exit codes; always close the journal.
+
+    Invalid input (a bad graph, an unknown capability, a full queue) exits 2; a run that could
+    not finish (its journal broke, the orchestrator failed) exits 1; Ctrl-C exits 130.
+    """
     try:
-        batch = asyncio.run(_execute(wf, config, quiet=quiet, journal=store))
+        return asyncio.run(work)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: running attempts were stopped[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (JournalError, RunFailed) as exc:
+        err.print(f"[bold red]run failed:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
     except MetaAgentError as exc:
         raise _fail_input(exc) from None
     finally:
         if store is not None:
-            store.close()
-    _finish(batch, json_out)
+            try:
+                store.close()
+            except JournalError as exc:  # already reported above, or reported now
+                err.print(f"[bold red]journal:[/] {exc}", highlight=False)
 
 
 def _config(
@@ -334,12 +352,7 @@ def resume(
         raise _fail_input(ValueError(f"run {run_id!r} was not started from a workflow file"))
     wf = _load(Path(info.source))
     config = _config(wf, None, Path(info.workdir or "."))
-    try:
-        batch = asyncio.run(_execute(wf, config, quiet=quiet, journal=store, resume=run_id))
-    except MetaAgentError as exc:
-        raise _fail_input(exc) from None
-    finally:
-        store.close()
+    batch = _drive(_execute(wf, config, quiet=quiet, journal=store, resume=run_id), store)
     _finish(batch, json_out)
 
 
