@@ -97,11 +97,12 @@ class RunHandle:
         self.decisions: list[Decision] = []
         self._subs: list[Subscription] = []
         self._callbacks: list[EventCallback] = []
+        self._listening = False  # anyone subscribed: events are only built when someone listens
         self._done = asyncio.get_running_loop().create_future()
 
     @property
     def listening(self) -> bool:
-        return bool(self._subs or self._callbacks)
+        return self._listening
 
     def events(self) -> Subscription:
         """Subscribe now: the iterator yields every event from here on and ends with the run."""
@@ -110,11 +111,13 @@ class RunHandle:
             sub.close()
         else:
             self._subs.append(sub)
+            self._listening = True
         return sub
 
     def on_event(self, callback: EventCallback) -> None:
         """Call ``callback`` synchronously for every event from here on."""
         self._callbacks.append(callback)
+        self._listening = True
 
     def publish(self, event: Event) -> None:
         for sub in self._subs:
@@ -145,6 +148,7 @@ class RunHandle:
         for sub in self._subs:
             sub.close()
         self._subs.clear()
+        self._listening = bool(self._callbacks)
 
 
 class Orchestrator:
@@ -179,6 +183,7 @@ class Orchestrator:
             for spec_name, cap, arm in journal.load_stats():
                 self.scheduler.learning.load(spec_name, cap, arm)
         self._handles: dict[str, RunHandle] = {}
+        self._loop: asyncio.AbstractEventLoop  # the loop of the runs: set when one starts
         self._launches: list[RouteTask] = []
         self._inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -312,6 +317,7 @@ class Orchestrator:
             return self._start_run(run, now, on_event)
 
     def _start_run(self, run: RunRecord, now: float, on_event: EventCallback | None) -> RunHandle:
+        self._loop = asyncio.get_running_loop()
         self._start_agents()
         handle = RunHandle(self, run.id, run.name, run.started_at)
         if on_event is not None:
@@ -461,22 +467,27 @@ class Orchestrator:
                     rec = sched.runs[h.run_id].tasks[tid]
                     journal.attempt_started(h.run_id, tid, rec.attempts[-1])
                     journal.decision(h.run_id, o, o.at - h.started_at)
-                if h.listening:
+                if h._listening:
                     h.publish(
                         Event("task", o.at - h.started_at, h.run_id, o.task_id, "running",
                               o.spec, o.reason, o)
                     )  # fmt: skip
-                self._launches.append(o)
+                if journal is None:
+                    self._launch(o)  # nothing to make durable first
+                else:
+                    self._launches.append(o)
                 continue
             if kind is TaskCompleted:
                 assert isinstance(o, TaskCompleted)
                 h = handles[o.run_id]
+                if journal is None and not h._listening:
+                    continue
                 rec = sched.runs[o.run_id].tasks[o.task_id]
                 if journal is not None:
                     journal.task_finished(
                         o.run_id, o.task_id, rec.state, rec.output, None, o.at - h.started_at
                     )
-                if h.listening:
+                if h._listening:
                     agent = rec.attempts[-1].agent if rec.attempts else None
                     h.publish(
                         Event("task", o.at - h.started_at, o.run_id, o.task_id, "succeeded", agent)
@@ -588,7 +599,7 @@ class Orchestrator:
         )  # fmt: skip
         timeout = task.timeout_s if task.timeout_s is not None else self.config.default_timeout_s
         coro = self._attempt(ctx, inst.spec.runner, timeout)
-        self._inflight[(run.id, task.id)] = asyncio.get_running_loop().create_task(coro)
+        self._inflight[(run.id, task.id)] = self._loop.create_task(coro)
 
     async def _attempt(self, ctx: AttemptContext, runner: object, limit_s: float | None) -> None:
         task = ctx.task
@@ -661,7 +672,7 @@ class Orchestrator:
     def _schedule_dispatch(self) -> None:
         if not self._dispatch_pending:
             self._dispatch_pending = True
-            asyncio.get_running_loop().call_soon(self._dispatch_now)
+            self._loop.call_soon(self._dispatch_now)
 
     def _dispatch_now(self) -> None:
         """One dispatch turn: route what can run, commit the journal, then start attempts."""

@@ -257,20 +257,25 @@ class Scheduler:
         for rec in list(run.tasks.values()):
             if rec.state.terminal and rec.state is not TaskState.SUCCEEDED:
                 out.extend(self._skip_downstream(rec, now))
-        order = self._release(run, releasable, now)
-        submitted = [tid for tid in releasable if not run.tasks[tid].task.depends_on]
-        if order != releasable and len(order) > 1 and submitted:
-            out.append(
-                OptimizeWorkflow(
-                    now,
-                    run.id,
-                    None,
-                    "ready tasks ordered by priority, then critical-path rank (longest estimated "
-                    "work below first), then age",
-                    order=tuple(order),
-                    changes={tid: round(run.tasks[tid].rank, 3) for tid in order},
+        queued = self._release(run, releasable, now)
+        if len(queued) > 1:
+            # Record the head of the new order (what runs first), not all of a large batch.
+            first = heapq.nsmallest(_ORDER_SHOWN, queued, key=_queue_order)
+            order = [r.task.id for r in first]
+            if order != [r.task.id for r in queued[:_ORDER_SHOWN]]:
+                more = len(queued) - len(order)
+                out.append(
+                    OptimizeWorkflow(
+                        now,
+                        run.id,
+                        None,
+                        "ready tasks ordered by priority, then critical-path rank (longest "
+                        "estimated work below first), then age"
+                        + (f"; the first {len(order)} of {len(queued)} shown" if more else ""),
+                        order=tuple(order),
+                        changes={r.task.id: round(r.rank, 3) for r in first},
+                    )
                 )
-            )
         self._drain(out, now)
         if run.open == 0 and run.finished_at is None:
             out.append(self._complete(run, now))
@@ -342,8 +347,8 @@ class Scheduler:
         base = self.learning.capability_duration(task.capability) or 1.0
         return base * (0.5 + task.complexity)
 
-    def _release(self, run: RunRecord, ids: Iterable[str], now: float) -> list[str]:
-        """Move tasks to ``ready`` and queue them; return them in queue order."""
+    def _release(self, run: RunRecord, ids: Iterable[str], now: float) -> list[TaskRecord]:
+        """Move tasks to ``ready`` and queue them (or expand them); return those queued."""
         recs = []
         for tid in ids:
             rec = run.tasks[tid]
@@ -355,8 +360,7 @@ class Scheduler:
             rec.state = _READY
             self._enqueue(rec, now)
             recs.append(rec)
-        recs.sort(key=lambda r: (-r.task.priority, -r.rank, r.seq))
-        return [r.task.id for r in recs]
+        return recs
 
     # --- decomposition ------------------------------------------------------------------------
 
@@ -913,6 +917,13 @@ class Scheduler:
         if run.open:
             raise WorkflowError(f"run {run_id!r} still has {run.open} open tasks")
         del self.runs[run_id]
+
+
+_ORDER_SHOWN = 50  # tasks an optimize_workflow decision lists
+
+
+def _queue_order(rec: TaskRecord) -> tuple[int, float, int]:
+    return -rec.task.priority, -rec.rank, rec.seq
 
 
 def _clean_head(heap: list[QueueKey]) -> bool:
