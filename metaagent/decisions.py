@@ -82,11 +82,19 @@ class RouteTask(Decision):
     instance: str
     score: float
     parts: tuple[float, ...]
-    candidates: tuple[Candidate, ...] = ()
+    # The runners-up as plain (agent, score, parts) tuples: unlike objects, plain tuples of
+    # numbers and strings drop out of the garbage collector's view, and a run keeps one
+    # decision per attempt. ``candidates`` gives them as ``Candidate`` records.
+    ranked: tuple[tuple[str, float, tuple[float, ...]], ...] = ()
 
     @property
     def agent(self) -> str:
         return self.spec
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        """The best-scored agents considered, winner first, each with its score breakdown."""
+        return tuple(Candidate(*c) for c in self.ranked)
 
     @property
     def breakdown(self) -> dict[str, float]:

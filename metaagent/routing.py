@@ -79,8 +79,12 @@ class Choice:
     instance: AgentInstance
     score: float
     parts: tuple[float, float, float, float, float]
-    candidates: tuple[Candidate, ...]
+    ranked: tuple[tuple[str, float, tuple[float, ...]], ...]  # (agent, score, parts)
     affinity: bool = False
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        return tuple(Candidate(*c) for c in self.ranked)
 
 
 Chooser = Callable[["AgentTask", "Sequence[AgentInstance]"], "AgentInstance | None"]
@@ -201,7 +205,7 @@ class Router:
             # nature, and one busy slot alone must not cost it its group.
             wl = self.weights.load
             if total - wl * parts[2] >= choice.score - wl * choice.parts[2] - margin:
-                return Choice(prefer, total, parts, choice.candidates, affinity=True)
+                return Choice(prefer, total, parts, choice.ranked, affinity=True)
         return choice
 
     def _total(self, p: tuple[float, float, float, float, float]) -> float:
@@ -221,7 +225,7 @@ class Router:
             return None
         parts = self._parts(task, cap, inst)
         total = self._total(parts)
-        return Choice(inst, total, parts, (Candidate(inst.id, round(total, 4), parts),))
+        return Choice(inst, total, parts, ((inst.id, total, parts),))
 
     def score(self, task: AgentTask, inst: AgentInstance) -> tuple[float, dict[str, float]]:
         """The score of one instance for one task, with its parts (for explanations)."""
@@ -317,8 +321,7 @@ class Router:
         if len(scored) > 1:
             scored.sort(key=_score_key, reverse=True)
         top = scored[0]
-        new = tuple.__new__  # a NamedTuple built without its Python-level __new__
-        cands = tuple([new(Candidate, (s[2].id, s[0], s[3])) for s in scored[:3]])
+        cands = tuple([(s[2].id, s[0], s[3]) for s in scored[:3]])
         return Choice(top[2], top[0], top[3], cands)
 
 

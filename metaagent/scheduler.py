@@ -564,7 +564,7 @@ class Scheduler:
                 f"within {self.config.affinity_margin} of the best"
             )
         else:
-            why = f"best of {len(choice.candidates)} scored for {task.capability!r}"
+            why = f"best of {len(choice.ranked)} scored for {task.capability!r}"
         if rec.avoid:
             why += f"; avoiding {', '.join(sorted(rec.avoid))} after a failed attempt"
         return RouteTask(
@@ -577,7 +577,7 @@ class Scheduler:
             instance=inst.id,
             score=choice.score,
             parts=choice.parts,
-            candidates=choice.candidates,
+            ranked=choice.ranked,
         )
 
     def _promote_delayed(self, now: float) -> None:
@@ -894,7 +894,8 @@ class Scheduler:
         t0 = run.started_at
         out: list[TaskResult] = []
         for rec in run.tasks.values():
-            attempts = list(rec.attempts)
+            # A finished task's attempts never change again: its list is shared, not copied.
+            attempts = rec.attempts if rec.state.terminal else list(rec.attempts)
             last = attempts[-1].agent if attempts else None
             out.append(
                 TaskResult(
