@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metaagent.catalog import load_catalog
@@ -25,7 +24,7 @@ from metaagent.simulate_spec import (
     SimSpec,
     Workload,
 )
-from metaagent.workflow import _describe
+from metaagent.yamlfile import describe_errors, read_yaml
 
 _STRICT = ConfigDict(extra="forbid")
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -129,17 +128,7 @@ class SimFileModel(BaseModel):
 def load_simulation(path: str | Path) -> SimSpec:
     """Read and validate a simulation file. Raises ``WorkflowError`` naming file and field."""
     file = Path(path)
-    try:
-        text = file.read_text()
-    except OSError as exc:
-        raise WorkflowError(f"cannot read simulation: {exc.strerror}", where=str(file)) from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise WorkflowError(f"invalid YAML: {problem}", where=where) from exc
+    raw = read_yaml(file, "simulation")
     return parse_simulation(raw, source=str(file), base_dir=file.resolve().parent)
 
 
@@ -150,7 +139,7 @@ def parse_simulation(raw: object, *, source: str = "<simulation>", base_dir: Pat
     try:
         m = SimFileModel.model_validate(raw)
     except ValidationError as exc:
-        raise WorkflowError(_describe(exc, raw), where=source) from exc
+        raise WorkflowError(describe_errors(exc, raw), where=source) from exc
     pools = _pools(m, source, base_dir)
     names = {p.spec.name for p in pools}
     known = sorted({c for p in pools for c in p.spec.capabilities})

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metaagent.agents.command import CommandRunner, expand
@@ -25,6 +24,7 @@ from metaagent.catalog import Catalog, load_catalog
 from metaagent.errors import UnknownCapabilityError, WorkflowError
 from metaagent.graph import TaskGraph
 from metaagent.model import AgentSpec, AgentTask, Decompose, VerifySpec
+from metaagent.yamlfile import describe_errors, read_yaml
 
 _STRICT = ConfigDict(extra="forbid")
 _RUNNER_TYPES = ("command", "persistent", "function", "llm")
@@ -181,17 +181,7 @@ class Workflow:
 def load_workflow(path: str | Path, *, catalog: Catalog | None = None) -> Workflow:
     """Read and validate a workflow file. Raises ``WorkflowError`` (or a subclass)."""
     file = Path(path)
-    try:
-        text = file.read_text()
-    except OSError as exc:
-        raise WorkflowError(f"cannot read workflow: {exc.strerror}", where=str(file)) from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise WorkflowError(f"invalid YAML: {problem}", where=where) from exc
+    raw = read_yaml(file, "workflow")
     return parse_workflow(raw, source=str(file), base_dir=file.resolve().parent, catalog=catalog)
 
 
@@ -210,7 +200,7 @@ def parse_workflow(
     try:
         model = WorkflowModel.model_validate(raw)
     except ValidationError as exc:
-        raise WorkflowError(_describe(exc, raw), where=source) from exc
+        raise WorkflowError(describe_errors(exc, raw, skip=_RUNNER_TYPES), where=source) from exc
     base = base_dir or Path.cwd()
     if model.catalog is not None:
         cat_path = Path(model.catalog)
@@ -355,28 +345,3 @@ def _task(t: TaskModel, decompose: Decompose | None = None) -> AgentTask:
         key=t.key,
         decompose=decompose,
     )
-
-
-def _describe(exc: ValidationError, raw: dict[object, object]) -> str:
-    """Pydantic's errors as ``tasks[2] (id 'x').timeout_s: message`` lines."""
-    lines = []
-    for err in exc.errors():
-        loc = list(err["loc"])
-        parts: list[str] = []
-        node: object = raw
-        for p in loc:
-            if isinstance(p, int):
-                parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
-                node = node[p] if isinstance(node, list) and p < len(node) else None
-                if isinstance(node, dict) and isinstance(node.get("id") or node.get("name"), str):
-                    key = "id" if "id" in node else "name"
-                    parts[-1] += f" ({key} {node[key]!r})"
-            else:
-                # pydantic names the chosen union member (e.g. "command"): not a user field
-                if isinstance(node, dict) and p not in node and p in _RUNNER_TYPES:
-                    continue
-                parts.append(str(p))
-                node = node.get(p) if isinstance(node, dict) else None
-        where = ".".join(parts) if parts else "(top level)"
-        lines.append(f"{where}: {err['msg']}")
-    return "; ".join(lines)
