@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["QueueKey", "RunRecord", "Scheduler", "SchedulerConfig", "TaskRecord"]
 
-QueueKey = tuple[int, tuple[int, float], int, TaskRecord]
-"""A ready-queue entry: (priority key with aging, (run order, -critical-path rank), sequence,
+QueueKey = tuple[int, int, float, int, TaskRecord]
+"""A ready-queue entry: (priority key with aging, run order, -critical-path rank, sequence,
 record). Within a priority, earlier runs go first and, inside a run, the critical path; the
 sequence number is unique, so records are never compared."""
 
@@ -452,7 +452,7 @@ class Scheduler:
         # Aging: the key is static, yet a task that has waited k intervals longer than another
         # ranks as if its priority were k higher, so low priorities cannot starve.
         age = int(now // self.config.aging_interval_s)
-        heapq.heappush(heap, (age - rec.task.priority, (rec.run.order, -rec.rank), self._seq, rec))
+        heapq.heappush(heap, (age - rec.task.priority, rec.run.order, -rec.rank, self._seq, rec))
 
     # --- dispatch -----------------------------------------------------------------------------
 
@@ -494,7 +494,7 @@ class Scheduler:
                 if cap_limits and running_cap.get(cap, 0) >= cap_limits.get(cap, limit):
                     break
                 heappop(heap)
-                rec = head[3]
+                rec = head[4]
                 task = rec.task
                 if task.resources and not self._resources_free(task):
                     # Set aside until the resource is released, so waiters cost nothing per
@@ -515,7 +515,7 @@ class Scheduler:
                     heappush(heads, (head, cap))
                     break
         for key in deferred:
-            heappush(ready[key[3].task.capability], key)
+            heappush(ready[key[4].task.capability], key)
         for cap in [c for c, h in ready.items() if not h]:
             del ready[cap]
         return out
@@ -523,7 +523,7 @@ class Scheduler:
     def _park(self, key: QueueKey) -> None:
         held = self._held
         limits = self.config.resource_limits
-        full = next(r for r in key[3].task.resources if held.get(r, 0) >= limits.get(r, 1))
+        full = next(r for r in key[4].task.resources if held.get(r, 0) >= limits.get(r, 1))
         self._parked.setdefault(full, []).append(key)
 
     def _resources_free(self, task: AgentTask) -> bool:
@@ -708,9 +708,9 @@ class Scheduler:
             else:
                 del held[r]
             for key in self._parked.pop(r, ()):
-                if key[3].state is _READY and key[3].queued == key[2]:
+                if key[4].state is _READY and key[4].queued == key[3]:
                     # Back in its queue under its old key: it keeps its place.
-                    heapq.heappush(self._ready.setdefault(key[3].task.capability, []), key)
+                    heapq.heappush(self._ready.setdefault(key[4].task.capability, []), key)
         return inst
 
     def _failed_attempt(
@@ -932,8 +932,8 @@ def _clean_head(heap: list[QueueKey]) -> bool:
     true if a live entry is left on top."""
     while heap:
         head = heap[0]
-        rec = head[3]
-        if rec.state is _READY and rec.queued == head[2]:
+        rec = head[4]
+        if rec.state is _READY and rec.queued == head[3]:
             return True
         heapq.heappop(heap)
     return False
