@@ -33,8 +33,8 @@ from metaagent.decisions import (
 )
 from metaagent.errors import AgentCrash, RunFailed, VerificationFailed, WorkflowError
 from metaagent.events import Event, Subscription
+from metaagent.gcpause import paused_gc
 from metaagent.journal.base import JournalError
-from metaagent.journal.codec import paused_gc
 from metaagent.model import AgentSpec, AgentTask, Outcome, TaskResult, TaskState
 from metaagent.pool import HealthPolicy
 from metaagent.retry import RetryPolicy
@@ -258,7 +258,8 @@ class Orchestrator:
         rid = run_id or f"run-{uuid.uuid4().hex[:10]}"
         now = self.clock.now()
         sched = self.scheduler
-        run = sched.prepare(rid, tasks, now, name=name, where=where)
+        with paused_gc():  # one bulk build of records: no collector passes in the middle of it
+            run = sched.prepare(rid, tasks, now, name=name, where=where)
         if journal is not None:
             journal.open_run(
                 rid, run.name, tasks, key=key, source=source, workdir=self.config.workdir
@@ -328,7 +329,8 @@ class Orchestrator:
             handle.decisions.append(d)
             if self.journal is not None:
                 self.journal.decision(run.id, d, d.at - handle.started_at)
-        self._apply(self.scheduler.accept(run, now))
+        with paused_gc():  # every root task is queued at once
+            self._apply(self.scheduler.accept(run, now))
         # Dispatch on the next loop turn, so a caller can subscribe to events() first.
         self._schedule_dispatch()
         return handle
@@ -369,16 +371,17 @@ class Orchestrator:
         run = sched.runs[run_id]
         end = run.finished_at if run.finished_at is not None else self.clock.now()
         offered, slots = sched.pool.capacity(handle.started_at, end)
-        return aggregate(
-            sched.results(run_id),
-            slots=self.config.max_concurrency,
-            name=handle.name,
-            run_id=run_id,
-            decisions=handle.decisions,
-            started_at=handle.started_at,
-            agent_slots=slots,
-            capacity=offered,
-        )
+        with paused_gc():  # a result per task, built in one go
+            return aggregate(
+                sched.results(run_id),
+                slots=self.config.max_concurrency,
+                name=handle.name,
+                run_id=run_id,
+                decisions=handle.decisions,
+                started_at=handle.started_at,
+                agent_slots=slots,
+                capacity=offered,
+            )
 
     def forget(self, run_id: str) -> None:
         """Drop a finished run from memory (a journal keeps its record), so that a long-lived
@@ -679,7 +682,8 @@ class Orchestrator:
         self._dispatch_pending = False
         if self._closed:
             return
-        self._apply(self.scheduler.tick(self.clock.now()))
+        with paused_gc():  # a turn builds a burst of records: collect after it, not during
+            self._apply(self.scheduler.tick(self.clock.now()))
         if self.journal is not None:
             if not self._commit():
                 return

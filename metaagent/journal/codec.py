@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import gc
 import json
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from metaagent.journal.base import StoredResult
 from metaagent.model import AgentTask, Attempt, Decompose, Outcome, TaskState, VerifySpec
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Sequence
 
 TaskRow = tuple[
     str, str, int, str, str, str | None, int, str, float, float | None, int, str,
@@ -222,19 +220,3 @@ def attempts_from_rows(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[Attemp
         else:
             seen.append(attempt)
     return out
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Hold the cyclic garbage collector while bulk-building objects.
-
-    Decoding a run of a hundred thousand tasks would trigger a collection every few hundred
-    allocations, each walking the objects built so far: pausing it halves recovery time.
-    """
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metaagent import crashpoints
+from metaagent.gcpause import paused_gc
 from metaagent.journal.base import Durability, JournalError, RunInfo, StoredRun
 from metaagent.journal.codec import (
     TASK_COLUMNS,
     attempts_from_rows,
     bulk_loads,
     dumps,
-    paused_gc,
     results_from_rows,
     task_row,
     tasks_doc,
