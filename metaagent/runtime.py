@@ -684,9 +684,9 @@ class Orchestrator:
             return
         with paused_gc():  # a turn builds a burst of records: collect after it, not during
             self._apply(self.scheduler.tick(self.clock.now()))
-        if self.journal is not None:
-            if not self._commit():
+            if self.journal is not None and not self._commit():
                 return
+        if self.journal is not None:
             crashpoints.hit("after_commit_before_dispatch")
         launches, self._launches = self._launches, []
         for d in launches:
