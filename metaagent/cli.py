@@ -222,8 +222,7 @@ async def _execute(
     journal: SqliteJournal | None,
     resume: str | None = None,
 ) -> BatchResult:
-    roots = sum(1 for t in wf.tasks if not t.depends_on)
-    view = ProgressView(len(wf.tasks), wf.agents, roots)
+    view = ProgressView(len(wf.tasks), wf.agents)
     live_ok = not quiet and err.is_terminal
     key = batch_key(wf.name, wf.tasks, config.workdir)
     async with Orchestrator(wf.agents, config, journal=journal) as orch:

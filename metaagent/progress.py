@@ -29,11 +29,10 @@ _COLOURS = {
 class ProgressView:
     """Counts tasks by state and agents by busy slots, from events alone."""
 
-    def __init__(self, total: int, agents: Sequence[AgentSpec], roots: int) -> None:
+    def __init__(self, total: int, agents: Sequence[AgentSpec]) -> None:
         self.total = total
         self.elapsed = 0.0
         self.state: dict[str, str] = {}
-        self.roots = roots
         self.slots = {a.name: a.concurrency for a in agents}
         self.busy: dict[str, int] = dict.fromkeys(self.slots, 0)
         self.running: dict[str, str] = {}  # task -> agent
