@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from metaagent import crashpoints
@@ -17,6 +15,7 @@ from metaagent.agents.base import AttemptContext
 from metaagent.agents.function import FunctionRunner
 from metaagent.batch import BatchResult, aggregate
 from metaagent.clock import Clock, SystemClock
+from metaagent.config import OrchestratorConfig
 from metaagent.decisions import (
     CancelTask,
     Decision,
@@ -32,123 +31,21 @@ from metaagent.decisions import (
     TerminateAgent,
 )
 from metaagent.errors import AgentCrash, RunFailed, VerificationFailed, WorkflowError
-from metaagent.events import Event, Subscription
+from metaagent.events import Event
 from metaagent.gcpause import paused_gc
+from metaagent.handle import EventCallback, RunHandle
 from metaagent.journal.base import JournalError
 from metaagent.model import AgentSpec, AgentTask, Outcome, TaskResult, TaskState
-from metaagent.pool import HealthPolicy
-from metaagent.retry import RetryPolicy
-from metaagent.routing import RoutingWeights
-from metaagent.scaling import PoolPolicy
-from metaagent.scheduler import RunRecord, Scheduler, SchedulerConfig
+from metaagent.scheduler import RunRecord, Scheduler
 from metaagent.supervisor import LongLivedRunner, Supervisor
 from metaagent.verify import verify_output
 
+__all__ = ["EventCallback", "Orchestrator", "OrchestratorConfig", "RunHandle"]
+
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from metaagent.journal.base import Journal
-    from metaagent.learning import RoutingMode
-
-
-@dataclass(frozen=True, slots=True)
-class OrchestratorConfig:
-    """How an orchestrator runs. Units are in the names; every field has a default."""
-
-    max_concurrency: int = 16
-    max_queued: int = 10_000
-    default_timeout_s: float | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    routing: RoutingMode = "deterministic"
-    weights: RoutingWeights = field(default_factory=RoutingWeights)
-    seed: int = 0
-    workdir: str = "."
-    pool: PoolPolicy = field(default_factory=PoolPolicy)
-    health: HealthPolicy = field(default_factory=HealthPolicy)
-    capability_limits: Mapping[str, int] = field(default_factory=dict)
-    resource_limits: Mapping[str, int] = field(default_factory=dict)
-    aging_interval_s: float = 300.0
-
-    def scheduler_config(self) -> SchedulerConfig:
-        return SchedulerConfig(
-            max_concurrency=self.max_concurrency,
-            max_queued=self.max_queued,
-            retry=self.retry,
-            weights=self.weights,
-            routing=self.routing,
-            seed=self.seed,
-            pool=self.pool,
-            health=self.health,
-            capability_limits=self.capability_limits,
-            resource_limits=self.resource_limits,
-            aging_interval_s=self.aging_interval_s,
-        )
-
-
-EventCallback = Callable[[Event], None]
-
-
-class RunHandle:
-    """A submitted run: its decisions so far, a live event stream and its final result."""
-
-    def __init__(self, orch: Orchestrator, run_id: str, name: str, started_at: float) -> None:
-        self._orch = orch
-        self.run_id = run_id
-        self.name = name
-        self.started_at = started_at
-        self.decisions: list[Decision] = []
-        self._subs: list[Subscription] = []
-        self._callbacks: list[EventCallback] = []
-        self._listening = False  # anyone subscribed: events are only built when someone listens
-        self._done = asyncio.get_running_loop().create_future()
-
-    @property
-    def listening(self) -> bool:
-        return self._listening
-
-    def events(self) -> Subscription:
-        """Subscribe now: the iterator yields every event from here on and ends with the run."""
-        sub = Subscription()
-        if self._done.done():
-            sub.close()
-        else:
-            self._subs.append(sub)
-            self._listening = True
-        return sub
-
-    def on_event(self, callback: EventCallback) -> None:
-        """Call ``callback`` synchronously for every event from here on."""
-        self._callbacks.append(callback)
-        self._listening = True
-
-    def publish(self, event: Event) -> None:
-        for sub in self._subs:
-            sub.put(event)
-        for cb in self._callbacks:
-            cb(event)
-
-    def done(self) -> bool:
-        return self._done.done()
-
-    async def result(self) -> BatchResult:
-        """Wait for every task to reach a terminal state; return the batch's result."""
-        await asyncio.shield(self._done)
-        return self._orch.batch_result(self.run_id)
-
-    async def cancel(self, task_ids: Iterable[str] | None = None) -> None:
-        await self._orch.cancel(self.run_id, task_ids)
-
-    def _finish(self, error: BaseException | None = None) -> None:
-        if not self._done.done():
-            if error is None:
-                self._done.set_result(None)
-            else:
-                self._done.set_exception(error)
-                # Marked as seen: nobody may be awaiting this run, and the error is not lost
-                # (result() raises it; the journal and the decisions keep the run's story).
-                self._done.exception()
-        for sub in self._subs:
-            sub.close()
-        self._subs.clear()
-        self._listening = bool(self._callbacks)
 
 
 class Orchestrator:
