@@ -252,10 +252,12 @@ async def _execute(
                 handle = await start(view.on_event)
                 loop = asyncio.get_running_loop()
                 t0 = loop.time()
-                while not handle.done():
+                result = asyncio.ensure_future(handle.result())
+                while not result.done():
+                    view.waiting = orch.waiting()
                     live.update(view.render(loop.time() - t0))
-                    await asyncio.wait([asyncio.ensure_future(handle.result())], timeout=0.125)
-                return await handle.result()
+                    await asyncio.wait([result], timeout=0.125)
+                return result.result()
 
         def log(ev: Event) -> None:
             line = view.line(ev)

@@ -36,6 +36,7 @@ class ProgressView:
         self.slots = {a.name: a.concurrency for a in agents}
         self.busy: dict[str, int] = dict.fromkeys(self.slots, 0)
         self.running: dict[str, str] = {}  # task -> agent
+        self.waiting: dict[str, str] = {}  # capability -> why its tasks are not being served
 
     def on_event(self, ev: Event) -> None:
         self.elapsed = max(self.elapsed, ev.at)
@@ -87,6 +88,8 @@ class ProgressView:
                 style="cyan",
             ),
         )
+        for why in self.waiting.values():
+            table.add_row(Text(why, style="yellow"), Text(""), Text(""))
         return table
 
 

@@ -262,6 +262,10 @@ class Orchestrator:
         self._apply(self.scheduler.cancel(run_id, task_ids, self.clock.now()))
         self._schedule_dispatch()
 
+    def waiting(self) -> dict[str, str]:
+        """Capabilities whose queued tasks no live agent can serve now, with the reason."""
+        return self.scheduler.waiting_reasons()
+
     def batch_result(self, run_id: str) -> BatchResult:
         handle = self._handles[run_id]
         sched = self.scheduler
