@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,9 @@ def wait_gone() -> Callable[[str], Awaitable[bool]]:
 def python() -> str:
     """The interpreter running the tests, for child scripts."""
     return sys.executable
+
+
+@pytest.fixture
+def bench_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bench`` is a top-level folder of the repository, not part of the installed package."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))

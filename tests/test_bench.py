@@ -6,39 +6,10 @@ this small, on a shared machine, mean nothing.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 import pytest
+from bench_helpers import run_bench
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def _bench_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``bench`` is a top-level folder of the repository, not part of the installed package."""
-    monkeypatch.syspath_prepend(str(ROOT))
-
-
-def _run(name: str, argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
-    from bench import BENCHMARKS
-
-    returned = BENCHMARKS[name][0](list(argv))
-    lines = capsys.readouterr().out.strip().splitlines()
-    printed = json.loads(lines[-1])
-    assert isinstance(printed, dict)
-    assert printed["bench"] == name
-    assert printed == json.loads(json.dumps(returned))
-    targets = printed["targets"]
-    assert isinstance(targets, dict)
-    assert targets
-    for target in targets.values():
-        assert isinstance(target["target_met"], bool)
-    return printed
+pytestmark = pytest.mark.usefixtures("bench_on_path")
 
 
 def test_list_names_every_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,7 +31,7 @@ def test_unknown_benchmark_is_refused(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_throughput(capsys: pytest.CaptureFixture[str]) -> None:
-    out = _run("throughput", ["--tasks", "500", "--repeat", "1", "--layers", "5"], capsys)
+    out = run_bench("throughput", ["--tasks", "500", "--repeat", "1", "--layers", "5"], capsys)
     assert out["tasks"] == 500
     for key in (
         "gather_best_per_s",
@@ -78,7 +49,7 @@ def test_throughput(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_routing(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--decisions", "100", "--warmup", "10", "--agents", "20,60", "--queued", "300,2000"]
-    out = _run("routing", argv, capsys)
+    out = run_bench("routing", argv, capsys)
     cells = out["cells"]
     assert isinstance(cells, list)
     assert {(c["agents"], c["queued"], c["pool"]) for c in cells} == {
@@ -89,7 +60,7 @@ def test_routing(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_scwt(capsys: pytest.CaptureFixture[str]) -> None:
-    out = _run("scwt", ["--time-scale", "0.01"], capsys)
+    out = run_bench("scwt", ["--time-scale", "0.01"], capsys)
     assert out["time_scale"] == 0.01
     assert out["tasks"] == 6
     for key in (

@@ -5,43 +5,15 @@ Guards against bit-rot only; no performance target is asserted (a run this small
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 import pytest
+from bench_helpers import run_bench
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def _bench_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT))
-
-
-def _run(name: str, argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
-    from bench import BENCHMARKS
-
-    returned = BENCHMARKS[name][0](list(argv))
-    lines = capsys.readouterr().out.strip().splitlines()
-    printed = json.loads(lines[-1])
-    assert isinstance(printed, dict)
-    assert printed["bench"] == name
-    assert printed == json.loads(json.dumps(returned, allow_nan=False))
-    targets = printed["targets"]
-    assert isinstance(targets, dict)
-    assert targets
-    for target in targets.values():
-        assert isinstance(target["target_met"], bool)
-    return printed
+pytestmark = pytest.mark.usefixtures("bench_on_path")
 
 
 def test_scaling(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--phases", "20:0.5,30:10,30:0.5", "--idle-timeout", "10", "--real-scale", "0.02"]
-    out = _run("scaling", argv, capsys)
+    out = run_bench("scaling", argv, capsys)
     elastic = out["elastic"]
     assert isinstance(elastic, dict)
     assert elastic["peak_agents"] > 1  # it grew for the burst
@@ -52,7 +24,7 @@ def test_scaling(capsys: pytest.CaptureFixture[str]) -> None:
 def test_failover(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--kills", "4", "--backlog-kills", "2", "--agents", "4", "--concurrency", "3",
             "--task-s", "0.3", "--interval-s", "0.2"]  # fmt: skip
-    out = _run("failover", argv, capsys)
+    out = run_bench("failover", argv, capsys)
     room = out["room"]
     assert isinstance(room, dict)
     assert room["kills"] == 4
@@ -62,7 +34,7 @@ def test_failover(capsys: pytest.CaptureFixture[str]) -> None:
 def test_overload(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--duration-s", "1.5", "--agents", "2", "--slots", "2", "--max-queued", "64",
             "--batch", "8", "--baseline-s", "0.5"]  # fmt: skip
-    out = _run("overload", argv, capsys)
+    out = run_bench("overload", argv, capsys)
     run = out["run"]
     assert isinstance(run, dict)
     assert run["tasks_lost"] == 0

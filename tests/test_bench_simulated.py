@@ -5,17 +5,10 @@ These guard against bit-rot only; the figures of runs this small mean nothing.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
+from bench_helpers import run_bench
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def _bench_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT))
+pytestmark = pytest.mark.usefixtures("bench_on_path")
 
 
 @pytest.mark.parametrize(
@@ -29,17 +22,7 @@ def _bench_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_simulated_bench_runs(
     name: str, argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bench import BENCHMARKS
-
-    returned = BENCHMARKS[name][0](argv)
-    lines = capsys.readouterr().out.strip().splitlines()
-    printed = json.loads(lines[-1])
-    assert printed["bench"] == name
-    assert printed == json.loads(json.dumps(returned))
-    assert printed["targets"]
-    for target in printed["targets"].values():
-        assert isinstance(target["target_met"], bool)
-    assert len(lines) > 3  # a table came first
+    run_bench(name, argv, capsys)
 
 
 def test_makespan_orders_meet_the_same_durations(capsys: pytest.CaptureFixture[str]) -> None:

