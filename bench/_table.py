@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -60,3 +61,8 @@ def _finite(value: object) -> object:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+def stamp() -> str:
+    """When a benchmark ran: UTC, to the second, as its JSON line records it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import random
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bench._table import print_json, print_table
+from bench._table import print_json, print_table, stamp
 from metaagent.model import AgentSpec, AgentTask
 from metaagent.simulate import Simulation
 from metaagent.simulate_spec import (
@@ -160,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     )
     out: dict[str, object] = {
         "bench": "affinity",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": stamp(),
         "groups": args.groups,
         "instances": args.instances,
         "load": args.load,

@@ -18,11 +18,10 @@ import shutil
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench._table import print_json, print_table
+from bench._table import print_json, print_table, stamp
 from metaagent import AgentSpec, AgentTask, FunctionRunner, Orchestrator, OrchestratorConfig
 from metaagent.journal import Durability, MemoryJournal, SqliteJournal
 from metaagent.model import Attempt
@@ -195,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
 
     out: dict[str, object] = {
         "bench": "durable",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": stamp(),
         "tasks": n,
         "repeat": args.repeat,
         "agents": args.agents,

@@ -29,11 +29,10 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench._table import print_json, print_table
+from bench._table import print_json, print_table, stamp
 from metaagent import (
     AgentSpec,
     AgentTask,
@@ -328,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         }
     out: dict[str, object] = {
         "bench": "failover",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": stamp(),
         "driver": "real Orchestrator, real agent processes (PersistentCommandRunner), SIGKILL",
         "agents": args.agents,
         "concurrency": args.concurrency,

@@ -25,10 +25,9 @@ from __future__ import annotations
 import argparse
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from bench._table import print_json, print_table
+from bench._table import print_json, print_table, stamp
 from metaagent.model import AgentSpec, TaskState
 from metaagent.policies import least_loaded, oracle, random_choice, round_robin
 from metaagent.routing import RoutingWeights
@@ -248,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     )
     out: dict[str, object] = {
         "bench": "learning",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": stamp(),
         "tasks": args.tasks,
         "worlds": args.worlds,
         "agents": args.agents,

@@ -22,11 +22,10 @@ from __future__ import annotations
 import argparse
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
-from bench._table import print_json, print_table
+from bench._table import print_json, print_table, stamp
 from metaagent.graph import TaskGraph
 from metaagent.model import AgentSpec, AgentTask
 from metaagent.simulate import Simulation
@@ -220,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     )
     out: dict[str, object] = {
         "bench": "makespan",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": stamp(),
         "tasks": args.tasks,
         "layers": args.layers,
         "slots": 2 * args.agents,

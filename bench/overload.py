@@ -24,11 +24,10 @@ import math
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench._table import print_json, print_table
+from bench._table import print_json, print_table, stamp
 from metaagent import (
     AgentSpec,
     AgentTask,
@@ -283,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     bounded = isinstance(first, float) and isinstance(second, float) and second <= first * 1.10
     out: dict[str, object] = {
         "bench": "overload",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": stamp(),
         "driver": "real Orchestrator, async function agents, one process",
         "duration_s": args.duration_s,
         "factor": args.factor,

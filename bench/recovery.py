@@ -22,11 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench._table import print_json, print_table
+from bench._table import print_json, print_table, stamp
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -170,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     )
     out: dict[str, object] = {
         "bench": "recovery",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": stamp(),
         "sizes": sizes,
         "repeat": args.repeat,
         "cells": cells,

@@ -15,10 +15,9 @@ import gc
 import math
 import random
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from bench._table import print_json, print_table
+from bench._table import print_json, print_table, stamp
 from metaagent import AgentSpec, AgentTask, FunctionRunner, Outcome, Scheduler, SchedulerConfig
 
 if TYPE_CHECKING:
@@ -192,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     print(f"\nworst p99: {worst:.1f} us (target: under {TARGET_P99_MS:g} ms in every cell)")
     out: dict[str, object] = {
         "bench": "routing",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": stamp(),
         "decisions": args.decisions,
         "warmup": args.warmup,
         "agents": args.agents,

@@ -30,10 +30,9 @@ import random
 import statistics
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bench._table import print_json, print_table
+from bench._table import print_json, print_table, stamp
 from metaagent import (
     AgentSpec,
     AgentTask,
@@ -479,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     util = float(ev["utilisation_at_peak"])  # type: ignore[arg-type]
     out: dict[str, object] = {
         "bench": "scaling",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": stamp(),
         "driver": "virtual time (Scheduler driven by an event heap); real check: Orchestrator "
         "with async function agents, time-compressed",
         "phases": args.phases,

@@ -15,11 +15,10 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench._table import print_json, print_table
+from bench._table import print_json, print_table, stamp
 from metaagent import (
     AgentSpec,
     AgentTask,
@@ -394,7 +393,7 @@ def _run(scale: float, root: Path) -> dict[str, object]:
 
     out: dict[str, object] = {
         "bench": "scwt",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": stamp(),
         "time_scale": scale,
         "tasks": len(TASKS),
         "agents": len(ROLES),

@@ -15,10 +15,9 @@ import asyncio
 import gc
 import statistics
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bench._table import print_json, print_table
+from bench._table import print_json, print_table, stamp
 from metaagent import AgentSpec, AgentTask, FunctionRunner, Orchestrator, OrchestratorConfig
 
 if TYPE_CHECKING:
@@ -176,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
 
     out: dict[str, object] = {
         "bench": "throughput",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": stamp(),
         "tasks": n,
         "repeat": args.repeat,
         "agents": args.agents,
