@@ -234,17 +234,15 @@ async def _execute(
                 handle = await orch.submit(
                     wf.tasks, name=wf.name, key=key, on_event=on_event, source=wf.source
                 )
-            done = orch.scheduler.runs[handle.run_id]
-            finished = sum(1 for r in done.tasks.values() if r.state.terminal)
+            states = orch.task_states(handle.run_id)
+            finished = {tid: st for tid, st in states.items() if st.terminal}
             if finished and not quiet:
                 err.print(
-                    f"resuming run {handle.run_id}: {finished} of {len(done.tasks)} tasks "
+                    f"resuming run {handle.run_id}: {len(finished)} of {len(states)} tasks "
                     "already finished are kept",
                     highlight=False,
                 )
-            for rec in done.tasks.values():
-                if rec.state.terminal:
-                    view.state[rec.task.id] = rec.state.value
+            view.state.update({tid: st.value for tid, st in finished.items()})
             return handle
 
         if live_ok:

@@ -262,6 +262,10 @@ class Orchestrator:
         self._apply(self.scheduler.cancel(run_id, task_ids, self.clock.now()))
         self._schedule_dispatch()
 
+    def task_states(self, run_id: str) -> dict[str, TaskState]:
+        """Every task of a run with its state now (a resumed run's finished tasks included)."""
+        return {tid: rec.state for tid, rec in self.scheduler.runs[run_id].tasks.items()}
+
     def waiting(self) -> dict[str, str]:
         """Capabilities whose queued tasks no live agent can serve now, with the reason."""
         return self.scheduler.waiting_reasons()
