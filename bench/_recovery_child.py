@@ -66,9 +66,9 @@ async def first_dispatch(ctx: AttemptContext) -> object:
 class TimedJournal(SqliteJournal):
     """Stamps the end of reading the run back, to split recovery into its parts."""
 
-    def load_run(self, run_id: str, *, decisions: bool = True) -> StoredRun:
+    def load_run(self, run_id: str, *, decisions: bool = True, lazy: bool = False) -> StoredRun:
         stamps["load_start"] = time.monotonic()
-        stored = super().load_run(run_id, decisions=decisions)
+        stored = super().load_run(run_id, decisions=decisions, lazy=lazy)
         stamps["loaded"] = time.monotonic()
         return stored
 

@@ -116,8 +116,7 @@ class Decomposing(SchedulerState):
                 ]
                 if released:
                     self._release(run, released, now)
-            if run.open == 0 and run.finished_at is None:
-                out.append(self._complete(run, now))
+            self._complete(run, now, out)
         return out
 
     def _drain(self, out: list[Output], now: float) -> list[Output]:

@@ -26,7 +26,7 @@ class TaskGraph:
         self.tasks: dict[str, AgentTask] = {}
         self.dependents: dict[str, list[str]] = {}
         self.remaining: dict[str, int] = {}
-        self._order: list[str] = []
+        self._order: list[str] | None = []  # topological; None: to be found when asked for
         self.extend(tasks, where=where)
 
     def extend(
@@ -68,23 +68,109 @@ class TaskGraph:
             inner[tid] = within
             if unmet == 0:
                 ready.append(tid)
-        # Kahn's algorithm over the new tasks: every dependent of a new task is new.
-        queue = [tid for tid, n in inner.items() if n == 0]
-        order: list[str] = []
-        while queue:
-            tid = queue.pop()
-            order.append(tid)
-            for child in dependents[tid]:
-                left = inner[child] - 1
-                inner[child] = left
-                if left == 0:
-                    queue.append(child)
+        order = _kahn(inner, dependents)
         if len(order) != len(new):
             stuck = {tid for tid, n in inner.items() if n > 0}
             self._forget(new, ids)
             raise CycleError(_find_cycle(new, ids, stuck), where=where)
-        self._order.extend(order)
+        if self._order is not None:
+            self._order.extend(order)
         return ready
+
+    def restore(
+        self,
+        tasks: Sequence[AgentTask],
+        done: Container[str],
+        estimate: Callable[[AgentTask], float],
+        skip: Container[str] = (),
+    ) -> dict[str, float]:
+        """Build the graph of tasks read back from a journal and return their upward ranks
+        (as ``upward_rank`` gives them, in one pass with the order). The tasks passed every
+        check when they were submitted, so only the links are built.
+
+        ``done`` holds the ids that succeeded, among ``tasks`` or not. A dependency on a task
+        outside the graph must be in ``done``: it is not linked (nothing waits on it any more),
+        and ``add_settled`` may add that task later. Raises ``WorkflowError`` for a dependency
+        that is neither (a journal that does not hold together). The graph must be empty.
+        """
+        if self.tasks:
+            raise ValueError("restore() builds a graph from nothing: this one has tasks")
+        tasks_map, dependents, remaining = self.tasks, self.dependents, self.remaining
+        for task in tasks:
+            tasks_map[task.id] = task
+            dependents[task.id] = []
+        get = dependents.get
+        for task in tasks:
+            tid = task.id
+            unmet = 0
+            for dep in task.depends_on:
+                below = get(dep)
+                if below is not None:
+                    below.append(tid)
+                if dep not in done:
+                    if below is None:
+                        raise WorkflowError(
+                            f"restored task {tid!r} depends on {dep!r}, which is neither in "
+                            "the run nor recorded as succeeded"
+                        )
+                    unmet += 1
+            remaining[tid] = unmet
+        # Kahn's algorithm from the sinks up: each task is ranked once all below it are.
+        waiting = {tid: len(below) for tid, below in dependents.items()}
+        stack = [tid for tid, n in waiting.items() if n == 0]
+        pop, push, waits = stack.pop, stack.append, waiting.get
+        rank: dict[str, float] = {}
+        order: list[str] = []
+        seen = order.append
+        while stack:
+            tid = pop()
+            seen(tid)
+            task = tasks_map[tid]
+            if tid in skip:
+                rank[tid] = 0.0
+            else:
+                most = 0.0
+                for d in dependents[tid]:
+                    r = rank[d]
+                    if r > most:
+                        most = r
+                rank[tid] = estimate(task) + most
+            for dep in task.depends_on:
+                n = waits(dep)
+                if n is not None:
+                    waiting[dep] = n - 1
+                    if n == 1:
+                        push(dep)
+        if len(order) != len(tasks_map):
+            stuck = {tid for tid, n in waiting.items() if n > 0}
+            new = list(tasks)
+            raise CycleError(_find_cycle(new, {t.id: i for i, t in enumerate(new)}, stuck))
+        order.reverse()
+        self._order = order
+        return rank
+
+    def add_settled(self, tasks: Sequence[AgentTask]) -> None:
+        """Add tasks that succeeded before ``restore`` was given the rest of their run: they
+        release nothing (their dependents were told they are done) and rank nowhere; their
+        links are kept for the record, and the order is found again when next asked for."""
+        tasks_map, dependents, remaining = self.tasks, self.dependents, self.remaining
+        before = list(tasks_map.values())
+        added: set[str] = set()
+        for task in tasks:
+            tasks_map[task.id] = task
+            dependents.setdefault(task.id, [])
+            remaining[task.id] = 0
+            added.add(task.id)
+        # The links ``restore`` left out (from a settled task to what depends on it), then
+        # the settled tasks' own.
+        for task in before:
+            for dep in task.depends_on:
+                if dep in added:
+                    dependents[dep].append(task.id)
+        for task in tasks:
+            for dep in task.depends_on:
+                dependents[dep].append(task.id)
+        self._order = None
 
     def _forget(self, new: list[AgentTask], ids: dict[str, int]) -> None:
         """Undo the part of ``extend`` done before it found a cycle: all or nothing."""
@@ -163,7 +249,12 @@ class TaskGraph:
 
     def topological_order(self) -> list[str]:
         """Every task id, each after all of its dependencies."""
-        return list(self._order)
+        return list(self._topological())
+
+    def _topological(self) -> list[str]:
+        if self._order is None:
+            self._order = _kahn_all(self.tasks, self.dependents)
+        return self._order
 
     def upward_rank(
         self, estimate: Callable[[AgentTask], float], skip: Container[str] = ()
@@ -176,7 +267,7 @@ class TaskGraph:
         rank: dict[str, float] = {}
         dependents = self.dependents
         tasks = self.tasks
-        for tid in reversed(self._order):
+        for tid in reversed(self._topological()):
             if tid in skip:
                 rank[tid] = 0.0
                 continue
@@ -198,6 +289,31 @@ class TaskGraph:
         while self.dependents[path[-1]]:
             path.append(max(self.dependents[path[-1]], key=lambda t: rank[t]))
         return rank[start], path
+
+
+def _kahn(inner: dict[str, int], dependents: dict[str, list[str]]) -> list[str]:
+    """Kahn's algorithm over the tasks of ``inner`` (each with its count of dependencies among
+    them; every dependent of one of them is one of them). Counts left above 0: a cycle."""
+    queue = [tid for tid, n in inner.items() if n == 0]
+    order: list[str] = []
+    while queue:
+        tid = queue.pop()
+        order.append(tid)
+        for child in dependents[tid]:
+            left = inner[child] - 1
+            inner[child] = left
+            if left == 0:
+                queue.append(child)
+    return order
+
+
+def _kahn_all(tasks: dict[str, AgentTask], dependents: dict[str, list[str]]) -> list[str]:
+    """A topological order of a whole (acyclic) graph."""
+    inner = dict.fromkeys(tasks, 0)
+    for below in dependents.values():
+        for child in below:
+            inner[child] += 1
+    return _kahn(inner, dependents)
 
 
 def _place(where: str | None, index: int, task: AgentTask) -> str:

@@ -89,8 +89,7 @@ class Outcomes(SchedulerState):
             if released:
                 self._release(run, released, now)
             self._drain(out, now)
-            if run.open == 0 and run.finished_at is None:
-                out.append(self._complete(run, now))
+            self._complete(run, now, out)
             return out
         if outcome is Outcome.CANCELLED:
             # Stopped from outside the scheduler (say, at shutdown): not the agent's failure, and
@@ -101,8 +100,7 @@ class Outcomes(SchedulerState):
                 CancelTask(now, run_id, task_id, "the attempt was cancelled", False, inst.id)
             )
             out.extend(self._skip_downstream(rec, now))
-            if rec.run.open == 0:
-                out.append(self._complete(rec.run, now))
+            self._complete(rec.run, now, out)
             return out
         out.extend(self.pool.on_failure(inst, now))
         self.learning.record(
@@ -206,8 +204,7 @@ class Outcomes(SchedulerState):
         )
         self._terminal(rec, TaskState.FAILED, now)
         out.extend(self._skip_downstream(rec, now))
-        if rec.run.open == 0:
-            out.append(self._complete(rec.run, now))
+        self._complete(rec.run, now, out)
         return out
 
     def _skip_downstream(self, rec: TaskRecord, now: float) -> list[Output]:
@@ -237,9 +234,11 @@ class Outcomes(SchedulerState):
             if parent.children_open == 0:
                 self._settle.append(parent)
 
-    def _complete(self, run: RunRecord, now: float) -> RunCompleted:
-        run.finished_at = now
-        return RunCompleted(now, run.id)
+    def _complete(self, run: RunRecord, now: float, out: list[Output]) -> None:
+        """End the run if nothing of it is open (and all of it has been read back)."""
+        if run.open == 0 and run.finished_at is None and run.unread is None:
+            run.finished_at = now
+            out.append(RunCompleted(now, run.id))
 
     def cancel(self, run_id: str, task_ids: Iterable[str] | None, now: float) -> list[Output]:
         """Cancel the named tasks of a run (all its open tasks when ``task_ids`` is None).
@@ -256,8 +255,8 @@ class Outcomes(SchedulerState):
                 raise WorkflowError(f"run {run_id!r} has no task {tid!r}")
         out: list[Output] = []
         self._cancel(run, ids, now, out)
-        if ids and run.open == 0 and run.finished_at is None:
-            out.append(self._complete(run, now))
+        if ids:
+            self._complete(run, now, out)
         return self._drain(out, now)
 
     def _cancel(self, run: RunRecord, ids: list[str], now: float, out: list[Output]) -> None:

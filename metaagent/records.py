@@ -16,7 +16,7 @@ from metaagent.routing import AgentInstance, RoutingWeights
 from metaagent.scaling import PoolPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from metaagent.graph import TaskGraph
     from metaagent.learning import RoutingMode
@@ -100,3 +100,25 @@ class RunRecord:
     open: int = 0
     finished_at: float | None = None
     order: int = 0  # submission order among runs: earlier runs go first within a priority
+    unread: UnreadPart | None = None  # a lazily restored run's settled tasks, not read yet
+
+    def output_of(self, task_id: str) -> object:
+        """The output of a task of this run (``KeyError`` for an unknown one), settled tasks of
+        a lazy restore included."""
+        rec = self.tasks.get(task_id)
+        if rec is not None:
+            return rec.output
+        if self.unread is not None:
+            return self.unread.outputs[task_id]
+        raise KeyError(task_id)
+
+
+@dataclass(slots=True, eq=False)
+class UnreadPart:
+    """The settled tasks of a lazily restored run (succeeded, not part of a decomposition),
+    known by id until ``Scheduler.restore_rest`` builds their records. The run cannot complete
+    before then."""
+
+    outputs: Mapping[str, object]  # output by task id (read when a dependent starts)
+    order: Sequence[str]  # every task id of the run, in submission order
+    first_seq: int  # the first sequence number reserved for them

@@ -45,7 +45,7 @@ __all__ = ["EventCallback", "Orchestrator", "OrchestratorConfig", "RunHandle"]
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from metaagent.journal.base import Journal
+    from metaagent.journal.base import DeferredPart, Journal
 
 
 class Orchestrator:
@@ -88,6 +88,7 @@ class Orchestrator:
         self._dispatch_pending = False
         self._closed = False
         self._failure: JournalError | None = None
+        self._unread: list[tuple[str, DeferredPart]] = []  # lazily resumed runs' settled tasks
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -195,7 +196,10 @@ class Orchestrator:
         # Rebuilding a large run makes objects by the hundred thousand, none of them cyclic:
         # the collector would walk them over and over for nothing.
         with paused_gc():
-            stored = self.journal.load_run(run_id, decisions=False)
+            # Lazily: the tasks that succeeded (outside decompositions) are read back after
+            # the first dispatch turn, so work starts again without waiting for them.
+            stored = self.journal.load_run(run_id, decisions=False, lazy=True)
+            part = stored.deferred
             now = self.clock.now()
             run = self.scheduler.restore(
                 run_id,
@@ -207,12 +211,46 @@ class Orchestrator:
                     for tid, r in stored.results.items()
                 },
                 attempts=stored.attempts,
+                settled=None if part is None else part.outputs,
+                order=None if part is None else part.order,
+                last_at=None if part is None else part.last_at,
             )
             for tid, seen in stored.attempts.items():
                 for a in seen:
                     if a.outcome is Outcome.LOST:
                         self.journal.attempt_finished(run_id, tid, a)
-            return self._start_run(run, now, on_event)
+            handle = self._start_run(run, now, on_event)
+            if part is not None:
+                self._unread.append((run_id, part))
+            return handle
+
+    def _read_rest(self) -> None:
+        """Read back the settled tasks of runs resumed lazily, now that work is under way."""
+        pending, self._unread = self._unread, []
+        journal = self.journal
+        if not pending:
+            return
+        for run_id, part in pending:
+            if self._closed or journal is None:
+                return
+            try:
+                with paused_gc():
+                    rest = part.read()
+                    outs = self.scheduler.restore_rest(
+                        run_id,
+                        rest.tasks,
+                        self.clock.now(),
+                        results={
+                            tid: (r.state, r.output, r.error, r.finished_at)
+                            for tid, r in rest.results.items()
+                        },
+                        attempts=rest.attempts,
+                    )
+            except JournalError as exc:
+                self._journal_failed(exc)
+                return
+            self._apply(outs)
+        self._schedule_dispatch()
 
     def _start_run(self, run: RunRecord, now: float, on_event: EventCallback | None) -> RunHandle:
         self._loop = asyncio.get_running_loop()
@@ -500,7 +538,7 @@ class Orchestrator:
             return  # cancelled between the decision and its launch
         task = rec.task
         inst = sched.agents[d.instance]
-        upstream = {dep: run.tasks[dep].output for dep in task.depends_on}
+        upstream = {dep: run.output_of(dep) for dep in task.depends_on}
         ctx = AttemptContext(
             task, run.id, d.attempt, d.spec, d.instance, upstream, self.config.workdir,
             rec.feedback,
@@ -597,6 +635,9 @@ class Orchestrator:
         for d in launches:
             self._launch(d)
         self._arm_timer()
+        if self._unread:
+            # After the attempts just launched have taken their first step.
+            self._loop.call_soon(self._read_rest)
 
     def _arm_timer(self) -> None:
         wake = self.scheduler.next_wakeup()

@@ -24,12 +24,12 @@ from metaagent.learning import Learning
 from metaagent.model import AgentSpec, AgentTask, Attempt, Outcome, TaskResult, TaskState
 from metaagent.outcomes import Outcomes
 from metaagent.pool import Pool
-from metaagent.records import RunRecord, SchedulerConfig, TaskRecord
+from metaagent.records import RunRecord, SchedulerConfig, TaskRecord, UnreadPart
 from metaagent.routing import AgentInstance, AgentState, Router
 from metaagent.state import QueueKey
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = ["QueueKey", "RunRecord", "Scheduler", "SchedulerConfig", "TaskRecord"]
 
@@ -233,7 +233,7 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
         """Take a prepared run: its open tasks count against the bound; roots are released."""
         if run.id in self.runs:
             raise WorkflowError(f"run {run.id!r} already exists")
-        self._seq += len(run.tasks)
+        self._seq += len(run.tasks) if run.unread is None else len(run.unread.order)
         self.runs[run.id] = run
         self.queued += run.open
         out: list[Output] = []
@@ -268,8 +268,7 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
                     )
                 )
         self._drain(out, now)
-        if run.open == 0 and run.finished_at is None:
-            out.append(self._complete(run, now))
+        self._complete(run, now, out)
         return out
 
     def restore(
@@ -281,6 +280,9 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
         name: str | None = None,
         results: Mapping[str, tuple[TaskState, object, str | None, float]],
         attempts: Mapping[str, Sequence[Attempt]],
+        settled: Mapping[str, object] | None = None,
+        order: Sequence[str] | None = None,
+        last_at: float | None = None,
     ) -> RunRecord:
         """Prepare a run recorded earlier, for ``accept``.
 
@@ -288,30 +290,141 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
         the run is placed so that they end at ``now``. Attempts that had not finished are
         closed as ``lost``: they do not count against ``max_attempts``, and attempt numbers go
         on from the highest seen, so a late result from one of them is rejected.
+
+        A lazy restore leaves the run's settled tasks (succeeded, not part of a decomposition)
+        out of ``tasks``: ``settled`` maps their ids to their outputs, ``order`` lists every
+        task id of the run in submission order and ``last_at`` is the latest time recorded.
+        ``restore_rest`` brings their records later; the run cannot complete before that.
+        Raises as ``prepare`` does (a capability no agent offers any more, a full queue).
         """
-        last = max(
-            [r[3] for r in results.values()]
-            + [a.finished_at or a.started_at for seen in attempts.values() for a in seen]
-            + [0.0]
-        )
-        run = self.prepare(run_id, tasks, now, name=name, results=results)
-        run.started_at = now - last
-        for done in run.tasks.values():
-            if done.finished_at is not None:
-                done.finished_at += run.started_at
+        if run_id in self.runs:
+            raise WorkflowError(f"run {run_id!r} already exists")
+        if (settled is None) != (order is None):
+            raise ValueError("settled and order go together")
+        done = {tid for tid, r in results.items() if r[0] is TaskState.SUCCEEDED}
+        if settled is not None:
+            done.update(settled)
+        graph = TaskGraph(())
+        rank = graph.restore(tasks, done, self._estimator(), skip=results)
+        open_tasks = len(tasks) - len(results)
+        bound = self.config.max_queued
+        if self.queued + open_tasks > bound:
+            raise CapacityError(
+                f"queue full: {self.queued} tasks are queued and the bound is {bound}; "
+                f"a batch of {open_tasks} was refused (nothing accepted was dropped)",
+                bound=bound,
+            )
+        if last_at is None:
+            last_at = max(
+                [r[3] for r in results.values()]
+                + [a.finished_at or a.started_at for seen in attempts.values() for a in seen]
+                + [0.0]
+            )
+        run = RunRecord(run_id, name or run_id, graph, now - last_at, open=open_tasks)
+        t0 = run.started_at
+        records = run.tasks
+        known = self.pool.capabilities()
+        # Sequence numbers keep submission order among the tasks that can still be queued;
+        # settled ones, never queued again, take the numbers after them (``restore_rest``).
+        seq = self._seq + 1
+        for i, task in enumerate(tasks):
+            tid = task.id
+            rec = TaskRecord(task, run, seq, rank=rank[tid])
+            seq += 1
+            stored = results.get(tid)
+            if stored is not None:
+                rec.state, rec.output, rec.error, at = stored
+                rec.finished_at = at + t0
+            elif task.capability not in known and (
+                task.decompose is None or not task.decompose.template  # those are never routed
+            ):
+                raise UnknownCapabilityError(
+                    task.capability, sorted(known), where=f"tasks[{i}] (id {tid!r}).capability"
+                )
+            records[tid] = rec
         for tid, seen in attempts.items():
-            rec = run.tasks.get(tid)
-            if rec is None:
+            holder = records.get(tid)
+            if holder is None:
                 continue
             for a in seen:
                 if a.finished_at is None:
-                    a.finished_at = last
+                    a.finished_at = last_at
                     a.outcome = Outcome.LOST
                     a.error = "the orchestrator stopped during this attempt"
-            rec.attempts = list(seen)
-            rec.attempt = max((a.number for a in seen), default=0)
+            holder.attempts = list(seen)
+            holder.attempt = max((a.number for a in seen), default=0)
+        if settled is not None and order is not None:
+            run.unread = UnreadPart(settled, order, seq)
+        self._runs_seen += 1
+        run.order = self._runs_seen
         self._relink_subtasks(run)
         return run
+
+    def restore_rest(
+        self,
+        run_id: str,
+        tasks: Sequence[AgentTask],
+        now: float,
+        *,
+        results: Mapping[str, tuple[TaskState, object, str | None, float]],
+        attempts: Mapping[str, Sequence[Attempt]],
+    ) -> list[Output]:
+        """Build the records of a lazily restored run's settled tasks, each in its place in
+        the run, and complete the run if nothing else of it is open.
+
+        ``tasks`` must be exactly the settled tasks named to ``restore``, each with its result
+        (``WorkflowError`` otherwise: nothing changes).
+        """
+        run = self.runs.get(run_id)
+        part = None if run is None else run.unread
+        if run is None or part is None:
+            raise WorkflowError(f"run {run_id!r} has no settled tasks left to restore")
+        wanted = part.outputs
+        if len(tasks) != len(wanted) or any(
+            t.id not in wanted or t.id not in results for t in tasks
+        ):
+            raise WorkflowError(
+                f"run {run_id!r}: the settled tasks read back do not match those left out "
+                f"({len(tasks)} read, {len(wanted)} expected)"
+            )
+        seq, t0 = part.first_seq, run.started_at
+        made: dict[str, TaskRecord] = {}
+        for task in tasks:
+            tid = task.id
+            state, output, error, at = results[tid]
+            seen = list(attempts.get(tid, ()))
+            rec = TaskRecord(task, run, seq, state=state, output=output, error=error)
+            seq += 1
+            rec.finished_at = at + t0
+            rec.attempts = seen
+            rec.attempt = max((a.number for a in seen), default=0)
+            made[tid] = rec
+        run.graph.add_settled(tasks)
+        # In submission order again; sub-tasks expanded since the restore go last.
+        before = run.tasks
+        merged = {tid: before[tid] if tid in before else made[tid] for tid in part.order}
+        for tid, rec in before.items():
+            if tid not in merged:
+                merged[tid] = rec
+        run.tasks = merged
+        run.unread = None
+        out: list[Output] = []
+        self._complete(run, now, out)
+        return out
+
+    def _estimator(self) -> Callable[[AgentTask], float]:
+        """``_estimate`` with each capability's learned duration looked up once, for ranking
+        many tasks in one go."""
+        durations: dict[str, float] = {}
+        learned = self.learning.capability_duration
+
+        def estimate(task: AgentTask) -> float:
+            base = durations.get(task.capability)
+            if base is None:
+                base = durations[task.capability] = learned(task.capability) or 1.0
+            return base * (0.5 + task.complexity)
+
+        return estimate
 
     def _estimate(self, task: AgentTask) -> float:
         base = self.learning.capability_duration(task.capability) or 1.0

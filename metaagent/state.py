@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Iterable, Mapping, Sequence
 
-    from metaagent.decisions import Output, RouteTask, RunCompleted
+    from metaagent.decisions import Output, RouteTask
     from metaagent.learning import Learning
     from metaagent.model import AgentTask, Outcome, TaskState
     from metaagent.pool import Pool
@@ -76,7 +76,7 @@ class SchedulerState:
 
         def _skip_downstream(self, rec: TaskRecord, now: float) -> list[Output]: ...
 
-        def _complete(self, run: RunRecord, now: float) -> RunCompleted: ...
+        def _complete(self, run: RunRecord, now: float, out: list[Output]) -> None: ...
 
         def _drain(self, out: list[Output], now: float) -> list[Output]: ...
 

@@ -1,6 +1,7 @@
 """Journals: where runs are recorded so that nothing is lost and a run can resume."""
 
 from metaagent.journal.base import (
+    DeferredPart,
     Durability,
     Journal,
     JournalError,
@@ -16,6 +17,7 @@ __all__ = [
     "DEFAULT_PATH",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "DeferredPart",
     "Durability",
     "Journal",
     "JournalError",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from metaagent.errors import MetaAgentError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from metaagent.decisions import Decision
     from metaagent.learning import ArmStats
@@ -59,13 +59,34 @@ class StoredResult:
 
 @dataclass(slots=True)
 class StoredRun:
-    """Everything needed to resume or show a run."""
+    """Everything needed to resume or show a run (or, read lazily, to start resuming it)."""
 
     info: RunInfo
     tasks: list[AgentTask]
     results: dict[str, StoredResult] = field(default_factory=dict)
     attempts: dict[str, list[Attempt]] = field(default_factory=dict)
     decisions: list[dict[str, object]] = field(default_factory=list)
+    deferred: DeferredPart | None = None  # what a lazy read left out, if anything
+
+
+@dataclass(slots=True)
+class DeferredPart:
+    """The part of a run that a lazy ``load_run`` leaves out: its *settled* tasks, those that
+    succeeded and take no part in a decomposition. Nothing about them can change any more, so
+    resuming needs only their ids and, for a dependent about to start, their outputs; their
+    records (task, result, attempts) are read by ``read`` once work is under way again.
+    """
+
+    outputs: Mapping[str, object]  # output by task id; its keys are the settled tasks
+    order: list[str]  # every task id of the run, in submission order
+    last_at: float  # the latest time recorded for the run (seconds since it started)
+    read: Callable[[], StoredRun]  # the settled tasks with their results and attempts
+
+
+def settled(state: str, decompose: object, metadata: Mapping[str, object] | None) -> bool:
+    """Whether a task in this recorded state may be left out of a lazy read: it succeeded and
+    is neither a decomposed task nor a sub-task (those are relinked when a run resumes)."""
+    return state == "succeeded" and decompose is None and not (metadata and "parent" in metadata)
 
 
 class Journal(Protocol):
@@ -124,10 +145,13 @@ class Journal(Protocol):
         """The (run, task) holding this idempotency key, if any."""
         ...
 
-    def load_run(self, run_id: str, *, decisions: bool = True) -> StoredRun:
+    def load_run(self, run_id: str, *, decisions: bool = True, lazy: bool = False) -> StoredRun:
         """Read a run back (raises ``KeyError`` for an unknown run).
 
         ``decisions=False`` leaves out the decision log, which resuming does not need.
+        ``lazy=True`` also leaves out the settled tasks (see ``DeferredPart``), so that a large
+        run can dispatch again before all of it is read: ``StoredRun.deferred`` then says what
+        was left out and reads it on demand.
         """
         ...
 

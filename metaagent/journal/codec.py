@@ -101,10 +101,11 @@ def _task_doc(t: AgentTask) -> dict[str, object]:
 
 def tasks_from_doc(text: str) -> list[AgentTask]:
     """Inverse of ``tasks_doc``."""
-    return _tasks_from_list(json.loads(text))
+    return tasks_from_list(json.loads(text))
 
 
-def _tasks_from_list(docs: list[dict[str, Any]]) -> list[AgentTask]:
+def tasks_from_list(docs: Iterable[dict[str, Any]]) -> list[AgentTask]:
+    """Tasks from the decoded documents of ``tasks_doc``."""
     out: list[AgentTask] = []
     append = out.append
     for d in docs:
@@ -135,7 +136,7 @@ def _tasks_from_list(docs: list[dict[str, Any]]) -> list[AgentTask]:
 def _decompose(d: dict[str, Any]) -> Decompose:
     if d.get("planner"):
         return Decompose(planner=True)
-    return Decompose(template=tuple(_tasks_from_list(d["template"])))
+    return Decompose(template=tuple(tasks_from_list(d["template"])))
 
 
 TASK_COLUMNS = (

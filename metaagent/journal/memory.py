@@ -8,7 +8,14 @@ from collections import Counter
 from copy import copy
 from typing import TYPE_CHECKING
 
-from metaagent.journal.base import JournalError, RunInfo, StoredResult, StoredRun
+from metaagent.journal.base import (
+    DeferredPart,
+    JournalError,
+    RunInfo,
+    StoredResult,
+    StoredRun,
+    settled,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -133,19 +140,38 @@ class MemoryJournal:
             None if run["workdir"] is None else str(run["workdir"]),
         )
 
-    def load_run(self, run_id: str, *, decisions: bool = True) -> StoredRun:
+    def load_run(self, run_id: str, *, decisions: bool = True, lazy: bool = False) -> StoredRun:
         info = self._info(run_id)
+        tasks = list(self._tasks[run_id])
+        results = dict(self._results[run_id])
         attempts = {
             tid: [copy(a) for _, a in sorted(by_n.items())]
             for tid, by_n in self._attempts[run_id].items()
         }
-        return StoredRun(
-            info,
-            list(self._tasks[run_id]),
-            dict(self._results[run_id]),
-            attempts,
-            list(self._decisions[run_id]) if decisions else [],
+        made = list(self._decisions[run_id]) if decisions else []
+        if not lazy:
+            return StoredRun(info, tasks, results, attempts, made)
+        later = [
+            t for t in tasks
+            if t.id in results
+            and settled(results[t.id].state.value, t.decompose, t.metadata)
+        ]  # fmt: skip
+        left = {t.id for t in later}
+        last_at = max(
+            [r.finished_at for r in results.values()]
+            + [a.finished_at or a.started_at for seen in attempts.values() for a in seen]
+            + [0.0]
         )
+        part = StoredRun(
+            info,
+            later,
+            {tid: results.pop(tid) for tid in left},
+            {tid: attempts.pop(tid) for tid in left if tid in attempts},
+        )
+        outputs = {tid: part.results[tid].output for tid in left}
+        deferred = DeferredPart(outputs, [t.id for t in tasks], last_at, lambda: part)
+        kept = [t for t in tasks if t.id not in left]
+        return StoredRun(info, kept, results, attempts, made, deferred)
 
     def list_runs(self, limit: int = 50) -> list[RunInfo]:
         ids = sorted(self._runs, key=lambda r: -float(self._runs[r]["created_at"]))  # type: ignore[arg-type]

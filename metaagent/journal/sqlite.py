@@ -10,31 +10,42 @@ the transaction is rolled back between tries, so nothing is applied twice.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from metaagent import crashpoints
 from metaagent.gcpause import paused_gc
-from metaagent.journal.base import Durability, JournalError, RunInfo, StoredRun
+from metaagent.journal.base import (
+    DeferredPart,
+    Durability,
+    JournalError,
+    RunInfo,
+    StoredResult,
+    StoredRun,
+    settled,
+)
 from metaagent.journal.codec import (
     TASK_COLUMNS,
     attempts_from_rows,
     bulk_loads,
     dumps,
+    loads,
     results_from_rows,
     task_row,
     tasks_doc,
-    tasks_from_doc,
+    tasks_from_list,
     tasks_from_rows,
 )
 from metaagent.journal.migrations import migrate
 from metaagent.learning import ArmStats
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from metaagent.decisions import Decision
     from metaagent.model import AgentTask, Attempt, TaskState
@@ -303,18 +314,16 @@ class SqliteJournal:
         ).fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
 
-    def load_run(self, run_id: str, *, decisions: bool = True) -> StoredRun:
+    def load_run(self, run_id: str, *, decisions: bool = True, lazy: bool = False) -> StoredRun:
         self.flush()
         conn = self._conn
         info = self._info(run_id)
         with paused_gc():
-            doc = conn.execute("SELECT tasks FROM run_tasks WHERE run_id = ?", (run_id,)).fetchone()
-            if doc is not None:
-                tasks = tasks_from_doc(doc[0])
-                for (more,) in conn.execute(
-                    "SELECT tasks FROM run_subtasks WHERE run_id = ? ORDER BY seq", (run_id,)
-                ):
-                    tasks.extend(tasks_from_doc(more))
+            docs = self._task_docs(run_id)
+            if lazy and docs is not None:
+                return self._load_open(info, docs)
+            if docs is not None:
+                tasks = tasks_from_list(docs)
             else:  # journaled before schema version 3
                 tasks = tasks_from_rows(
                     conn.execute(
@@ -341,6 +350,136 @@ class SqliteJournal:
                 sql = "SELECT data FROM decisions WHERE run_id = ? ORDER BY seq"
                 made = bulk_loads([d for (d,) in conn.execute(sql, (run_id,))])
         return StoredRun(info, tasks, results, attempts, made)  # type: ignore[arg-type]
+
+    def _task_docs(self, run_id: str) -> list[dict[str, Any]] | None:
+        """The run's tasks as decoded documents, sub-tasks last; None for a file journaled
+        before schema version 3 (its tasks are only in rows)."""
+        conn = self._conn
+        doc = conn.execute("SELECT tasks FROM run_tasks WHERE run_id = ?", (run_id,)).fetchone()
+        if doc is None:
+            return None
+        docs: list[dict[str, Any]] = json.loads(doc[0])
+        for (more,) in conn.execute(
+            "SELECT tasks FROM run_subtasks WHERE run_id = ? ORDER BY seq", (run_id,)
+        ):
+            docs.extend(json.loads(more))
+        return docs
+
+    def _load_open(self, info: RunInfo, docs: list[dict[str, Any]]) -> StoredRun:
+        """The lazy read: every task but the settled ones, in full; those by id only.
+
+        Reading a settled task's result, attempts and fields costs as much as all the rest of
+        resuming, and none of it is needed to dispatch again.
+        """
+        conn = self._conn
+        run_id = info.run_id
+        states = dict(
+            conn.execute("SELECT task_id, state FROM results WHERE run_id = ?", (run_id,))
+        )
+        kept: list[dict[str, Any]] = []
+        later: list[dict[str, Any]] = []
+        for d in docs:
+            state = states.get(d["id"])
+            if state is not None and settled(state, d.get("decompose"), d.get("metadata")):
+                later.append(d)
+            else:
+                kept.append(d)
+        order = [d["id"] for d in docs]
+        left = {d["id"] for d in later}
+        results = results_from_rows(
+            conn.execute(
+                "SELECT task_id, state, output, error, finished_at FROM results"
+                " WHERE run_id = ? AND state <> 'succeeded'",
+                (run_id,),
+            ).fetchall()
+        )
+        # Every attempt of a task that has not succeeded (in flight, failed, lost), then all of
+        # a decomposed task's or a sub-task's (there are few of those).
+        attempts = attempts_from_rows(
+            conn.execute(
+                "SELECT task_id, number, agent, instance, started_at, finished_at, outcome,"
+                " error FROM attempts WHERE run_id = ? AND outcome IS NOT 'succeeded'"
+                " ORDER BY task_id, number",
+                (run_id,),
+            )
+        )
+        for tid in [tid for tid in attempts if tid in left]:
+            del attempts[tid]
+        family = [
+            d["id"]
+            for d in kept
+            if d.get("decompose") is not None or "parent" in (d.get("metadata") or ())
+        ]
+        if family:
+            attempts.update(self._attempts_of(run_id, family))
+            done = [tid for tid in family if states.get(tid) == "succeeded"]
+            results.update(self._results_of(run_id, done))
+        (last,) = conn.execute(
+            "SELECT MAX(finished_at) FROM results WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        last_at = max(
+            [last or 0.0]
+            + [a.finished_at or a.started_at for seen in attempts.values() for a in seen]
+        )
+
+        def read() -> StoredRun:
+            with paused_gc():
+                ids = sorted(left)
+                return StoredRun(
+                    info, tasks_from_list(later), self._results_of(run_id, ids),
+                    self._attempts_of(run_id, ids),
+                )  # fmt: skip
+
+        deferred = DeferredPart(_Outputs(self, run_id, left), order, last_at, read)
+        return StoredRun(info, tasks_from_list(kept), results, attempts, [], deferred)
+
+    def _results_of(self, run_id: str, ids: Sequence[str]) -> dict[str, StoredResult]:
+        """The results of the named tasks (all of the run's when they are most of them)."""
+        rows = self._rows_of(
+            "SELECT task_id, state, output, error, finished_at FROM results WHERE run_id = ?",
+            run_id,
+            ids,
+        )
+        return results_from_rows(rows)
+
+    def _attempts_of(self, run_id: str, ids: Sequence[str]) -> dict[str, list[Attempt]]:
+        rows = self._rows_of(
+            "SELECT task_id, number, agent, instance, started_at, finished_at, outcome, error"
+            " FROM attempts WHERE run_id = ?",
+            run_id,
+            ids,
+            order=" ORDER BY task_id, number",
+        )
+        return attempts_from_rows(rows)
+
+    def _rows_of(
+        self, sql: str, run_id: str, ids: Sequence[str], *, order: str = ""
+    ) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` (which selects task_id first) for the tasks in ``ids`` only: by one
+        scan of the run filtered here when they are many, else by look-ups in chunks."""
+        conn = self._conn
+        if len(ids) > 500:
+            wanted = set(ids)
+            rows = conn.execute(sql + order, (run_id,)).fetchall()
+            return [r for r in rows if r[0] in wanted]
+        out: list[tuple[Any, ...]] = []
+        for i in range(0, len(ids), 250):
+            chunk = list(ids[i : i + 250])
+            marks = ",".join("?" * len(chunk))
+            out.extend(conn.execute(f"{sql} AND task_id IN ({marks}){order}", (run_id, *chunk)))
+        if order:
+            out.sort(key=lambda r: (r[0], r[1]))
+        return out
+
+    def output_of(self, run_id: str, task_id: str) -> object:
+        """The recorded output of a task that succeeded (``KeyError`` if none is recorded)."""
+        row = self._conn.execute(
+            "SELECT output FROM results WHERE run_id = ? AND task_id = ? AND state = 'succeeded'",
+            (run_id, task_id),
+        ).fetchone()
+        if row is None:
+            raise KeyError(task_id)
+        return loads(row[0])
 
     def _info(self, run_id: str) -> RunInfo:
         row = self._conn.execute(
@@ -381,3 +520,34 @@ class SqliteJournal:
             self.flush()
         finally:
             self._conn.close()
+
+
+class _Outputs(Mapping[str, object]):
+    """Outputs of a run's settled tasks, read from the journal when a dependent asks for one:
+    resuming never waits for the outputs of tasks whose dependents are not about to start."""
+
+    __slots__ = ("_ids", "_journal", "_run_id", "_seen")
+
+    def __init__(self, journal: SqliteJournal, run_id: str, ids: set[str]) -> None:
+        self._journal = journal
+        self._run_id = run_id
+        self._ids = ids
+        self._seen: dict[str, object] = {}
+
+    def __getitem__(self, task_id: str) -> object:
+        if task_id not in self._ids:
+            raise KeyError(task_id)
+        try:
+            return self._seen[task_id]
+        except KeyError:
+            value = self._seen[task_id] = self._journal.output_of(self._run_id, task_id)
+            return value
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._ids
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
