@@ -98,24 +98,58 @@ class TaskGraph:
         tasks_map, dependents, remaining = self.tasks, self.dependents, self.remaining
         for task in tasks:
             tasks_map[task.id] = task
-            dependents[task.id] = []
         get = dependents.get
+        late: list[tuple[str, str]] = []  # links to a dependency listed after its dependent
         for task in tasks:
             tid = task.id
+            dependents[tid] = []
             unmet = 0
             for dep in task.depends_on:
                 below = get(dep)
                 if below is not None:
                     below.append(tid)
+                elif dep in tasks_map:
+                    late.append((dep, tid))
                 if dep not in done:
-                    if below is None:
+                    if dep not in tasks_map:
                         raise WorkflowError(
                             f"restored task {tid!r} depends on {dep!r}, which is neither in "
                             "the run nor recorded as succeeded"
                         )
                     unmet += 1
             remaining[tid] = unmet
-        # Kahn's algorithm from the sinks up: each task is ranked once all below it are.
+        for dep, tid in late:
+            dependents[dep].append(tid)
+        if late:
+            order, rank = self._ranked_order(tasks, estimate, skip)
+        else:
+            # Listed in an order that respects the dependencies (as most runs are): ranked
+            # from the last up, with no search for an order.
+            rank = {}
+            for task in reversed(tasks):
+                tid = task.id
+                if tid in skip:
+                    rank[tid] = 0.0
+                    continue
+                most = 0.0
+                for d in dependents[tid]:
+                    r = rank[d]
+                    if r > most:
+                        most = r
+                rank[tid] = estimate(task) + most
+            order = [t.id for t in tasks]
+        self._order = order
+        return rank
+
+    def _ranked_order(
+        self,
+        tasks: Sequence[AgentTask],
+        estimate: Callable[[AgentTask], float],
+        skip: Container[str],
+    ) -> tuple[list[str], dict[str, float]]:
+        """Kahn's algorithm from the sinks up, ranking each task once all below it are: the
+        topological order and the ranks. Raises ``CycleError``."""
+        tasks_map, dependents = self.tasks, self.dependents
         waiting = {tid: len(below) for tid, below in dependents.items()}
         stack = [tid for tid, n in waiting.items() if n == 0]
         pop, push, waits = stack.pop, stack.append, waiting.get
@@ -146,8 +180,7 @@ class TaskGraph:
             new = list(tasks)
             raise CycleError(_find_cycle(new, {t.id: i for i, t in enumerate(new)}, stuck))
         order.reverse()
-        self._order = order
-        return rank
+        return order, rank
 
     def add_settled(self, tasks: Sequence[AgentTask]) -> None:
         """Add tasks that succeeded before ``restore`` was given the rest of their run: they

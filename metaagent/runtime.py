@@ -206,10 +206,7 @@ class Orchestrator:
                 stored.tasks,
                 now,
                 name=stored.info.name,
-                results={
-                    tid: (r.state, r.output, r.error, r.finished_at)
-                    for tid, r in stored.results.items()
-                },
+                results=stored.results,
                 attempts=stored.attempts,
                 settled=None if part is None else part.outputs,
                 order=None if part is None else part.order,
@@ -240,10 +237,7 @@ class Orchestrator:
                         run_id,
                         rest.tasks,
                         self.clock.now(),
-                        results={
-                            tid: (r.state, r.output, r.error, r.finished_at)
-                            for tid, r in rest.results.items()
-                        },
+                        results=rest.results,
                         attempts=rest.attempts,
                     )
             except JournalError as exc:

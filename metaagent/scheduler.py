@@ -388,24 +388,26 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
                 f"({len(tasks)} read, {len(wanted)} expected)"
             )
         seq, t0 = part.first_seq, run.started_at
-        made: dict[str, TaskRecord] = {}
-        for task in tasks:
-            tid = task.id
-            state, output, error, at = results[tid]
-            seen = list(attempts.get(tid, ()))
-            rec = TaskRecord(task, run, seq, state=state, output=output, error=error)
-            seq += 1
-            rec.finished_at = at + t0
-            rec.attempts = seen
-            rec.attempt = max((a.number for a in seen), default=0)
-            made[tid] = rec
-        run.graph.add_settled(tasks)
-        # In submission order again; sub-tasks expanded since the restore go last.
+        by_id = {t.id: t for t in tasks}
         before = run.tasks
-        merged = {tid: before[tid] if tid in before else made[tid] for tid in part.order}
+        merged: dict[str, TaskRecord] = {}
+        # In submission order again; sub-tasks expanded since the restore go last.
+        for tid in part.order:
+            rec = before.get(tid)
+            if rec is None:
+                state, output, error, at = results[tid]
+                rec = TaskRecord(by_id[tid], run, seq, state=state, output=output, error=error)
+                seq += 1
+                rec.finished_at = at + t0
+                seen = attempts.get(tid)
+                if seen:  # in attempt order, as recorded
+                    rec.attempts = list(seen)
+                    rec.attempt = seen[-1].number
+            merged[tid] = rec
         for tid, rec in before.items():
             if tid not in merged:
                 merged[tid] = rec
+        run.graph.add_settled(tasks)
         run.tasks = merged
         run.unread = None
         out: list[Output] = []

@@ -8,7 +8,7 @@ before it is acknowledged.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from metaagent.errors import MetaAgentError
 
@@ -47,9 +47,12 @@ class RunInfo:
         return self.finished_at is not None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredResult:
-    """A terminal state as recorded (times in seconds since the run started)."""
+class StoredResult(NamedTuple):
+    """A terminal state as recorded (times in seconds since the run started).
+
+    A tuple, in the shape ``Scheduler.restore`` takes results: a run read back is handed over
+    without a copy.
+    """
 
     state: TaskState
     output: object

@@ -105,31 +105,30 @@ def tasks_from_doc(text: str) -> list[AgentTask]:
 
 
 def tasks_from_list(docs: Iterable[dict[str, Any]]) -> list[AgentTask]:
-    """Tasks from the decoded documents of ``tasks_doc``."""
+    """Tasks from the decoded documents of ``tasks_doc``.
+
+    A document's keys are the task's field names (fields at their defaults left out), so it
+    is passed as keywords as it is; only the fields that JSON cannot hold as they are (tuples,
+    nested specs) are converted after.
+    """
     out: list[AgentTask] = []
     append = out.append
     for d in docs:
-        get = d.get
-        deps, res, verify = get("depends_on"), get("resources"), get("verify")
-        append(
-            AgentTask(
-                d["id"],
-                d["capability"],
-                get("prompt", ""),
-                get("input"),
-                get("priority", 0),
-                tuple(deps) if deps else _EMPTY,
-                get("complexity", 0.5),
-                get("timeout_s"),
-                get("max_attempts", 3),
-                tuple(res) if res else _EMPTY,
-                None if verify is None else VerifySpec(tuple(verify["argv"]), verify["timeout_s"]),
-                get("metadata") or {},
-                get("key"),
-                get("group"),
-                None if (dec := get("decompose")) is None else _decompose(dec),
-            )
-        )
+        task = AgentTask(**d)
+        size = len(d)
+        if "depends_on" in d:
+            task.depends_on = tuple(task.depends_on)
+            size -= 1
+        if size > 2:  # a field besides id, capability and depends_on: a rarer task
+            if "resources" in d:
+                task.resources = tuple(task.resources)
+            verify: Any = task.verify
+            if verify is not None:
+                task.verify = VerifySpec(tuple(verify["argv"]), verify["timeout_s"])
+            plan: Any = task.decompose
+            if plan is not None:
+                task.decompose = _decompose(plan)
+        append(task)
     return out
 
 

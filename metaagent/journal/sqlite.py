@@ -45,7 +45,7 @@ from metaagent.journal.migrations import migrate
 from metaagent.learning import ArmStats
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 
     from metaagent.decisions import Decision
     from metaagent.model import AgentTask, Attempt, TaskState
@@ -424,16 +424,15 @@ class SqliteJournal:
 
         def read() -> StoredRun:
             with paused_gc():
-                ids = sorted(left)
                 return StoredRun(
-                    info, tasks_from_list(later), self._results_of(run_id, ids),
-                    self._attempts_of(run_id, ids),
+                    info, tasks_from_list(later), self._results_of(run_id, left),
+                    self._attempts_of(run_id, left),
                 )  # fmt: skip
 
         deferred = DeferredPart(_Outputs(self, run_id, left), order, last_at, read)
         return StoredRun(info, tasks_from_list(kept), results, attempts, [], deferred)
 
-    def _results_of(self, run_id: str, ids: Sequence[str]) -> dict[str, StoredResult]:
+    def _results_of(self, run_id: str, ids: Collection[str]) -> dict[str, StoredResult]:
         """The results of the named tasks (all of the run's when they are most of them)."""
         rows = self._rows_of(
             "SELECT task_id, state, output, error, finished_at FROM results WHERE run_id = ?",
@@ -442,7 +441,7 @@ class SqliteJournal:
         )
         return results_from_rows(rows)
 
-    def _attempts_of(self, run_id: str, ids: Sequence[str]) -> dict[str, list[Attempt]]:
+    def _attempts_of(self, run_id: str, ids: Collection[str]) -> dict[str, list[Attempt]]:
         rows = self._rows_of(
             "SELECT task_id, number, agent, instance, started_at, finished_at, outcome, error"
             " FROM attempts WHERE run_id = ?",
@@ -453,18 +452,19 @@ class SqliteJournal:
         return attempts_from_rows(rows)
 
     def _rows_of(
-        self, sql: str, run_id: str, ids: Sequence[str], *, order: str = ""
+        self, sql: str, run_id: str, ids: Collection[str], *, order: str = ""
     ) -> list[tuple[Any, ...]]:
         """Rows of ``sql`` (which selects task_id first) for the tasks in ``ids`` only: by one
         scan of the run filtered here when they are many, else by look-ups in chunks."""
         conn = self._conn
         if len(ids) > 500:
-            wanted = set(ids)
+            wanted = ids if isinstance(ids, (set, frozenset)) else set(ids)
             rows = conn.execute(sql + order, (run_id,)).fetchall()
             return [r for r in rows if r[0] in wanted]
         out: list[tuple[Any, ...]] = []
-        for i in range(0, len(ids), 250):
-            chunk = list(ids[i : i + 250])
+        listed = sorted(ids)
+        for i in range(0, len(listed), 250):
+            chunk = listed[i : i + 250]
             marks = ",".join("?" * len(chunk))
             out.extend(conn.execute(f"{sql} AND task_id IN ({marks}){order}", (run_id, *chunk)))
         if order:
