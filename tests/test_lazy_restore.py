@@ -18,16 +18,19 @@ import pytest
 from metaagent import (
     AgentSpec,
     AgentTask,
+    CycleError,
     FunctionRunner,
     Orchestrator,
     OrchestratorConfig,
     Scheduler,
     TaskState,
+    VerifySpec,
     WorkflowError,
 )
 from metaagent.decisions import RunCompleted
 from metaagent.graph import TaskGraph
 from metaagent.journal import MemoryJournal, SqliteJournal
+from metaagent.journal.codec import tasks_doc, tasks_from_doc
 from metaagent.model import Attempt, Decompose, Outcome
 
 if TYPE_CHECKING:
@@ -323,3 +326,46 @@ def test_graph_restore_ranks_as_a_full_build_does_and_orders_after_settling() ->
         TaskGraph(()).restore(tasks[1:], set(), est)
     with pytest.raises(ValueError, match="from nothing"):
         full.restore(tasks, set(), est)
+
+
+def test_graph_restore_finds_the_order_when_tasks_come_before_their_dependencies() -> None:
+    # Listed with dependents first: the ranks still come out as a full build gives them.
+    tasks = [
+        AgentTask("d", "code", depends_on=("b", "c")),
+        AgentTask("c", "code", depends_on=("a",), complexity=0.2),
+        AgentTask("b", "code", depends_on=("a",), complexity=0.9),
+        AgentTask("a", "code"),
+    ]
+
+    def est(t: AgentTask) -> float:
+        return 1.0 + t.complexity
+
+    expected = TaskGraph(tasks).upward_rank(est)
+    graph = TaskGraph(())
+    assert graph.restore(tasks, set(), est) == expected
+    order = graph.topological_order()
+    for t in tasks:
+        assert all(order.index(dep) < order.index(t.id) for dep in t.depends_on)
+    assert graph.remaining == {"a": 0, "b": 1, "c": 1, "d": 2}
+    # A cycle in a journal (it cannot pass submission, but a file can be edited) is named.
+    looped = [AgentTask("x", "code", depends_on=("y",)), AgentTask("y", "code", depends_on=("x",))]
+    with pytest.raises(CycleError):
+        TaskGraph(()).restore(looped, set(), est)
+
+
+def test_task_documents_read_back_every_field() -> None:
+    tasks = [
+        AgentTask("a", "code"),
+        AgentTask("b", "code", depends_on=("a",)),
+        AgentTask("r", "code", resources=("repo",)),
+        AgentTask(
+            "e", "test", prompt="p", input={"x": [1]}, priority=3, depends_on=("a", "b"),
+            complexity=0.7, timeout_s=3.0, max_attempts=2, resources=("repo", "db"),
+            verify=VerifySpec(("true",), 5.0), metadata={"team": "x"}, key="k", group="g",
+        ),
+        AgentTask("t", "code", decompose=Decompose(template=(AgentTask("s", "c", resources=("q",)),))),
+        AgentTask("w", "code", decompose=Decompose(planner=True), depends_on=("t",)),
+    ]  # fmt: skip
+    back = tasks_from_doc(tasks_doc(tasks))
+    assert back == tasks
+    assert all(type(t.depends_on) is tuple and type(t.resources) is tuple for t in back)
