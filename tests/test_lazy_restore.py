@@ -363,7 +363,9 @@ def test_task_documents_read_back_every_field() -> None:
             complexity=0.7, timeout_s=3.0, max_attempts=2, resources=("repo", "db"),
             verify=VerifySpec(("true",), 5.0), metadata={"team": "x"}, key="k", group="g",
         ),
-        AgentTask("t", "code", decompose=Decompose(template=(AgentTask("s", "c", resources=("q",)),))),
+        AgentTask(
+            "t", "code", decompose=Decompose(template=(AgentTask("s", "c", resources=("q",)),))
+        ),
         AgentTask("w", "code", decompose=Decompose(planner=True), depends_on=("t",)),
     ]  # fmt: skip
     back = tasks_from_doc(tasks_doc(tasks))
