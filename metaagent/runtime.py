@@ -296,7 +296,15 @@ class Orchestrator:
 
     def task_states(self, run_id: str) -> dict[str, TaskState]:
         """Every task of a run with its state now (a resumed run's finished tasks included)."""
-        return {tid: rec.state for tid, rec in self.scheduler.runs[run_id].tasks.items()}
+        run = self.scheduler.runs[run_id]
+        if run.unread is not None:  # a lazy resume: the settled tasks are known by id so far
+            done, records = TaskState.SUCCEEDED, run.tasks
+            states = {
+                tid: records[tid].state if tid in records else done for tid in run.unread.order
+            }
+            states.update((tid, rec.state) for tid, rec in records.items())
+            return states
+        return {tid: rec.state for tid, rec in run.tasks.items()}
 
     def waiting(self) -> dict[str, str]:
         """Capabilities whose queued tasks no live agent can serve now, with the reason."""

@@ -152,6 +152,11 @@ async def test_a_resumed_run_dispatches_first_and_reads_its_settled_tasks_after(
         # Before the first dispatch turn the run holds only what can still change.
         assert orch.scheduler.runs[run_id].unread is not None
         assert "a" not in orch.scheduler.runs[run_id].tasks
+        # ... but the run's states are whole, for progress views.
+        states = orch.task_states(run_id)
+        assert list(states) == part.order
+        assert states["a"] is TaskState.SUCCEEDED
+        assert states["e"] is TaskState.READY
         batch = await asyncio.wait_for(handle.result(), 30)
     journal.close()
 
