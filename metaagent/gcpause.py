@@ -28,3 +28,33 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+class Freeze:
+    """Keeps the objects of a large restore out of the collector's passes until released.
+
+    A resumed run rebuilds hundreds of thousands of records at once, all alive until the run
+    ends: without this, the first collection after the build walks every one of them (about
+    0.1 s at 100,000 tasks, before the first dispatch) and later ones walk them again.
+    ``hold`` moves every object tracked now into the permanent generation (``gc.freeze``);
+    when the last holder is released they go back (``gc.unfreeze``) and are collected as
+    usual. Meanwhile only a garbage cycle that already existed at ``hold`` waits to be freed.
+    """
+
+    def __init__(self) -> None:
+        self._holders: set[str] = set()
+
+    def hold(self, key: str) -> None:
+        gc.freeze()
+        self._holders.add(key)
+
+    def release(self, key: str | None = None) -> None:
+        """Release one holder (all of them when ``key`` is None)."""
+        if not self._holders:
+            return
+        if key is None:
+            self._holders.clear()
+        else:
+            self._holders.discard(key)
+        if not self._holders:
+            gc.unfreeze()

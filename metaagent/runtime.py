@@ -32,7 +32,7 @@ from metaagent.decisions import (
 )
 from metaagent.errors import AgentCrash, RunFailed, VerificationFailed, WorkflowError
 from metaagent.events import Event
-from metaagent.gcpause import paused_gc
+from metaagent.gcpause import Freeze, paused_gc
 from metaagent.handle import EventCallback, RunHandle
 from metaagent.journal.base import JournalError
 from metaagent.model import AgentSpec, AgentTask, Outcome, TaskResult, TaskState
@@ -89,6 +89,7 @@ class Orchestrator:
         self._closed = False
         self._failure: JournalError | None = None
         self._unread: list[tuple[str, DeferredPart]] = []  # lazily resumed runs' settled tasks
+        self._frozen = Freeze()  # resumed runs' records, kept out of the collector's passes
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -123,6 +124,7 @@ class Orchestrator:
             await self._supervisor.aclose(list(self.scheduler.agents.values()))
         if self.journal is not None and self._failure is None:
             self._commit()
+        self._frozen.release()
 
     # --- the API of the requirements ---------------------------------------------------------
 
@@ -219,6 +221,7 @@ class Orchestrator:
             handle = self._start_run(run, now, on_event)
             if part is not None:
                 self._unread.append((run_id, part))
+            self._frozen.hold(run_id)
             return handle
 
     def _read_rest(self) -> None:
@@ -240,6 +243,8 @@ class Orchestrator:
                         results=rest.results,
                         attempts=rest.attempts,
                     )
+                    if self.scheduler.runs[run_id].finished_at is None:
+                        self._frozen.hold(run_id)  # the settled records join the others
             except JournalError as exc:
                 self._journal_failed(exc)
                 return
@@ -451,6 +456,7 @@ class Orchestrator:
                 if h.listening:
                     h.publish(Event("run", o.at - h.started_at, o.run_id))
                 h._finish()
+                self._frozen.release(o.run_id)
                 continue
             assert isinstance(o, Decision)
             if o.run_id is None:
@@ -518,6 +524,7 @@ class Orchestrator:
             task.cancel()
         for h in self._handles.values():
             h._finish(exc)
+        self._frozen.release()
 
     @staticmethod
     def _decision_event(h: RunHandle, d: Decision) -> Event:

@@ -10,6 +10,7 @@ would have it: every task once, in submission order, with its attempts and outpu
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 from typing import TYPE_CHECKING
 
@@ -157,7 +158,9 @@ async def test_a_resumed_run_dispatches_first_and_reads_its_settled_tasks_after(
         assert list(states) == part.order
         assert states["a"] is TaskState.SUCCEEDED
         assert states["e"] is TaskState.READY
+        assert gc.get_freeze_count() > 0  # the restored records are out of the collector's way
         batch = await asyncio.wait_for(handle.result(), 30)
+        assert gc.get_freeze_count() == 0  # ... until the run is over
     journal.close()
 
     # Finished work is not run again; work in flight at the crash and work not started is.
