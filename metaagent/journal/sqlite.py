@@ -317,11 +317,11 @@ class SqliteJournal:
     def load_run(self, run_id: str, *, decisions: bool = True, lazy: bool = False) -> StoredRun:
         self.flush()
         conn = self._conn
-        info = self._info(run_id)
         with paused_gc():
             docs = self._task_docs(run_id)
             if lazy and docs is not None:
-                return self._load_open(info, docs)
+                return self._load_open(run_id, docs)
+            info = self._info(run_id)
             if docs is not None:
                 tasks = tasks_from_list(docs)
             else:  # journaled before schema version 3
@@ -365,17 +365,18 @@ class SqliteJournal:
             docs.extend(json.loads(more))
         return docs
 
-    def _load_open(self, info: RunInfo, docs: list[dict[str, Any]]) -> StoredRun:
+    def _load_open(self, run_id: str, docs: list[dict[str, Any]]) -> StoredRun:
         """The lazy read: every task but the settled ones, in full; those by id only.
 
         Reading a settled task's result, attempts and fields costs as much as all the rest of
         resuming, and none of it is needed to dispatch again.
         """
         conn = self._conn
-        run_id = info.run_id
-        states = dict(
-            conn.execute("SELECT task_id, state FROM results WHERE run_id = ?", (run_id,))
-        )
+        rows = conn.execute(
+            "SELECT task_id, state, finished_at FROM results WHERE run_id = ?", (run_id,)
+        ).fetchall()
+        states = {tid: state for tid, state, _ in rows}
+        info = self._info(run_id, Counter(states.values()))
         kept: list[dict[str, Any]] = []
         later: list[dict[str, Any]] = []
         for d in docs:
@@ -386,13 +387,8 @@ class SqliteJournal:
                 kept.append(d)
         order = [d["id"] for d in docs]
         left = {d["id"] for d in later}
-        results = results_from_rows(
-            conn.execute(
-                "SELECT task_id, state, output, error, finished_at FROM results"
-                " WHERE run_id = ? AND state <> 'succeeded'",
-                (run_id,),
-            ).fetchall()
-        )
+        unsettled = [tid for tid, state in states.items() if state != "succeeded"]
+        results = self._results_of(run_id, unsettled) if unsettled else {}
         # Every attempt of a task that has not succeeded (in flight, failed, lost), then all of
         # a decomposed task's or a sub-task's (there are few of those).
         attempts = attempts_from_rows(
@@ -414,11 +410,8 @@ class SqliteJournal:
             attempts.update(self._attempts_of(run_id, family))
             done = [tid for tid in family if states.get(tid) == "succeeded"]
             results.update(self._results_of(run_id, done))
-        (last,) = conn.execute(
-            "SELECT MAX(finished_at) FROM results WHERE run_id = ?", (run_id,)
-        ).fetchone()
         last_at = max(
-            [last or 0.0]
+            [max((at for _, _, at in rows), default=0.0)]
             + [a.finished_at or a.started_at for seen in attempts.values() for a in seen]
         )
 
@@ -481,7 +474,8 @@ class SqliteJournal:
             raise KeyError(task_id)
         return loads(row[0])
 
-    def _info(self, run_id: str) -> RunInfo:
+    def _info(self, run_id: str, counts: Mapping[str, int] | None = None) -> RunInfo:
+        """The run's row; ``counts`` (terminal states by name) when the caller has them."""
         row = self._conn.execute(
             "SELECT run_id, name, key, created_at, finished_at,"
             " (SELECT COUNT(*) FROM tasks t WHERE t.run_id = r.run_id), source, workdir"
@@ -490,12 +484,14 @@ class SqliteJournal:
         ).fetchone()
         if row is None:
             raise KeyError(run_id)
-        counts = dict(
-            self._conn.execute(
-                "SELECT state, COUNT(*) FROM results WHERE run_id = ? GROUP BY state", (run_id,)
-            ).fetchall()
-        )
-        return RunInfo(row[0], row[1], row[2], row[3], row[4], row[5], counts, row[6], row[7])
+        if counts is None:
+            counts = dict(
+                self._conn.execute(
+                    "SELECT state, COUNT(*) FROM results WHERE run_id = ? GROUP BY state",
+                    (run_id,),
+                ).fetchall()
+            )
+        return RunInfo(row[0], row[1], row[2], row[3], row[4], row[5], dict(counts), row[6], row[7])
 
     def list_runs(self, limit: int = 50) -> list[RunInfo]:
         self.flush()
