@@ -35,19 +35,16 @@ class TaskGraph:
         *,
         where: str | None = None,
         done: Iterable[str] = (),
-        trusted: bool = False,
     ) -> list[str]:
         """Add tasks (all or none) and return the ids releasable at once.
 
         New tasks may depend on tasks already in the graph; ``done`` names those that already
-        succeeded, so dependents on them are not held back. ``trusted`` skips the field and
-        reference checks, for tasks that passed them before (a run read back from its journal);
-        cycles are still found.
+        succeeded, so dependents on them are not held back. (A run read back from its journal
+        is rebuilt by ``restore``.)
         """
         new = list(tasks)
         ids = {task.id: i for i, task in enumerate(new)}
-        if not trusted:
-            self._validate(new, ids, where)
+        self._validate(new, ids, where)
         tasks_map, dependents, remaining = self.tasks, self.dependents, self.remaining
         for task in new:
             tasks_map[task.id] = task

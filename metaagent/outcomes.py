@@ -89,7 +89,8 @@ class Outcomes(SchedulerState):
             if released:
                 self._release(run, released, now)
             self._drain(out, now)
-            self._complete(run, now, out)
+            if run.open == 0:  # the common case, a task of many, costs no call
+                self._complete(run, now, out)
             return out
         if outcome is Outcome.CANCELLED:
             # Stopped from outside the scheduler (say, at shutdown): not the agent's failure, and

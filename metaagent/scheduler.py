@@ -178,36 +178,26 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
         *,
         name: str | None = None,
         where: str | None = None,
-        results: Mapping[str, tuple[TaskState, object, str | None, float]] | None = None,
     ) -> RunRecord:
         """Validate a batch and build its run without accepting it (nothing changes yet).
 
-        ``results`` holds terminal states already recorded (when a run is restored): those
-        tasks are not run again, and their outputs feed their dependents.
+        A run recorded earlier is rebuilt by ``restore`` instead.
         """
         if run_id in self.runs:
             raise WorkflowError(f"run {run_id!r} already exists")
-        done = results or {}
-        graph = TaskGraph((), where=where)
-        # A run read back from its journal passed every check when it was submitted.
-        graph.extend(
-            tasks,
-            where=where,
-            done=[t for t, r in done.items() if r[0] is TaskState.SUCCEEDED],
-            trusted=results is not None,
-        )
+        graph = TaskGraph(tasks, where=where)
         # What the pool's specs offer, live instances or not: a spec scaled to zero still
         # takes work (the pool spawns an instance for it).
         known = self.pool.capabilities()
         for i, task in enumerate(tasks):
             if task.decompose is not None and task.decompose.template:
                 continue  # never routed: its template's sub-tasks are
-            if task.id not in done and task.capability not in known:
+            if task.capability not in known:
                 place = f"tasks[{i}] (id {task.id!r}).capability"
                 raise UnknownCapabilityError(
                     task.capability, sorted(known), where=f"{where}: {place}" if where else place
                 )
-        open_tasks = len(graph) - len(done)
+        open_tasks = len(graph)
         bound = self.config.max_queued
         if self.queued + open_tasks > bound:
             raise CapacityError(
@@ -218,15 +208,11 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
         run = RunRecord(run_id, name or run_id, graph, now, open=open_tasks)
         self._runs_seen += 1
         run.order = self._runs_seen
-        rank = graph.upward_rank(self._estimate, skip=done)
+        rank = graph.upward_rank(self._estimate)
         seq = self._seq
         for task in tasks:
             seq += 1
-            rec = TaskRecord(task, run, seq, rank=rank[task.id])
-            stored = done.get(task.id)
-            if stored is not None:
-                rec.state, rec.output, rec.error, rec.finished_at = stored
-            run.tasks[task.id] = rec
+            run.tasks[task.id] = TaskRecord(task, run, seq, rank=rank[task.id])
         return run
 
     def accept(self, run: RunRecord, now: float) -> list[Output]:
