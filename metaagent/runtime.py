@@ -110,6 +110,8 @@ class Orchestrator:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._inflight.clear()
+        if self._unread and self._failure is None:
+            self._read_rest(closing=True)  # so that partial results name every task
         for h in self._handles.values():
             if not h.done():
                 # Whoever awaits result() must not wait forever for work that will not run.
@@ -224,14 +226,15 @@ class Orchestrator:
             self._frozen.hold(run_id)
             return handle
 
-    def _read_rest(self) -> None:
-        """Read back the settled tasks of runs resumed lazily, now that work is under way."""
+    def _read_rest(self, *, closing: bool = False) -> None:
+        """Read back the settled tasks of runs resumed lazily, now that work is under way (or
+        the orchestrator is closing and reports what it has)."""
         pending, self._unread = self._unread, []
         journal = self.journal
         if not pending:
             return
         for run_id, part in pending:
-            if self._closed or journal is None:
+            if (self._closed and not closing) or journal is None:
                 return
             try:
                 with paused_gc():
@@ -249,7 +252,8 @@ class Orchestrator:
                 self._journal_failed(exc)
                 return
             self._apply(outs)
-        self._schedule_dispatch()
+        if not closing:
+            self._schedule_dispatch()
 
     def _start_run(self, run: RunRecord, now: float, on_event: EventCallback | None) -> RunHandle:
         self._loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ from metaagent import (
     FunctionRunner,
     Orchestrator,
     OrchestratorConfig,
+    RunFailed,
     Scheduler,
     TaskState,
     VerifySpec,
@@ -379,3 +380,21 @@ def test_task_documents_read_back_every_field() -> None:
     back = tasks_from_doc(tasks_doc(tasks))
     assert back == tasks
     assert all(type(t.depends_on) is tuple and type(t.resources) is tuple for t in back)
+
+
+async def test_closing_before_the_first_dispatch_reports_every_task() -> None:
+    journal = MemoryJournal()
+    _scripted(journal)
+    orch = Orchestrator(_agents(SecondLife()), journal=journal)
+    handle = await orch.resume("r1")
+    await orch.aclose()  # before any loop turn: nothing dispatched, nothing read back yet
+    with pytest.raises(RunFailed) as failed:
+        await handle.result()
+    partial = failed.value.result
+    assert partial is not None
+    assert [(r.task_id, r.state) for r in partial.results] == [
+        ("a", TaskState.SUCCEEDED), ("b", TaskState.SUCCEEDED),
+        ("c", TaskState.READY), ("d", TaskState.PENDING),
+    ]  # fmt: skip
+    assert partial.result("b").output == ["b"]
+    assert gc.get_freeze_count() == 0
