@@ -82,8 +82,8 @@ class TaskGraph:
         skip: Container[str] = (),
     ) -> dict[str, float]:
         """Build the graph of tasks read back from a journal and return their upward ranks
-        (as ``upward_rank`` gives them, in one pass with the order). The tasks passed every
-        check when they were submitted, so only the links are built.
+        (``upward_rank``). The tasks passed every check when they were submitted, so only the
+        links are built.
 
         ``done`` holds the ids that succeeded, among ``tasks`` or not. A dependency on a task
         outside the graph must be in ``done``: it is not linked (nothing waits on it any more),
@@ -117,67 +117,15 @@ class TaskGraph:
             remaining[tid] = unmet
         for dep, tid in late:
             dependents[dep].append(tid)
-        if late:
-            order, rank = self._ranked_order(tasks, estimate, skip)
-        else:
-            # Listed in an order that respects the dependencies (as most runs are): ranked
-            # from the last up, with no search for an order.
-            rank = {}
-            for task in reversed(tasks):
-                tid = task.id
-                if tid in skip:
-                    rank[tid] = 0.0
-                    continue
-                most = 0.0
-                for d in dependents[tid]:
-                    r = rank[d]
-                    if r > most:
-                        most = r
-                rank[tid] = estimate(task) + most
-            order = [t.id for t in tasks]
-        self._order = order
-        return rank
-
-    def _ranked_order(
-        self,
-        tasks: Sequence[AgentTask],
-        estimate: Callable[[AgentTask], float],
-        skip: Container[str],
-    ) -> tuple[list[str], dict[str, float]]:
-        """Kahn's algorithm from the sinks up, ranking each task once all below it are: the
-        topological order and the ranks. Raises ``CycleError``."""
-        tasks_map, dependents = self.tasks, self.dependents
-        waiting = {tid: len(below) for tid, below in dependents.items()}
-        stack = [tid for tid, n in waiting.items() if n == 0]
-        pop, push, waits = stack.pop, stack.append, waiting.get
-        rank: dict[str, float] = {}
-        order: list[str] = []
-        seen = order.append
-        while stack:
-            tid = pop()
-            seen(tid)
-            task = tasks_map[tid]
-            if tid in skip:
-                rank[tid] = 0.0
-            else:
-                most = 0.0
-                for d in dependents[tid]:
-                    r = rank[d]
-                    if r > most:
-                        most = r
-                rank[tid] = estimate(task) + most
-            for dep in task.depends_on:
-                n = waits(dep)
-                if n is not None:
-                    waiting[dep] = n - 1
-                    if n == 1:
-                        push(dep)
-        if len(order) != len(tasks_map):
-            stuck = {tid for tid, n in waiting.items() if n > 0}
+        # Listed in an order that respects the dependencies (as most runs are), the tasks
+        # need no search for an order.
+        self._order = _kahn_all(tasks_map, dependents) if late else [t.id for t in tasks]
+        if len(self._order) != len(tasks_map):
+            placed = set(self._order)
+            stuck = {tid for tid in tasks_map if tid not in placed}
             new = list(tasks)
             raise CycleError(_find_cycle(new, {t.id: i for i, t in enumerate(new)}, stuck))
-        order.reverse()
-        return order, rank
+        return self.upward_rank(estimate, skip)
 
     def add_settled(self, tasks: Sequence[AgentTask]) -> None:
         """Add tasks that succeeded before ``restore`` was given the rest of their run: they

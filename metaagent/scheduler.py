@@ -198,13 +198,7 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
                     task.capability, sorted(known), where=f"{where}: {place}" if where else place
                 )
         open_tasks = len(graph)
-        bound = self.config.max_queued
-        if self.queued + open_tasks > bound:
-            raise CapacityError(
-                f"queue full: {self.queued} tasks are queued and the bound is {bound}; "
-                f"a batch of {open_tasks} was refused (nothing accepted was dropped)",
-                bound=bound,
-            )
+        self._check_room(open_tasks)
         run = RunRecord(run_id, name or run_id, graph, now, open=open_tasks)
         self._runs_seen += 1
         run.order = self._runs_seen
@@ -293,13 +287,7 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
         graph = TaskGraph(())
         rank = graph.restore(tasks, done, self._estimator(), skip=results)
         open_tasks = len(tasks) - len(results)
-        bound = self.config.max_queued
-        if self.queued + open_tasks > bound:
-            raise CapacityError(
-                f"queue full: {self.queued} tasks are queued and the bound is {bound}; "
-                f"a batch of {open_tasks} was refused (nothing accepted was dropped)",
-                bound=bound,
-            )
+        self._check_room(open_tasks)
         if last_at is None:
             last_at = max(
                 [r[3] for r in results.values()]
@@ -399,6 +387,16 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
         out: list[Output] = []
         self._complete(run, now, out)
         return out
+
+    def _check_room(self, open_tasks: int) -> None:
+        """Raise ``CapacityError`` if ``open_tasks`` more would pass the queue bound."""
+        bound = self.config.max_queued
+        if self.queued + open_tasks > bound:
+            raise CapacityError(
+                f"queue full: {self.queued} tasks are queued and the bound is {bound}; "
+                f"a batch of {open_tasks} was refused (nothing accepted was dropped)",
+                bound=bound,
+            )
 
     def _estimator(self) -> Callable[[AgentTask], float]:
         """``_estimate`` with each capability's learned duration looked up once, for ranking
