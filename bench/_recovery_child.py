@@ -6,8 +6,8 @@
 ``resume DB``: the restart after that crash. It resumes the run from the journal and, at the
 first dispatch (the first attempt's body starting), takes a stamp; once the run's settled tasks
 have been read back as well (the lazy part of the restore), it prints one JSON line of
-``time.monotonic()`` stamps and exits. The monotonic clock is shared by every process on the machine, so
-the benchmark can measure from the moment it started this process.
+``time.monotonic()`` stamps and exits. The monotonic clock is shared by every process on the
+machine, so the benchmark can measure from the moment it started this process.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ async def first_dispatch(ctx: AttemptContext) -> object:
     # The settled tasks of the run are read back after the first dispatch turn: stamp when
     # the run is whole again too.
     run = RESUMED[0].scheduler.runs[ctx.run_id]
-    while run.unread is not None:
+    while run.unread is not None:  # noqa: ASYNC110 - no event to wait on: the bench polls
         await asyncio.sleep(0.001)
     stamps["whole"] = time.monotonic()
     sys.stdout.write(json.dumps(stamps) + "\n")

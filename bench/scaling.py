@@ -4,7 +4,9 @@ the agents at the peak?
 Tasks arrive at a rate that changes by phase (quiet, burst, quiet, a bigger burst, quiet), each
 taking a random time around ``--task-s``. One agent spec serves them: ``min_instances`` 1,
 ``max_instances`` = ``--max-agents``, one slot per instance, the requirements' policy (spawn when
-the queue is deeper than 5, retire after 60 s idle, 5 s cooldown).
+the queue is deeper than 5, retire after 60 s idle, 5 s cooldown) with the pool's defaults for
+the rest (growth on a queue deep on average over 5 s, idle instances retired down to a 90%
+target utilisation of the busy slots averaged over 20 s).
 
 Two drivers, both over the same pure ``Scheduler``:
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import heapq
 import math
 import random
@@ -237,12 +240,12 @@ async def drive_real(
     end_s: float,
 ) -> Trace:
     """Run the workload, compressed ``scale`` times, through a real ``Orchestrator``."""
-    scaled = PoolPolicy(
-        max_agents=policy.max_agents,
-        spawn_threshold=policy.spawn_threshold,
+    scaled = dataclasses.replace(
+        policy,
         idle_timeout_s=policy.idle_timeout_s * scale,
         cooldown_s=policy.cooldown_s * scale,
-        max_spawn_per_tick=policy.max_spawn_per_tick,
+        scale_up_window_s=policy.scale_up_window_s * scale,
+        utilisation_window_s=policy.utilisation_window_s * scale,
     )
     config = OrchestratorConfig(max_concurrency=hi, max_queued=len(load) + 1, pool=scaled)
     t_wall = time.perf_counter()
@@ -375,6 +378,8 @@ def timeline(trace: Trace, phases: Sequence[Phase], step: int) -> list[list[obje
 SWEEP_KEYS = (
     "spawn_threshold",
     "idle_timeout_s",
+    "target_utilisation",
+    "scale_up_window_s",
     "utilisation_at_peak",
     "utilisation_overall",
     "peak_agents",
@@ -399,6 +404,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     parser.add_argument("--spawn-threshold", type=int, default=5, help="queue depth (5)")
     parser.add_argument("--idle-timeout", type=float, default=60.0, help="seconds (60)")
     parser.add_argument("--cooldown", type=float, default=5.0, help="seconds (5)")
+    defaults = PoolPolicy()
+    parser.add_argument(
+        "--target-utilisation",
+        type=float,
+        default=defaults.target_utilisation,
+        help=f"0 disables the rule ({defaults.target_utilisation:g})",
+    )
+    parser.add_argument(
+        "--scale-up-window",
+        type=float,
+        default=defaults.scale_up_window_s,
+        help=f"seconds ({defaults.scale_up_window_s:g})",
+    )
+    parser.add_argument("--utilisation-window", type=float,
+                        default=defaults.utilisation_window_s,
+                        help=f"seconds ({defaults.utilisation_window_s:g})")  # fmt: skip
     parser.add_argument("--startup-s", type=float, default=1.0, help="spawn to ready (1.0)")
     parser.add_argument("--real-scale", type=float, default=0.05,
                         help="time scale of the real run; 0 skips it (0.05)")  # fmt: skip
@@ -413,6 +434,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         spawn_threshold=args.spawn_threshold,
         idle_timeout_s=args.idle_timeout,
         cooldown_s=args.cooldown,
+        target_utilisation=args.target_utilisation,
+        scale_up_window_s=args.scale_up_window,
+        utilisation_window_s=args.utilisation_window,
     )
     elastic = drive_virtual(
         load, policy, lo=1, hi=args.max_agents, startup_s=args.startup_s, end_s=end_s
@@ -421,20 +445,36 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     peak = int(ev["peak_agents"])  # type: ignore[call-overload]
     static = drive_virtual(load, policy, lo=peak, hi=peak, startup_s=args.startup_s, end_s=end_s)
     sv = summarise(static, phases, end_s, args.max_agents)
-    # What the two knobs trade, on the same arrivals (virtual): waits against busy agents.
+    # What the knobs trade, on the same arrivals (virtual): waits against busy agents. The
+    # first row is the policy without the sustained-growth and target-utilisation rules.
     sweep = []
-    for threshold, idle_s in ((10, args.idle_timeout), (20, args.idle_timeout), (5, 20.0)):
-        knobs = PoolPolicy(
-            max_agents=args.max_agents,
+    for threshold, idle_s, target, window in (
+        (args.spawn_threshold, args.idle_timeout, 0.0, 0.0),
+        (10, args.idle_timeout, args.target_utilisation, args.scale_up_window),
+        (20, args.idle_timeout, args.target_utilisation, args.scale_up_window),
+        (5, 20.0, args.target_utilisation, args.scale_up_window),
+        (args.spawn_threshold, args.idle_timeout, 0.95, args.scale_up_window),
+    ):
+        knobs = dataclasses.replace(
+            policy,
             spawn_threshold=threshold,
             idle_timeout_s=idle_s,
-            cooldown_s=args.cooldown,
+            target_utilisation=target,
+            scale_up_window_s=window,
         )
         tr = drive_virtual(
             load, knobs, lo=1, hi=args.max_agents, startup_s=args.startup_s, end_s=end_s
         )
         f = summarise(tr, phases, end_s, args.max_agents)
-        sweep.append({"spawn_threshold": threshold, "idle_timeout_s": idle_s, **f})
+        sweep.append(
+            {
+                "spawn_threshold": threshold,
+                "idle_timeout_s": idle_s,
+                "target_utilisation": target,
+                "scale_up_window_s": window,
+                **f,
+            }
+        )
     real: dict[str, object] | None = None
     if args.real_scale > 0:
         rtrace = asyncio.run(
@@ -446,8 +486,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         f"Elastic pool on a bursty workload: {len(load):,} tasks of ~{args.task_s:g}s over "
         f"{total_s:g}s ({args.phases} as seconds:tasks/s); pool 1..{args.max_agents}, spawn at "
         f"depth > {args.spawn_threshold}, idle timeout {args.idle_timeout:g}s, cooldown "
-        f"{args.cooldown:g}s, start-up {args.startup_s:g}s. Driver: the Scheduler on virtual "
-        f"time ({elastic.wall_s:.2f}s of wall time)."
+        f"{args.cooldown:g}s, target utilisation {args.target_utilisation:g} (busy slots "
+        f"averaged over {args.utilisation_window:g}s), growth on a queue deep on average over "
+        f"{args.scale_up_window:g}s, start-up {args.startup_s:g}s. Driver: the Scheduler on "
+        f"virtual time ({elastic.wall_s:.2f}s of wall time)."
     )
     print_table(
         "Agents over time (virtual; every 20 s)",
@@ -461,7 +503,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     if real is not None:
         rows.append((f"elastic (real, x{args.real_scale:g})", real))
     for f in sweep:
-        rows.append((f"threshold {f['spawn_threshold']}, idle {f['idle_timeout_s']:g}s", f))
+        name = f"threshold {f['spawn_threshold']}, idle {f['idle_timeout_s']:g}s"
+        if f["target_utilisation"] != args.target_utilisation:
+            name += f", target {f['target_utilisation']:g}"
+        if f["scale_up_window_s"] != args.scale_up_window:
+            name += f", window {f['scale_up_window_s']:g}s"
+        rows.append((name, f))
     print_table(
         "Utilisation and waits",
         ["pool", "at peak", "overall", "peak agents", "slot-s offered", "wait p50 s", "p99 s",
@@ -487,6 +534,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         "spawn_threshold": args.spawn_threshold,
         "idle_timeout_s": args.idle_timeout,
         "cooldown_s": args.cooldown,
+        "target_utilisation": args.target_utilisation,
+        "scale_up_window_s": args.scale_up_window,
+        "utilisation_window_s": args.utilisation_window,
         "startup_s": args.startup_s,
         "real_scale": args.real_scale,
         "seed": args.seed,

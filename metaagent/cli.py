@@ -106,6 +106,32 @@ def run(
         float | None,
         typer.Option("--idle-timeout", min=0.001, help="Idle seconds that stop an instance (60)."),
     ] = None,
+    target_utilisation: Annotated[
+        float | None,
+        typer.Option(
+            "--target-utilisation",
+            min=0.0,
+            max=1.0,
+            help="Retire idle instances while busy slots would fill fewer to this share "
+            "(0.9; 0: never).",
+        ),
+    ] = None,
+    scale_up_window_s: Annotated[
+        float | None,
+        typer.Option(
+            "--scale-up-window",
+            min=0.0,
+            help="Seconds the queue depth is averaged over before it grows the pool (5; 0: now).",
+        ),
+    ] = None,
+    utilisation_window_s: Annotated[
+        float | None,
+        typer.Option(
+            "--utilisation-window",
+            min=0.0,
+            help="Seconds the busy slots are averaged over for the target utilisation (20).",
+        ),
+    ] = None,
     workdir: Annotated[
         Path, typer.Option("--workdir", help="Directory the agents work in.")
     ] = Path("."),
@@ -132,6 +158,9 @@ def run(
         max_queued=max_queued,
         spawn_threshold=spawn_threshold,
         idle_timeout_s=idle_timeout_s,
+        target_utilisation=target_utilisation,
+        scale_up_window_s=scale_up_window_s,
+        utilisation_window_s=utilisation_window_s,
     )
     batch = _drive(_execute(wf, config, quiet=quiet, journal=store), store)
     _finish(batch, json_out)
@@ -172,6 +201,9 @@ def _config(
     max_queued: int | None = None,
     spawn_threshold: int | None = None,
     idle_timeout_s: float | None = None,
+    target_utilisation: float | None = None,
+    scale_up_window_s: float | None = None,
+    utilisation_window_s: float | None = None,
 ) -> OrchestratorConfig:
     s = wf.settings
     pool, health = PoolPolicy(), HealthPolicy()
@@ -187,6 +219,15 @@ def _config(
             spawn_threshold=_pick(spawn_threshold, _pick(s.spawn_threshold, pool.spawn_threshold)),
             idle_timeout_s=_pick(idle_timeout_s, _pick(s.idle_timeout_s, pool.idle_timeout_s)),
             cooldown_s=_pick(s.scale_cooldown_s, pool.cooldown_s),
+            target_utilisation=_pick(
+                target_utilisation, _pick(s.target_utilisation, pool.target_utilisation)
+            ),
+            scale_up_window_s=_pick(
+                scale_up_window_s, _pick(s.scale_up_window_s, pool.scale_up_window_s)
+            ),
+            utilisation_window_s=_pick(
+                utilisation_window_s, _pick(s.utilisation_window_s, pool.utilisation_window_s)
+            ),
         ),
         health=HealthPolicy(
             heartbeat_interval_s=_pick(s.heartbeat_interval_s, health.heartbeat_interval_s),

@@ -24,7 +24,7 @@ from metaagent.decisions import (
 )
 from metaagent.errors import WorkflowError
 from metaagent.routing import AgentInstance, AgentState
-from metaagent.scaling import InstanceView, PoolPolicy, SpecView, next_change, plan
+from metaagent.scaling import InstanceView, PoolPolicy, Smoothed, SpecView, next_change, plan
 
 if TYPE_CHECKING:
     import random
@@ -65,6 +65,7 @@ class SpecPool:
     respawn_due: int = 0  # restarts scheduled and not yet made
     calls: deque[float] = field(default_factory=deque)  # attempt starts in the last minute
     throttled_until: float | None = None
+    busy: Smoothed = field(default_factory=Smoothed)  # attempts its instances run
 
     @property
     def live(self) -> int:
@@ -101,6 +102,7 @@ class Pool:
         self._offered: set[str] = set()  # capabilities of every spec
         self._ticked = -math.inf  # ``now`` of the last tick
         self._ticked_depth: dict[str, int] = {}  # the queue depths it saw
+        self._depth_avg: dict[str, Smoothed] = {}  # queue depths with their time-averages
 
     # --- specs and instances ------------------------------------------------------------------
 
@@ -325,6 +327,7 @@ class Pool:
                     if i.state is AgentState.THROTTLED:
                         self.set_state(i, AgentState.READY)
         if self._elastic:
+            self._observe(now, depth)
             out.extend(self._scale(now, depth, running, running_cap or {}))
             self._ticked = now
             self._ticked_depth = {cap: n for cap, n in depth.items() if n}
@@ -337,6 +340,30 @@ class Pool:
     def quiet(self) -> bool:
         """True when ``tick`` would do nothing: no timer due and no elastic spec."""
         return not self._timers and not self._elastic
+
+    def _observe(self, now: float, depth: Mapping[str, int]) -> None:
+        """Step the time-averages the policy reads (queue depths, busy slots) to ``now``."""
+        # Both as they will be once this round's queue is dispatched (the tick comes before the
+        # dispatch): the queue less what free slots take, busy slots plus what their free slots
+        # take (all of their capabilities' queue at most: conservative when another spec
+        # takes some).
+        window = self.policy.scale_up_window_s
+        avg = self._depth_avg
+        for cap in {*avg, *depth}:
+            n = depth.get(cap, 0)
+            if n:
+                n = max(0, n - sum(i.free for i in self.router.instances(cap)))
+            avg[cap] = avg.get(cap, _ZERO).step(n, now, window)
+        window = self.policy.utilisation_window_s
+        for sp in self.specs.values():
+            if sp.max_instances > sp.min_instances:
+                running = free = 0
+                for i in sp.instances.values():
+                    if i.state not in (AgentState.LOST, AgentState.DRAINING):
+                        running += i.running
+                        free += i.free
+                queued = sum(depth.get(cap, 0) for cap in sp.spec.capabilities)
+                sp.busy = sp.busy.step(running + min(queued, free), now, window)
 
     def _views(self) -> list[SpecView]:
         """The elastic specs as the scaling policy sees them (draining instances are gone)."""
@@ -355,6 +382,7 @@ class Pool:
                 sp.last_action_at,
                 sp.last_shrink_at,
                 sp.hold_until,
+                sp.busy,
             )
             for sp in self.specs.values()
             if sp.max_instances > sp.min_instances
@@ -374,7 +402,7 @@ class Pool:
         actions = plan(
             self._views(), depth, self.policy, now,
             instances=len(self.instances), free=free, room=room, room_total=room_total,
-            served=self._served(depth),
+            served=self._served(depth), sustained=self._depth_avg,
         )  # fmt: skip
         out: list[Decision] = []
         for action in actions:
@@ -426,7 +454,7 @@ class Pool:
         wake = self._timers[0][0] if self._timers else None
         if not self._elastic:
             return wake
-        t = next_change(self._views(), depth, self.policy, self._served(depth))
+        t = next_change(self._views(), depth, self.policy, self._served(depth), self._depth_avg)
         if t is None or (t <= self._ticked and self._same_depth(depth)):
             return wake
         return t if wake is None or t < wake else wake
@@ -440,3 +468,6 @@ class Pool:
         return sum(1 for n in depth.values() if n) == len(seen) and all(
             depth.get(cap, 0) == n for cap, n in seen.items()
         )
+
+
+_ZERO = Smoothed()

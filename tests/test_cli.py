@@ -102,3 +102,40 @@ def test_validate_and_agents(tmp_path: Path) -> None:
     done = cli("agents", "--catalog", "bad.yaml", cwd=tmp_path)
     assert done.returncode == 2
     assert "capabilities" in done.stderr
+
+
+def test_pool_knobs_come_from_the_flags_then_the_workflow_then_the_defaults(
+    tmp_path: Path,
+) -> None:
+    from metaagent.cli import _config
+    from metaagent.scaling import PoolPolicy
+    from metaagent.workflow import parse_workflow
+
+    raw = {
+        "name": "w",
+        "settings": {"target_utilisation": 0.8, "scale_up_window_s": 2.0},
+        "agents": [{"name": "a", "capabilities": {"c": 0.9},
+                    "runner": {"type": "command", "argv": ["echo"]}}],
+        "tasks": [{"id": "t", "capability": "c"}],
+    }  # fmt: skip
+    wf = parse_workflow(raw)
+    pool = _config(wf, None, tmp_path).pool
+    defaults = PoolPolicy()
+    assert (pool.target_utilisation, pool.scale_up_window_s) == (0.8, 2.0)
+    assert pool.utilisation_window_s == defaults.utilisation_window_s
+    pool = _config(
+        wf, None, tmp_path, target_utilisation=0.0, scale_up_window_s=0.0,
+        utilisation_window_s=40.0,
+    ).pool  # fmt: skip
+    assert (pool.target_utilisation, pool.scale_up_window_s, pool.utilisation_window_s) == (
+        0.0, 0.0, 40.0,
+    )  # fmt: skip
+
+
+def test_a_bad_pool_flag_exits_2_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "contract.yaml").write_text(CONTRACT)
+    for flag, value in (("--target-utilisation", "1.5"), ("--scale-up-window", "-1"),
+                        ("--utilisation-window", "-2")):  # fmt: skip
+        done = cli("run", "contract.yaml", flag, value, "--no-journal", cwd=tmp_path)
+        assert done.returncode == 2
+        assert flag in done.stderr

@@ -32,7 +32,15 @@ from metaagent import (
 from metaagent.decisions import FailTask, QuarantineAgent, RetryTask
 from metaagent.pool import HealthPolicy
 from metaagent.routing import AgentState
-from metaagent.scaling import InstanceView, PoolPolicy, ScaleAction, SpecView, next_change, plan
+from metaagent.scaling import (
+    InstanceView,
+    PoolPolicy,
+    ScaleAction,
+    Smoothed,
+    SpecView,
+    next_change,
+    plan,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -91,8 +99,9 @@ def view(
     last: float = -math.inf,
     shrunk: float = -math.inf,
     hold: float = -math.inf,
+    busy: Smoothed | None = None,
 ) -> SpecView:
-    return SpecView(name, caps or {"x": 0.9}, slots, lo, hi, list(insts), last, shrunk, hold)
+    return SpecView(name, caps or {"x": 0.9}, slots, lo, hi, list(insts), last, shrunk, hold, busy)
 
 
 def brief(actions: Sequence[ScaleAction]) -> list[tuple[str, int, tuple[str, ...]]]:
@@ -220,7 +229,189 @@ def test_policy_problems() -> None:
         Scheduler(SchedulerConfig(pool=PoolPolicy(max_agents=0)))
 
 
+def test_new_knobs_are_validated_by_name() -> None:
+    bad = PoolPolicy(target_utilisation=1.5, scale_up_window_s=-1, utilisation_window_s=-0.5)
+    assert bad.problems() == [
+        "scale_up_window_s must be at least 0, got -1",
+        "target_utilisation must be within 0..1, got 1.5",
+        "utilisation_window_s must be at least 0, got -0.5",
+    ]
+    with pytest.raises(ValueError, match=r"target_utilisation must be within 0\.\.1"):
+        Scheduler(SchedulerConfig(pool=PoolPolicy(target_utilisation=-0.1)))
+
+
+# --- sustained growth and the target utilisation: literal tables ------------------------------
+
+LN = math.log
+SMOOTHED_TABLE = [
+    # (why, signal, window, method, argument, expected)
+    ("converged: the level", Smoothed(4.0), 5.0, "average", 100.0, 4.0),
+    ("one time constant on", Smoothed(10.0, 0.0, 0.0), 5.0, "average", 5.0,
+     10.0 * (1 - math.exp(-1))),
+    ("window 0: the level at once", Smoothed(10.0, 0.0, 0.0), 0.0, "average", 0.0, 10.0),
+    ("rising to a bound", Smoothed(8.0, 0.0, 0.0), 5.0, "rises_to", 5.0, 5.0 * LN(8 / 3)),
+    ("already above: since the step", Smoothed(8.0, 6.0, 3.0), 5.0, "rises_to", 5.0, 3.0),
+    ("a level below the bound: never", Smoothed(4.0, 9.0, 3.0), 5.0, "rises_to", 5.0, math.inf),
+    ("a level at the bound: only in the limit", Smoothed(5.0, 0.0, 0.0), 5.0, "rises_to", 5.0,
+     math.inf),
+    ("window 0, level above: since the step", Smoothed(8.0, 0.0, 2.0), 0.0, "rises_to", 5.0,
+     2.0),
+    ("falling to a bound", Smoothed(1.0, 3.0, 10.0), 10.0, "falls_to", 1.8,
+     10.0 + 10.0 * LN(2 / 0.8)),
+    ("already below", Smoothed(1.0, 1.5, 10.0), 10.0, "falls_to", 1.8, 10.0),
+    ("a level above the bound: never", Smoothed(2.0, 0.0, 0.0), 10.0, "falls_to", 1.8, math.inf),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("signal", "window", "method", "arg", "expected"),
+    [pytest.param(*row[1:], id=row[0]) for row in SMOOTHED_TABLE],
+)
+def test_smoothed(
+    signal: Smoothed, window: float, method: str, arg: float, expected: float
+) -> None:
+    got = getattr(signal, method)(arg, window)
+    assert got == pytest.approx(expected, rel=1e-12) if math.isfinite(expected) else got == expected
+
+
+def test_smoothed_steps_only_when_the_level_changes() -> None:
+    s = Smoothed(8.0, 0.0, 0.0)
+    assert s.step(8.0, 3.0, 5.0) is s  # same level: the same times stay the answer
+    t = s.step(2.0, 5.0, 5.0)
+    assert t == Smoothed(2.0, pytest.approx(8.0 * (1 - math.exp(-1))), 5.0)
+
+
+def mixed(running: int, *idle_since: float, slots_used: int = 1) -> list[InstanceView]:
+    """``running`` instances each running ``slots_used`` attempts, then idle ones."""
+    return [InstanceView(f"b{k}", slots_used, 0.0) for k in range(running)] + [
+        InstanceView(f"i{k}", 0, t) for k, t in enumerate(idle_since)
+    ]
+
+
+TEN = mixed(5, 91.0, 92.0, 93.0, 94.0, 95.0)  # 5 of 10 instances busy
+STILL_HIGH = Smoothed(5.0, 10.0, 99.0)  # 5 busy now, 10 until a second ago
+FALLEN = STILL_HIGH.falls_to(0.9 * 9, 20.0)  # when 9 instances would be 90% busy
+NO_TARGET = PoolPolicy(max_agents=10, cooldown_s=5.0, target_utilisation=0.0)
+WINDOW_0 = PoolPolicy(max_agents=10, cooldown_s=5.0, scale_up_window_s=0.0)
+SPIKE = {"x": Smoothed(9.0, 0.0, 100.0)}  # deep since 100.0, shallow before
+SUSTAINED = 100.0 + 5.0 * LN(9 / 4)  # when its average passes 5
+
+RULES_TABLE = [
+    # (why, policy, specs, depth, sustained, now, expected actions)
+    ("a spike: deep now, not on average", P, [view(insts=busy(1))], {"x": 9}, SPIKE, 100.0, []),
+    ("a moment before the average passes the threshold", P, [view(insts=busy(1))], {"x": 9},
+     SPIKE, SUSTAINED - 1e-9, []),
+    ("sustained: the average passed it, growth to the threshold as before", P,
+     [view(insts=busy(1))], {"x": 9}, SPIKE, SUSTAINED, [("w", 4, ())]),
+    ("scale_up_window_s 0: the depth now is enough", WINDOW_0, [view(insts=busy(1))], {"x": 9},
+     SPIKE, 100.0, [("w", 4, ())]),
+    ("deep on average but not now: no growth", P, [view(insts=busy(1))], {"x": 5},
+     {"x": Smoothed(5.0, 9.0, 99.0)}, 100.0, []),
+    ("not served at all: one from zero at once", P, [view()], {"x": 1},
+     {"x": Smoothed(1.0, 0.0, 100.0)}, 100.0, [("w", 1, ())]),
+    ("target: 5 busy slots keep 6 of 10 instances at least 90% busy", P,
+     [view(insts=TEN, busy=Smoothed(5.0))], {}, None, 100.0,
+     [("w", -4, ("i0", "i1", "i2", "i3"))]),
+    ("target 0: only the idle timeout retires", NO_TARGET,
+     [view(insts=TEN, busy=Smoothed(5.0))], {}, None, 100.0, []),
+    ("a queued task holds the target rule (hysteresis)", P,
+     [view(insts=TEN, busy=Smoothed(5.0))], {"x": 1}, None, 100.0, []),
+    ("another capability's queue does not", P, [view(insts=TEN, busy=Smoothed(5.0))], {"y": 9},
+     None, 100.0, [("w", -4, ("i0", "i1", "i2", "i3"))]),
+    ("within the cooldown of any action: kept", P,
+     [view(insts=TEN, busy=Smoothed(5.0), last=96.0)], {}, None, 100.0, []),
+    ("never below min_instances", P, [view(insts=TEN, busy=Smoothed(5.0), lo=8)], {}, None,
+     100.0, [("w", -2, ("i0", "i1"))]),
+    ("busy instances are never stopped: fewer idle than spare", P,
+     [view(insts=mixed(4, 95.0), slots=2, busy=Smoothed(4.0))], {}, None, 100.0,
+     [("w", -1, ("i0",))]),
+    ("starting instances are not retired", P,
+     [view(insts=[*busy(1), *busy(2, running=0, starting=True)], busy=Smoothed(1.0))], {}, None,
+     100.0, []),
+    ("the average still high: kept", P, [view(insts=TEN, busy=STILL_HIGH)], {}, None, 100.0, []),
+    ("the average fallen to what 9 keep busy: one goes", P, [view(insts=TEN, busy=STILL_HIGH)],
+     {}, None, FALLEN, [("w", -1, ("i0",))]),
+    ("nothing running: load gone, the idle timeout decides", P,
+     [view(insts=idle(91.0, 92.0), busy=Smoothed(0.0, 3.0, 90.0))], {}, None, 100.0, []),
+    ("the idle timeout still applies with the target rule", P,
+     [view(insts=mixed(1, 30.0, 95.0), busy=Smoothed(1.0, 2.0, 99.0))], {}, None, 100.0,
+     [("w", -1, ("i0",))]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("policy", "specs", "depth", "sustained", "now", "expected"),
+    [pytest.param(*row[1:], id=row[0]) for row in RULES_TABLE],
+)
+def test_sustained_growth_and_target_utilisation(
+    policy: PoolPolicy,
+    specs: list[SpecView],
+    depth: dict[str, int],
+    sustained: dict[str, Smoothed] | None,
+    now: float,
+    expected: list[tuple[str, int, tuple[str, ...]]],
+) -> None:
+    assert brief(plan(specs, depth, policy, now, sustained=sustained)) == expected
+
+
+def test_reasons_of_the_new_rules() -> None:
+    (up,) = plan([view(insts=busy(1))], {"x": 9}, P, SUSTAINED, sustained=SPIKE)
+    assert up.reason.startswith("queue depth of 'x' is 9 > spawn threshold 5 (averaged over 5s)")
+    (down,) = plan([view(insts=TEN, busy=Smoothed(5.0))], {}, P, 100.0)
+    assert down.reason == (
+        "5.0 busy slots (averaged over 20s) keep 6 instances at least 90% busy "
+        "(target utilisation; keeping min_instances=0)"
+    )
+
+
+RULES_NEXT_TABLE = [
+    # (why, specs, depth, sustained, expected)
+    ("a deep queue: when its average passes the threshold", [view(insts=busy(1))], {"x": 9},
+     SPIKE, SUSTAINED),
+    ("... or when a shrink's cooldown ends, if later", [view(insts=busy(1), shrunk=103.0)],
+     {"x": 9}, SPIKE, 108.0),
+    ("a deep queue at max_instances: nothing", [view(insts=busy(1), hi=1)], {"x": 9}, SPIKE,
+     None),
+    ("a spike gone: nothing", [view(insts=busy(1))], {"x": 4}, {"x": Smoothed(4.0, 2.0, 100.0)},
+     None),
+    ("target: when the busy slots' average has fallen enough", [view(insts=TEN, busy=STILL_HIGH)],
+     {}, None, FALLEN),
+    ("target: or when the cooldown ends, if later",
+     [view(insts=TEN, busy=STILL_HIGH, last=106.0)], {}, None, 111.0),
+    ("target: a level too high never makes one spare: the idle timeout",
+     [view(insts=mixed(9, 95.0), busy=Smoothed(9.0, 12.0, 99.0))], {}, None, 155.0),
+    ("target: nothing running, only the idle timeout",
+     [view(insts=idle(91.0, 92.0), busy=Smoothed(0.0, 3.0, 90.0))], {}, None, 151.0),
+    ("target: no idle instance, nothing", [view(insts=busy(3), busy=Smoothed(1.0, 3.0, 99.0))],
+     {}, None, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("specs", "depth", "sustained", "expected"),
+    [pytest.param(*row[1:], id=row[0]) for row in RULES_NEXT_TABLE],
+)
+def test_next_change_of_the_new_rules(
+    specs: list[SpecView],
+    depth: dict[str, int],
+    sustained: dict[str, Smoothed] | None,
+    expected: float | None,
+) -> None:
+    got = next_change(specs, depth, P, sustained=sustained)
+    assert got == (pytest.approx(expected, rel=1e-12) if expected is not None else None)
+    if got is not None:
+        # ``plan`` acts at exactly that time and not a moment before.
+        assert plan(specs, depth, P, got, sustained=sustained)
+        assert not plan(specs, depth, P, got - 1e-6, sustained=sustained)
+
+
 # --- the pool through the scheduler, on virtual time ---------------------------------------------
+
+
+def classic(**kw: float) -> PoolPolicy:
+    """The requirements' rules alone: growth on the depth now, shrinking by the idle timeout.
+    The tests of the sustained-growth and target-utilisation rules use the defaults."""
+    return PoolPolicy(scale_up_window_s=0.0, target_utilisation=0.0, **kw)  # type: ignore[arg-type]
 
 
 class Pool:
@@ -228,7 +419,7 @@ class Pool:
 
     def __init__(self, specs: Sequence[AgentSpec], **config: object) -> None:
         config.setdefault("retry", NO_JITTER)
-        config.setdefault("pool", PoolPolicy())
+        config.setdefault("pool", classic())
         self.s = Scheduler(SchedulerConfig(**config))  # type: ignore[arg-type]
         self.outs: list[Output] = []
         self.start = True  # spawned instances report ready at once
@@ -348,7 +539,7 @@ def test_idle_instances_are_terminated_exactly_at_the_idle_timeout() -> None:
 
 
 def test_idle_timeout_is_configurable() -> None:
-    p = Pool([spec("w", {"x": 0.9}, lo=0, hi=3)], pool=PoolPolicy(idle_timeout_s=5.0))
+    p = Pool([spec("w", {"x": 0.9}, lo=0, hi=3)], pool=classic(idle_timeout_s=5.0))
     p.submit("a", tasks(6), 0.0)
     p.tick(0.0)
     for r in p.running():
@@ -364,7 +555,7 @@ def test_idle_timeout_is_configurable() -> None:
 
 
 def test_growth_follows_a_deepening_queue_counting_what_is_on_its_way() -> None:
-    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=40)], pool=PoolPolicy(cooldown_s=5.0))
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=40)], pool=classic(cooldown_s=5.0))
     p.start = False  # spawned instances stay starting
     p.submit("a", tasks(8), 0.0)
     p.tick(0.0)  # one runs, 7 wait: 2 more
@@ -378,7 +569,7 @@ def test_growth_follows_a_deepening_queue_counting_what_is_on_its_way() -> None:
 
 def test_cooldown_keeps_the_pool_from_flapping() -> None:
     p = Pool([spec("w", {"x": 0.9}, lo=1, hi=20)],
-             pool=PoolPolicy(cooldown_s=5.0, idle_timeout_s=1.0))  # fmt: skip
+             pool=classic(cooldown_s=5.0, idle_timeout_s=1.0))  # fmt: skip
     p.submit("a", tasks(8), 0.0)
     p.tick(0.0)
     assert len(p.live()) == 3
@@ -405,7 +596,7 @@ def test_cooldown_keeps_the_pool_from_flapping() -> None:
 def test_a_pool_that_cannot_grow_does_not_ask_to_be_woken_in_the_past() -> None:
     # Regression: at max_instances with a deep queue, next_wakeup() kept answering the end of
     # a cooldown long gone, so the runtime ticked in a busy loop.
-    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=2)], pool=PoolPolicy(cooldown_s=5.0))
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=2)], pool=classic(cooldown_s=5.0))
     p.submit("a", tasks(20), 0.0)
     p.tick(0.0)
     assert len(p.live()) == 2
@@ -418,7 +609,7 @@ def test_a_pool_that_cannot_grow_does_not_ask_to_be_woken_in_the_past() -> None:
 def test_max_instances_and_max_agents_bound_growth() -> None:
     p = Pool(
         [spec("fixed", {"x": 0.5}, lo=3, hi=3), spec("w", {"x": 0.9}, lo=1, hi=4)],
-        pool=PoolPolicy(max_agents=6, cooldown_s=0.0),
+        pool=classic(max_agents=6, cooldown_s=0.0),
     )
     p.submit("a", tasks(100), 0.0)
     for t in range(10):
@@ -426,7 +617,7 @@ def test_max_instances_and_max_agents_bound_growth() -> None:
     # The fixed spec's three instances count against max_agents: w may only reach 3.
     assert len(p.live()) == 6
     assert len(p.live("w")) == 3
-    p2 = Pool([spec("w", {"x": 0.9}, lo=1, hi=4)], pool=PoolPolicy(cooldown_s=0.0))
+    p2 = Pool([spec("w", {"x": 0.9}, lo=1, hi=4)], pool=classic(cooldown_s=0.0))
     p2.submit("a", tasks(100), 0.0)
     for t in range(10):
         p2.tick(float(t))
@@ -435,14 +626,14 @@ def test_max_instances_and_max_agents_bound_growth() -> None:
 
 def test_growth_stops_at_what_the_concurrency_limits_let_run() -> None:
     p = Pool([spec("w", {"x": 0.9}, lo=1, hi=20)], max_concurrency=3,
-             pool=PoolPolicy(cooldown_s=0.0))  # fmt: skip
+             pool=classic(cooldown_s=0.0))  # fmt: skip
     p.submit("a", tasks(50), 0.0)
     for t in range(5):
         p.tick(float(t))
     assert len(p.live()) == 3
     assert p.s.running == 3
     q = Pool([spec("w", {"x": 0.9}, lo=1, hi=20)], capability_limits={"x": 2},
-             pool=PoolPolicy(cooldown_s=0.0))  # fmt: skip
+             pool=classic(cooldown_s=0.0))  # fmt: skip
     q.submit("a", tasks(50), 0.0)
     for t in range(5):
         q.tick(float(t))
@@ -516,7 +707,7 @@ def test_work_of_a_lost_agent_is_rerouted_after_the_first_back_off_step_every_ti
 
 def test_an_elastic_spec_whose_instances_die_at_start_is_not_respawned_every_round() -> None:
     h = HealthPolicy(restart_backoff_s=0.5, restart_backoff_max_s=30.0, restart_jitter=0.0)
-    p = Pool([spec("w", {"x": 0.9}, lo=0, hi=10)], health=h, pool=PoolPolicy(cooldown_s=0.0))
+    p = Pool([spec("w", {"x": 0.9}, lo=0, hi=10)], health=h, pool=classic(cooldown_s=0.0))
     p.start = False
     p.submit("a", tasks(20), 0.0)
     now = 0.0
@@ -536,7 +727,7 @@ def test_an_elastic_spec_whose_instances_die_at_start_is_not_respawned_every_rou
 
 
 def test_no_restart_while_enough_instances_live() -> None:
-    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=3)], pool=PoolPolicy(cooldown_s=0.0))
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=3)], pool=classic(cooldown_s=0.0))
     p.submit("a", tasks(9), 0.0)
     p.tick(0.0)
     assert len(p.live()) == 3
@@ -664,7 +855,7 @@ def test_rate_limit_throttles_a_spec_and_releases_it_after_the_minute() -> None:
 
 
 def test_an_instance_that_starts_while_its_spec_is_throttled_is_throttled() -> None:
-    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=5, rate=1)], pool=PoolPolicy(cooldown_s=0.0))
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=5, rate=1)], pool=classic(cooldown_s=0.0))
     p.start = False
     p.submit("a", tasks(10), 0.0)
     p.tick(0.0)
@@ -841,3 +1032,78 @@ def test_a_task_that_kills_every_agent_fails_after_max_attempts_without_a_respaw
     assert len(restarts) == 3  # one per instance it killed, then quiet
     assert len(of(p.outs, SpawnAgent)) == 2 + 3
     assert len(p.live()) == 2
+
+
+# --- the new rules through the scheduler (the pool's defaults) -----------------------------------
+
+
+def test_a_spike_does_not_grow_the_pool_a_sustained_queue_does() -> None:
+    spike = Pool([spec("w", {"x": 0.9}, lo=1, hi=10)], pool=PoolPolicy())
+    spike.submit("a", tasks(9), 0.0)
+    spike.tick(0.0)  # one runs, 8 wait: deep now, but its average has just begun to rise
+    assert spike.s.queue_depth() == {"x": 8}
+    assert of(spike.outs, ScaleResources) == []
+    assert spike.s.next_wakeup() == pytest.approx(5.0 * math.log(8 / 3))
+    for t in (1.0, 2.0, 3.0):  # the queue drains on its own before the average gets there
+        (r,) = spike.running()
+        spike.finish(r, t)
+        spike.tick(t)
+    assert spike.s.queue_depth() == {"x": 5}
+    assert spike.s.next_wakeup() is None
+    assert of(spike.outs, ScaleResources) == []
+
+    held = Pool([spec("w", {"x": 0.9}, lo=1, hi=10)], pool=PoolPolicy())
+    held.submit("a", tasks(9), 0.0)
+    held.tick(0.0)
+    wake = held.s.next_wakeup()
+    assert wake is not None
+    assert of(held.tick(wake - 1e-6), ScaleResources) == []
+    (grow,) = of(held.tick(wake), ScaleResources)
+    assert (grow.from_n, grow.to_n) == (1, 4)  # back to the threshold, as the old rule did
+    assert "(averaged over 5s)" in grow.reason
+
+
+def test_the_target_utilisation_retires_idle_surplus_while_load_remains() -> None:
+    # Growth at once (threshold 0, no window), so the test is about the target rule alone.
+    policy = PoolPolicy(spawn_threshold=0, scale_up_window_s=0.0)
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=10)], pool=policy)
+    p.submit("a", tasks(3), 0.0)
+    p.tick(0.0)
+    p.tick(0.0)
+    assert (len(p.live()), len(p.running())) == (3, 3)  # 3 busy slots from 0 s on
+    assert p.s.next_wakeup() is None  # all busy: nothing to retire
+    first, *others = p.running()
+    for r in others:  # at 100 s the load falls to one slot
+        p.finish(r, 100.0)
+    p.tick(100.0)
+    # Before the idle timeout (60 s), exactly when the busy slots' average (over 20 s) has
+    # fallen to what two instances keep 90% busy: 1.8.
+    average = 3.0 * (1.0 - math.exp(-100.0 / 20.0))
+    wake = p.s.next_wakeup()
+    assert wake == pytest.approx(100.0 + 20.0 * math.log((average - 1.0) / 0.8), rel=1e-12)
+    assert wake is not None
+    assert of(p.tick(wake - 1e-6), TerminateAgent) == []
+    (stop,) = of(p.tick(wake), TerminateAgent)
+    assert "target utilisation" in stop.reason
+    assert stop.instance != first.instance  # a busy instance is never stopped
+    assert len(p.live()) == 2
+    # One busy slot never makes the second instance spare at 90%: the idle timeout decides.
+    assert p.s.next_wakeup() == 160.0
+    (last,) = of(p.tick(160.0), TerminateAgent)
+    assert "idle for at least 60s" in last.reason
+    assert p.live() == [first.instance]
+
+
+def test_the_target_rule_keeps_what_the_busy_slots_need_and_waits_out_the_cooldown() -> None:
+    p = Pool([spec("w", {"x": 0.9}, lo=1, hi=10)], pool=PoolPolicy(scale_up_window_s=0.0))
+    p.submit("a", tasks(12), 0.0)
+    p.tick(0.0)
+    p.tick(0.0)
+    assert len(p.live()) == 7
+    for r in p.running()[1:]:  # six finish; the queue's last five take their slots
+        p.finish(r, 1.0)
+    p.tick(1.0)
+    assert (len(p.running()), p.s.queue_depth()) == (6, {})
+    assert of(p.tick(4.0), TerminateAgent) == []  # within the cooldown of the growth
+    # Six busy slots need seven instances at 90%: no surplus, only the idle timeout is due.
+    assert p.s.next_wakeup() == 61.0

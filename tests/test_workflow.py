@@ -228,3 +228,25 @@ def test_parse_workflow_accepts_data_already_parsed() -> None:
     assert wf.tasks[0].verify is not None
     assert wf.tasks[0].verify.argv == ("true",)
     assert (wf.tasks[0].group, wf.tasks[0].key) == ("g", "k")
+
+
+def test_pool_settings_are_read_and_checked_by_name(tmp_path: Path) -> None:
+    settings = (
+        "settings:\n"
+        "  spawn_threshold: 3\n"
+        "  target_utilisation: 0.8\n"
+        "  scale_up_window_s: 2\n"
+        "  utilisation_window_s: 30\n"
+    )
+    wf = load_workflow(write(tmp_path, settings + base("  - {id: t, capability: code}\n")))
+    s = wf.settings
+    assert (s.target_utilisation, s.scale_up_window_s, s.utilisation_window_s) == (0.8, 2, 30)
+    for field, value, message in (
+        ("target_utilisation", "1.5", "less than or equal to 1"),
+        ("target_utilisation", "-0.1", "greater than or equal to 0"),
+        ("scale_up_window_s", "-1", "greater than or equal to 0"),
+        ("utilisation_window_s", "-1", "greater than or equal to 0"),
+    ):
+        bad = f"settings:\n  {field}: {value}\n" + base("  - {id: t, capability: code}\n")
+        with pytest.raises(WorkflowError, match=rf"settings\.{field}: Input should be {message}"):
+            load_workflow(write(tmp_path, bad))
