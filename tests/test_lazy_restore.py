@@ -398,3 +398,61 @@ async def test_closing_before_the_first_dispatch_reports_every_task() -> None:
     ]  # fmt: skip
     assert partial.result("b").output == ["b"]
     assert gc.get_freeze_count() == 0
+
+
+class PlannerLife:
+    """A planner plans x -> y; y blocks until released (or, after a restart, runs at once)."""
+
+    def __init__(self, *, block: bool) -> None:
+        self.block = block
+        self.ran: list[str] = []
+        self.blocked = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, ctx: AttemptContext) -> object:
+        tid = ctx.task.id
+        self.ran.append(tid)
+        if tid == "plan":
+            steps = [{"id": "x", "capability": "code"}, {"id": "y", "capability": "code",
+                     "depends_on": ["x"]}]  # fmt: skip
+            return {"tasks": steps}
+        if tid == "plan/y" and self.block:
+            self.blocked.set()
+            await self.release.wait()
+        return f"did {tid}"
+
+
+async def test_a_planned_decomposition_resumes_without_planning_again(tmp_path: Path) -> None:
+    live, copy = tmp_path / "live.db", tmp_path / "crashed.db"
+    tasks = [
+        AgentTask("a", "code"),
+        AgentTask("plan", "code", depends_on=("a",), decompose=Decompose(planner=True)),
+        AgentTask("after", "code", depends_on=("plan",)),
+    ]
+    first = PlannerLife(block=True)
+    journal = SqliteJournal(live)
+    async with Orchestrator(_agents(first), journal=journal) as orch:
+        handle = await orch.submit(tasks, run_id="r1")
+        await asyncio.wait_for(first.blocked.wait(), 30)
+        journal.flush()
+        for suffix in ("", "-wal"):
+            if (live.parent / (live.name + suffix)).exists():
+                shutil.copyfile(f"{live}{suffix}", f"{copy}{suffix}")
+        await orch.cancel(handle.run_id)
+    journal.close()
+
+    stored = SqliteJournal(copy).load_run("r1", lazy=True)
+    assert stored.deferred is not None
+    assert set(stored.deferred.outputs) == {"a"}  # the planner and its sub-tasks are kept
+    # The planner's own attempt succeeded (it planned) while the task still waits on its plan.
+    assert [a.outcome for a in stored.attempts["plan"]] == [Outcome.SUCCEEDED]
+    second = PlannerLife(block=False)
+    journal = SqliteJournal(copy)
+    async with Orchestrator(_agents(second), journal=journal) as orch:
+        batch = await asyncio.wait_for((await orch.resume("r1")).result(), 30)
+    journal.close()
+    assert sorted(second.ran) == ["after", "plan/y"]  # not planned again, x not redone
+    assert batch.result("plan").output == {"plan/x": "did plan/x", "plan/y": "did plan/y"}
+    assert [a.outcome for a in batch.result("plan").attempts] == [Outcome.SUCCEEDED]
+    assert [r.task_id for r in batch.results] == ["a", "plan", "after", "plan/x", "plan/y"]
+    assert all(r.state is TaskState.SUCCEEDED for r in batch.results)
