@@ -223,7 +223,8 @@ class Orchestrator:
             handle = self._start_run(run, now, on_event)
             if part is not None:
                 self._unread.append((run_id, part))
-            self._frozen.hold(run_id)
+            if run.finished_at is None:
+                self._frozen.hold(run_id)
             return handle
 
     def _read_rest(self, *, closing: bool = False) -> None:

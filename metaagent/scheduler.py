@@ -499,6 +499,8 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
         run = self.runs[run_id]
         if run.open:
             raise WorkflowError(f"run {run_id!r} still has {run.open} open tasks")
+        if run.unread is not None:
+            raise WorkflowError(f"run {run_id!r} is still being read back from its journal")
         del self.runs[run_id]
 
 

@@ -286,6 +286,8 @@ def test_the_run_cannot_complete_before_its_settled_tasks_are_read_back() -> Non
     # Nothing is open, but a and b are not back yet: no completion.
     assert not [o for o in done if isinstance(o, RunCompleted)]
     assert run.finished_at is None
+    with pytest.raises(WorkflowError, match="still being read back"):
+        s.forget("r1")
     rest = part.read()  # type: ignore[attr-defined]
     results = {t: (r.state, r.output, r.error, r.finished_at) for t, r in rest.results.items()}
     # What is read back must be what was left out: a mismatch changes nothing.
