@@ -86,10 +86,16 @@ class DeferredPart:
     read: Callable[[], StoredRun]  # the settled tasks with their results and attempts
 
 
+def in_decomposition(decompose: object, metadata: Mapping[str, object] | None) -> bool:
+    """Whether a task is a decomposed task or a sub-task (by its ``decompose`` field and its
+    metadata's ``parent``): those are relinked to each other when a run resumes."""
+    return decompose is not None or bool(metadata and "parent" in metadata)
+
+
 def settled(state: str, decompose: object, metadata: Mapping[str, object] | None) -> bool:
     """Whether a task in this recorded state may be left out of a lazy read: it succeeded and
-    is neither a decomposed task nor a sub-task (those are relinked when a run resumes)."""
-    return state == "succeeded" and decompose is None and not (metadata and "parent" in metadata)
+    takes no part in a decomposition."""
+    return state == "succeeded" and not in_decomposition(decompose, metadata)
 
 
 class Journal(Protocol):

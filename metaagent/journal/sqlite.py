@@ -27,6 +27,7 @@ from metaagent.journal.base import (
     RunInfo,
     StoredResult,
     StoredRun,
+    in_decomposition,
     settled,
 )
 from metaagent.journal.codec import (
@@ -401,11 +402,7 @@ class SqliteJournal:
         )
         for tid in [tid for tid in attempts if tid in left]:
             del attempts[tid]
-        family = [
-            d["id"]
-            for d in kept
-            if d.get("decompose") is not None or "parent" in (d.get("metadata") or ())
-        ]
+        family = [d["id"] for d in kept if in_decomposition(d.get("decompose"), d.get("metadata"))]
         if family:
             attempts.update(self._attempts_of(run_id, family))
             done = [tid for tid in family if states.get(tid) == "succeeded"]
