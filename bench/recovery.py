@@ -2,8 +2,9 @@
 
 For each size, a child process runs a layered DAG of no-op tasks on a SQLite journal and kills
 itself (SIGKILL at the labelled crash point ``after_result_before_commit``) once half the tasks
-have finished, leaving an unfinished run with attempts in flight. Then, ``--repeat`` times, on a
-fresh copy of that journal, a new process is started that resumes the run; the time is taken
+(``--finished-share``) have finished, leaving an unfinished run with attempts in flight. Then,
+``--repeat`` times, on a fresh copy of that journal, a new process is started that resumes the
+run; the time is taken
 from just before the process is spawned to the moment the first attempt starts. That covers
 the interpreter's start, imports, opening the journal, reading the run back, rebuilding the
 graph and queues, the first group commit and the launch. Target: under 1 s for 100,000 tasks.
@@ -48,10 +49,11 @@ PHASES = (
 )
 
 
-def build(folder: Path, n: int) -> tuple[Path, float]:
-    """A journal holding an unfinished run of ``n`` tasks, half of them finished."""
+def build(folder: Path, n: int, share: float = 0.5) -> tuple[Path, float]:
+    """A journal holding an unfinished run of ``n`` tasks, ``share`` of them finished."""
     db = folder / f"journal-{n}.db"
-    env = {**os.environ, "METAAGENT_CRASH_AT": f"after_result_before_commit:{max(1, n // 2)}"}
+    done = max(1, int(n * share))
+    env = {**os.environ, "METAAGENT_CRASH_AT": f"after_result_before_commit:{done}"}
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(CHILD), "build", str(db), str(n)],
@@ -111,6 +113,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     )
     parser.add_argument("--repeat", type=int, default=5, help="restarts per size (default 5)")
     parser.add_argument(
+        "--finished-share",
+        type=float,
+        default=0.5,
+        help="share of the tasks finished at the crash (default 0.5): what a resume can leave "
+        "for after its first dispatch",
+    )
+    parser.add_argument(
         "--dir", type=Path, default=None, help="where journal files go (default: a temp dir)"
     )
     args = parser.parse_args(argv)
@@ -120,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         parser.error("--sizes must be comma-separated integers")
     if not sizes or min(sizes) < 10 or args.repeat < 1:
         parser.error("--sizes must be at least 10 each, --repeat at least 1")
+    if not 0 < args.finished_share < 1:
+        parser.error("--finished-share must be between 0 and 1")
 
     # A package installed by pip has its bytecode compiled; an editable checkout run with
     # PYTHONDONTWRITEBYTECODE (as on CI machines) would compile every module at each start.
@@ -130,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     cells: list[dict[str, object]] = []
     try:
         for n in sizes:
-            db, build_s = build(folder, n)
+            db, build_s = build(folder, n, args.finished_share)
             held = contents(db)
             runs = [restart(db, folder / "scratch.db") for _ in range(args.repeat)]
             median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -153,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
 
     print(
         f"Recovery after a crash: time from spawning the orchestrator process to its first "
-        f"dispatch; {args.repeat} restarts per journal, each on a fresh copy"
+        f"dispatch; {args.repeat} restarts per journal, each on a fresh copy; "
+        f"{args.finished_share:.0%} of the tasks finished at the crash"
     )
     print_table(
         "Journal",
@@ -192,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         "date": stamp(),
         "sizes": sizes,
         "repeat": args.repeat,
+        "finished_share": args.finished_share,
         "bytecode_compiled": bool(compiled),
         "cells": cells,
         "targets": {

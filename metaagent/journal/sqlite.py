@@ -402,7 +402,12 @@ class SqliteJournal:
         )
         for tid in [tid for tid in attempts if tid in left]:
             del attempts[tid]
-        family = [d["id"] for d in kept if in_decomposition(d.get("decompose"), d.get("metadata"))]
+        family = [
+            d["id"]
+            for d in kept
+            if ("decompose" in d or "metadata" in d)  # most tasks have neither: no call
+            and in_decomposition(d.get("decompose"), d.get("metadata"))
+        ]
         if family:
             attempts.update(self._attempts_of(run_id, family))
             done = [tid for tid in family if states.get(tid) == "succeeded"]
