@@ -382,7 +382,11 @@ class SqliteJournal:
         later: list[dict[str, Any]] = []
         for d in docs:
             state = states.get(d["id"])
-            if state is not None and settled(state, d.get("decompose"), d.get("metadata")):
+            if state is None:
+                kept.append(d)
+            elif (state == "succeeded" and "decompose" not in d and "metadata" not in d) or settled(
+                state, d.get("decompose"), d.get("metadata")
+            ):  # (the common case first)
                 later.append(d)
             else:
                 kept.append(d)
