@@ -29,7 +29,7 @@ from metaagent.routing import AgentInstance, AgentState, Router
 from metaagent.state import QueueKey
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 __all__ = ["QueueKey", "RunRecord", "Scheduler", "SchedulerConfig", "TaskRecord"]
 
@@ -190,13 +190,7 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
         # takes work (the pool spawns an instance for it).
         known = self.pool.capabilities()
         for i, task in enumerate(tasks):
-            if task.decompose is not None and task.decompose.template:
-                continue  # never routed: its template's sub-tasks are
-            if task.capability not in known:
-                place = f"tasks[{i}] (id {task.id!r}).capability"
-                raise UnknownCapabilityError(
-                    task.capability, sorted(known), where=f"{where}: {place}" if where else place
-                )
+            self._check_capability(task, i, known, where)
         open_tasks = len(graph)
         self._check_room(open_tasks)
         run = RunRecord(run_id, name or run_id, graph, now, open=open_tasks)
@@ -309,12 +303,8 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
             if stored is not None:
                 rec.state, rec.output, rec.error, at = stored
                 rec.finished_at = at + t0
-            elif task.capability not in known and (
-                task.decompose is None or not task.decompose.template  # those are never routed
-            ):
-                raise UnknownCapabilityError(
-                    task.capability, sorted(known), where=f"tasks[{i}] (id {tid!r}).capability"
-                )
+            else:
+                self._check_capability(task, i, known, None)
             records[tid] = rec
         for tid, seen in attempts.items():
             holder = records.get(tid)
@@ -387,6 +377,19 @@ class Scheduler(Dispatching, Outcomes, Decomposing):
         out: list[Output] = []
         self._complete(run, now, out)
         return out
+
+    @staticmethod
+    def _check_capability(
+        task: AgentTask, index: int, known: Collection[str], where: str | None
+    ) -> None:
+        """Raise ``UnknownCapabilityError`` for a task no spec can serve (a task decomposed by
+        a template is never routed itself: its sub-tasks are)."""
+        if task.capability in known or (task.decompose is not None and task.decompose.template):
+            return
+        place = f"tasks[{index}] (id {task.id!r}).capability"
+        raise UnknownCapabilityError(
+            task.capability, sorted(known), where=f"{where}: {place}" if where else place
+        )
 
     def _check_room(self, open_tasks: int) -> None:
         """Raise ``CapacityError`` if ``open_tasks`` more would pass the queue bound."""
