@@ -20,20 +20,15 @@ import random
 from typing import TYPE_CHECKING
 
 from bench._table import print_json, print_table, stamp
-from metaagent.model import AgentSpec, AgentTask
-from metaagent.simulate import Simulation
-from metaagent.simulate_spec import (
-    SIMULATED,
-    AgentPool,
-    Duration,
-    Profile,
-    SimSpec,
-)
+from metaagent.core.specs import AgentSpec
+from metaagent.core.tasks import AgentTask
+from metaagent.sim.driver import Simulation
+from metaagent.sim.spec import SIMULATED, AgentPool, Duration, Profile, SimSpec
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from metaagent.decisions import RouteTask
+    from metaagent.core.decisions import RouteTask
 
 TARGET_FEWER = 0.15
 MEAN_S = 30.0

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 from bench._table import print_json, print_table, stamp
 from metaagent import AgentSpec, AgentTask, FunctionRunner, Orchestrator, OrchestratorConfig
+from metaagent.core.tasks import Attempt
 from metaagent.journal import Durability, MemoryJournal, SqliteJournal
-from metaagent.model import Attempt
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

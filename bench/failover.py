@@ -43,7 +43,7 @@ from metaagent import (
     TaskState,
 )
 from metaagent.agents.persistent import PersistentCommandRunner
-from metaagent.routing import AgentState
+from metaagent.core.instances import AgentState
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from bench._table import print_json, print_table, stamp
-from metaagent.model import AgentSpec, TaskState
-from metaagent.policies import least_loaded, oracle, random_choice, round_robin
-from metaagent.routing import RoutingWeights
-from metaagent.simulate import Simulation
-from metaagent.simulate_spec import (
+from metaagent.core.routing import RoutingWeights
+from metaagent.core.specs import AgentSpec
+from metaagent.core.tasks import TaskState
+from metaagent.sim.driver import Simulation
+from metaagent.sim.policies import least_loaded, oracle, random_choice, round_robin
+from metaagent.sim.spec import (
     SIMULATED,
     AgentPool,
     Duration,
@@ -45,7 +46,7 @@ from metaagent.simulate_spec import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from metaagent.routing import Chooser
+    from metaagent.core.routing import Chooser
 
 FIXED = RoutingWeights(capability=0.4, fit=0.0, load=0.3, success=0.2, speed=0.1)
 TARGET_ORACLE_GAP = 0.02  # learned success rate at most this far below the oracle's

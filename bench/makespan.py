@@ -26,10 +26,11 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from bench._table import print_json, print_table, stamp
-from metaagent.graph import TaskGraph
-from metaagent.model import AgentSpec, AgentTask
-from metaagent.simulate import Simulation
-from metaagent.simulate_spec import (
+from metaagent.core.graph import TaskGraph
+from metaagent.core.specs import AgentSpec
+from metaagent.core.tasks import AgentTask
+from metaagent.sim.driver import Simulation
+from metaagent.sim.spec import (
     SIMULATED,
     AgentPool,
     Duration,

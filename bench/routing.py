@@ -23,7 +23,7 @@ from metaagent import AgentSpec, AgentTask, FunctionRunner, Outcome, Scheduler, 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from metaagent.decisions import RouteTask
+    from metaagent.core.decisions import RouteTask
 
 TARGET_P99_MS = 1.0
 

@@ -49,14 +49,14 @@ from metaagent import (
     SpawnAgent,
     TerminateAgent,
 )
-from metaagent.routing import AgentState
-from metaagent.scaling import PoolPolicy
+from metaagent.core.instances import AgentState
+from metaagent.core.scaling import PoolPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from metaagent.agents.base import AttemptContext
-    from metaagent.decisions import Output
+    from metaagent.core.decisions import Output
 
 TARGET_PEAK = 0.90  # utilisation at peak: our target
 REQUIRED_PEAK = 0.70  # the requirements' figure

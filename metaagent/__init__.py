@@ -2,9 +2,8 @@
 
 from metaagent.agents import AttemptContext, CommandRunner, FunctionRunner, Runner
 from metaagent.agents.process import ProcessLimits
-from metaagent.batch import BatchResult
 from metaagent.clock import Clock, ManualClock, SystemClock
-from metaagent.decisions import (
+from metaagent.core.decisions import (
     CancelTask,
     Candidate,
     Decision,
@@ -17,6 +16,12 @@ from metaagent.decisions import (
     SpawnAgent,
     TerminateAgent,
 )
+from metaagent.core.retry import RetryPolicy
+from metaagent.core.routing import RoutingWeights
+from metaagent.core.scheduler.config import SchedulerConfig
+from metaagent.core.scheduler.scheduler import Scheduler
+from metaagent.core.specs import AgentSpec
+from metaagent.core.tasks import AgentTask, Attempt, Outcome, TaskResult, TaskState, VerifySpec
 from metaagent.errors import (
     AgentCrash,
     AgentFailure,
@@ -29,20 +34,11 @@ from metaagent.errors import (
     VerificationFailed,
     WorkflowError,
 )
-from metaagent.events import Event
-from metaagent.model import (
-    AgentSpec,
-    AgentTask,
-    Attempt,
-    Outcome,
-    TaskResult,
-    TaskState,
-    VerifySpec,
-)
-from metaagent.retry import RetryPolicy
-from metaagent.routing import RoutingWeights
-from metaagent.runtime import Orchestrator, OrchestratorConfig, RunHandle
-from metaagent.scheduler import Scheduler, SchedulerConfig
+from metaagent.report.batch import BatchResult
+from metaagent.runtime.config import OrchestratorConfig
+from metaagent.runtime.events import Event
+from metaagent.runtime.handle import RunHandle
+from metaagent.runtime.orchestrator import Orchestrator
 
 __version__ = "0.1.0"
 

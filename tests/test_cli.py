@@ -107,9 +107,9 @@ def test_validate_and_agents(tmp_path: Path) -> None:
 def test_pool_knobs_come_from_the_flags_then_the_workflow_then_the_defaults(
     tmp_path: Path,
 ) -> None:
-    from metaagent.cli import _config
-    from metaagent.scaling import PoolPolicy
-    from metaagent.workflow import parse_workflow
+    from metaagent.cli.app import _config
+    from metaagent.core.scaling import PoolPolicy
+    from metaagent.workflow.build import parse_workflow
 
     raw = {
         "name": "w",

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from metaagent import AgentSpec, AgentTask, AttemptContext, FunctionRunner, Orchestrator
-from metaagent.cli import app
+from metaagent.cli.app import app
+from metaagent.core.learning import ArmStats
 from metaagent.journal.sqlite import SqliteJournal
-from metaagent.learning import ArmStats
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "simulate"
 RELEASE = str(EXAMPLES / "release.yaml")

@@ -22,9 +22,9 @@ from metaagent import (
     SchedulerConfig,
     TaskState,
 )
-from metaagent.decisions import DecomposeTask, Output, RouteTask, RunCompleted, TaskCompleted
-from metaagent.model import Decompose
-from metaagent.planner import InvalidPlan, expand, parse_plan
+from metaagent.core.decisions import DecomposeTask, Output, RouteTask, RunCompleted, TaskCompleted
+from metaagent.core.planner import InvalidPlan, expand, parse_plan
+from metaagent.core.tasks import Decompose
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

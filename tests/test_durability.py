@@ -25,8 +25,8 @@ import pytest
 from bench_helpers import run_bench
 
 from metaagent import AgentSpec, AgentTask, FunctionRunner, Orchestrator, TaskState
+from metaagent.core.tasks import Attempt
 from metaagent.journal import JournalError, SqliteJournal
-from metaagent.model import Attempt
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -17,8 +17,8 @@ from metaagent import (
     RetryPolicy,
     RoutingWeights,
 )
-from metaagent.explain import explain_route, explain_task
 from metaagent.journal.sqlite import SqliteJournal
+from metaagent.report.explain import explain_route, explain_task
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metaagent import AgentTask, CycleError, VerifySpec, WorkflowError
-from metaagent.graph import TaskGraph
+from metaagent.core.graph import TaskGraph
 
 
 def T(tid: str, *deps: str, **kw: object) -> AgentTask:

@@ -26,6 +26,8 @@ from metaagent import (
     VerifySpec,
     WorkflowError,
 )
+from metaagent.core.learning import ArmStats
+from metaagent.core.tasks import Attempt, Outcome
 from metaagent.journal import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -34,8 +36,6 @@ from metaagent.journal import (
     SqliteJournal,
 )
 from metaagent.journal.migrations import migrate
-from metaagent.learning import ArmStats
-from metaagent.model import Attempt, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -29,11 +29,11 @@ from metaagent import (
     VerifySpec,
     WorkflowError,
 )
-from metaagent.decisions import RunCompleted
-from metaagent.graph import TaskGraph
+from metaagent.core.decisions import RunCompleted
+from metaagent.core.graph import TaskGraph
+from metaagent.core.tasks import Attempt, Decompose, Outcome
 from metaagent.journal import MemoryJournal, SqliteJournal
 from metaagent.journal.codec import tasks_doc, tasks_from_doc
-from metaagent.model import Attempt, Decompose, Outcome
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from metaagent.learning import ArmStats, Learning
+from metaagent.core.learning import ArmStats, Learning
 
 
 def test_prior_mean_comes_from_the_declared_proficiency() -> None:

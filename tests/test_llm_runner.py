@@ -34,7 +34,7 @@ from metaagent.agents.llm import (
     retry_after_s,
     truncate,
 )
-from metaagent.workflow import parse_workflow
+from metaagent.workflow.build import parse_workflow
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -38,9 +38,9 @@ from metaagent import (
 )
 from metaagent.agents.base import AttemptContext
 from metaagent.agents.persistent import PersistentCommandRunner
-from metaagent.pool import HealthPolicy
-from metaagent.routing import AgentState
-from metaagent.scaling import PoolPolicy
+from metaagent.core.instances import AgentState
+from metaagent.core.pool import HealthPolicy
+from metaagent.core.scaling import PoolPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable

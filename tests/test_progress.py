@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 
 from metaagent import AgentSpec, FunctionRunner
-from metaagent.events import Event
-from metaagent.progress import ProgressView
+from metaagent.cli.progress import ProgressView
+from metaagent.runtime.events import Event
 
 
 def render(view: ProgressView) -> str:

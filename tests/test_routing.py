@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from metaagent import AgentSpec, AgentTask, RouteTask, RoutingWeights, Scheduler
-from metaagent.decisions import SCORE_PARTS
-from metaagent.learning import Learning
-from metaagent.routing import AgentInstance, AgentState, Router
+from metaagent.core.decisions import SCORE_PARTS
+from metaagent.core.instances import AgentInstance, AgentState
+from metaagent.core.learning import Learning
+from metaagent.core.routing import Router
 
 if TYPE_CHECKING:
     from collections.abc import Callable

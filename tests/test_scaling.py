@@ -29,10 +29,10 @@ from metaagent import (
     TaskState,
     TerminateAgent,
 )
-from metaagent.decisions import FailTask, QuarantineAgent, RetryTask
-from metaagent.pool import HealthPolicy
-from metaagent.routing import AgentState
-from metaagent.scaling import (
+from metaagent.core.decisions import FailTask, QuarantineAgent, RetryTask
+from metaagent.core.instances import AgentState
+from metaagent.core.pool import HealthPolicy
+from metaagent.core.scaling import (
     InstanceView,
     PoolPolicy,
     ScaleAction,
@@ -45,7 +45,7 @@ from metaagent.scaling import (
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from metaagent.decisions import Output
+    from metaagent.core.decisions import Output
 
 
 def _noop(ctx: object) -> None:

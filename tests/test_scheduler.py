@@ -30,8 +30,8 @@ from metaagent import (
     UnknownCapabilityError,
     WorkflowError,
 )
-from metaagent.decisions import Output, RunCompleted, TaskCompleted
-from metaagent.retry import compute_backoff
+from metaagent.core.decisions import Output, RunCompleted, TaskCompleted
+from metaagent.core.retry import compute_backoff
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from metaagent import AgentSpec, AgentTask, TaskState, WorkflowError
-from metaagent.learning import ArmStats
-from metaagent.policies import least_loaded, oracle, random_choice, round_robin
-from metaagent.routing import AgentInstance
-from metaagent.simulate import Simulation, find_smallest_pool, simulate
-from metaagent.simulate_file import load_simulation, parse_simulation
-from metaagent.simulate_spec import (
+from metaagent.core.instances import AgentInstance
+from metaagent.core.learning import ArmStats
+from metaagent.sim.driver import Simulation, simulate
+from metaagent.sim.loading import load_simulation, parse_simulation
+from metaagent.sim.policies import least_loaded, oracle, random_choice, round_robin
+from metaagent.sim.search import find_smallest_pool
+from metaagent.sim.spec import (
     SIMULATED,
     AgentPool,
     Duration,
@@ -31,7 +32,7 @@ from metaagent.simulate_spec import (
 )
 
 if TYPE_CHECKING:
-    from metaagent.decisions import RouteTask
+    from metaagent.core.decisions import RouteTask
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "simulate"
 FIXED_10S = Profile(Duration("fixed", 10.0))

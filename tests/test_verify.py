@@ -21,7 +21,7 @@ from metaagent import (
     VerificationFailed,
     VerifySpec,
 )
-from metaagent.verify import output_text, verify_output
+from metaagent.runtime.verify import output_text, verify_output
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -9,7 +9,7 @@ import pytest
 from metaagent import CommandRunner, CycleError, UnknownCapabilityError, WorkflowError
 from metaagent.agents.persistent import PersistentCommandRunner
 from metaagent.catalog import load_catalog
-from metaagent.workflow import load_workflow, parse_workflow
+from metaagent.workflow.build import load_workflow, parse_workflow
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from metaagent.model import AgentTask
+    from metaagent.core.tasks import AgentTask
 
 
 @dataclass(slots=True)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
+from metaagent.core.retry import RetryPolicy, compute_backoff
 from metaagent.errors import AgentFailure, WorkflowError
-from metaagent.retry import RetryPolicy, compute_backoff
 
 if TYPE_CHECKING:
     import httpx

@@ -15,9 +15,9 @@ from metaagent.errors import MetaAgentError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
-    from metaagent.decisions import Decision
-    from metaagent.learning import ArmStats
-    from metaagent.model import AgentTask, Attempt, TaskState
+    from metaagent.core.decisions import Decision
+    from metaagent.core.learning import ArmStats
+    from metaagent.core.tasks import AgentTask, Attempt, TaskState
 
 
 class JournalError(MetaAgentError, RuntimeError):

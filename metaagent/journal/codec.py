@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from metaagent.core.tasks import AgentTask, Attempt, Decompose, Outcome, TaskState, VerifySpec
 from metaagent.journal.base import StoredResult
-from metaagent.model import AgentTask, Attempt, Decompose, Outcome, TaskState, VerifySpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

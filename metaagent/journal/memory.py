@@ -20,9 +20,9 @@ from metaagent.journal.base import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from metaagent.decisions import Decision
-    from metaagent.learning import ArmStats
-    from metaagent.model import AgentTask, Attempt, TaskState
+    from metaagent.core.decisions import Decision
+    from metaagent.core.learning import ArmStats
+    from metaagent.core.tasks import AgentTask, Attempt, TaskState
 
 
 class MemoryJournal:

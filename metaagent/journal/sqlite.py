@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metaagent import crashpoints
+from metaagent.core.learning import ArmStats
 from metaagent.gcpause import paused_gc
 from metaagent.journal.base import (
     DeferredPart,
@@ -43,13 +44,12 @@ from metaagent.journal.codec import (
     tasks_from_rows,
 )
 from metaagent.journal.migrations import migrate
-from metaagent.learning import ArmStats
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 
-    from metaagent.decisions import Decision
-    from metaagent.model import AgentTask, Attempt, TaskState
+    from metaagent.core.decisions import Decision
+    from metaagent.core.tasks import AgentTask, Attempt, TaskState
 
 DEFAULT_PATH = Path(".metaagent") / "metaagent.db"
 

@@ -1,0 +1,1 @@
+"""How attempts execute: the backend interface, chosen by name, and the local backend."""

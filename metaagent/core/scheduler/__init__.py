@@ -1,0 +1,1 @@
+"""The ``Scheduler``: events in, typed decisions out, over every run's graph and queues."""

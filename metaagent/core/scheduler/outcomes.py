@@ -1,0 +1,285 @@
+"""Outcomes: how attempts end, retries and their back-off, failures, skips and cancellation."""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING
+
+from metaagent.core.decisions import (
+    CancelTask,
+    FailTask,
+    Output,
+    RetryTask,
+    RunCompleted,
+    SkipTask,
+    TaskCompleted,
+)
+from metaagent.core.instances import AgentInstance, AgentState
+from metaagent.core.planner import InvalidPlan, expand, parse_plan
+from metaagent.core.retry import compute_backoff
+from metaagent.core.scheduler.base import SchedulerState
+from metaagent.core.tasks import Outcome, TaskState
+from metaagent.errors import WorkflowError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from metaagent.core.scheduler.records import RunRecord, TaskRecord
+
+_READY = TaskState.READY
+_RUNNING = TaskState.RUNNING
+_PENDING = TaskState.PENDING
+_AREADY = AgentState.READY
+
+
+class Outcomes(SchedulerState):
+    """Records how attempts end and what follows: success, retry elsewhere, failure, skips."""
+
+    def finish(
+        self,
+        run_id: str,
+        task_id: str,
+        attempt: int,
+        outcome: Outcome,
+        now: float,
+        *,
+        output: object = None,
+        error: str | None = None,
+    ) -> list[Output]:
+        """Record how attempt ``attempt`` of a task ended.
+
+        A result from an attempt that is no longer current (the task was re-routed, cancelled or
+        already finished) is rejected: it changes nothing and returns no decision.
+        """
+        run = self.runs.get(run_id)
+        rec = run.tasks.get(task_id) if run is not None else None
+        if (
+            rec is None
+            or rec.state is not _RUNNING
+            or rec.attempt != attempt
+            or rec.instance is None
+        ):
+            self.stale_results += 1
+            return []
+        plan = rec.task.decompose
+        if outcome is Outcome.SUCCEEDED and plan is not None and plan.planner:
+            try:
+                steps = parse_plan(output)
+                expand(rec.task, steps, self.router.capabilities())
+            except InvalidPlan as exc:
+                outcome, error = Outcome.ERROR, str(exc)
+                rec.feedback = exc.problems
+            else:
+                return self._planned(rec, steps, now)
+        inst = self._end_attempt(rec, outcome, now, error)
+        assert inst is not None
+        spec = inst.spec.name
+        cap = rec.task.capability
+        out: list[Output] = []
+        if outcome is Outcome.SUCCEEDED:
+            self.pool.on_success(inst)
+            self.learning.record(spec, cap, True, rec.attempts[-1].duration_s)
+            rec.output = output
+            rec.error = None
+            self._terminal(rec, TaskState.SUCCEEDED, now)
+            assert run is not None
+            out.append(TaskCompleted(now, run_id, task_id))
+            # A dependent cancelled while it waited stays cancelled: terminal states are final.
+            released = [t for t in run.graph.succeeded(task_id) if run.tasks[t].state is _PENDING]
+            if released:
+                self._release(run, released, now)
+            self._drain(out, now)
+            if run.open == 0:  # the common case, a task of many, costs no call
+                self._complete(run, now, out)
+            return out
+        if outcome is Outcome.CANCELLED:
+            # Stopped from outside the scheduler (say, at shutdown): not the agent's failure, and
+            # the task must not stay ``running`` with no attempt behind it.
+            rec.error = error or "cancelled"
+            self._terminal(rec, TaskState.CANCELLED, now)
+            out.append(
+                CancelTask(now, run_id, task_id, "the attempt was cancelled", False, inst.id)
+            )
+            out.extend(self._skip_downstream(rec, now))
+            self._complete(rec.run, now, out)
+            return out
+        out.extend(self.pool.on_failure(inst, now))
+        self.learning.record(
+            spec,
+            cap,
+            False,
+            rec.attempts[-1].duration_s if outcome is Outcome.ERROR else None,
+        )
+        out.extend(self._failed_attempt(rec, spec, outcome, error, now))
+        return self._drain(out, now)
+
+    def _end_attempt(
+        self, rec: TaskRecord, outcome: Outcome, now: float, error: str | None
+    ) -> AgentInstance | None:
+        """Close the current attempt and free its slot and resources."""
+        att = rec.attempts[-1]
+        att.finished_at = now - rec.run.started_at
+        att.outcome = outcome
+        att.error = error
+        inst = rec.instance
+        rec.instance = None
+        if inst is not None:
+            inst.running -= 1
+            inst.tasks_done += 1
+            inst.busy_s += now
+            if inst.running == 0:
+                inst.idle_since = now
+            if inst.state is _AREADY and inst.running < inst.slots:
+                self.router.adjust_free(inst, +1)
+        self.running -= 1
+        self._running_cap[rec.task.capability] -= 1
+        held = self._held
+        for r in rec.task.resources:
+            left = held[r] - 1
+            if left:
+                held[r] = left
+            else:
+                del held[r]
+            for key in self._parked.pop(r, ()):
+                if key[4].state is _READY and key[4].queued == key[3]:
+                    # Back in its queue under its old key: it keeps its place.
+                    heapq.heappush(self._ready.setdefault(key[4].task.capability, []), key)
+        return inst
+
+    def _failed_attempt(
+        self,
+        rec: TaskRecord,
+        spec: str,
+        outcome: Outcome,
+        error: str | None,
+        now: float,
+        *,
+        agent_lost: bool = False,
+    ) -> list[Output]:
+        task = rec.task
+        out: list[Output] = []
+        rec.error = error
+        charged = sum(1 for a in rec.attempts if a.outcome is not Outcome.LOST)
+        if charged < task.max_attempts:
+            # When its agent was lost, the task goes to another agent after the first step of
+            # the back-off however many attempts it made: the agent failed, and failover must
+            # stay fast. (Attempts still count against max_attempts; restarts back off.)
+            step = 1 if agent_lost else rec.attempt
+            delay = compute_backoff(self.config.retry, step, self.rng)
+            rec.avoid = rec.avoid | {spec}
+            rec.state = _READY
+            rec.not_before = now + delay
+            self._seq += 1
+            rec.queued = 0
+            heapq.heappush(self._delayed, (rec.not_before, self._seq, rec))
+            others = self.router.specs_for(task.capability) - rec.avoid
+            where = (
+                f"preferring another agent ({', '.join(sorted(others))})"
+                if others
+                else "no other agent offers this capability, so any may take it"
+            )
+            out.append(
+                RetryTask(
+                    now,
+                    rec.run.id,
+                    task.id,
+                    f"attempt {rec.attempt} on {spec} ended {outcome.value}"
+                    f"{': ' + _last_line(error) if error else ''}; retry in {delay:.2f}s, {where}",
+                    next_attempt=rec.attempt + 1,
+                    delay_s=delay,
+                    failed_agent=spec,
+                    avoid=tuple(sorted(rec.avoid)),
+                )
+            )
+            return out
+        summary = "; ".join(
+            f"#{a.number} {a.agent}: {a.outcome.value if a.outcome else '?'}" for a in rec.attempts
+        )
+        out.append(
+            FailTask(
+                now,
+                rec.run.id,
+                task.id,
+                f"all {len(rec.attempts)} attempts failed ({summary})",
+            )
+        )
+        self._terminal(rec, TaskState.FAILED, now)
+        out.extend(self._skip_downstream(rec, now))
+        self._complete(rec.run, now, out)
+        return out
+
+    def _skip_downstream(self, rec: TaskRecord, now: float) -> list[Output]:
+        out: list[Output] = []
+        run = rec.run
+        for tid in run.graph.downstream(rec.task.id):
+            dep = run.tasks[tid]
+            if dep.state.terminal:
+                continue
+            dep.error = f"upstream task {rec.task.id!r} {rec.state.value}"
+            self._terminal(dep, TaskState.SKIPPED, now)
+            out.append(SkipTask(now, run.id, tid, dep.error, upstream=rec.task.id))
+        return out
+
+    def _terminal(self, rec: TaskRecord, state: TaskState, now: float) -> None:
+        if rec.state is _READY and rec.queued:
+            self._depth[rec.task.capability] -= 1  # its queue entry is now stale
+        rec.state = state
+        rec.finished_at = now
+        rec.run.open -= 1
+        self.queued -= 1
+        parent = rec.parent
+        if parent is not None:
+            parent.children_open -= 1
+            if state is not TaskState.SUCCEEDED and parent.child_failed is None:
+                parent.child_failed = rec.task.id
+            if parent.children_open == 0:
+                self._settle.append(parent)
+
+    def _complete(self, run: RunRecord, now: float, out: list[Output]) -> None:
+        """End the run if nothing of it is open (and all of it has been read back)."""
+        if run.open == 0 and run.finished_at is None and run.unread is None:
+            run.finished_at = now
+            out.append(RunCompleted(now, run.id))
+
+    def cancel(self, run_id: str, task_ids: Iterable[str] | None, now: float) -> list[Output]:
+        """Cancel the named tasks of a run (all its open tasks when ``task_ids`` is None).
+
+        Tasks depending on a cancelled one are skipped; a decomposed task's open sub-tasks are
+        cancelled with it. Unknown ids raise ``WorkflowError``.
+        """
+        run = self.runs.get(run_id)
+        if run is None:
+            raise WorkflowError(f"unknown run {run_id!r}")
+        ids = list(run.tasks) if task_ids is None else list(task_ids)
+        for tid in ids:
+            if tid not in run.tasks:
+                raise WorkflowError(f"run {run_id!r} has no task {tid!r}")
+        out: list[Output] = []
+        self._cancel(run, ids, now, out)
+        if ids:
+            self._complete(run, now, out)
+        return self._drain(out, now)
+
+    def _cancel(self, run: RunRecord, ids: list[str], now: float, out: list[Output]) -> None:
+        for tid in ids:
+            rec = run.tasks[tid]
+            if rec.state.terminal:
+                continue
+            was_running = rec.state is _RUNNING and rec.instance is not None
+            instance = rec.instance.id if rec.instance is not None else None
+            if was_running:
+                self._end_attempt(rec, Outcome.CANCELLED, now, "cancelled")
+            rec.error = "cancelled"
+            self._terminal(rec, TaskState.CANCELLED, now)
+            out.append(CancelTask(now, run.id, tid, "cancelled on request", was_running, instance))
+            out.extend(self._skip_downstream(rec, now))
+            if rec.children_open:
+                # A decomposed task: its open sub-tasks go with it (it is already final, so
+                # their ending does not settle it again).
+                self._cancel(run, [c for c in rec.children if not run.tasks[c].state.terminal],
+                             now, out)  # fmt: skip
+
+
+def _last_line(text: str) -> str:
+    line = text.strip().splitlines()[-1] if text.strip() else ""
+    return line[:200]

@@ -1,0 +1,1 @@
+"""Reports: ``BatchResult`` and its figures, ``explain``, and reports of stored runs."""

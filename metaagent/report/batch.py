@@ -1,0 +1,177 @@
+"""``BatchResult``: the results of a batch and the figures that tell how well it ran."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from metaagent.core.tasks import TaskResult, TaskState
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from metaagent.core.decisions import Decision
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """All task results of one batch plus its figures. Times are seconds since it started.
+
+    ``speedup`` is the sum of attempt run times over the makespan; ``utilisation`` is busy
+    slot-seconds over available slot-seconds: those the pool's instances offered while they
+    were ready (at most ``slots`` times the makespan), or ``slots`` times the makespan when
+    that is not known. ``agents`` gives, per agent instance, ``busy_s``, ``slots``,
+    ``available_s`` (offered slot-seconds) and ``utilisation``.
+    """
+
+    results: list[TaskResult]
+    counts: dict[str, int]
+    makespan_s: float
+    total_run_s: float
+    speedup: float
+    peak_parallelism: int
+    utilisation: float
+    dispatches_per_task: float
+    name: str = ""
+    run_id: str = ""
+    slots: int = 0
+    decisions: list[Decision] = field(default_factory=list)
+    started_at: float = 0.0  # on the orchestrator's clock; decision times are shifted by it
+    agents: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.state is TaskState.SUCCEEDED for r in self.results)
+
+    def result(self, task_id: str) -> TaskResult:
+        for r in self.results:
+            if r.task_id == task_id:
+                return r
+        raise KeyError(task_id)
+
+    def to_json(self) -> dict[str, object]:
+        """The report shape of ``metaagent run --json`` (a stable contract: extend, never drop)."""
+        return {
+            "name": self.name,
+            "run_id": self.run_id,
+            "ok": self.ok,
+            "makespan_s": round(self.makespan_s, 6),
+            "total_run_s": round(self.total_run_s, 6),
+            "speedup": round(self.speedup, 4),
+            "peak_parallelism": self.peak_parallelism,
+            "utilisation": round(self.utilisation, 4),
+            "dispatches_per_task": round(self.dispatches_per_task, 4),
+            "slots": self.slots,
+            "counts": dict(self.counts),
+            "agents": self.agents,
+            "tasks": [_task_json(r) for r in self.results],
+            "decisions": [self._decision_json(d) for d in self.decisions],
+        }
+
+    def _decision_json(self, d: Decision) -> dict[str, object]:
+        data = d.to_json()
+        data["at"] = round(d.at - self.started_at, 6)
+        return data
+
+
+def _task_json(r: TaskResult) -> dict[str, object]:
+    return {
+        "id": r.task_id,
+        "capability": r.capability,
+        "state": r.state.value,
+        "agent": r.agent,
+        "agent_instance": r.attempts[-1].agent_instance if r.attempts else None,
+        "output": r.output,
+        "error": r.error,
+        "ready_at": r.ready_at,
+        "finished_at": r.finished_at,
+        "attempts": [
+            {
+                "number": a.number,
+                "agent": a.agent,
+                "agent_instance": a.agent_instance,
+                "started_at": round(a.started_at, 6),
+                "finished_at": None if a.finished_at is None else round(a.finished_at, 6),
+                "outcome": None if a.outcome is None else a.outcome.value,
+                "error": a.error,
+            }
+            for a in r.attempts
+        ],
+    }
+
+
+def aggregate(
+    results: Sequence[TaskResult],
+    *,
+    slots: int = 0,
+    name: str = "",
+    run_id: str = "",
+    decisions: Sequence[Decision] = (),
+    started_at: float = 0.0,
+    agent_slots: Mapping[str, int] | None = None,
+    capacity: Mapping[str, float] | None = None,
+) -> BatchResult:
+    """Merge task results into a ``BatchResult`` (times relative to the batch's start).
+
+    ``slots`` is the number of task slots that were available; 0 means "as many as were used at
+    the peak", so utilisation then measures how well the peak was sustained. ``capacity`` gives,
+    per agent instance, the slot-seconds it offered during the batch (for pools that grew and
+    shrank); when given, utilisation is busy slot-seconds over the sum of it (capped by
+    ``slots`` times the makespan).
+    """
+    counts = {s.value: 0 for s in TaskState if s.terminal}
+    total = 0.0
+    edges: list[tuple[float, int]] = []
+    busy: dict[str, float] = {}
+    attempts = 0
+    end = 0.0
+    for r in results:
+        counts[r.state.value] = counts.get(r.state.value, 0) + 1
+        if r.finished_at is not None:
+            end = max(end, r.finished_at)
+        for a in r.attempts:
+            attempts += 1
+            if a.finished_at is None:
+                continue
+            total += a.finished_at - a.started_at
+            busy[a.agent_instance] = busy.get(a.agent_instance, 0.0) + a.finished_at - a.started_at
+            edges.append((a.started_at, 1))
+            edges.append((a.finished_at, -1))
+            end = max(end, a.finished_at)
+    edges.sort()
+    peak = level = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    makespan = end
+    used_slots = slots or peak
+    agents: dict[str, dict[str, float]] = {}
+    available = used_slots * makespan
+    if capacity:
+        available = min(available, sum(capacity.values())) if slots else sum(capacity.values())
+    for inst in sorted(set(busy) | set(capacity or {})):
+        secs = busy.get(inst, 0.0)
+        n = (agent_slots or {}).get(inst, 0)
+        offered = (capacity or {}).get(inst, n * makespan)
+        agents[inst] = {
+            "busy_s": round(secs, 6),
+            "slots": n,
+            "available_s": round(offered, 6),
+            "utilisation": round(secs / offered, 4) if offered > 0 else 0.0,
+        }
+    return BatchResult(
+        results=list(results),
+        counts=counts,
+        makespan_s=makespan,
+        total_run_s=total,
+        speedup=total / makespan if makespan > 0 else 0.0,
+        peak_parallelism=peak,
+        utilisation=total / available if available > 0 else 0.0,
+        dispatches_per_task=attempts / len(results) if results else 0.0,
+        name=name,
+        run_id=run_id,
+        slots=used_slots,
+        decisions=list(decisions),
+        started_at=started_at,
+        agents=agents,
+    )

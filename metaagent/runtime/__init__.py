@@ -1,0 +1,1 @@
+"""The asyncio shell around the core: the ``Orchestrator``, its config, run handles and events."""

@@ -1,0 +1,1 @@
+"""Workflow files: the schema, the hardened reader, building agents and tasks, identity."""
