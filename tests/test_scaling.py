@@ -30,20 +30,38 @@ from metaagent import (
     TerminateAgent,
 )
 from metaagent.core.decisions import FailTask, QuarantineAgent, RetryTask
+from metaagent.core.health import HealthPolicy
 from metaagent.core.instances import AgentState
-from metaagent.core.pool import HealthPolicy
 from metaagent.core.scaling import (
     InstanceView,
     PoolPolicy,
     ScaleAction,
+    ScaleView,
     Smoothed,
     SpecView,
     next_change,
     plan,
 )
+from metaagent.core.scaling_grow import (
+    Budget,
+    best_spec,
+    coming_slots,
+    growth_due,
+    may_grow,
+    sustained_at,
+    wanted_slots,
+)
+from metaagent.core.scaling_shrink import (
+    idle_instances,
+    shrink_due,
+    surplus,
+    target_due,
+    timed_out,
+)
+from metaagent.testing import decisions_of
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from metaagent.core.decisions import Output
 
@@ -69,10 +87,6 @@ def spec(
         name, dict(caps), RUNNER, concurrency=slots, min_instances=lo, max_instances=hi,
         rate_per_min=rate,
     )  # fmt: skip
-
-
-def of(outs: Sequence[Output], kind: type) -> list:  # type: ignore[type-arg]
-    return [o for o in outs if isinstance(o, kind)]
 
 
 # --- the pure policy: literal tables ------------------------------------------------------------
@@ -124,8 +138,9 @@ PLAN_TABLE = [
     ("max_instances caps growth", [view(insts=busy(2), hi=3)], {"x": 30}, {}, 100.0,
      [("w", 1, ())]),
     ("max_agents counts every instance, fixed specs too", [view(insts=busy(1))], {"x": 30},
-     {"instances": 8}, 100.0, [("w", 2, ())]),
-    ("at max_agents: nothing", [view(insts=busy(1))], {"x": 30}, {"instances": 10}, 100.0, []),
+     {"other_instances": 7}, 100.0, [("w", 2, ())]),
+    ("at max_agents: nothing", [view(insts=busy(1))], {"x": 30}, {"other_instances": 9}, 100.0,
+     []),
     ("at most max_spawn_per_tick a round", [view(insts=busy(1), hi=50)], {"x": 100}, {}, 100.0,
      [("w", 8, ())]),
     ("growing again right after growing: instances on their way count instead",
@@ -183,15 +198,15 @@ def test_plan(
     now: float,
     expected: list[tuple[str, int, tuple[str, ...]]],
 ) -> None:
-    assert brief(plan(specs, depth, P, now, **kw)) == expected  # type: ignore[arg-type]
+    assert brief(plan(ScaleView(specs, depth, **kw), P, now)) == expected  # type: ignore[arg-type]
 
 
 def test_plan_reasons_name_the_depth_the_threshold_and_the_choice() -> None:
-    (up,) = plan([view(insts=busy(1))], {"x": 7}, P, 0.0)
+    (up,) = plan(ScaleView([view(insts=busy(1))], {"x": 7}), P, 0.0)
     assert up.reason == (
         "queue depth of 'x' is 7 > spawn threshold 5; w serves it best (proficiency 0.90)"
     )
-    (down,) = plan([view(insts=idle(0.0), lo=0)], {}, P, 60.0)
+    (down,) = plan(ScaleView([view(insts=idle(0.0), lo=0)]), P, 60.0)
     assert down.reason == "idle for at least 60s with no queued work (keeping min_instances=0)"
 
 
@@ -216,7 +231,7 @@ NEXT_TABLE = [
     ("specs", "depth", "expected"), [pytest.param(*row[1:], id=row[0]) for row in NEXT_TABLE]
 )
 def test_next_change(specs: list[SpecView], depth: dict[str, int], expected: float | None) -> None:
-    assert next_change(specs, depth, P) == expected
+    assert next_change(ScaleView(specs, depth), P) == expected
 
 
 def test_policy_problems() -> None:
@@ -351,13 +366,14 @@ def test_sustained_growth_and_target_utilisation(
     now: float,
     expected: list[tuple[str, int, tuple[str, ...]]],
 ) -> None:
-    assert brief(plan(specs, depth, policy, now, sustained=sustained)) == expected
+    snap = ScaleView(specs, depth, sustained=sustained or {})
+    assert brief(plan(snap, policy, now)) == expected
 
 
 def test_reasons_of_the_new_rules() -> None:
-    (up,) = plan([view(insts=busy(1))], {"x": 9}, P, SUSTAINED, sustained=SPIKE)
+    (up,) = plan(ScaleView([view(insts=busy(1))], {"x": 9}, sustained=SPIKE), P, SUSTAINED)
     assert up.reason.startswith("queue depth of 'x' is 9 > spawn threshold 5 (averaged over 5s)")
-    (down,) = plan([view(insts=TEN, busy=Smoothed(5.0))], {}, P, 100.0)
+    (down,) = plan(ScaleView([view(insts=TEN, busy=Smoothed(5.0))]), P, 100.0)
     assert down.reason == (
         "5.0 busy slots (averaged over 20s) keep 6 instances at least 90% busy "
         "(target utilisation; keeping min_instances=0)"
@@ -397,12 +413,202 @@ def test_next_change_of_the_new_rules(
     sustained: dict[str, Smoothed] | None,
     expected: float | None,
 ) -> None:
-    got = next_change(specs, depth, P, sustained=sustained)
+    at = ScaleView(specs, depth, sustained=sustained or {})
+    got = next_change(at, P)
     assert got == (pytest.approx(expected, rel=1e-12) if expected is not None else None)
     if got is not None:
         # ``plan`` acts at exactly that time and not a moment before.
-        assert plan(specs, depth, P, got, sustained=sustained)
-        assert not plan(specs, depth, P, got - 1e-6, sustained=sustained)
+        assert plan(at, P, got)
+        assert not plan(at, P, got - 1e-6)
+
+
+# --- the rules one by one: literal tables ------------------------------------------------------
+
+SUSTAINED_AT_TABLE = [
+    # (why, policy, depth, sustained, expected: from when the queue counts as deep)
+    ("at the threshold: never", P, {"x": 5}, SPIKE, math.inf),
+    ("deep, no average kept: since ever", P, {"x": 9}, {}, -math.inf),
+    ("deep, scale_up_window_s 0: since ever", WINDOW_0, {"x": 9}, SPIKE, -math.inf),
+    ("deep, the average rising: when it passes the threshold", P, {"x": 9}, SPIKE, SUSTAINED),
+    ("deep, the average above already: since the step", P, {"x": 9},
+     {"x": Smoothed(9.0, 6.0, 3.0)}, 3.0),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("policy", "depth", "sustained", "expected"),
+    [pytest.param(*row[1:], id=row[0]) for row in SUSTAINED_AT_TABLE],
+)
+def test_sustained_at(
+    policy: PoolPolicy, depth: dict[str, int], sustained: dict[str, Smoothed], expected: float
+) -> None:
+    got = sustained_at("x", ScaleView([], depth, sustained=sustained), policy)
+    assert got == (pytest.approx(expected, rel=1e-12) if math.isfinite(expected) else expected)
+
+
+WANTED_TABLE = [
+    # (why, queue n, slots coming, attempts allowed, threshold, unserved, expected new slots)
+    ("down to the threshold", 9, 0, math.inf, 5, False, 4),
+    ("slots on their way count first", 9, 3, math.inf, 5, False, 1),
+    ("at the threshold: none", 5, 0, math.inf, 5, False, 0),
+    ("the concurrency room bounds it", 30, 0, 2, 5, False, 2),
+    ("... the room less what is coming", 30, 1, 2, 5, False, 1),
+    ("nobody serves it: one from zero", 1, 0, math.inf, 5, True, 1),
+    ("nobody serves it, one slot coming: none", 1, 1, math.inf, 5, True, -5),
+    ("nobody serves it, no room: none", 1, 0, 0, 5, True, -4),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("n", "coming", "allowed", "threshold", "unserved", "expected"),
+    [pytest.param(*row[1:], id=row[0]) for row in WANTED_TABLE],
+)
+def test_wanted_slots(
+    n: int, coming: int, allowed: float, threshold: int, unserved: bool, expected: float
+) -> None:
+    assert wanted_slots(n, coming, allowed, threshold, unserved) == expected
+
+
+COMING_TABLE = [
+    # (why, serving specs, instances added this round per spec, free slots, expected)
+    ("nothing on its way", [view(insts=busy(1))], {}, 0, 0),
+    ("free slots", [view(insts=busy(1))], {}, 3, 3),
+    ("starting instances, by their slots",
+     [view(insts=[*busy(1), *busy(2, running=0, starting=True)], slots=2)], {}, 0, 4),
+    ("instances decided this round for another queue", [view(insts=busy(1), slots=2)],
+     {"w": 3}, 1, 7),
+    ("another spec's additions do not serve it", [view(insts=busy(1))], {"v": 3}, 0, 0),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("serving", "grown", "free", "expected"),
+    [pytest.param(*row[1:], id=row[0]) for row in COMING_TABLE],
+)
+def test_coming_slots(
+    serving: list[SpecView], grown: dict[str, int], free: int, expected: int
+) -> None:
+    assert coming_slots(serving, Budget(10, 8, math.inf, dict(grown)), free) == expected
+
+
+MAY_GROW_TABLE = [
+    # (why, spec, instances added this round, now, expected)
+    ("below max_instances", view(insts=busy(1), hi=3), 0, 100.0, True),
+    ("at max_instances with this round's", view(insts=busy(1), hi=3), 2, 100.0, False),
+    ("within the cooldown of a shrink", view(insts=busy(1), shrunk=96.0), 0, 100.0, False),
+    ("the shrink's cooldown over exactly", view(insts=busy(1), shrunk=95.0), 0, 100.0, True),
+    ("a recent growth does not hold growth", view(insts=busy(1), last=99.0), 0, 100.0, True),
+    ("within the back-off after a loss", view(insts=busy(1), hold=100.5), 0, 100.0, False),
+    ("the back-off over exactly", view(insts=busy(1), hold=100.0), 0, 100.0, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("s", "added", "now", "expected"), [pytest.param(*row[1:], id=row[0]) for row in MAY_GROW_TABLE]
+)
+def test_may_grow(s: SpecView, added: int, now: float, expected: bool) -> None:
+    assert may_grow(s, added, P, now) is expected
+
+
+BEST_TABLE = [
+    # (why, candidates, expected spec)
+    ("none: none", [], None),
+    ("the most proficient", [view("a", caps={"x": 0.5}), view("b", caps={"x": 0.9})], "b"),
+    ("equally proficient: the smaller pool", [view("a", busy(2)), view("b", busy(3))], "a"),
+    ("equal pools: the later name", [view("a", busy(1)), view("b", busy(1))], "b"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("candidates", "expected"), [pytest.param(*row[1:], id=row[0]) for row in BEST_TABLE]
+)
+def test_best_spec(candidates: list[SpecView], expected: str | None) -> None:
+    best = best_spec(candidates, "x")
+    assert (best.name if best is not None else None) == expected
+
+
+def test_idle_instances_and_the_idle_timeout() -> None:
+    s = view(insts=[*mixed(1, 40.0, 10.0, 40.001), InstanceView("s", 0, 0.0, True)])
+    idle = idle_instances(s)
+    assert [i.id for i in idle] == ["i1", "i0", "i2"]  # busy and starting ones left out
+    assert [timed_out(idle, P, now) for now in (69.999, 70.0, 100.0, 100.001)] == [0, 1, 2, 3]
+
+
+SURPLUS_TABLE = [
+    # (why, policy, spec, now, expected spare instances)
+    ("5 busy slots keep 6 of 10 busy enough", P, view(insts=TEN, busy=Smoothed(5.0)), 100.0, 4),
+    ("never below min_instances", P, view(insts=TEN, busy=Smoothed(5.0), lo=8), 100.0, 2),
+    ("2 slots each: 5 busy slots keep 3", P, view(insts=TEN, slots=2, busy=Smoothed(5.0)),
+     100.0, 7),
+    ("target 0: none", NO_TARGET, view(insts=TEN, busy=Smoothed(5.0)), 100.0, 0),
+    ("busy slots not known: none", P, view(insts=TEN), 100.0, 0),
+    ("nothing running: none", P, view(insts=TEN, busy=Smoothed(0.0, 3.0, 90.0)), 100.0, 0),
+    ("the average still high: none", P, view(insts=TEN, busy=STILL_HIGH), 100.0, 0),
+    ("the average fallen to what 9 keep busy: one", P, view(insts=TEN, busy=STILL_HIGH),
+     FALLEN, 1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("policy", "s", "now", "expected"), [pytest.param(*row[1:], id=row[0]) for row in SURPLUS_TABLE]
+)
+def test_surplus(policy: PoolPolicy, s: SpecView, now: float, expected: int) -> None:
+    assert surplus(s, policy, now) == expected
+
+
+DUE_TABLE: list[tuple[str, *tuple[object, ...]]] = [
+    # (why, rule, spec, depth, served, sustained, expected: when the rule next comes due by
+    # time alone)
+    ("growth: no deep queue, the shrink rules decide", growth_due, view(insts=busy(1)), {},
+     None, {}, None),
+    ("growth: when the queue's average passes the threshold", growth_due, view(insts=busy(1)),
+     {"x": 9}, None, SPIKE, SUSTAINED),
+    ("growth: or when a shrink's cooldown ends, if later", growth_due,
+     view(insts=busy(1), shrunk=103.0), {"x": 9}, None, SPIKE, 108.0),
+    ("growth: at max_instances, only an event can help", growth_due, view(insts=busy(1), hi=1),
+     {"x": 9}, None, SPIKE, math.inf),
+    ("growth: due already, it waits on events", growth_due, view(insts=busy(1)), {"x": 9}, None,
+     {}, math.inf),
+    ("growth: a queue nobody serves, when the back-off ends", growth_due,
+     view(insts=busy(1), hold=12.5), {"x": 1}, set(), {}, 12.5),
+    ("shrink: the longest idle reaches the timeout", shrink_due, view(insts=idle(30.0, 20.0)),
+     {}, None, {}, 80.0),
+    ("shrink: the cooldown ends later", shrink_due, view(insts=idle(0.0), last=58.0), {}, None,
+     {}, 63.0),
+    ("shrink: the busy slots' average falls enough", shrink_due,
+     view(insts=TEN, busy=STILL_HIGH), {}, None, {}, FALLEN),
+    ("shrink: at min_instances, never", shrink_due, view(insts=idle(0.0), lo=1), {}, None, {},
+     math.inf),
+    ("shrink: a queue waits, never", shrink_due, view(insts=idle(0.0)), {"x": 1}, None, {},
+     math.inf),
+    ("shrink: none idle, never", shrink_due, view(insts=busy(3), busy=Smoothed(1.0, 3.0, 99.0)),
+     {}, None, {}, math.inf),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rule", "s", "depth", "served", "sustained", "expected"),
+    [pytest.param(*row[1:], id=row[0]) for row in DUE_TABLE],
+)
+def test_rule_due(
+    rule: Callable[[SpecView, ScaleView, PoolPolicy], float | None],
+    s: SpecView,
+    depth: dict[str, int],
+    served: set[str] | None,
+    sustained: dict[str, Smoothed],
+    expected: float | None,
+) -> None:
+    got = rule(s, ScaleView([s], depth, served=served, sustained=sustained), P)
+    if expected is None or not math.isfinite(expected):
+        assert got == expected
+    else:
+        assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_target_due_is_when_one_instance_becomes_spare() -> None:
+    assert target_due(view(insts=TEN, busy=STILL_HIGH), P) == FALLEN
+    assert target_due(view(insts=TEN), P) == math.inf  # busy slots not known
+    assert target_due(view(insts=TEN, busy=STILL_HIGH), NO_TARGET) == math.inf
 
 
 # --- the pool through the scheduler, on virtual time ---------------------------------------------
@@ -453,7 +659,7 @@ class Pool:
     def running(self) -> list[RouteTask]:
         """The route decisions of attempts still running."""
         out = []
-        for r in of(self.outs, RouteTask):
+        for r in decisions_of(self.outs, RouteTask):
             rec = self.s.task(r.run_id, r.task_id)
             if rec.state is TaskState.RUNNING and rec.attempt == r.attempt:
                 out.append(r)
@@ -473,7 +679,7 @@ def tasks(n: int, cap: str = "x", prefix: str = "t", **kw: object) -> list[Agent
 
 def test_min_instances_are_spawned_with_their_reason() -> None:
     p = Pool([spec("w", {"x": 0.9}, lo=2, hi=4)])
-    spawns = of(p.outs, SpawnAgent)
+    spawns = decisions_of(p.outs, SpawnAgent)
     assert [(d.spec, d.instance, d.reason) for d in spawns] == [
         ("w", "w#1", "min_instances"),
         ("w", "w#2", "min_instances"),
@@ -486,13 +692,13 @@ def test_spawn_only_when_the_queue_is_deeper_than_the_threshold() -> None:
     p.submit("a", tasks(6), 0.0)
     p.tick(0.0)  # one runs, five wait: depth 5 is not > 5
     assert p.s.queue_depth() == {"x": 5}
-    assert of(p.outs, ScaleResources) == []
+    assert decisions_of(p.outs, ScaleResources) == []
     p.submit("b", tasks(1, prefix="u"), 1.0)
     outs = p.tick(1.0)
-    (scale,) = of(outs, ScaleResources)
+    (scale,) = decisions_of(outs, ScaleResources)
     assert (scale.spec, scale.from_n, scale.to_n) == ("w", 1, 2)
     assert "queue depth of 'x' is 6 > spawn threshold 5" in scale.reason
-    (spawn,) = of(outs, SpawnAgent)
+    (spawn,) = decisions_of(outs, SpawnAgent)
     assert spawn.reason == scale.reason
     assert p.live() == ["w#1", "w#2"]
     # Once ready, the new instance takes a task.
@@ -509,7 +715,7 @@ def test_spawned_instances_take_work_only_once_ready() -> None:
     assert p.s.agents["w#2"].state is AgentState.STARTING
     assert p.s.running == 1
     p.s.agent_ready("w#2", 2.0)
-    assert [r.instance for r in of(p.tick(2.0), RouteTask)] == ["w#2"]
+    assert [r.instance for r in decisions_of(p.tick(2.0), RouteTask)] == ["w#2"]
 
 
 def test_idle_instances_are_terminated_exactly_at_the_idle_timeout() -> None:
@@ -526,16 +732,16 @@ def test_idle_instances_are_terminated_exactly_at_the_idle_timeout() -> None:
         p.tick(10.0)
     assert p.s.queue_depth() == {}
     assert p.s.next_wakeup() == 70.0  # 60 s of virtual idleness: no time passes
-    assert of(p.tick(69.999), TerminateAgent) == []
+    assert decisions_of(p.tick(69.999), TerminateAgent) == []
     outs = p.tick(70.0)
-    terms = of(outs, TerminateAgent)
+    terms = decisions_of(outs, TerminateAgent)
     assert sorted(t.instance for t in terms) == ["w#1", "w#2"]  # the oldest idle go
     assert all("idle for at least 60s" in t.reason for t in terms)
-    (scale,) = of(outs, ScaleResources)
+    (scale,) = decisions_of(outs, ScaleResources)
     assert (scale.from_n, scale.to_n) == (3, 1)
     assert p.live() == ["w#3"]  # min_instances kept
     assert p.s.next_wakeup() is None
-    assert of(p.tick(1000.0), TerminateAgent) == []
+    assert decisions_of(p.tick(1000.0), TerminateAgent) == []
 
 
 def test_idle_timeout_is_configurable() -> None:
@@ -549,8 +755,8 @@ def test_idle_timeout_is_configurable() -> None:
         for r in p.running():
             p.finish(r, 1.0)
     assert p.s.next_wakeup() == 6.0
-    spawned = {d.instance for d in of(p.outs, SpawnAgent)}
-    assert {d.instance for d in of(p.tick(6.0), TerminateAgent)} == spawned
+    spawned = {d.instance for d in decisions_of(p.outs, SpawnAgent)}
+    assert {d.instance for d in decisions_of(p.tick(6.0), TerminateAgent)} == spawned
     assert p.live() == []  # min_instances is 0
 
 
@@ -560,9 +766,11 @@ def test_growth_follows_a_deepening_queue_counting_what_is_on_its_way() -> None:
     p.submit("a", tasks(8), 0.0)
     p.tick(0.0)  # one runs, 7 wait: 2 more
     assert len(p.live()) == 3
-    assert of(p.tick(0.5), ScaleResources) == []  # nothing new: what is starting is enough
+    # nothing new: what is starting is enough
+    assert decisions_of(p.tick(0.5), ScaleResources) == []
     p.submit("b", tasks(4, prefix="u"), 1.0)
-    (scale,) = of(p.tick(1.0), ScaleResources)  # deeper: more, no cooldown between growths
+    # deeper: more, no cooldown between growths
+    (scale,) = decisions_of(p.tick(1.0), ScaleResources)
     assert (scale.from_n, scale.to_n) == (3, 7)
     assert "(2 slots free or starting)" in scale.reason
 
@@ -580,16 +788,16 @@ def test_cooldown_keeps_the_pool_from_flapping() -> None:
         p.tick(0.5)
         for r in p.running():
             p.finish(r, 0.5)
-    assert of(p.tick(4.0), TerminateAgent) == []
+    assert decisions_of(p.tick(4.0), TerminateAgent) == []
     assert p.s.next_wakeup() == 5.0
-    (shrink,) = of(p.tick(5.0), ScaleResources)
+    (shrink,) = decisions_of(p.tick(5.0), ScaleResources)
     assert (shrink.from_n, shrink.to_n) == (3, 1)
     # A burst right after the shrink: growth waits for the cooldown to end.
     p.submit("b", tasks(10, prefix="u"), 6.0)
-    assert of(p.tick(6.0), ScaleResources) == []
+    assert decisions_of(p.tick(6.0), ScaleResources) == []
     assert p.s.next_wakeup() == 10.0
-    assert of(p.tick(9.999), ScaleResources) == []
-    (grow,) = of(p.tick(10.0), ScaleResources)
+    assert decisions_of(p.tick(9.999), ScaleResources) == []
+    (grow,) = decisions_of(p.tick(10.0), ScaleResources)
     assert grow.from_n == 1
 
 
@@ -661,9 +869,9 @@ def test_a_lost_instance_is_replaced_below_min_instances_with_a_fresh_id() -> No
     (route,) = p.running()
     assert route.instance == "w"
     outs = p.lose("w", 1.0)
-    (term,) = of(outs, TerminateAgent)
+    (term,) = decisions_of(outs, TerminateAgent)
     assert (term.instance, term.lost, term.reason) == ("w", True, "lost: killed")
-    (retry,) = of(outs, RetryTask)
+    (retry,) = decisions_of(outs, RetryTask)
     assert "agent w lost: killed" in retry.reason
     # The late result of the lost attempt is rejected.
     assert p.s.finish("a", "t0", 1, Outcome.SUCCEEDED, 1.5) == []
@@ -672,7 +880,7 @@ def test_a_lost_instance_is_replaced_below_min_instances_with_a_fresh_id() -> No
     wake = p.s.next_wakeup()
     assert wake is not None
     outs = p.tick(wake)
-    spawned = of(p.outs, SpawnAgent)[-1]
+    spawned = decisions_of(p.outs, SpawnAgent)[-1]
     assert spawned.reason == "restart after a lost instance"
     assert spawned.instance != "w"  # never the id of the lost one
     assert p.live() == [spawned.instance]
@@ -693,7 +901,7 @@ def test_work_of_a_lost_agent_is_rerouted_after_the_first_back_off_step_every_ti
     now = 0.0
     for _ in range(3):
         (r,) = p.running()
-        (retry,) = of(p.lose(r.instance, now), RetryTask)
+        (retry,) = decisions_of(p.lose(r.instance, now), RetryTask)
         assert retry.delay_s == 0.25  # not 0.25 * 2 ** (attempt - 1): the agent failed
         now += 2.0  # restarts are due by now
         p.tick(now)
@@ -701,7 +909,7 @@ def test_work_of_a_lost_agent_is_rerouted_after_the_first_back_off_step_every_ti
     (r,) = p.running()
     assert r.attempt == 4
     p.finish(r, now, Outcome.ERROR)  # the task's own failure backs off as usual
-    (retry,) = of(p.outs, RetryTask)[-1:]
+    (retry,) = decisions_of(p.outs, RetryTask)[-1:]
     assert retry.delay_s == 0.25 * 2**3
 
 
@@ -716,7 +924,7 @@ def test_an_elastic_spec_whose_instances_die_at_start_is_not_respawned_every_rou
             p.lose(iid, now)  # every instance dies as it starts
         p.tick(now)
         now += 0.1
-    spawns = [d.at for d in of(p.outs, SpawnAgent)]
+    spawns = [d.at for d in decisions_of(p.outs, SpawnAgent)]
     rounds = sorted(set(spawns))
     # Each round's instances die, and the next round waits a back-off that doubles:
     # 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s... not one round every 0.1 s.
@@ -733,7 +941,9 @@ def test_no_restart_while_enough_instances_live() -> None:
     assert len(p.live()) == 3
     p.lose("w#1", 1.0)
     p.tick(100.0)
-    assert "restart after a lost instance" not in [d.reason for d in of(p.outs, SpawnAgent)]
+    assert "restart after a lost instance" not in [
+        d.reason for d in decisions_of(p.outs, SpawnAgent)
+    ]
 
 
 def restart_delays(seed: int, losses: int, health: HealthPolicy) -> list[float]:
@@ -746,8 +956,8 @@ def restart_delays(seed: int, losses: int, health: HealthPolicy) -> list[float]:
         lost_at = now
         wake = p.s.next_wakeup()
         assert wake is not None
-        assert of(p.tick(wake - 1e-6), SpawnAgent) == []
-        assert of(p.tick(wake), SpawnAgent)
+        assert decisions_of(p.tick(wake - 1e-6), SpawnAgent) == []
+        assert decisions_of(p.tick(wake), SpawnAgent)
         delays.append(wake - lost_at)
         now = wake
     return delays
@@ -772,7 +982,7 @@ def test_restart_back_off_resets_after_a_success() -> None:
         p.lose(iid, 0.0)
         p.tick(100.0)
     p.submit("a", tasks(1), 100.0)
-    (r,) = of(p.tick(100.0), RouteTask)
+    (r,) = decisions_of(p.tick(100.0), RouteTask)
     p.finish(r, 101.0)
     (iid,) = p.live()
     p.lose(iid, 200.0)
@@ -780,7 +990,7 @@ def test_restart_back_off_resets_after_a_success() -> None:
 
 
 def quarantined(p: Pool) -> list[QuarantineAgent]:
-    return of(p.outs, QuarantineAgent)
+    return decisions_of(p.outs, QuarantineAgent)
 
 
 def test_circuit_breaker_quarantines_then_probes_with_one_slot() -> None:
@@ -801,21 +1011,21 @@ def test_circuit_breaker_quarantines_then_probes_with_one_slot() -> None:
     assert "3 consecutive failed attempts" in q.reason
     inst = p.s.agents["w"]
     assert inst.state is AgentState.QUARANTINED
-    assert of(p.tick(12.0), RouteTask) == []
+    assert decisions_of(p.tick(12.0), RouteTask) == []
     assert p.s.waiting_reasons() == {"x": "3 tasks wait: no live agent offers 'x' (quarantined)"}
     # After the back-off, one probe: a single slot.
     assert p.s.next_wakeup() == 13.0
-    (probe,) = of(p.tick(13.0), RouteTask)
+    (probe,) = decisions_of(p.tick(13.0), RouteTask)
     assert inst.state is AgentState.READY
     assert (inst.probing, inst.slots) == (True, 1)
     # The probe fails: quarantined again, twice as long.
     p.finish(probe, 14.0, Outcome.ERROR)
     assert [d.for_s for d in quarantined(p)] == [10.0, 20.0]
-    (probe,) = of(p.tick(34.0), RouteTask)
+    (probe,) = decisions_of(p.tick(34.0), RouteTask)
     # The probe succeeds: the breaker closes, every slot is back.
     p.finish(probe, 35.0)
     assert (inst.probing, inst.slots, inst.consecutive_failures) == (False, 2, 0)
-    assert len(of(p.tick(35.0), RouteTask)) == 2
+    assert len(decisions_of(p.tick(35.0), RouteTask)) == 2
 
 
 def test_a_success_resets_the_failure_count() -> None:
@@ -823,7 +1033,7 @@ def test_a_success_resets_the_failure_count() -> None:
              retry=RetryPolicy(base_s=0.0, jitter=0.0))  # fmt: skip
     p.submit("a", tasks(4, max_attempts=1), 0.0)
     for t, outcome in enumerate([Outcome.ERROR, Outcome.SUCCEEDED, Outcome.ERROR]):
-        (r,) = of(p.tick(float(t)), RouteTask)
+        (r,) = decisions_of(p.tick(float(t)), RouteTask)
         p.finish(r, t + 0.5, outcome)
     assert quarantined(p) == []
 
@@ -834,24 +1044,24 @@ def test_a_success_resets_the_failure_count() -> None:
 def test_rate_limit_throttles_a_spec_and_releases_it_after_the_minute() -> None:
     p = Pool([spec("w", {"x": 0.9}, lo=2, hi=2, rate=3)])
     p.submit("a", tasks(7), 0.0)
-    started = of(p.tick(0.0), RouteTask)
+    started = decisions_of(p.tick(0.0), RouteTask)
     assert len(started) == 2
     for r in started:
         p.finish(r, 1.0)
-    assert len(of(p.tick(10.0), RouteTask)) == 1  # the third call of the minute
+    assert len(decisions_of(p.tick(10.0), RouteTask)) == 1  # the third call of the minute
     for r in p.running():
         p.finish(r, 11.0)
     assert {i.state for i in p.s.agents.values()} == {AgentState.THROTTLED}
-    assert of(p.tick(30.0), RouteTask) == []
+    assert decisions_of(p.tick(30.0), RouteTask) == []
     assert "throttled" in p.s.waiting_reasons()["x"]
     assert p.s.next_wakeup() == 60.0  # a minute after the first call of the window
     # The window slides: at 60 s only the call made at 10 s is still in it, so two may start.
-    assert len(of(p.tick(60.0), RouteTask)) == 2
+    assert len(decisions_of(p.tick(60.0), RouteTask)) == 2
     assert {i.state for i in p.s.agents.values()} == {AgentState.THROTTLED}
     assert p.s.next_wakeup() == 70.0
     for r in p.running():
         p.finish(r, 61.0)
-    assert len(of(p.tick(70.0), RouteTask)) == 1
+    assert len(decisions_of(p.tick(70.0), RouteTask)) == 1
 
 
 def test_an_instance_that_starts_while_its_spec_is_throttled_is_throttled() -> None:
@@ -865,8 +1075,8 @@ def test_an_instance_that_starts_while_its_spec_is_throttled_is_throttled() -> N
     for iid in starting:
         p.s.agent_ready(iid, 1.0)
         assert p.s.agents[iid].state is AgentState.THROTTLED
-    assert of(p.tick(1.0), RouteTask) == []
-    assert len(of(p.tick(60.0), RouteTask)) == 1
+    assert decisions_of(p.tick(1.0), RouteTask) == []
+    assert len(decisions_of(p.tick(60.0), RouteTask)) == 1
 
 
 # --- concurrency and resource limits -------------------------------------------------------------
@@ -875,11 +1085,11 @@ def test_an_instance_that_starts_while_its_spec_is_throttled_is_throttled() -> N
 def test_capability_limits_bound_running_attempts_of_a_capability() -> None:
     p = Pool([spec("w", {"x": 0.9, "y": 0.9}, slots=10)], capability_limits={"x": 2})
     p.submit("a", [*tasks(5), *tasks(3, cap="y", prefix="y")], 0.0)
-    caps = [p.s.task("a", r.task_id).task.capability for r in of(p.tick(0.0), RouteTask)]
+    caps = [p.s.task("a", r.task_id).task.capability for r in decisions_of(p.tick(0.0), RouteTask)]
     assert sorted(caps) == ["x", "x", "y", "y", "y"]
     x_route = next(r for r in p.running() if r.task_id.startswith("t"))
     p.finish(x_route, 1.0)
-    assert [r.task_id[0] for r in of(p.tick(1.0), RouteTask)] == ["t"]
+    assert [r.task_id[0] for r in decisions_of(p.tick(1.0), RouteTask)] == ["t"]
 
 
 def test_resource_limits_are_counting_semaphores_taken_all_or_nothing() -> None:
@@ -892,16 +1102,16 @@ def test_resource_limits_are_counting_semaphores_taken_all_or_nothing() -> None:
         AgentTask("f2", "x", resources=("file", "db")),
     ]
     p.submit("a", batch, 0.0)
-    first = sorted(r.task_id for r in of(p.tick(0.0), RouteTask))
+    first = sorted(r.task_id for r in decisions_of(p.tick(0.0), RouteTask))
     assert first == ["d1", "d2", "f1"]  # db is full; f2 takes nothing while it waits
     assert p.s._held == {"db": 2, "file": 1}
     by_id = {r.task_id: r for r in p.running()}
     p.finish(by_id["d1"], 1.0)
-    assert [r.task_id for r in of(p.tick(1.0), RouteTask)] == ["d3"]
+    assert [r.task_id for r in decisions_of(p.tick(1.0), RouteTask)] == ["d3"]
     p.finish(by_id["f1"], 2.0)
-    assert of(p.tick(2.0), RouteTask) == []  # file is free, db is not: f2 still waits
+    assert decisions_of(p.tick(2.0), RouteTask) == []  # file is free, db is not: f2 still waits
     p.finish(by_id["d2"], 3.0)
-    assert [r.task_id for r in of(p.tick(3.0), RouteTask)] == ["f2"]
+    assert [r.task_id for r in decisions_of(p.tick(3.0), RouteTask)] == ["f2"]
 
 
 def test_waiting_reasons_name_capabilities_without_a_live_agent() -> None:
@@ -910,7 +1120,7 @@ def test_waiting_reasons_name_capabilities_without_a_live_agent() -> None:
     p.s.agent_ready("v", 0.0)
     p.lose("w", 0.0)
     p.submit("a", [*tasks(2), *tasks(1, cap="y", prefix="y")], 0.0)
-    assert [r.task_id for r in of(p.tick(0.0), RouteTask)] == ["y0"]
+    assert [r.task_id for r in decisions_of(p.tick(0.0), RouteTask)] == ["y0"]
     # Its only instance is lost and not yet restarted: the tasks wait, and say why.
     assert p.s.waiting_reasons() == {
         "x": "2 tasks wait: no live agent offers 'x' (none registered)"
@@ -922,7 +1132,7 @@ def test_waiting_reasons_name_capabilities_without_a_live_agent() -> None:
     assert p.s.task("a", "t0").state is TaskState.READY  # waiting, not failed
     (iid,) = p.live("w")
     p.s.agent_ready(iid, wake + 1.0)
-    assert len(of(p.tick(wake + 1.0), RouteTask)) == 1
+    assert len(decisions_of(p.tick(wake + 1.0), RouteTask)) == 1
     assert p.s.waiting_reasons() == {}
 
 
@@ -931,7 +1141,7 @@ def test_a_spec_scaled_to_zero_still_takes_work_and_grows_from_zero() -> None:
     assert p.live() == []
     p.submit("a", tasks(1), 0.0)  # its capability is known though no instance is live
     outs = p.tick(0.0)
-    (spawn,) = of(outs, SpawnAgent)
+    (spawn,) = decisions_of(outs, SpawnAgent)
     assert spawn.reason.startswith("1 tasks of 'x' wait and no instance offers it")
     p.tick(0.0)
     (r,) = p.running()
@@ -941,7 +1151,7 @@ def test_a_spec_scaled_to_zero_still_takes_work_and_grows_from_zero() -> None:
     p.tick(61.0)
     assert p.live() == []
     p.submit("b", tasks(1), 100.0)
-    assert of(p.tick(100.0), SpawnAgent)
+    assert decisions_of(p.tick(100.0), SpawnAgent)
 
 
 # --- backpressure and priorities -----------------------------------------------------------------
@@ -978,7 +1188,7 @@ def test_priorities_hold_under_overload() -> None:
             p.submit(f"high{k}", tasks(1, prefix=f"h{k}-", priority=5), float(k))
         (r,) = p.running()
         p.finish(r, float(k))
-        order.extend(r.task_id for r in of(p.tick(float(k)), RouteTask))
+        order.extend(r.task_id for r in decisions_of(p.tick(float(k)), RouteTask))
     highs = [i for i, tid in enumerate(order) if tid.startswith("h")]
     # Each high-priority task started at the first free slot after it arrived.
     assert highs == [4, 9, 14, 19]
@@ -987,16 +1197,16 @@ def test_priorities_hold_under_overload() -> None:
 def test_aging_lets_a_long_waiting_task_pass_a_newer_higher_priority_one() -> None:
     p = Pool([spec("w", {"x": 0.9})], aging_interval_s=60.0)
     p.submit("a", [AgentTask("blocker", "x"), AgentTask("old", "x", priority=0)], 0.0)
-    (blocker,) = of(p.tick(0.0), RouteTask)
+    (blocker,) = decisions_of(p.tick(0.0), RouteTask)
     p.submit("b", [AgentTask("young", "x", priority=1)], 125.0)  # two intervals later
     p.finish(blocker, 130.0)
-    assert [r.task_id for r in of(p.tick(130.0), RouteTask)] == ["old"]
+    assert [r.task_id for r in decisions_of(p.tick(130.0), RouteTask)] == ["old"]
     q = Pool([spec("w", {"x": 0.9})], aging_interval_s=60.0)
     q.submit("a", [AgentTask("blocker", "x"), AgentTask("old", "x", priority=0)], 0.0)
-    (blocker,) = of(q.tick(0.0), RouteTask)
+    (blocker,) = decisions_of(q.tick(0.0), RouteTask)
     q.submit("b", [AgentTask("young", "x", priority=3)], 125.0)  # more urgent than its age
     q.finish(blocker, 130.0)
-    assert [r.task_id for r in of(q.tick(130.0), RouteTask)] == ["young"]
+    assert [r.task_id for r in decisions_of(q.tick(130.0), RouteTask)] == ["young"]
 
 
 # --- a poison task, on virtual time ---------------------------------------------------------------
@@ -1022,15 +1232,15 @@ def test_a_task_that_kills_every_agent_fails_after_max_attempts_without_a_respaw
     assert rec.state is TaskState.FAILED
     assert [a.outcome for a in rec.attempts] == [Outcome.CRASH] * 3
     assert len({a.agent_instance for a in rec.attempts}) == 3
-    (fail,) = of(p.outs, FailTask)
+    (fail,) = decisions_of(p.outs, FailTask)
     assert fail.reason.startswith("all 3 attempts failed")
     others = [r for tid, r in p.s.runs["a"].tasks.items() if tid != "poison"]
     assert all(r.state is TaskState.SUCCEEDED for r in others)
     for t in (now + 10.0, now + 1000.0):
         p.tick(t)
-    restarts = [d for d in of(p.outs, SpawnAgent) if d.reason.startswith("restart")]
+    restarts = [d for d in decisions_of(p.outs, SpawnAgent) if d.reason.startswith("restart")]
     assert len(restarts) == 3  # one per instance it killed, then quiet
-    assert len(of(p.outs, SpawnAgent)) == 2 + 3
+    assert len(decisions_of(p.outs, SpawnAgent)) == 2 + 3
     assert len(p.live()) == 2
 
 
@@ -1042,7 +1252,7 @@ def test_a_spike_does_not_grow_the_pool_a_sustained_queue_does() -> None:
     spike.submit("a", tasks(9), 0.0)
     spike.tick(0.0)  # one runs, 8 wait: deep now, but its average has just begun to rise
     assert spike.s.queue_depth() == {"x": 8}
-    assert of(spike.outs, ScaleResources) == []
+    assert decisions_of(spike.outs, ScaleResources) == []
     assert spike.s.next_wakeup() == pytest.approx(5.0 * math.log(8 / 3))
     for t in (1.0, 2.0, 3.0):  # the queue drains on its own before the average gets there
         (r,) = spike.running()
@@ -1050,15 +1260,15 @@ def test_a_spike_does_not_grow_the_pool_a_sustained_queue_does() -> None:
         spike.tick(t)
     assert spike.s.queue_depth() == {"x": 5}
     assert spike.s.next_wakeup() is None
-    assert of(spike.outs, ScaleResources) == []
+    assert decisions_of(spike.outs, ScaleResources) == []
 
     held = Pool([spec("w", {"x": 0.9}, lo=1, hi=10)], pool=PoolPolicy())
     held.submit("a", tasks(9), 0.0)
     held.tick(0.0)
     wake = held.s.next_wakeup()
     assert wake is not None
-    assert of(held.tick(wake - 1e-6), ScaleResources) == []
-    (grow,) = of(held.tick(wake), ScaleResources)
+    assert decisions_of(held.tick(wake - 1e-6), ScaleResources) == []
+    (grow,) = decisions_of(held.tick(wake), ScaleResources)
     assert (grow.from_n, grow.to_n) == (1, 4)  # back to the threshold, as the old rule did
     assert "(averaged over 5s)" in grow.reason
 
@@ -1082,14 +1292,14 @@ def test_the_target_utilisation_retires_idle_surplus_while_load_remains() -> Non
     wake = p.s.next_wakeup()
     assert wake == pytest.approx(100.0 + 20.0 * math.log((average - 1.0) / 0.8), rel=1e-12)
     assert wake is not None
-    assert of(p.tick(wake - 1e-6), TerminateAgent) == []
-    (stop,) = of(p.tick(wake), TerminateAgent)
+    assert decisions_of(p.tick(wake - 1e-6), TerminateAgent) == []
+    (stop,) = decisions_of(p.tick(wake), TerminateAgent)
     assert "target utilisation" in stop.reason
     assert stop.instance != first.instance  # a busy instance is never stopped
     assert len(p.live()) == 2
     # One busy slot never makes the second instance spare at 90%: the idle timeout decides.
     assert p.s.next_wakeup() == 160.0
-    (last,) = of(p.tick(160.0), TerminateAgent)
+    (last,) = decisions_of(p.tick(160.0), TerminateAgent)
     assert "idle for at least 60s" in last.reason
     assert p.live() == [first.instance]
 
@@ -1104,6 +1314,6 @@ def test_the_target_rule_keeps_what_the_busy_slots_need_and_waits_out_the_cooldo
         p.finish(r, 1.0)
     p.tick(1.0)
     assert (len(p.running()), p.s.queue_depth()) == (6, {})
-    assert of(p.tick(4.0), TerminateAgent) == []  # within the cooldown of the growth
+    assert decisions_of(p.tick(4.0), TerminateAgent) == []  # within the cooldown of the growth
     # Six busy slots need seven instances at 90%: no surplus, only the idle timeout is due.
     assert p.s.next_wakeup() == 61.0

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from metaagent.clock import Clock
+    from metaagent.core.health import HealthPolicy
     from metaagent.core.instances import AgentInstance
-    from metaagent.core.pool import HealthPolicy
 
 
 @runtime_checkable

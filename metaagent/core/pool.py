@@ -1,18 +1,15 @@
 """The agent pool: instances of each spec, their life, health and limits. Pure.
 
 The pool owns every ``AgentInstance`` and keeps the router's index of free slots in step with
-their states. It decides spawns and terminations (through the ``scaling`` policy), restarts of
-lost instances (with jittered back-off, so a poison task cannot cause a respawn storm), the
-circuit breaker (quarantine after consecutive failures, a single probe after a back-off) and
-per-spec rate limits.
+their states. It decides spawns and terminations (through the ``scaling`` policy, fed by
+``pool_scaling``), restarts of lost instances and the circuit breaker (with the rules and
+back-offs of ``health``), and per-spec rate limits (``rate_limit``), on the timers of
+``pool_timers``.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections import deque
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from metaagent.core.decisions import (
@@ -22,54 +19,22 @@ from metaagent.core.decisions import (
     SpawnAgent,
     TerminateAgent,
 )
+from metaagent.core.health import breaker_delay, count_failure, count_success, restart_delay
 from metaagent.core.instances import AgentInstance, AgentState
-from metaagent.core.scaling import InstanceView, PoolPolicy, Smoothed, SpecView, next_change, plan
+from metaagent.core.pool_scaling import ScaleTracker
+from metaagent.core.pool_timers import TimerKind, Timers
+from metaagent.core.scaling import next_change, plan
+from metaagent.core.spec_pool import SpecPool
 from metaagent.errors import WorkflowError
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
+    from metaagent.core.health import HealthPolicy
     from metaagent.core.routing import Router
+    from metaagent.core.scaling import PoolPolicy, ScaleAction
     from metaagent.core.specs import AgentSpec
-
-
-@dataclass(frozen=True, slots=True)
-class HealthPolicy:
-    """Heartbeats, circuit breaker and restart back-off. Units are in the names."""
-
-    heartbeat_interval_s: float = 1.0
-    heartbeat_timeout_s: float = 2.0  # no answer this long: the instance is lost
-    breaker_failures: int = 3  # consecutive failed attempts that quarantine an instance
-    breaker_backoff_s: float = 5.0
-    breaker_backoff_max_s: float = 120.0
-    restart_backoff_s: float = 0.5
-    restart_backoff_max_s: float = 30.0
-    restart_jitter: float = 0.5  # fraction of a delay added at random
-    start_timeout_s: float = 10.0  # a new instance must answer its first heartbeat by then
-
-
-@dataclass(slots=True, eq=False)
-class SpecPool:
-    """One spec's instances and bookkeeping."""
-
-    spec: AgentSpec
-    min_instances: int
-    max_instances: int
-    instances: dict[str, AgentInstance] = field(default_factory=dict)
-    next_n: int = 1
-    last_action_at: float = -math.inf
-    last_shrink_at: float = -math.inf
-    hold_until: float = -math.inf  # no spawn before this: the back-off after a loss
-    losses: int = 0  # consecutive losses, for the restart back-off
-    respawn_due: int = 0  # restarts scheduled and not yet made
-    calls: deque[float] = field(default_factory=deque)  # attempt starts in the last minute
-    throttled_until: float | None = None
-    busy: Smoothed = field(default_factory=Smoothed)  # attempts its instances run
-
-    @property
-    def live(self) -> int:
-        return sum(1 for i in self.instances.values() if i.state is not AgentState.LOST)
 
 
 class Pool:
@@ -95,14 +60,16 @@ class Pool:
         self.specs: dict[str, SpecPool] = {}
         self.instances: dict[str, AgentInstance] = {}
         self.retired: list[AgentInstance] = []  # lost or stopped, kept for utilisation figures
-        self._timers: list[tuple[float, int, str, str]] = []
+        self._timers = Timers()
+        self._on_timer: dict[TimerKind, Callable[[str, float], list[Decision]]] = {
+            TimerKind.RESPAWN: self._respawn,
+            TimerKind.PROBE: self._probe,
+            TimerKind.UNTHROTTLE: self._unthrottle,
+        }
         self._elastic = False  # some spec may grow or shrink
-        self._seq = 0
         self._issued: set[str] = set()  # every instance id given out: a restart gets a new one
         self._offered: set[str] = set()  # capabilities of every spec
-        self._ticked = -math.inf  # ``now`` of the last tick
-        self._ticked_depth: dict[str, int] = {}  # the queue depths it saw
-        self._depth_avg: dict[str, Smoothed] = {}  # queue depths with their time-averages
+        self._scaling = ScaleTracker(router, policy, self.specs)
 
     # --- specs and instances ------------------------------------------------------------------
 
@@ -189,7 +156,7 @@ class Pool:
 
     def _open_state(self, inst: AgentInstance) -> AgentState:
         """The state of an instance that may take work: throttled while its spec's rate is spent."""
-        throttled = self.specs[inst.spec.name].throttled_until is not None
+        throttled = self.specs[inst.spec.name].rate.throttled
         return AgentState.THROTTLED if throttled else AgentState.READY
 
     def lost(self, iid: str, now: float, reason: str) -> list[Decision]:
@@ -208,17 +175,13 @@ class Pool:
         out: list[Decision] = [
             TerminateAgent(now, None, None, f"lost: {reason}", inst.spec.name, iid, lost=True)
         ]
-        delay = min(
-            self.health.restart_backoff_max_s,
-            self.health.restart_backoff_s * 2.0 ** (sp.losses - 1),
-        )
-        delay += delay * self.health.restart_jitter * self.rng.random()
+        delay = restart_delay(self.health, sp.losses, self.rng)
         # Growth waits out the same back-off: a spec whose instances die at start (a bad
         # command, a poison task) must not be spawned again at every decision round.
         sp.hold_until = now + delay
         if sp.live + sp.respawn_due < sp.min_instances:
             sp.respawn_due += 1
-            self._timer(now + delay, "respawn", sp.spec.name)
+            self._timers.set(now + delay, TimerKind.RESPAWN, sp.spec.name)
         return out
 
     def stopped(self, iid: str, now: float) -> None:
@@ -241,40 +204,28 @@ class Pool:
         if rate is None:
             return
         sp = self.specs[inst.spec.name]
-        calls = sp.calls
-        calls.append(now)
-        while calls and calls[0] <= now - 60.0:
-            calls.popleft()
-        if len(calls) >= rate and sp.throttled_until is None:
-            sp.throttled_until = calls[0] + 60.0
+        until = sp.rate.start(now, rate)
+        if until is not None:
             for i in sp.instances.values():
                 if i.state is AgentState.READY:
                     self.set_state(i, AgentState.THROTTLED)
-            self._timer(sp.throttled_until, "unthrottle", sp.spec.name)
+            self._timers.set(until, TimerKind.UNTHROTTLE, sp.spec.name)
 
     def on_success(self, inst: AgentInstance) -> None:
-        inst.consecutive_failures = 0
-        inst.breaker_trips = 0
+        """An attempt on ``inst`` succeeded: reset its failure counts, close a half-open breaker."""
         self.specs[inst.spec.name].losses = 0
-        if inst.probing:
-            inst.probing = False
+        if count_success(inst):
             before = inst.free
             inst.slots = inst.spec.concurrency
             self.router.adjust_free(inst, inst.free - before)
 
     def on_failure(self, inst: AgentInstance, now: float) -> list[Decision]:
         """Count a failed attempt; open the circuit breaker after too many in a row."""
-        inst.consecutive_failures += 1
-        h = self.health
-        if inst.state is not AgentState.READY:
+        if not count_failure(inst, self.health):
             return []
-        if inst.consecutive_failures < h.breaker_failures and not inst.probing:
-            return []
-        inst.breaker_trips += 1
-        delay = min(h.breaker_backoff_max_s, h.breaker_backoff_s * 2.0 ** (inst.breaker_trips - 1))
-        delay += delay * h.restart_jitter * self.rng.random()
+        delay = breaker_delay(self.health, inst.breaker_trips, self.rng)
         self.set_state(inst, AgentState.QUARANTINED)
-        self._timer(now + delay, "probe", inst.id)
+        self._timers.set(now + delay, TimerKind.PROBE, inst.id)
         return [
             QuarantineAgent(
                 now, None, None,
@@ -285,10 +236,6 @@ class Pool:
         ]  # fmt: skip
 
     # --- time ---------------------------------------------------------------------------------
-
-    def _timer(self, at: float, kind: str, name: str) -> None:
-        self._seq += 1
-        heapq.heappush(self._timers, (at, self._seq, kind, name))
 
     def tick(
         self,
@@ -303,130 +250,80 @@ class Pool:
         attempts running now (over all, per capability), for the concurrency limits.
         """
         out: list[Decision] = []
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            _, _, kind, name = heapq.heappop(timers)
-            if kind == "respawn":
-                sp = self.specs[name]
-                sp.respawn_due -= 1
-                if sp.live < sp.min_instances:
-                    new = self._new_instance(sp, now, AgentState.STARTING)
-                    out.append(
-                        SpawnAgent(now, None, None, "restart after a lost instance", name, new.id)
-                    )
-            elif kind == "probe":
-                held = self.instances.get(name)
-                if held is not None and held.state is AgentState.QUARANTINED:
-                    held.probing = True
-                    held.slots = 1
-                    self.set_state(held, self._open_state(held))
-            elif kind == "unthrottle":
-                sp = self.specs[name]
-                sp.throttled_until = None
-                for i in sp.instances.values():
-                    if i.state is AgentState.THROTTLED:
-                        self.set_state(i, AgentState.READY)
+        for timer in self._timers.due(now):
+            out.extend(self._on_timer[timer.kind](timer.name, now))
         if self._elastic:
-            self._observe(now, depth)
+            self._scaling.observe(now, depth)
             out.extend(self._scale(now, depth, running, running_cap or {}))
-            self._ticked = now
-            self._ticked_depth = {cap: n for cap, n in depth.items() if n}
+            self._scaling.seen(now, depth)
         return out
+
+    def _respawn(self, spec_name: str, now: float) -> list[Decision]:
+        sp = self.specs[spec_name]
+        sp.respawn_due -= 1
+        if sp.live >= sp.min_instances:
+            return []
+        new = self._new_instance(sp, now, AgentState.STARTING)
+        return [SpawnAgent(now, None, None, "restart after a lost instance", spec_name, new.id)]
+
+    def _probe(self, iid: str, now: float) -> list[Decision]:
+        held = self.instances.get(iid)
+        if held is not None and held.state is AgentState.QUARANTINED:
+            held.probing = True
+            held.slots = 1
+            self.set_state(held, self._open_state(held))
+        return []
+
+    def _unthrottle(self, spec_name: str, now: float) -> list[Decision]:
+        sp = self.specs[spec_name]
+        sp.rate.release()
+        for i in sp.instances.values():
+            if i.state is AgentState.THROTTLED:
+                self.set_state(i, AgentState.READY)
+        return []
 
     @property
     def autoscaling(self) -> bool:
-        return any(sp.max_instances > sp.min_instances for sp in self.specs.values())
+        return any(sp.elastic for sp in self.specs.values())
 
     def quiet(self) -> bool:
         """True when ``tick`` would do nothing: no timer due and no elastic spec."""
         return not self._timers and not self._elastic
 
-    def _observe(self, now: float, depth: Mapping[str, int]) -> None:
-        """Step the time-averages the policy reads (queue depths, busy slots) to ``now``."""
-        # Both as they will be once this round's queue is dispatched (the tick comes before the
-        # dispatch): the queue less what free slots take, busy slots plus what their free slots
-        # take (all of their capabilities' queue at most: conservative when another spec
-        # takes some).
-        window = self.policy.scale_up_window_s
-        avg = self._depth_avg
-        for cap in {*avg, *depth}:
-            n = depth.get(cap, 0)
-            if n:
-                n = max(0, n - sum(i.free for i in self.router.instances(cap)))
-            avg[cap] = avg.get(cap, _ZERO).step(n, now, window)
-        window = self.policy.utilisation_window_s
-        for sp in self.specs.values():
-            if sp.max_instances > sp.min_instances:
-                running = free = 0
-                for i in sp.instances.values():
-                    if i.state not in (AgentState.LOST, AgentState.DRAINING):
-                        running += i.running
-                        free += i.free
-                queued = sum(depth.get(cap, 0) for cap in sp.spec.capabilities)
-                sp.busy = sp.busy.step(running + min(queued, free), now, window)
-
-    def _views(self) -> list[SpecView]:
-        """The elastic specs as the scaling policy sees them (draining instances are gone)."""
-        return [
-            SpecView(
-                sp.spec.name,
-                sp.spec.capabilities,
-                sp.spec.concurrency,
-                sp.min_instances,
-                sp.max_instances,
-                [
-                    InstanceView(i.id, i.running, i.idle_since, i.state is AgentState.STARTING)
-                    for i in sp.instances.values()
-                    if i.state not in (AgentState.LOST, AgentState.DRAINING)
-                ],
-                sp.last_action_at,
-                sp.last_shrink_at,
-                sp.hold_until,
-                sp.busy,
-            )
-            for sp in self.specs.values()
-            if sp.max_instances > sp.min_instances
-        ]
-
     def _scale(
         self, now: float, depth: Mapping[str, int], running: int, running_cap: Mapping[str, int]
     ) -> list[Decision]:
-        threshold = self.policy.spawn_threshold
-        deep = [cap for cap, n in depth.items() if n > threshold]
-        free = {
-            cap: sum(i.free for i in self.router.instances(cap)) for cap in deep
-        }  # fmt: skip
         limits = self.capability_limits
-        room = {cap: limits[cap] - running_cap.get(cap, 0) for cap in depth if cap in limits}
-        room_total = None if self.max_concurrency is None else self.max_concurrency - running
-        actions = plan(
-            self._views(), depth, self.policy, now,
-            instances=len(self.instances), free=free, room=room, room_total=room_total,
-            served=self._served(depth), sustained=self._depth_avg,
-        )  # fmt: skip
+        view = self._scaling.round_view(
+            depth,
+            instances=len(self.instances),
+            room={cap: limits[cap] - running_cap.get(cap, 0) for cap in depth if cap in limits},
+            room_total=math.inf if self.max_concurrency is None else self.max_concurrency - running,
+        )
         out: list[Decision] = []
-        for action in actions:
-            sp = self.specs[action.spec]
-            before = sum(
-                1 for i in sp.instances.values()
-                if i.state not in (AgentState.LOST, AgentState.DRAINING)
-            )  # fmt: skip
-            sp.last_action_at = now
-            if action.delta < 0:
-                sp.last_shrink_at = now
-            out.append(
-                ScaleResources(now, None, None, action.reason, action.spec, before,
-                               before + action.delta)
-            )  # fmt: skip
-            if action.delta > 0:
-                for _ in range(action.delta):
-                    inst = self._new_instance(sp, now, AgentState.STARTING)
-                    out.append(SpawnAgent(now, None, None, action.reason, action.spec, inst.id))
-            for iid in action.terminate:
-                inst = sp.instances[iid]
-                self.set_state(inst, AgentState.DRAINING)
-                inst.stopped_at = now  # it offers no slots from here on
-                out.append(TerminateAgent(now, None, None, action.reason, action.spec, iid))
+        for action in plan(view, self.policy, now):
+            out.extend(self._apply(action, now))
+        return out
+
+    def _apply(self, action: ScaleAction, now: float) -> list[Decision]:
+        """Carry out one scale action: spawn its instances or drain the ones it names."""
+        sp = self.specs[action.spec]
+        before = sum(1 for _ in sp.in_service())
+        sp.last_action_at = now
+        if action.delta < 0:
+            sp.last_shrink_at = now
+        out: list[Decision] = [
+            ScaleResources(now, None, None, action.reason, action.spec, before,
+                           before + action.delta)
+        ]  # fmt: skip
+        for _ in range(max(0, action.delta)):
+            inst = self._new_instance(sp, now, AgentState.STARTING)
+            out.append(SpawnAgent(now, None, None, action.reason, action.spec, inst.id))
+        for iid in action.terminate:
+            inst = sp.instances[iid]
+            self.set_state(inst, AgentState.DRAINING)
+            inst.stopped_at = now  # it offers no slots from here on
+            out.append(TerminateAgent(now, None, None, action.reason, action.spec, iid))
         return out
 
     def capacity(self, start: float, end: float) -> tuple[dict[str, float], dict[str, int]]:
@@ -451,23 +348,10 @@ class Pool:
         tick saw them: the policy decided not to act then, and would not now (answering it
         would have the caller tick in a busy loop).
         """
-        wake = self._timers[0][0] if self._timers else None
+        wake = self._timers.next_at()
         if not self._elastic:
             return wake
-        t = next_change(self._views(), depth, self.policy, self._served(depth), self._depth_avg)
-        if t is None or (t <= self._ticked and self._same_depth(depth)):
+        t = next_change(self._scaling.wake_view(depth), self.policy)
+        if t is None or self._scaling.decided(t, depth):
             return wake
         return t if wake is None or t < wake else wake
-
-    def _served(self, depth: Mapping[str, int]) -> set[str]:
-        """Queued capabilities that some instance (of any spec, in any live state) offers."""
-        return {cap for cap, n in depth.items() if n and self.router.instances(cap)}
-
-    def _same_depth(self, depth: Mapping[str, int]) -> bool:
-        seen = self._ticked_depth
-        return sum(1 for n in depth.values() if n) == len(seen) and all(
-            depth.get(cap, 0) == n for cap, n in seen.items()
-        )
-
-
-_ZERO = Smoothed()

@@ -1,87 +1,105 @@
-"""The state the scheduler's parts share, declared once so each part type-checks on its own.
+"""The scheduler's shared state, created once, and the checks and estimates its parts use.
 
-``Scheduler`` is assembled from mixins (``Dispatching``, ``Outcomes``, ``Decomposing``); each
-reads and changes the attributes below, which ``Scheduler.__init__`` creates. The methods one
-part calls on another are declared here for the type checker only.
+``Scheduler`` is one object built as a chain of parts, each a subclass of the one below and
+calling only what is defined in itself or below it: ``SchedulerBase`` (this state),
+``Dispatching``, ``Decomposing`` (release, expansion, ends of tasks and runs), ``Outcomes``,
+``Restoring``, then ``Scheduler`` (the public events).
 """
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING
 
-from metaagent.core.scheduler.records import TaskRecord
+from metaagent.core.learning import Learning
+from metaagent.core.pool import Pool
+from metaagent.core.queues import ReadyQueues
+from metaagent.core.routing import Router
+from metaagent.core.scheduler.config import SchedulerConfig
+from metaagent.errors import CapacityError, UnknownCapabilityError
 
 if TYPE_CHECKING:
-    import random
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Collection
 
-    from metaagent.core.decisions import Output, RouteTask
+    from metaagent.core.decisions import Output
     from metaagent.core.instances import AgentInstance
-    from metaagent.core.learning import Learning
-    from metaagent.core.pool import Pool
-    from metaagent.core.routing import Choice, Router
-    from metaagent.core.scheduler.config import SchedulerConfig
-    from metaagent.core.scheduler.records import RunRecord
-    from metaagent.core.tasks import AgentTask, Outcome, TaskState
-
-QueueKey = tuple[int, int, float, int, TaskRecord]
-"""A ready-queue entry: (priority key with aging, run order, -critical-path rank, sequence,
-record). Within a priority, earlier runs go first and, inside a run, the critical path; the
-sequence number is unique, so records are never compared."""
+    from metaagent.core.scheduler.records import RunRecord, TaskRecord
+    from metaagent.core.tasks import AgentTask
 
 
-class SchedulerState:
-    """Attributes (and cross-part methods) of the scheduler, for its mixins."""
+class SchedulerBase:
+    """The state every part of the scheduler reads and changes."""
 
-    config: SchedulerConfig
-    rng: random.Random
-    learning: Learning
-    router: Router
-    pool: Pool
-    agents: dict[str, AgentInstance]
-    runs: dict[str, RunRecord]
-    running: int
-    peak_running: int
-    queued: int  # accepted, unfinished tasks
-    stale_results: int  # results rejected by fencing
-    _seq: int
-    _ready: dict[str, list[QueueKey]]
-    _delayed: list[tuple[float, int, TaskRecord]]
-    _held: dict[str, int]  # resource -> holders
-    _parked: dict[str, list[QueueKey]]  # entries waiting for a full resource, by resource
-    _depth: dict[str, int]  # capability -> tasks in its ready queue
-    _running_cap: dict[str, int]  # capability -> attempts running
-    _runs_seen: int
-    _settle: list[TaskRecord]  # decomposed tasks whose sub-tasks all ended
-    _outbox: list[Output]  # decisions made deep inside a call, returned by it
-    _affinity: dict[tuple[str, str], AgentInstance]  # (run, group) -> last agent
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        self.config = config = config or SchedulerConfig()
+        problems = config.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.rng = random.Random(config.seed)
+        self.learning = Learning(
+            mode=config.routing, rng=random.Random(config.seed + 1), frozen=not config.learn
+        )
+        self.router = Router(self.learning, config.weights, config.max_candidates)
+        self.pool = Pool(
+            self.router,
+            config.pool,
+            config.health,
+            self.rng,
+            max_concurrency=config.max_concurrency,
+            capability_limits=config.capability_limits,
+        )
+        self.agents: dict[str, AgentInstance] = self.pool.instances
+        self.runs: dict[str, RunRecord] = {}
+        self.running = 0
+        self.peak_running = 0
+        self.queued = 0  # accepted, unfinished tasks
+        self.stale_results = 0  # results rejected by fencing
+        self.queues = ReadyQueues(config.aging_interval_s)
+        self._held: dict[str, int] = {}  # resource -> holders
+        self._running_cap: dict[str, int] = {}  # capability -> attempts running
+        self._runs_seen = 0
+        self._settle: list[TaskRecord] = []  # decomposed tasks whose sub-tasks all ended
+        self._outbox: list[Output] = []  # decisions made deep inside a call, returned by it
+        self._affinity: dict[tuple[str, str], AgentInstance] = {}  # (run, group) -> last agent
 
-    if TYPE_CHECKING:
+    @staticmethod
+    def _check_capability(
+        task: AgentTask, index: int, known: Collection[str], where: str | None
+    ) -> None:
+        """Raise ``UnknownCapabilityError`` for a task no spec can serve (a task decomposed by
+        a template is never routed itself: its sub-tasks are)."""
+        if task.capability in known or (task.decompose is not None and task.decompose.template):
+            return
+        place = f"tasks[{index}] (id {task.id!r}).capability"
+        raise UnknownCapabilityError(
+            task.capability, sorted(known), where=f"{where}: {place}" if where else place
+        )
 
-        def _estimate(self, task: AgentTask) -> float: ...
+    def _check_room(self, open_tasks: int) -> None:
+        """Raise ``CapacityError`` if ``open_tasks`` more would pass the queue bound."""
+        bound = self.config.max_queued
+        if self.queued + open_tasks > bound:
+            raise CapacityError(
+                f"queue full: {self.queued} tasks are queued and the bound is {bound}; "
+                f"a batch of {open_tasks} was refused (nothing accepted was dropped)",
+                bound=bound,
+            )
 
-        def _release(self, run: RunRecord, ids: Iterable[str], now: float) -> list[TaskRecord]: ...
+    def _estimator(self) -> Callable[[AgentTask], float]:
+        """``_estimate`` with each capability's learned duration looked up once, for ranking
+        many tasks in one go."""
+        durations: dict[str, float] = {}
+        learned = self.learning.capability_duration
 
-        def _enqueue(self, rec: TaskRecord, now: float) -> None: ...
+        def estimate(task: AgentTask) -> float:
+            base = durations.get(task.capability)
+            if base is None:
+                base = durations[task.capability] = learned(task.capability) or 1.0
+            return base * (0.5 + task.complexity)
 
-        def _start(self, rec: TaskRecord, choice: Choice, now: float) -> RouteTask: ...
+        return estimate
 
-        def _end_attempt(
-            self, rec: TaskRecord, outcome: Outcome, now: float, error: str | None
-        ) -> AgentInstance | None: ...
-
-        def _failed_attempt(
-            self, rec: TaskRecord, spec: str, outcome: Outcome, error: str | None, now: float
-        ) -> list[Output]: ...
-
-        def _terminal(self, rec: TaskRecord, state: TaskState, now: float) -> None: ...
-
-        def _skip_downstream(self, rec: TaskRecord, now: float) -> list[Output]: ...
-
-        def _complete(self, run: RunRecord, now: float, out: list[Output]) -> None: ...
-
-        def _drain(self, out: list[Output], now: float) -> list[Output]: ...
-
-        def _planned(
-            self, rec: TaskRecord, steps: Sequence[Mapping[str, object]], now: float
-        ) -> list[Output]: ...
+    def _estimate(self, task: AgentTask) -> float:
+        """Expected seconds of ``task``: its capability's learned duration, by complexity."""
+        base = self.learning.capability_duration(task.capability) or 1.0
+        return base * (0.5 + task.complexity)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from metaagent.core.pool import HealthPolicy
+from metaagent.core.health import HealthPolicy
 from metaagent.core.retry import RetryPolicy
 from metaagent.core.routing import RoutingWeights
 from metaagent.core.scaling import PoolPolicy

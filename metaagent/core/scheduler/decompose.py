@@ -1,51 +1,54 @@
-"""Decomposition in the core: expanding a task into a sub-graph and settling it afterwards."""
+"""How a run's graph moves on: tasks released (queued, or expanded into sub-graphs), tasks and
+runs ended, and decomposed tasks settled once their sub-graphs have ended.
+
+Release and decomposition live together because each leads to the other: a released task may
+expand into sub-tasks, whose release may expand again, and a sub-task's end may settle its
+parent, whose success releases the parent's dependents.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from metaagent.core.decisions import DecomposeTask, FailTask, Output, TaskCompleted
+from metaagent.core.decisions import DecomposeTask, FailTask, RunCompleted, SkipTask, TaskCompleted
 from metaagent.core.graph import TaskGraph
-from metaagent.core.instances import AgentState
 from metaagent.core.planner import InvalidPlan, expand
-from metaagent.core.scheduler.base import SchedulerState
+from metaagent.core.scheduler.dispatch import Dispatching
 from metaagent.core.scheduler.records import TaskRecord
-from metaagent.core.tasks import AgentTask, Outcome, TaskState
+from metaagent.core.tasks import TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
+    from metaagent.core.decisions import Output
     from metaagent.core.scheduler.records import RunRecord
+    from metaagent.core.tasks import AgentTask
 
 _READY = TaskState.READY
 _RUNNING = TaskState.RUNNING
 _PENDING = TaskState.PENDING
-_AREADY = AgentState.READY
+_SUCCEEDED = TaskState.SUCCEEDED
 
 
-class Decomposing(SchedulerState):
-    """Expands decomposed tasks and ends them when their sub-graphs have ended."""
+class Decomposing(Dispatching):
+    """Releases ready tasks, expands decomposed ones and ends tasks, parents and runs."""
 
-    def _relink_subtasks(self, run: RunRecord) -> None:
-        """Give restored sub-tasks their parents back; an unfinished parent waits on them."""
-        for rec in run.tasks.values():
-            pid = rec.task.metadata.get("parent") if rec.task.metadata else None
-            parent = run.tasks.get(pid) if isinstance(pid, str) else None
-            if parent is None:
+    def _release(self, run: RunRecord, ids: Iterable[str], now: float) -> list[TaskRecord]:
+        """Move tasks to ``ready`` and queue them (or expand them); return those queued."""
+        recs = []
+        tasks = run.tasks
+        push = self.queues.push
+        for tid in ids:
+            rec = tasks[tid]
+            rec.ready_at = now
+            plan = rec.task.decompose
+            if plan is not None and plan.template:
+                self._expand(rec, plan.template, now, "template")
                 continue
-            rec.parent = parent
-            parent.children = (*parent.children, rec.task.id)
-            if parent.state.terminal:
-                continue
-            parent.state = _RUNNING  # it was expanded: it waits, it is not routed again
-            if rec.state.terminal:
-                if rec.state is not TaskState.SUCCEEDED and parent.child_failed is None:
-                    parent.child_failed = rec.task.id
-            else:
-                parent.children_open += 1
-        for rec in run.tasks.values():
-            if rec.children and rec.state is _RUNNING and not rec.children_open:
-                self._settle.append(rec)
+            rec.state = _READY
+            push(rec, now)
+            recs.append(rec)
+        return recs
 
     def _expand(
         self,
@@ -67,9 +70,10 @@ class Decomposing(SchedulerState):
         local = TaskGraph(subs)
         below = rec.rank - self._estimate(rec.task)
         ranks = local.upward_rank(self._estimate)
+        queues = self.queues
         for t in subs:
-            self._seq += 1
-            child = TaskRecord(t, run, self._seq, rank=ranks[t.id] + below, parent=rec)
+            queues.seq += 1
+            child = TaskRecord(t, run, queues.seq, rank=ranks[t.id] + below, parent=rec)
             run.tasks[t.id] = child
         run.open += len(subs)
         self.queued += len(subs)
@@ -89,6 +93,43 @@ class Decomposing(SchedulerState):
         )
         self._release(run, released, now)
 
+    def _terminal(self, rec: TaskRecord, state: TaskState, now: float) -> None:
+        """Record ``rec``'s final state; a decomposed parent whose last open sub-task this was
+        is settled by the next ``_drain``."""
+        if rec.state is _READY and rec.queued:
+            self.queues.waiting[rec.task.capability] -= 1  # its queue entry is now stale
+        rec.state = state
+        rec.finished_at = now
+        rec.run.open -= 1
+        self.queued -= 1
+        parent = rec.parent
+        if parent is not None:
+            parent.children_open -= 1
+            if state is not _SUCCEEDED and parent.child_failed is None:
+                parent.child_failed = rec.task.id
+            if parent.children_open == 0:
+                self._settle.append(parent)
+
+    def _skip_downstream(self, rec: TaskRecord, now: float) -> list[Output]:
+        """Skip every open task that depends, directly or not, on ``rec`` (which did not
+        succeed)."""
+        out: list[Output] = []
+        run = rec.run
+        for tid in run.graph.downstream(rec.task.id):
+            dep = run.tasks[tid]
+            if dep.state.terminal:
+                continue
+            dep.error = f"upstream task {rec.task.id!r} {rec.state.value}"
+            self._terminal(dep, TaskState.SKIPPED, now)
+            out.append(SkipTask(now, run.id, tid, dep.error, upstream=rec.task.id))
+        return out
+
+    def _complete(self, run: RunRecord, now: float, out: list[Output]) -> None:
+        """End the run if nothing of it is open (and all of it has been read back)."""
+        if run.open == 0 and run.finished_at is None and run.unread is None:
+            run.finished_at = now
+            out.append(RunCompleted(now, run.id))
+
     def _settle_parents(self, now: float) -> list[Output]:
         """End decomposed tasks whose sub-tasks have all ended (and what that releases)."""
         out: list[Output] = []
@@ -104,7 +145,7 @@ class Decomposing(SchedulerState):
                 out.extend(self._skip_downstream(rec, now))
             else:
                 rec.output = {cid: run.tasks[cid].output for cid in rec.children}
-                self._terminal(rec, TaskState.SUCCEEDED, now)
+                self._terminal(rec, _SUCCEEDED, now)
                 out.append(TaskCompleted(now, run.id, rec.task.id))
                 released = [
                     t for t in run.graph.succeeded(rec.task.id) if run.tasks[t].state is _PENDING
@@ -122,15 +163,3 @@ class Decomposing(SchedulerState):
             out.extend(self._outbox)
             self._outbox.clear()
         return out
-
-    def _planned(
-        self, rec: TaskRecord, steps: Sequence[Mapping[str, object]], now: float
-    ) -> list[Output]:
-        """A planner's attempt returned a valid plan: close the attempt, expand the task."""
-        inst = self._end_attempt(rec, Outcome.SUCCEEDED, now, None)
-        assert inst is not None
-        self.pool.on_success(inst)
-        self.learning.record(inst.spec.name, rec.task.capability, True, rec.attempts[-1].duration_s)
-        rec.feedback = ()
-        self._expand(rec, steps, now, f"planner {inst.spec.name}")
-        return self._drain([], now)

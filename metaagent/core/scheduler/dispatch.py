@@ -1,4 +1,4 @@
-"""Dispatch: ready queues per capability and the choice of what runs next, on which agent."""
+"""Dispatch: the choice of what runs next, on which agent, from the ready queues."""
 
 from __future__ import annotations
 
@@ -7,35 +7,22 @@ from typing import TYPE_CHECKING
 
 from metaagent.core.decisions import RouteTask
 from metaagent.core.instances import AgentState
-from metaagent.core.scheduler.base import SchedulerState
-from metaagent.core.tasks import AgentTask, Attempt, TaskState
+from metaagent.core.queues import K_RECORD
+from metaagent.core.scheduler.base import SchedulerBase
+from metaagent.core.tasks import Attempt, TaskState
 
 if TYPE_CHECKING:
+    from metaagent.core.queues import Head, QueueKey
     from metaagent.core.routing import Choice
-    from metaagent.core.scheduler.base import QueueKey
     from metaagent.core.scheduler.records import TaskRecord
+    from metaagent.core.tasks import AgentTask
 
-_READY = TaskState.READY
 _RUNNING = TaskState.RUNNING
-_PENDING = TaskState.PENDING
 _AREADY = AgentState.READY
 
 
-class Dispatching(SchedulerState):
-    """Queues ready work and routes it: queue heads in a heap, resources all or nothing."""
-
-    def _enqueue(self, rec: TaskRecord, now: float) -> None:
-        self._seq += 1
-        rec.queued = self._seq
-        cap = rec.task.capability
-        heap = self._ready.get(cap)
-        if heap is None:
-            heap = self._ready[cap] = []
-        self._depth[cap] = self._depth.get(cap, 0) + 1
-        # Aging: the key is static, yet a task that has waited k intervals longer than another
-        # ranks as if its priority were k higher, so low priorities cannot starve.
-        age = int(now // self.config.aging_interval_s)
-        heapq.heappush(heap, (age - rec.task.priority, rec.run.order, -rec.rank, self._seq, rec))
+class Dispatching(SchedulerBase):
+    """Routes ready work: queue heads in a heap, resources all or nothing."""
 
     def dispatch(self, now: float) -> list[RouteTask]:
         """Route as many ready tasks as free slots and the global limit allow.
@@ -47,71 +34,80 @@ class Dispatching(SchedulerState):
         many capabilities have work waiting.
         """
         out: list[RouteTask] = []
-        if self._delayed and self._delayed[0][0] <= now:
-            self._promote_delayed(now)
+        queues = self.queues
+        if queues.delayed:
+            queues.promote(now)
         limit = self.config.max_concurrency
-        if self.running >= limit or not self._ready:
+        if self.running >= limit or not queues.heaps:
             return out
-        router = self.router
-        cap_limits = self.config.capability_limits
-        running_cap = self._running_cap
-        margin = self.config.affinity_margin
-        ready = self._ready
-        heappop, heappush = heapq.heappop, heapq.heappush
-        deferred: list[QueueKey] = []
-        heads: list[tuple[QueueKey, str]] = []
-        for cap, heap in ready.items():
-            if clean_head(heap) and router.has_free(cap):
-                heads.append((heap[0], cap))
-        heapq.heapify(heads)
+        deferred: list[QueueKey] = []  # only agents it must avoid are free: next round
+        heads = queues.heads(self.router.has_free)
+        heappop = heapq.heappop
         # Within one round slots only get taken, never freed: a capability that cannot take
         # work now is dropped for the round.
         while heads and self.running < limit:
             head, cap = heappop(heads)
-            heap = ready[cap]
-            # Take from this queue while its head stays the best of all (one busy
-            # capability never goes through the heads' heap at all).
-            while router.has_free(cap):
-                if cap_limits and running_cap.get(cap, 0) >= cap_limits.get(cap, limit):
-                    break
-                heappop(heap)
-                rec = head[4]
-                task = rec.task
-                if task.resources and not self._resources_free(task):
-                    # Set aside until the resource is released, so waiters cost nothing per
-                    # round and cannot hide the work queued behind them.
-                    self._park(head)
-                else:
-                    group = task.group
-                    prefer = self._affinity.get((rec.run.id, group)) if group is not None else None
-                    choice = router.route(task, rec.avoid, prefer, margin)
-                    if choice is None:
-                        deferred.append(head)  # only agents it must avoid are free: next round
-                    else:
-                        out.append(self._start(rec, choice, now))
-                if self.running >= limit or not clean_head(heap):
-                    break
-                head = heap[0]
-                if heads and heads[0][0] < head:
-                    heappush(heads, (head, cap))
-                    break
-        for key in deferred:
-            heappush(ready[key[4].task.capability], key)
-        for cap in [c for c, h in ready.items() if not h]:
-            del ready[cap]
+            self._take(cap, head, heads, deferred, out, now)
+        if deferred:
+            queues.put_back(deferred)
+        queues.prune()
         return out
 
-    def _park(self, key: QueueKey) -> None:
-        held = self._held
-        limits = self.config.resource_limits
-        full = next(r for r in key[4].task.resources if held.get(r, 0) >= limits.get(r, 1))
-        self._parked.setdefault(full, []).append(key)
+    def _take(
+        self,
+        cap: str,
+        head: QueueKey,
+        heads: list[Head],
+        deferred: list[QueueKey],
+        out: list[RouteTask],
+        now: float,
+    ) -> None:
+        """Take from ``cap``'s queue (``head`` on top) while its head stays the best of all:
+        one busy capability never goes through the heads' heap at all. A capability whose head
+        is no longer the best goes back into ``heads``; one that is out of slots does not."""
+        queues = self.queues
+        heap = queues.heaps[cap]
+        clean_head = queues.clean_head
+        router = self.router
+        config = self.config
+        limit = config.max_concurrency
+        cap_limits = config.capability_limits
+        running_cap = self._running_cap
+        margin = config.affinity_margin
+        affinity = self._affinity
+        heappop = heapq.heappop
+        while router.has_free(cap):
+            if cap_limits and running_cap.get(cap, 0) >= cap_limits.get(cap, limit):
+                break
+            heappop(heap)
+            rec = head[K_RECORD]
+            task = rec.task
+            if task.resources and (full := self._held_resource(task)) is not None:
+                queues.park(full, head)
+            else:
+                group = task.group
+                prefer = affinity.get((rec.run.id, group)) if group is not None else None
+                choice = router.route(task, rec.avoid, prefer, margin)
+                if choice is None:
+                    deferred.append(head)
+                else:
+                    out.append(self._start(rec, choice, now))
+            if self.running >= limit or not clean_head(heap):
+                return
+            head = heap[0]
+            if heads and heads[0][0] < head:
+                heapq.heappush(heads, (head, cap))
+                return
 
-    def _resources_free(self, task: AgentTask) -> bool:
-        """All-or-nothing: every named resource has a free place, or none is taken."""
+    def _held_resource(self, task: AgentTask) -> str | None:
+        """The first of the task's resources that has no free place, if any (acquisition is
+        all or nothing: a task takes its resources only when none is full)."""
         held = self._held
         limits = self.config.resource_limits
-        return all(held.get(r, 0) < limits.get(r, 1) for r in task.resources)
+        for r in task.resources:
+            if held.get(r, 0) >= limits.get(r, 1):
+                return r
+        return None
 
     def _start(self, rec: TaskRecord, choice: Choice, now: float) -> RouteTask:
         inst = choice.instance
@@ -123,7 +119,7 @@ class Dispatching(SchedulerState):
         # Attempt times are relative to the run's start: reports use them as they are.
         rec.attempts.append(Attempt(rec.attempt, spec, inst.id, now - rec.run.started_at))
         cap = task.capability
-        self._depth[cap] -= 1
+        self.queues.waiting[cap] -= 1
         rec.queued = 0
         inst.busy_s -= now  # slot-seconds: the attempt's end adds ``now`` back
         if inst.state is _AREADY and inst.running < inst.slots:
@@ -160,22 +156,3 @@ class Dispatching(SchedulerState):
             parts=choice.parts,
             ranked=choice.ranked,
         )
-
-    def _promote_delayed(self, now: float) -> None:
-        delayed = self._delayed
-        while delayed and delayed[0][0] <= now:
-            _, _, rec = heapq.heappop(delayed)
-            if rec.state is _READY:
-                self._enqueue(rec, now)
-
-
-def clean_head(heap: list[QueueKey]) -> bool:
-    """Drop stale entries (cancelled, skipped or requeued tasks) off the top of a ready queue;
-    true if a live entry is left on top."""
-    while heap:
-        head = heap[0]
-        rec = head[4]
-        if rec.state is _READY and rec.queued == head[3]:
-            return True
-        heapq.heappop(heap)
-    return False

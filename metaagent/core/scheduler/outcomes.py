@@ -1,38 +1,30 @@
-"""Outcomes: how attempts end, retries and their back-off, failures, skips and cancellation."""
+"""Outcomes: how attempts end, retries and their back-off, failures and cancellation."""
 
 from __future__ import annotations
 
-import heapq
 from typing import TYPE_CHECKING
 
-from metaagent.core.decisions import (
-    CancelTask,
-    FailTask,
-    Output,
-    RetryTask,
-    RunCompleted,
-    SkipTask,
-    TaskCompleted,
-)
+from metaagent.core.decisions import CancelTask, FailTask, RetryTask, TaskCompleted
 from metaagent.core.instances import AgentInstance, AgentState
 from metaagent.core.planner import InvalidPlan, expand, parse_plan
 from metaagent.core.retry import compute_backoff
-from metaagent.core.scheduler.base import SchedulerState
+from metaagent.core.scheduler.decompose import Decomposing
 from metaagent.core.tasks import Outcome, TaskState
 from metaagent.errors import WorkflowError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping, Sequence
 
+    from metaagent.core.decisions import Output
     from metaagent.core.scheduler.records import RunRecord, TaskRecord
 
-_READY = TaskState.READY
 _RUNNING = TaskState.RUNNING
 _PENDING = TaskState.PENDING
 _AREADY = AgentState.READY
+_SUCCESS = Outcome.SUCCEEDED
 
 
-class Outcomes(SchedulerState):
+class Outcomes(Decomposing):
     """Records how attempts end and what follows: success, retry elsewhere, failure, skips."""
 
     def finish(
@@ -61,55 +53,78 @@ class Outcomes(SchedulerState):
         ):
             self.stale_results += 1
             return []
+        if outcome is not _SUCCESS:
+            return self._unsuccessful(rec, outcome, now, error)
         plan = rec.task.decompose
-        if outcome is Outcome.SUCCEEDED and plan is not None and plan.planner:
-            try:
-                steps = parse_plan(output)
-                expand(rec.task, steps, self.router.capabilities())
-            except InvalidPlan as exc:
-                outcome, error = Outcome.ERROR, str(exc)
-                rec.feedback = exc.problems
-            else:
-                return self._planned(rec, steps, now)
+        if plan is not None and plan.planner:
+            return self._plan_returned(rec, output, now)
+        # The common case, inline: a task succeeded.
         inst = self._end_attempt(rec, outcome, now, error)
         assert inst is not None
-        spec = inst.spec.name
-        cap = rec.task.capability
+        self.pool.on_success(inst)
+        self.learning.record(inst.spec.name, rec.task.capability, True, rec.attempts[-1].duration_s)
+        rec.output = output
+        rec.error = None
+        self._terminal(rec, TaskState.SUCCEEDED, now)
+        run = rec.run
+        out: list[Output] = [TaskCompleted(now, run_id, task_id)]
+        # A dependent cancelled while it waited stays cancelled: terminal states are final.
+        released = [t for t in run.graph.succeeded(task_id) if run.tasks[t].state is _PENDING]
+        if released:
+            self._release(run, released, now)
+        self._drain(out, now)
+        if run.open == 0:  # the common case, a task of many, costs no call
+            self._complete(run, now, out)
+        return out
+
+    def _plan_returned(self, rec: TaskRecord, output: object, now: float) -> list[Output]:
+        """A planner's attempt succeeded: expand its plan, or fail the attempt if the plan is
+        not valid (the problems go back to the planner as feedback on its next attempt)."""
+        try:
+            steps = parse_plan(output)
+            expand(rec.task, steps, self.router.capabilities())
+        except InvalidPlan as exc:
+            rec.feedback = exc.problems
+            return self._unsuccessful(rec, Outcome.ERROR, now, str(exc))
+        return self._planned(rec, steps, now)
+
+    def _planned(
+        self, rec: TaskRecord, steps: Sequence[Mapping[str, object]], now: float
+    ) -> list[Output]:
+        """A planner's attempt returned a valid plan: close the attempt, expand the task."""
+        inst = self._end_attempt(rec, _SUCCESS, now, None)
+        assert inst is not None
+        self.pool.on_success(inst)
+        self.learning.record(inst.spec.name, rec.task.capability, True, rec.attempts[-1].duration_s)
+        rec.feedback = ()
+        self._expand(rec, steps, now, f"planner {inst.spec.name}")
+        return self._drain([], now)
+
+    def _unsuccessful(
+        self, rec: TaskRecord, outcome: Outcome, now: float, error: str | None
+    ) -> list[Output]:
+        """The current attempt ended otherwise than in success: cancelled from outside, or
+        failed (then retried or, out of attempts, failed for good)."""
+        inst = self._end_attempt(rec, outcome, now, error)
+        assert inst is not None
         out: list[Output] = []
-        if outcome is Outcome.SUCCEEDED:
-            self.pool.on_success(inst)
-            self.learning.record(spec, cap, True, rec.attempts[-1].duration_s)
-            rec.output = output
-            rec.error = None
-            self._terminal(rec, TaskState.SUCCEEDED, now)
-            assert run is not None
-            out.append(TaskCompleted(now, run_id, task_id))
-            # A dependent cancelled while it waited stays cancelled: terminal states are final.
-            released = [t for t in run.graph.succeeded(task_id) if run.tasks[t].state is _PENDING]
-            if released:
-                self._release(run, released, now)
-            self._drain(out, now)
-            if run.open == 0:  # the common case, a task of many, costs no call
-                self._complete(run, now, out)
-            return out
         if outcome is Outcome.CANCELLED:
             # Stopped from outside the scheduler (say, at shutdown): not the agent's failure, and
             # the task must not stay ``running`` with no attempt behind it.
             rec.error = error or "cancelled"
             self._terminal(rec, TaskState.CANCELLED, now)
             out.append(
-                CancelTask(now, run_id, task_id, "the attempt was cancelled", False, inst.id)
+                CancelTask(
+                    now, rec.run.id, rec.task.id, "the attempt was cancelled", False, inst.id
+                )
             )
             out.extend(self._skip_downstream(rec, now))
             self._complete(rec.run, now, out)
             return out
+        spec = inst.spec.name
         out.extend(self.pool.on_failure(inst, now))
-        self.learning.record(
-            spec,
-            cap,
-            False,
-            rec.attempts[-1].duration_s if outcome is Outcome.ERROR else None,
-        )
+        duration = rec.attempts[-1].duration_s if outcome is Outcome.ERROR else None
+        self.learning.record(spec, rec.task.capability, False, duration)
         out.extend(self._failed_attempt(rec, spec, outcome, error, now))
         return self._drain(out, now)
 
@@ -133,18 +148,21 @@ class Outcomes(SchedulerState):
                 self.router.adjust_free(inst, +1)
         self.running -= 1
         self._running_cap[rec.task.capability] -= 1
+        if rec.task.resources:
+            self._free_resources(rec)
+        return inst
+
+    def _free_resources(self, rec: TaskRecord) -> None:
+        """Give back the task's resources; the entries parked on them go back to their queues."""
         held = self._held
+        unpark = self.queues.unpark
         for r in rec.task.resources:
             left = held[r] - 1
             if left:
                 held[r] = left
             else:
                 del held[r]
-            for key in self._parked.pop(r, ()):
-                if key[4].state is _READY and key[4].queued == key[3]:
-                    # Back in its queue under its old key: it keeps its place.
-                    heapq.heappush(self._ready.setdefault(key[4].task.capability, []), key)
-        return inst
+            unpark(r)
 
     def _failed_attempt(
         self,
@@ -167,11 +185,9 @@ class Outcomes(SchedulerState):
             step = 1 if agent_lost else rec.attempt
             delay = compute_backoff(self.config.retry, step, self.rng)
             rec.avoid = rec.avoid | {spec}
-            rec.state = _READY
+            rec.state = TaskState.READY
             rec.not_before = now + delay
-            self._seq += 1
-            rec.queued = 0
-            heapq.heappush(self._delayed, (rec.not_before, self._seq, rec))
+            self.queues.delay(rec, rec.not_before)
             others = self.router.specs_for(task.capability) - rec.avoid
             where = (
                 f"preferring another agent ({', '.join(sorted(others))})"
@@ -207,39 +223,6 @@ class Outcomes(SchedulerState):
         out.extend(self._skip_downstream(rec, now))
         self._complete(rec.run, now, out)
         return out
-
-    def _skip_downstream(self, rec: TaskRecord, now: float) -> list[Output]:
-        out: list[Output] = []
-        run = rec.run
-        for tid in run.graph.downstream(rec.task.id):
-            dep = run.tasks[tid]
-            if dep.state.terminal:
-                continue
-            dep.error = f"upstream task {rec.task.id!r} {rec.state.value}"
-            self._terminal(dep, TaskState.SKIPPED, now)
-            out.append(SkipTask(now, run.id, tid, dep.error, upstream=rec.task.id))
-        return out
-
-    def _terminal(self, rec: TaskRecord, state: TaskState, now: float) -> None:
-        if rec.state is _READY and rec.queued:
-            self._depth[rec.task.capability] -= 1  # its queue entry is now stale
-        rec.state = state
-        rec.finished_at = now
-        rec.run.open -= 1
-        self.queued -= 1
-        parent = rec.parent
-        if parent is not None:
-            parent.children_open -= 1
-            if state is not TaskState.SUCCEEDED and parent.child_failed is None:
-                parent.child_failed = rec.task.id
-            if parent.children_open == 0:
-                self._settle.append(parent)
-
-    def _complete(self, run: RunRecord, now: float, out: list[Output]) -> None:
-        """End the run if nothing of it is open (and all of it has been read back)."""
-        if run.open == 0 and run.finished_at is None and run.unread is None:
-            run.finished_at = now
-            out.append(RunCompleted(now, run.id))
 
     def cancel(self, run_id: str, task_ids: Iterable[str] | None, now: float) -> list[Output]:
         """Cancel the named tasks of a run (all its open tasks when ``task_ids`` is None).
