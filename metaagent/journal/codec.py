@@ -91,12 +91,15 @@ def _task_doc(t: AgentTask) -> dict[str, object]:
     if t.group is not None:
         d["group"] = t.group
     if t.decompose is not None:
-        d["decompose"] = (
-            {"planner": True}
-            if t.decompose.planner
-            else {"template": [_task_doc(s) for s in t.decompose.template]}
-        )
+        d["decompose"] = _decompose_doc(t.decompose)
     return d
+
+
+def _decompose_doc(plan: Decompose) -> dict[str, object]:
+    """Inverse of ``_decompose``."""
+    if plan.planner:
+        return {"planner": True}
+    return {"template": [_task_doc(s) for s in plan.template]}
 
 
 def tasks_from_doc(text: str) -> list[AgentTask]:

@@ -18,7 +18,7 @@ from metaagent.journal.base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from metaagent.core.decisions import Decision
     from metaagent.core.learning import ArmStats
@@ -149,29 +149,10 @@ class MemoryJournal:
             for tid, by_n in self._attempts[run_id].items()
         }
         made = list(self._decisions[run_id]) if decisions else []
-        if not lazy:
-            return StoredRun(info, tasks, results, attempts, made)
-        later = [
-            t for t in tasks
-            if t.id in results
-            and settled(results[t.id].state.value, t.decompose, t.metadata)
-        ]  # fmt: skip
-        left = {t.id for t in later}
-        last_at = max(
-            [r.finished_at for r in results.values()]
-            + [a.finished_at or a.started_at for seen in attempts.values() for a in seen]
-            + [0.0]
-        )
-        part = StoredRun(
-            info,
-            later,
-            {tid: results.pop(tid) for tid in left},
-            {tid: attempts.pop(tid) for tid in left if tid in attempts},
-        )
-        outputs = {tid: part.results[tid].output for tid in left}
-        deferred = DeferredPart(outputs, [t.id for t in tasks], last_at, lambda: part)
-        kept = [t for t in tasks if t.id not in left]
-        return StoredRun(info, kept, results, attempts, made, deferred)
+        run = StoredRun(info, tasks, results, attempts, made)
+        if lazy:
+            _defer_settled(run)
+        return run
 
     def list_runs(self, limit: int = 50) -> list[RunInfo]:
         ids = sorted(self._runs, key=lambda r: -float(self._runs[r]["created_at"]))  # type: ignore[arg-type]
@@ -183,3 +164,34 @@ class MemoryJournal:
 
 def _repeated(keys: list[str]) -> set[str]:
     return {k for k, n in Counter(keys).items() if n > 1}
+
+
+def _defer_settled(run: StoredRun) -> None:
+    """Moves the settled tasks of a run just read (its own copies) into its deferred part, as
+    a lazy read leaves them out (see ``DeferredPart``)."""
+    tasks, results, attempts = run.tasks, run.results, run.attempts
+    later = [
+        t for t in tasks
+        if t.id in results
+        and settled(results[t.id].state.value, t.decompose, t.metadata)
+    ]  # fmt: skip
+    left = {t.id for t in later}
+    last_at = _latest(results, attempts)
+    part = StoredRun(
+        run.info,
+        later,
+        {tid: results.pop(tid) for tid in left},
+        {tid: attempts.pop(tid) for tid in left if tid in attempts},
+    )
+    outputs = {tid: part.results[tid].output for tid in left}
+    run.deferred = DeferredPart(outputs, [t.id for t in tasks], last_at, lambda: part)
+    run.tasks = [t for t in tasks if t.id not in left]
+
+
+def _latest(results: Mapping[str, StoredResult], attempts: Mapping[str, list[Attempt]]) -> float:
+    """The latest time recorded among these results and attempts (0 if none)."""
+    return max(
+        [r.finished_at for r in results.values()]
+        + [a.finished_at or a.started_at for seen in attempts.values() for a in seen]
+        + [0.0]
+    )

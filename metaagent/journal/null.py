@@ -1,0 +1,86 @@
+"""``NullJournal``: the journal of an orchestrator that records nothing.
+
+A null object (as dramatiq's stub broker): the runtime always talks to a journal, so it has no
+"is there a journal" branches. Writes are dropped, look-ups find nothing, and a run cannot be
+read back (``load_run`` raises ``KeyError``, as for any unknown run).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from metaagent.core.decisions import Decision
+    from metaagent.core.learning import ArmStats
+    from metaagent.core.tasks import AgentTask, Attempt, TaskState
+    from metaagent.journal.base import RunInfo, StoredRun
+
+
+class NullJournal:
+    """Keeps nothing: runs last as long as the process."""
+
+    __slots__ = ()
+
+    def open_run(
+        self,
+        run_id: str,
+        name: str,
+        tasks: Sequence[AgentTask],
+        *,
+        key: str | None = None,
+        source: str | None = None,
+        workdir: str | None = None,
+    ) -> None:
+        return None
+
+    def add_tasks(self, run_id: str, tasks: Sequence[AgentTask]) -> None:
+        return None
+
+    def attempt_started(self, run_id: str, task_id: str, attempt: Attempt) -> None:
+        return None
+
+    def attempt_finished(self, run_id: str, task_id: str, attempt: Attempt) -> None:
+        return None
+
+    def task_finished(
+        self,
+        run_id: str,
+        task_id: str,
+        state: TaskState,
+        output: object,
+        error: str | None,
+        at: float,
+    ) -> None:
+        return None
+
+    def decision(self, run_id: str, decision: Decision, at: float) -> None:
+        return None
+
+    def run_finished(self, run_id: str) -> None:
+        return None
+
+    def save_stats(self, stats: Iterable[tuple[str, str, ArmStats]]) -> None:
+        return None
+
+    def load_stats(self) -> list[tuple[str, str, ArmStats]]:
+        return []
+
+    def flush(self) -> None:
+        return None
+
+    def find_unfinished(self, key: str) -> str | None:
+        return None
+
+    def find_task(self, key: str) -> tuple[str, str] | None:
+        return None
+
+    def load_run(self, run_id: str, *, decisions: bool = True, lazy: bool = False) -> StoredRun:
+        raise KeyError(f"run {run_id!r}: this orchestrator has no journal to read it from")
+
+    def list_runs(self, limit: int = 50) -> list[RunInfo]:
+        return []
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,124 @@
+"""Group commit for the SQLite journal: the rows written since the last flush, and the write
+transaction that applies a batch of them all or nothing, retrying transient faults."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from metaagent import crashpoints
+from metaagent.journal.base import JournalError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from metaagent.core.learning import ArmStats
+
+_TRANSIENT = ("database is locked", "database is busy", "disk i/o error", "unable to open")
+
+
+@dataclass(slots=True)
+class Batch:
+    """Rows written but not yet flushed, as the parameters of the statements that apply them."""
+
+    attempts_new: list[tuple[object, ...]] = field(default_factory=list)
+    attempts_done: list[tuple[object, ...]] = field(default_factory=list)
+    results: list[tuple[object, ...]] = field(default_factory=list)
+    decisions: list[tuple[object, ...]] = field(default_factory=list)
+    finished_runs: list[tuple[float, str]] = field(default_factory=list)
+    stats: dict[tuple[str, str], ArmStats] = field(default_factory=dict)
+    subtasks: list[tuple[str, str]] = field(default_factory=list)  # (run, JSON list of tasks)
+
+    def __len__(self) -> int:
+        return (
+            len(self.attempts_new) + len(self.attempts_done) + len(self.results)
+            + len(self.decisions) + len(self.finished_runs) + len(self.stats)
+            + len(self.subtasks)
+        )  # fmt: skip
+
+    def apply(self, conn: sqlite3.Connection) -> None:
+        """Write every row of the batch (inside the caller's transaction)."""
+        if self.attempts_new:
+            conn.executemany(
+                "INSERT INTO attempts (run_id, task_id, number, agent, instance, started_at)"
+                " VALUES (?,?,?,?,?,?)",
+                self.attempts_new,
+            )
+        if self.attempts_done:
+            conn.executemany(
+                "UPDATE attempts SET finished_at = ?, outcome = ?, error = ?"
+                " WHERE run_id = ? AND task_id = ? AND number = ?",
+                self.attempts_done,
+            )
+        crashpoints.hit("inside_transaction")
+        for run_id, doc in self.subtasks:
+            conn.execute(
+                "INSERT INTO run_subtasks VALUES (?, (SELECT COALESCE(MAX(seq) + 1, 0)"
+                " FROM run_subtasks WHERE run_id = ?), ?)",
+                (run_id, run_id, doc),
+            )
+        if self.results:
+            conn.executemany("INSERT INTO results VALUES (?,?,?,?,?,?)", self.results)
+        if self.decisions:
+            conn.executemany("INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?)", self.decisions)
+        if self.finished_runs:
+            conn.executemany(
+                "UPDATE runs SET finished_at = ? WHERE run_id = ? AND finished_at IS NULL",
+                self.finished_runs,
+            )
+        if self.stats:
+            conn.executemany(
+                "INSERT INTO stats VALUES (?,?,?,?,?,?) ON CONFLICT (spec, capability) DO "
+                "UPDATE SET successes = excluded.successes, failures = excluded.failures, "
+                "durations = excluded.durations, mean_duration_s = excluded.mean_duration_s",
+                [(s, c, a.successes, a.failures, a.durations, a.mean_duration_s)
+                 for (s, c), a in self.stats.items()],
+            )  # fmt: skip
+
+
+def transaction(
+    conn: sqlite3.Connection,
+    write: Callable[[sqlite3.Connection], None],
+    label: str,
+    *,
+    path: Path,
+    retries: int,
+    retry_delay_s: float,
+    fault: Callable[[str], None] | None,
+) -> None:
+    """Run ``write`` in one transaction, retrying transient faults; all or nothing.
+
+    ``fault`` is called with ``label`` before each commit; the ``n``-th retry waits
+    ``retry_delay_s * n`` seconds. Raises ``JournalError`` (naming ``path``) when the
+    ``retries`` run out or the fault is not transient; the transaction was rolled back, so
+    nothing of the batch was applied.
+    """
+    last: sqlite3.Error | None = None
+    for attempt in range(1, retries + 1):
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                write(conn)
+                if fault is not None:
+                    fault(label)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if not any(t in str(exc).lower() for t in _TRANSIENT):
+                raise JournalError(f"journal {path}: {exc}") from exc
+            last = exc
+            if attempt < retries:
+                time.sleep(retry_delay_s * attempt)
+            continue
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {path}: {exc} (nothing was applied)") from exc
+        return
+    raise JournalError(
+        f"journal {path}: gave up after {retries} tries: {last} (nothing of this batch was applied)"
+    ) from last
