@@ -40,8 +40,8 @@ from metaagent.sim.spec import (
     Profile,
     SimSettings,
     SimSpec,
-    Workload,
 )
+from metaagent.sim.workload import Workload
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

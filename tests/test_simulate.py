@@ -24,12 +24,12 @@ from metaagent.sim.spec import (
     Profile,
     SimSettings,
     SimSpec,
-    Workload,
-    generate_tasks,
     parse_duration,
     profiles_from_stats,
     scale_pools,
 )
+from metaagent.sim.workload import Workload, generate_tasks
+from metaagent.testing import task
 
 if TYPE_CHECKING:
     from metaagent.core.decisions import RouteTask
@@ -48,15 +48,11 @@ def spec(*pools: AgentPool, tasks: tuple[AgentTask, ...] = (), **kw: object) -> 
     return SimSpec(pools=pools, tasks=tasks, **kw)  # type: ignore[arg-type]
 
 
-def T(tid: str, *deps: str, **kw: object) -> AgentTask:
-    return AgentTask(tid, "code", depends_on=deps, **kw)  # type: ignore[arg-type]
-
-
 # --- exact results on fixed durations -----------------------------------------------------------
 
 
 def test_a_chain_on_one_agent_takes_the_sum_of_its_durations() -> None:
-    r = simulate(spec(AgentPool(agent("a")), tasks=(T("x"), T("y", "x"), T("z", "y"))))
+    r = simulate(spec(AgentPool(agent("a")), tasks=(task("x"), task("y", "x"), task("z", "y"))))
     assert r.makespan_s == pytest.approx(30.0)
     assert r.utilisation == pytest.approx(1.0)
     assert r.states == {"succeeded": 3}
@@ -65,7 +61,7 @@ def test_a_chain_on_one_agent_takes_the_sum_of_its_durations() -> None:
 
 
 def test_queue_waits_are_measured_from_ready_to_start() -> None:
-    tasks = tuple(T(f"t{i}") for i in range(4))
+    tasks = tuple(task(f"t{i}") for i in range(4))
     r = simulate(spec(AgentPool(agent("a")), tasks=tasks))
     assert r.makespan_s == pytest.approx(40.0)
     # waits 0, 10, 20, 30 s: nearest-rank percentiles
@@ -76,7 +72,7 @@ def test_queue_waits_are_measured_from_ready_to_start() -> None:
 
 def test_utilisation_counts_idle_slots() -> None:
     # Two slots, a chain of two: one slot is idle throughout.
-    r = simulate(spec(AgentPool(agent("a", slots=2)), tasks=(T("x"), T("y", "x"))))
+    r = simulate(spec(AgentPool(agent("a", slots=2)), tasks=(task("x"), task("y", "x"))))
     assert r.makespan_s == pytest.approx(20.0)
     assert r.utilisation == pytest.approx(0.5)
     assert r.by_agent["a"].attempts == 2
@@ -84,12 +80,14 @@ def test_utilisation_counts_idle_slots() -> None:
 
 
 def test_named_durations_override_the_profile() -> None:
-    r = simulate(spec(AgentPool(agent("a")), tasks=(T("x"), T("y", "x")), durations={"x": 3.5}))
+    r = simulate(
+        spec(AgentPool(agent("a")), tasks=(task("x"), task("y", "x")), durations={"x": 3.5})
+    )
     assert r.makespan_s == pytest.approx(13.5)
 
 
 def test_complexity_scales_the_sampled_duration() -> None:
-    tasks = (T("x", complexity=1.0),)
+    tasks = (task("x", complexity=1.0),)
     s = replace(spec(AgentPool(agent("a")), tasks=tasks), scale_by_complexity=True)
     assert simulate(s).makespan_s == pytest.approx(15.0)
 
@@ -97,7 +95,7 @@ def test_complexity_scales_the_sampled_duration() -> None:
 def test_failures_retry_then_fail_and_skip_the_dependents() -> None:
     s = spec(
         AgentPool(agent("a")),
-        tasks=(T("x", max_attempts=2), T("y", "x")),
+        tasks=(task("x", max_attempts=2), task("y", "x")),
         default=Profile(Duration("fixed", 10.0), failure_rate=1.0),
         settings=SimSettings(retry_base_s=1.0, retry_jitter=0.0),
     )
@@ -112,7 +110,7 @@ def test_failures_retry_then_fail_and_skip_the_dependents() -> None:
 
 
 def test_an_attempt_past_its_timeout_ends_at_the_timeout() -> None:
-    r = simulate(spec(AgentPool(agent("a")), tasks=(T("x", timeout_s=4.0, max_attempts=1),)))
+    r = simulate(spec(AgentPool(agent("a")), tasks=(task("x", timeout_s=4.0, max_attempts=1),)))
     assert r.states == {"failed": 1}
     assert r.makespan_s == pytest.approx(4.0)
 
@@ -120,7 +118,7 @@ def test_an_attempt_past_its_timeout_ends_at_the_timeout() -> None:
 def test_quarantined_agents_are_probed_on_virtual_time() -> None:
     # Every attempt fails: the circuit breaker opens and its probe timer must fire, or the
     # simulation would never end.
-    tasks = tuple(T(f"t{i}", max_attempts=3) for i in range(6))
+    tasks = tuple(task(f"t{i}", max_attempts=3) for i in range(6))
     s = spec(AgentPool(agent("a")), tasks=tasks, default=Profile(Duration("fixed", 1.0), 1.0))
     r = simulate(s)
     assert r.states == {"failed": 6}
@@ -132,7 +130,7 @@ def test_quarantined_agents_are_probed_on_virtual_time() -> None:
 
 def test_critical_path_order_runs_the_long_chain_first() -> None:
     # Four independent tasks are submitted before a chain of three; two slots.
-    tasks = (*(T(f"x{i}") for i in range(4)), T("c1"), T("c2", "c1"), T("c3", "c2"))
+    tasks = (*(task(f"x{i}") for i in range(4)), task("c1"), task("c2", "c1"), task("c3", "c2"))
     base = spec(AgentPool(agent("a", slots=2)), tasks=tasks)
     fifo = simulate(replace(base, ordering="fifo"))
     cp = simulate(replace(base, ordering="critical_path"))
@@ -142,7 +140,12 @@ def test_critical_path_order_runs_the_long_chain_first() -> None:
 
 
 def test_priority_order_follows_priorities_and_ignores_rank() -> None:
-    tasks = (T("c1"), T("c2", "c1"), T("c3", "c2"), *(T(f"x{i}", priority=1) for i in range(4)))
+    tasks = (
+        task("c1"),
+        task("c2", "c1"),
+        task("c3", "c2"),
+        *(task(f"x{i}", priority=1) for i in range(4)),
+    )
     base = spec(AgentPool(agent("a", slots=2)), tasks=tasks)
     assert simulate(replace(base, ordering="priority")).makespan_s == pytest.approx(50.0)
     assert simulate(replace(base, ordering="critical_path")).makespan_s == pytest.approx(40.0)
@@ -180,7 +183,7 @@ def test_policies_meet_the_same_luck() -> None:
     # time, so two policies give every task the same duration.
     s = spec(
         AgentPool(agent("a"), 3),
-        tasks=tuple(T(f"t{i}") for i in range(30)),
+        tasks=tuple(task(f"t{i}") for i in range(30)),
         default=Profile(Duration("lognormal", 5.0, 1.0)),
     )
 
@@ -197,7 +200,7 @@ def test_policies_meet_the_same_luck() -> None:
 
 
 def test_switches_are_counted_per_group_with_or_without_affinity() -> None:
-    tasks = tuple(T(f"t{i}", *(() if i == 0 else (f"t{i - 1}",)), group="g") for i in range(5))
+    tasks = tuple(task(f"t{i}", *(() if i == 0 else (f"t{i - 1}",)), group="g") for i in range(5))
     routes: list[RouteTask] = []
     base = spec(AgentPool(agent("a", slots=2), 3), tasks=tasks)
     with_affinity = Simulation(base, on_route=routes.append).run()
@@ -310,7 +313,7 @@ def test_profiles_from_learned_statistics() -> None:
 
 
 def test_warm_start_seeds_the_routing_statistics() -> None:
-    s = spec(AgentPool(agent("a")), tasks=(T("x"),), warm_start=10,
+    s = spec(AgentPool(agent("a")), tasks=(task("x"),), warm_start=10,
              default=Profile(Duration("fixed", 7.0), 0.2))  # fmt: skip
     sim = Simulation(s)
     assert sim.scheduler.learning.arms[("a", "code")] == ArmStats(8, 2, 10, 7.0)
@@ -339,7 +342,7 @@ def test_the_pool_search_grows_the_bottleneck_first() -> None:
     # Only "busy" serves the work; "idle" agents never run anything.
     busy = AgentPool(agent("busy", {"code": 0.9}), 1)
     idle = AgentPool(agent("idle", {"docs": 0.9}), 1)
-    s = spec(busy, idle, tasks=tuple(T(f"t{i}") for i in range(8)))
+    s = spec(busy, idle, tasks=tuple(task(f"t{i}") for i in range(8)))
     found = find_smallest_pool(s, 20.0)
     assert found.met
     assert {p.spec.name: p.count for p in found.pools} == {"busy": 4, "idle": 1}
@@ -348,7 +351,7 @@ def test_the_pool_search_grows_the_bottleneck_first() -> None:
 
 
 def test_smallest_pool_meeting_a_deadline() -> None:
-    s = spec(AgentPool(agent("a"), 1), tasks=tuple(T(f"t{i}") for i in range(12)))
+    s = spec(AgentPool(agent("a"), 1), tasks=tuple(task(f"t{i}") for i in range(12)))
     found = find_smallest_pool(s, 30.0)
     assert found.met
     assert found.instances == 4  # 12 tasks of 10 s in 30 s
@@ -357,7 +360,7 @@ def test_smallest_pool_meeting_a_deadline() -> None:
 
 
 def test_a_deadline_shorter_than_the_critical_path_is_reported_unmet() -> None:
-    s = spec(AgentPool(agent("a"), 1), tasks=(T("x"), T("y", "x"), T("z", "y")))
+    s = spec(AgentPool(agent("a"), 1), tasks=(task("x"), task("y", "x"), task("z", "y")))
     found = find_smallest_pool(s, 25.0)
     assert not found.met
     assert found.result.makespan_s == pytest.approx(30.0)
@@ -374,28 +377,28 @@ def _instances(n: int) -> list[AgentInstance]:
 def test_round_robin_cycles_and_skips_busy_instances() -> None:
     insts = _instances(3)
     choose = round_robin()
-    task = T("x")
-    assert [choose(task, insts).id for _ in range(4)] == ["i0", "i1", "i2", "i0"]  # type: ignore[union-attr]
-    assert choose(task, [insts[0], insts[2]]).id == "i2"  # type: ignore[union-attr]
+    x = task("x")
+    assert [choose(x, insts).id for _ in range(4)] == ["i0", "i1", "i2", "i0"]  # type: ignore[union-attr]
+    assert choose(x, [insts[0], insts[2]]).id == "i2"  # type: ignore[union-attr]
 
 
 def test_least_loaded_prefers_free_slots_then_fewer_attempts() -> None:
     insts = _instances(3)
     insts[0].running = 1
     insts[1].tasks_done = 5
-    assert least_loaded()(T("x"), insts).id == "i2"  # type: ignore[union-attr]
+    assert least_loaded()(task("x"), insts).id == "i2"  # type: ignore[union-attr]
 
 
 def test_random_choice_is_seeded() -> None:
     insts = _instances(5)
     a, b = random_choice(3), random_choice(3)
-    assert [a(T("x"), insts) for _ in range(10)] == [b(T("x"), insts) for _ in range(10)]
+    assert [a(task("x"), insts) for _ in range(10)] == [b(task("x"), insts) for _ in range(10)]
 
 
 def test_oracle_picks_the_truly_best_then_the_fastest() -> None:
     insts = _instances(4)
     truth = {("s0", "code"): (0.6, 10.0), ("s1", "code"): (0.9, 50.0)}
-    pick = oracle(lambda s, c: truth[(s, c)])(T("x"), insts)
+    pick = oracle(lambda s, c: truth[(s, c)])(task("x"), insts)
     assert pick is not None
     assert pick.spec.name == "s1"
 

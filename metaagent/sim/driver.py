@@ -12,8 +12,8 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from dataclasses import replace
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from metaagent.core.decisions import Decision, RouteTask
 from metaagent.core.learning import ArmStats
@@ -22,19 +22,97 @@ from metaagent.core.scheduler.config import SchedulerConfig
 from metaagent.core.scheduler.scheduler import Scheduler
 from metaagent.core.tasks import AgentTask, Outcome, TaskState
 from metaagent.sim.result import AgentUse, SimResult, percentile
-from metaagent.sim.spec import Sampler, SimSpec, generate_tasks, sample
+from metaagent.sim.spec import sample
+from metaagent.sim.workload import Arrival, generate_tasks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from metaagent.core.decisions import Output
     from metaagent.core.routing import Chooser
+    from metaagent.sim.spec import Sampler, SimSpec
 
 PoolShape = Literal["demand", "proportional"]
 
 __all__ = ["PoolShape", "Simulation", "simulate"]
 
 _FAILED = "simulated failure"
+
+
+class _Completion(NamedTuple):
+    """An attempt's end on the event heap: ordered by time, then by when it was pushed."""
+
+    at_s: float
+    seq: int
+    run_id: str
+    task_id: str
+    attempt: int
+    outcome: Outcome
+
+
+class _Luck(NamedTuple):
+    """The draws an attempt's duration and outcome are sampled from."""
+
+    z: float  # standard normal (lognormal durations)
+    v: float  # uniform in [0, 1) (exponential and uniform durations)
+    u: float  # uniform in [0, 1): the attempt fails when below the failure rate
+
+
+class _Odds(NamedTuple):
+    """A profile as the hot loop reads it."""
+
+    sampler: Sampler
+    failure_rate: float
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What the tasks of every run came to, for ``SimResult``."""
+
+    tasks: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    waits: list[float] = field(default_factory=list)  # ready -> first start, ascending
+    end_s: float = 0.0
+    attempts: int = 0
+    ok_attempts: int = 0
+
+
+def _config(spec: SimSpec) -> SchedulerConfig:
+    s = spec.settings
+    tasks_total = (
+        len(spec.tasks)
+        + sum(len(t) for _, t in spec.runs)
+        + (spec.workload.count if spec.workload else 0)
+    )
+    config = SchedulerConfig(
+        max_concurrency=s.max_concurrency or max(1, spec.slots),
+        max_queued=s.max_queued or max(10_000, tasks_total),
+        retry=RetryPolicy(base_s=s.retry_base_s, max_s=s.retry_max_s, jitter=s.retry_jitter),
+        routing=s.routing,
+        seed=spec.seed,
+        learn=s.learn,
+        affinity_margin=s.affinity_margin,
+    )
+    if s.weights is not None:
+        config = replace(config, weights=s.weights)
+    if s.aging_interval_s is not None:
+        config = replace(config, aging_interval_s=s.aging_interval_s)
+    return config
+
+
+def _attempt(
+    task: AgentTask, odds: _Odds, luck: _Luck, fixed_s: float | None, scale: bool
+) -> tuple[float, Outcome]:
+    """An attempt's duration (seconds) and outcome."""
+    d = fixed_s
+    if d is None:
+        d = sample(odds.sampler, luck.z, luck.v)
+        if scale:
+            d *= 0.5 + task.complexity
+    outcome = Outcome.SUCCEEDED if luck.u >= odds.failure_rate else Outcome.ERROR
+    if task.timeout_s is not None and d > task.timeout_s:
+        return task.timeout_s, Outcome.TIMEOUT
+    return d, outcome
 
 
 class Simulation:
@@ -53,34 +131,22 @@ class Simulation:
     ) -> None:
         self.spec = spec
         self.on_route = on_route
-        s = spec.settings
-        tasks_total = (
-            len(spec.tasks)
-            + sum(len(t) for _, t in spec.runs)
-            + (spec.workload.count if spec.workload else 0)
-        )
-        config = SchedulerConfig(
-            max_concurrency=s.max_concurrency or max(1, spec.slots),
-            max_queued=s.max_queued or max(10_000, tasks_total),
-            retry=RetryPolicy(base_s=s.retry_base_s, max_s=s.retry_max_s, jitter=s.retry_jitter),
-            routing=s.routing,
-            seed=spec.seed,
-            learn=s.learn,
-            affinity_margin=s.affinity_margin,
-        )
-        if s.weights is not None:
-            config = replace(config, weights=s.weights)
-        if s.aging_interval_s is not None:
-            config = replace(config, aging_interval_s=s.aging_interval_s)
-        self.scheduler = Scheduler(config)
+        self.scheduler = Scheduler(_config(spec))
         self.scheduler.router.chooser = chooser
         self.run_ids: list[str] = []
         self.groups: dict[tuple[str, str], str] = {}  # (run, task) -> group, when ignored
-        self._noise: dict[tuple[str, str], tuple[float, float, float]] = {}
-        self._profiles: dict[tuple[str, str], tuple[Sampler, float]] = {}
+        self._noise: dict[tuple[str, str], _Luck] = {}  # (run, task) -> its first attempt's
+        self._odds: dict[tuple[str, str], _Odds] = {}  # (spec, capability) -> profile
         self._rng = random.Random(spec.seed)  # retries and anything drawn in dispatch order
         self._noise_rng = random.Random(spec.seed + 7919)  # drawn in submission order
         self._decisions: dict[str, int] = {}
+        self._heap: list[_Completion] = []
+        self._seq = 0
+        self._pending: list[Arrival] = []
+        self._next_arrival = 0
+        self._last_instance: dict[tuple[str, str], str] = {}  # (run, group) -> instance
+        self._switches = 0
+        self._dispatches = 0
         for pool in spec.pools:
             for k in range(pool.count):
                 self.scheduler.add_agent(pool.spec, 0.0, instance_id=f"{pool.spec.name}#{k}")
@@ -96,14 +162,14 @@ class Simulation:
                 ok = round(n * (1.0 - prof.failure_rate))
                 learning.load(name, cap, ArmStats(ok, n - ok, n, prof.duration.mean_s))
 
-    def _arrivals(self) -> list[tuple[float, list[AgentTask]]]:
+    def _arrivals(self) -> list[Arrival]:
         spec = self.spec
         if spec.workload is not None:
             caps = sorted({c for p in spec.pools for c in p.spec.capabilities})
             return generate_tasks(spec.workload, caps, spec.seed)
         if spec.runs:
-            return sorted(((at, list(tasks)) for at, tasks in spec.runs), key=lambda r: r[0])
-        return [(0.0, list(spec.tasks))]
+            return sorted((Arrival(at, list(tasks)) for at, tasks in spec.runs), key=_arrival_s)
+        return [Arrival(0.0, list(spec.tasks))]
 
     def _submit(self, run_id: str, tasks: list[AgentTask], now: float) -> list[Output]:
         spec = self.spec
@@ -118,7 +184,7 @@ class Simulation:
         rng = self._noise_rng
         noise = self._noise
         for t in tasks:
-            noise[(run_id, t.id)] = (rng.gauss(0.0, 1.0), rng.random(), rng.random())
+            noise[(run_id, t.id)] = _Luck(rng.gauss(0.0, 1.0), rng.random(), rng.random())
         sched = self.scheduler
         run = sched.prepare(run_id, tasks, now)
         if ordering in ("fifo", "priority"):
@@ -135,127 +201,114 @@ class Simulation:
 
     def run(self) -> SimResult:
         """Simulate until every task is finished; return the measurements."""
-        spec = self.spec
-        sched = self.scheduler
-        runs = sched.runs
-        arrivals = self._arrivals()
-        single = len(arrivals) == 1
-        heap: list[tuple[float, int, str, str, int, Outcome]] = []
-        seq = 0
-        noise = self._noise
-        profiles = self._profiles
-        fixed = spec.durations
-        scale = spec.scale_by_complexity
-        rng = self._rng
-        ignore_groups = spec.ignore_groups
-        last_inst: dict[tuple[str, str], str] = {}
-        switches = dispatches = 0
+        self._pending = self._arrivals()
         now = 0.0
-        nxt_arrival = 0
-        n_arrivals = len(arrivals)
-        succeeded = Outcome.SUCCEEDED
         while True:
-            while nxt_arrival < n_arrivals and arrivals[nxt_arrival][0] <= now:
-                rid = "sim" if single else f"r{nxt_arrival}"
-                self._count(self._submit(rid, arrivals[nxt_arrival][1], now))
-                nxt_arrival += 1
-            while heap and heap[0][0] <= now:
-                _, _, rid, tid, attempt, outcome = heapq.heappop(heap)
-                err = None if outcome is succeeded else _FAILED
-                self._count(sched.finish(rid, tid, attempt, outcome, now, error=err))
-            wake = sched.next_wakeup()
-            if wake is not None and wake <= now:
-                # Timers are due (a back-off ended, a quarantined agent may be probed).
-                outs = sched.tick(now)
-                routes = [o for o in outs if type(o) is RouteTask]
-                self._count([o for o in outs if type(o) is not RouteTask])
-            else:
-                routes = sched.dispatch(now)
-            dispatches += len(routes)
+            self._admit(now)
+            self._complete(now)
+            routes = self._routes(now)
+            self._dispatches += len(routes)
             if self.on_route is not None:
                 for r in routes:
                     self.on_route(r)
             for r in routes:
-                rid, tid = r.run_id or "", r.task_id or ""
-                task = runs[rid].tasks[tid].task
-                cap = task.capability
-                group = self.groups.get((rid, tid)) if ignore_groups else task.group
-                if group is not None:
-                    gk = (rid, group)
-                    prev = last_inst.get(gk)
-                    if prev is not None and prev != r.instance:
-                        switches += 1
-                    last_inst[gk] = r.instance
-                key = (r.spec, cap)
-                prof = profiles.get(key)
-                if prof is None:
-                    p = spec.profile(r.spec, cap)
-                    prof = profiles[key] = (p.duration.sampler(), p.failure_rate)
-                fixed_luck = noise.get((rid, tid)) if r.attempt == 1 else None
-                if fixed_luck is not None:
-                    z, v, u = fixed_luck
-                else:  # a retry, or a sub-task a decomposition created
-                    z, v, u = rng.gauss(0.0, 1.0), rng.random(), rng.random()
-                d = fixed.get(tid) if fixed else None
-                if d is None:
-                    kind, a, b = prof[0]
-                    d = math.exp(a + b * z) if kind == 1 else sample(prof[0], z, v)
-                    if scale:
-                        d *= 0.5 + task.complexity
-                outcome = succeeded if u >= prof[1] else Outcome.ERROR
-                if task.timeout_s is not None and d > task.timeout_s:
-                    d, outcome = task.timeout_s, Outcome.TIMEOUT
-                seq += 1
-                heapq.heappush(heap, (now + d, seq, rid, tid, r.attempt, outcome))
-            candidates = []
-            if heap:
-                candidates.append(heap[0][0])
-            if nxt_arrival < n_arrivals:
-                candidates.append(arrivals[nxt_arrival][0])
-            wake = sched.next_wakeup()
-            if wake is not None:
-                candidates.append(wake)
-            if not candidates:
+                self._start(r, now)
+            at = self._next_event_s()
+            if at is None:
                 break
-            now = max(now, min(candidates))
-        self._decisions["route_task"] = self._decisions.get("route_task", 0) + dispatches
-        return self._measure(dispatches, switches, len(last_inst))
+            now = max(now, at)
+        self._decisions["route_task"] = self._decisions.get("route_task", 0) + self._dispatches
+        return self._measure()
 
-    def _measure(self, dispatches: int, switches: int, groups: int) -> SimResult:
-        spec = self.spec
+    # --- one step of the event loop ----------------------------------------------------------
+
+    def _admit(self, now: float) -> None:
+        """Submit the runs that have arrived by ``now``."""
+        pending = self._pending
+        while self._next_arrival < len(pending) and pending[self._next_arrival].at_s <= now:
+            i = self._next_arrival
+            run_id = "sim" if len(pending) == 1 else f"r{i}"
+            self._count(self._submit(run_id, pending[i].tasks, now))
+            self._next_arrival += 1
+
+    def _complete(self, now: float) -> None:
+        """Finish the attempts that have ended by ``now``."""
+        heap = self._heap
+        finish = self.scheduler.finish
+        while heap and heap[0].at_s <= now:
+            c = heapq.heappop(heap)
+            err = None if c.outcome is Outcome.SUCCEEDED else _FAILED
+            self._count(finish(c.run_id, c.task_id, c.attempt, c.outcome, now, error=err))
+
+    def _routes(self, now: float) -> list[RouteTask]:
+        """The attempts to start now: those the due timers release, else a dispatch."""
         sched = self.scheduler
-        states: dict[str, int] = {}
-        waits: list[float] = []
-        end = 0.0
-        attempts = ok_attempts = tasks = 0
-        for rid in self.run_ids:
-            for rec in sched.runs[rid].tasks.values():
-                tasks += 1
-                states[rec.state.value] = states.get(rec.state.value, 0) + 1
-                if rec.finished_at is not None and rec.finished_at > end:
-                    end = rec.finished_at
-                if rec.attempts:
-                    attempts += len(rec.attempts)
-                    ok_attempts += rec.state is TaskState.SUCCEEDED
-                    if rec.ready_at is not None:
-                        # attempt times are relative to the run's start; ready_at is not
-                        t0 = rec.run.started_at
-                        waits.append(rec.attempts[0].started_at + t0 - rec.ready_at)
-        waits.sort()
-        by_agent: dict[str, AgentUse] = {}
-        busy = 0.0
-        for inst in sched.agents.values():
-            use = by_agent.get(inst.spec.name)
-            if use is None:
-                use = by_agent[inst.spec.name] = AgentUse(0, 0, 0, 0.0, 0.0)
-            use.instances += 1
-            use.slots += inst.slots
-            use.attempts += inst.tasks_done
-            use.busy_s += inst.busy_s
-            busy += inst.busy_s
-        for use in by_agent.values():
-            use.utilisation = use.busy_s / (use.slots * end) if end > 0 else 0.0
+        wake = sched.next_wakeup()
+        if wake is not None and wake <= now:
+            # Timers are due (a back-off ended, a quarantined agent may be probed).
+            outs = sched.tick(now)
+            self._count([o for o in outs if type(o) is not RouteTask])
+            return [o for o in outs if type(o) is RouteTask]
+        return sched.dispatch(now)
+
+    def _start(self, r: RouteTask, now: float) -> None:
+        """Sample the routed attempt and put its end on the heap."""
+        rid, tid = r.run_id or "", r.task_id or ""
+        task = self.scheduler.runs[rid].tasks[tid].task
+        self._note_group(rid, tid, task, r.instance)
+        odds = self._odds_of(r.spec, task.capability)
+        luck = self._noise.get((rid, tid)) if r.attempt == 1 else None
+        if luck is None:  # a retry, or a sub-task a decomposition created
+            rng = self._rng
+            luck = _Luck(rng.gauss(0.0, 1.0), rng.random(), rng.random())
+        fixed = self.spec.durations
+        fixed_s = fixed.get(tid) if fixed else None
+        d, outcome = _attempt(task, odds, luck, fixed_s, self.spec.scale_by_complexity)
+        self._seq += 1
+        heapq.heappush(self._heap, _Completion(now + d, self._seq, rid, tid, r.attempt, outcome))
+
+    def _note_group(self, rid: str, tid: str, task: AgentTask, instance: str) -> None:
+        """Count a switch when a group's task goes to another instance than the last one."""
+        group = self.groups.get((rid, tid)) if self.spec.ignore_groups else task.group
+        if group is None:
+            return
+        key = (rid, group)
+        prev = self._last_instance.get(key)
+        if prev is not None and prev != instance:
+            self._switches += 1
+        self._last_instance[key] = instance
+
+    def _odds_of(self, agent: str, capability: str) -> _Odds:
+        key = (agent, capability)
+        odds = self._odds.get(key)
+        if odds is None:
+            p = self.spec.profile(agent, capability)
+            odds = self._odds[key] = _Odds(p.duration.sampler(), p.failure_rate)
+        return odds
+
+    def _next_event_s(self) -> float | None:
+        """When the next thing happens (an attempt ends, a run arrives, a timer), or ``None``."""
+        candidates = []
+        if self._heap:
+            candidates.append(self._heap[0].at_s)
+        if self._next_arrival < len(self._pending):
+            candidates.append(self._pending[self._next_arrival].at_s)
+        wake = self.scheduler.next_wakeup()
+        if wake is not None:
+            candidates.append(wake)
+        return min(candidates) if candidates else None
+
+    # --- measuring ---------------------------------------------------------------------------
+
+    def _measure(self) -> SimResult:
+        spec = self.spec
+        tally = self._tally()
+        end = tally.end_s
+        tasks = tally.tasks
+        busy = self._busy_s()
         slots = spec.slots
+        dispatches = self._dispatches
+        groups = len(self._last_instance)
         return SimResult(
             name=spec.name,
             seed=spec.seed,
@@ -265,24 +318,72 @@ class Simulation:
             makespan_s=end,
             busy_s=busy,
             utilisation=busy / (slots * end) if end > 0 and slots else 0.0,
-            queue_wait_s={
-                "p50": percentile(waits, 50),
-                "p95": percentile(waits, 95),
-                "p99": percentile(waits, 99),
-                "max": waits[-1] if waits else 0.0,
-                "mean": math.fsum(waits) / len(waits) if waits else 0.0,
-            },
-            states=dict(sorted(states.items())),
-            success_rate=states.get("succeeded", 0) / tasks if tasks else 0.0,
-            attempt_success_rate=ok_attempts / attempts if attempts else 0.0,
+            queue_wait_s=_wait_summary(tally.waits),
+            states=dict(sorted(tally.states.items())),
+            success_rate=tally.states.get("succeeded", 0) / tasks if tasks else 0.0,
+            attempt_success_rate=tally.ok_attempts / tally.attempts if tally.attempts else 0.0,
             decisions=dict(sorted(self._decisions.items())),
             dispatches=dispatches,
             dispatches_per_task=dispatches / tasks if tasks else 0.0,
             groups=groups,
-            switches=switches,
-            switches_per_group=switches / groups if groups else 0.0,
-            by_agent=by_agent,
+            switches=self._switches,
+            switches_per_group=self._switches / groups if groups else 0.0,
+            by_agent=self._by_agent(end),
         )
+
+    def _tally(self) -> _Tally:
+        tally = _Tally()
+        states = tally.states
+        for rid in self.run_ids:
+            for rec in self.scheduler.runs[rid].tasks.values():
+                tally.tasks += 1
+                states[rec.state.value] = states.get(rec.state.value, 0) + 1
+                if rec.finished_at is not None and rec.finished_at > tally.end_s:
+                    tally.end_s = rec.finished_at
+                if rec.attempts:
+                    tally.attempts += len(rec.attempts)
+                    tally.ok_attempts += rec.state is TaskState.SUCCEEDED
+                    if rec.ready_at is not None:
+                        # attempt times are relative to the run's start; ready_at is not
+                        t0 = rec.run.started_at
+                        tally.waits.append(rec.attempts[0].started_at + t0 - rec.ready_at)
+        tally.waits.sort()
+        return tally
+
+    def _busy_s(self) -> float:
+        busy = 0.0
+        for inst in self.scheduler.agents.values():
+            busy += inst.busy_s  # in the agents' order, as a plain sum: results repeat exactly
+        return busy
+
+    def _by_agent(self, end_s: float) -> dict[str, AgentUse]:
+        by_agent: dict[str, AgentUse] = {}
+        for inst in self.scheduler.agents.values():
+            use = by_agent.get(inst.spec.name)
+            if use is None:
+                use = by_agent[inst.spec.name] = AgentUse(0, 0, 0, 0.0, 0.0)
+            use.instances += 1
+            use.slots += inst.slots
+            use.attempts += inst.tasks_done
+            use.busy_s += inst.busy_s
+        for use in by_agent.values():
+            use.utilisation = use.busy_s / (use.slots * end_s) if end_s > 0 else 0.0
+        return by_agent
+
+
+def _arrival_s(a: Arrival) -> float:
+    return a.at_s
+
+
+def _wait_summary(waits: list[float]) -> dict[str, float]:
+    """Percentiles, maximum and mean of ascending queue waits (seconds)."""
+    return {
+        "p50": percentile(waits, 50),
+        "p95": percentile(waits, 95),
+        "p99": percentile(waits, 99),
+        "max": waits[-1] if waits else 0.0,
+        "mean": math.fsum(waits) / len(waits) if waits else 0.0,
+    }
 
 
 def simulate(spec: SimSpec, *, chooser: Chooser | None = None) -> SimResult:

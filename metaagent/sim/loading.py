@@ -7,11 +7,10 @@ field. The format is documented in ``docs/simulator.md``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from metaagent.catalog import load_catalog
 from metaagent.core.graph import TaskGraph
 from metaagent.core.specs import AgentSpec
 from metaagent.core.tasks import AgentTask
@@ -23,12 +22,17 @@ from metaagent.sim.spec import (
     Profile,
     SimSettings,
     SimSpec,
-    Workload,
 )
+from metaagent.sim.workload import Workload
 from metaagent.workflow.reader import describe_errors, read_yaml
+from metaagent.workflow.roles import AgentEntry, check_unique, merge_role, resolve_catalog
+
+if TYPE_CHECKING:
+    from metaagent.catalog import Catalog
 
 _STRICT = ConfigDict(extra="forbid")
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
+ProfileKey = tuple[str | None, str | None]  # (agent, capability); None: any
 
 
 class DurationModel(BaseModel):
@@ -135,26 +139,65 @@ def load_simulation(path: str | Path) -> SimSpec:
 
 def parse_simulation(raw: object, *, source: str = "<simulation>", base_dir: Path) -> SimSpec:
     """Validate a simulation already parsed into Python data (from YAML or JSON)."""
+    m = _validate(raw, source)
+    pools = _pools(m, source, base_dir)
+    default = Profile(_duration(m.default_profile.duration), m.default_profile.failure_rate)
+    known = sorted({c for p in pools for c in p.spec.capabilities})
+    profiles = _profiles(m.profiles, {p.spec.name for p in pools}, known, default, source)
+    if (m.tasks is None) == (m.generate is None):
+        raise WorkflowError("give exactly one of `tasks:` (a list) or `generate:`", where=source)
+    tasks: tuple[AgentTask, ...] = ()
+    workload: Workload | None = None
+    durations: dict[str, float] = {}
+    if m.tasks is not None:
+        tasks, durations = _tasks(m.tasks, known, source)
+    else:
+        assert m.generate is not None
+        workload = _workload(m.generate, known, source)
+    return SimSpec(
+        pools=pools,
+        tasks=tasks,
+        workload=workload,
+        profiles=profiles,
+        default=default,
+        settings=_settings(m.settings),
+        seed=m.seed,
+        name=m.name,
+        durations=durations,
+        scale_by_complexity=m.scale_by_complexity,
+        ordering=m.ordering,
+        warm_start=m.warm_start,
+    )
+
+
+def _validate(raw: object, source: str) -> SimFileModel:
     if not isinstance(raw, dict):
         raise WorkflowError("the top level must be a mapping with name and agents", where=source)
     try:
-        m = SimFileModel.model_validate(raw)
+        return SimFileModel.model_validate(raw)
     except ValidationError as exc:
         raise WorkflowError(describe_errors(exc, raw), where=source) from exc
-    pools = _pools(m, source, base_dir)
-    names = {p.spec.name for p in pools}
-    known = sorted({c for p in pools for c in p.spec.capabilities})
-    profiles: dict[tuple[str | None, str | None], Profile] = {}
-    default = Profile(_duration(m.default_profile.duration), m.default_profile.failure_rate)
-    for i, pm in enumerate(m.profiles):
+
+
+def _settings(s: SettingsModel) -> SimSettings:
+    return SimSettings(
+        routing=s.routing,
+        learn=s.learn,
+        max_concurrency=s.max_concurrency,
+        max_queued=s.max_queued,
+        affinity_margin=s.affinity_margin,
+        retry_base_s=s.retry_base_s,
+        retry_max_s=s.retry_max_s,
+    )
+
+
+def _profiles(
+    models: list[ProfileModel], names: set[str], known: list[str], default: Profile, source: str
+) -> dict[ProfileKey, Profile]:
+    profiles: dict[ProfileKey, Profile] = {}
+    for i, pm in enumerate(models):
         where = f"{source}: profiles[{i}]"
-        if pm.agent is not None and pm.agent not in names:
-            raise WorkflowError(
-                f"unknown agent {pm.agent!r}; agents: {', '.join(sorted(names))}",
-                where=f"{where}.agent",
-            )
-        if pm.capability is not None and pm.capability not in known:
-            raise UnknownCapabilityError(pm.capability, known, where=f"{where}.capability")
+        _check_profile(pm, names, known, where)
         key = (pm.agent, pm.capability)
         if key in profiles:
             raise WorkflowError(
@@ -166,43 +209,21 @@ def parse_simulation(raw: object, *, source: str = "<simulation>", base_dir: Pat
             _duration(pm.duration) if pm.duration is not None else base.duration,
             pm.failure_rate if pm.failure_rate is not None else base.failure_rate,
         )
-    if (m.tasks is None) == (m.generate is None):
-        raise WorkflowError("give exactly one of `tasks:` (a list) or `generate:`", where=source)
-    tasks: tuple[AgentTask, ...] = ()
-    workload: Workload | None = None
-    durations: dict[str, float] = {}
-    if m.tasks is not None:
-        tasks, durations = _tasks(m.tasks, known, source)
-    else:
-        assert m.generate is not None
-        workload = _workload(m.generate, known, source)
-    s = m.settings
-    return SimSpec(
-        pools=pools,
-        tasks=tasks,
-        workload=workload,
-        profiles=profiles,
-        default=default,
-        settings=SimSettings(
-            routing=s.routing,
-            learn=s.learn,
-            max_concurrency=s.max_concurrency,
-            max_queued=s.max_queued,
-            affinity_margin=s.affinity_margin,
-            retry_base_s=s.retry_base_s,
-            retry_max_s=s.retry_max_s,
-        ),
-        seed=m.seed,
-        name=m.name,
-        durations=durations,
-        scale_by_complexity=m.scale_by_complexity,
-        ordering=m.ordering,
-        warm_start=m.warm_start,
-    )
+    return profiles
+
+
+def _check_profile(pm: ProfileModel, names: set[str], known: list[str], where: str) -> None:
+    if pm.agent is not None and pm.agent not in names:
+        raise WorkflowError(
+            f"unknown agent {pm.agent!r}; agents: {', '.join(sorted(names))}",
+            where=f"{where}.agent",
+        )
+    if pm.capability is not None and pm.capability not in known:
+        raise UnknownCapabilityError(pm.capability, known, where=f"{where}.capability")
 
 
 def _fallback(
-    profiles: dict[tuple[str | None, str | None], Profile],
+    profiles: dict[ProfileKey, Profile],
     agent: str | None,
     capability: str | None,
     default: Profile,
@@ -217,51 +238,35 @@ def _duration(d: DurationModel) -> Duration:
 
 
 def _pools(m: SimFileModel, source: str, base_dir: Path) -> tuple[AgentPool, ...]:
-    catalog = None
-    if m.catalog is not None or any(a.role is not None for a in m.agents):
-        path = None
-        if m.catalog not in (None, "default"):
-            assert m.catalog is not None
-            p = Path(m.catalog)
-            path = p if p.is_absolute() else base_dir / p
-        catalog = load_catalog(path)
+    # `catalog: default` names the default catalog (a workflow file has no such alias)
+    ref = None if m.catalog == "default" else m.catalog
+    needed = m.catalog is not None or any(a.role is not None for a in m.agents)
+    catalog = resolve_catalog(ref, base_dir, needed=needed)
     pools: list[AgentPool] = []
     seen: set[str] = set()
     for i, a in enumerate(m.agents):
         where = f"{source}: agents[{i}]"
-        entries: list[tuple[str, str | None, dict[str, float] | None]]
-        if a.role == "*":
-            assert catalog is not None
-            if a.name is not None or a.capabilities is not None:
-                raise WorkflowError("role '*' (every catalog role) takes only count", where=where)
-            entries = [(r.role, r.role, a.capabilities) for r in catalog.roles.values()]
-        elif a.name is None and a.role is None:
-            raise WorkflowError("give a name, a role, or both", where=where)
-        else:
-            entries = [(a.name or a.role or "", a.role, a.capabilities)]
-        for name, role_name, caps in entries:
-            if name in seen:
-                raise WorkflowError(f"duplicate agent name {name!r}", where=where)
-            seen.add(name)
-            concurrency = a.concurrency
-            description = ""
-            if role_name is not None:
-                assert catalog is not None
-                role = catalog.get(role_name, where=f"{where}.role")
-                caps = caps if caps is not None else role.capabilities
-                concurrency = concurrency if concurrency is not None else role.concurrency
-                description = role.description
-            if not caps:
-                raise WorkflowError(
-                    "capabilities: required (or name a catalog role to take them from)",
-                    where=where,
-                )
+        for entry in _entries(a, catalog, where):
+            check_unique(entry.name, seen, where=where)
+            agent = merge_role(entry, catalog, where=where)
             spec = AgentSpec(
-                name, dict(caps), SIMULATED, role=role_name,
-                concurrency=concurrency or 1, description=description,
+                agent.name, agent.capabilities, SIMULATED, role=agent.role,
+                concurrency=agent.concurrency, description=agent.description,
             )  # fmt: skip
             pools.append(AgentPool(spec, a.count))
     return tuple(pools)
+
+
+def _entries(a: AgentModel, catalog: Catalog | None, where: str) -> list[AgentEntry]:
+    """The agents one entry stands for: itself, or with role '*', one per catalog role."""
+    if a.role == "*":
+        assert catalog is not None
+        if a.name is not None or a.capabilities is not None:
+            raise WorkflowError("role '*' (every catalog role) takes only count", where=where)
+        return [AgentEntry(r.role, r.role, None, a.concurrency) for r in catalog.roles.values()]
+    if a.name is None and a.role is None:
+        raise WorkflowError("give a name, a role, or both", where=where)
+    return [AgentEntry(a.name or a.role or "", a.role, a.capabilities, a.concurrency)]
 
 
 def _tasks(

@@ -9,11 +9,8 @@ reads it from YAML.
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
-
-from metaagent.core.tasks import AgentTask
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +19,8 @@ if TYPE_CHECKING:
     from metaagent.core.learning import ArmStats, RoutingMode
     from metaagent.core.routing import RoutingWeights
     from metaagent.core.specs import AgentSpec
+    from metaagent.core.tasks import AgentTask
+    from metaagent.sim.workload import Workload
 
 DistKind = Literal["fixed", "lognormal", "exponential", "uniform"]
 Ordering = Literal["scheduler", "fifo", "priority", "critical_path"]
@@ -43,6 +42,33 @@ class SimulatedRunner:
 
 
 SIMULATED = SimulatedRunner()
+
+
+_FIXED, _LOGNORMAL, _EXPONENTIAL, _UNIFORM = range(4)
+
+
+class Sampler(NamedTuple):
+    """A ``Duration`` precomputed for ``sample``: the distribution's ``kind`` and parameters.
+
+    fixed: ``a`` seconds; lognormal: ``exp(a + b·z)``; exponential: mean ``a``; uniform:
+    ``a + b·v``.
+    """
+
+    kind: int
+    a: float
+    b: float
+
+
+def sample(s: Sampler, z: float, v: float) -> float:
+    """A duration from a ``Duration.sampler()``, a standard normal ``z`` and a uniform ``v``."""
+    kind, a, b = s
+    if kind == _FIXED:
+        return a
+    if kind == _LOGNORMAL:
+        return math.exp(a + b * z)
+    if kind == _EXPONENTIAL:
+        return -a * math.log1p(-v)
+    return a + b * v
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,32 +97,17 @@ class Duration:
         return sample(self.sampler(), z, v)
 
     def sampler(self) -> Sampler:
-        """The distribution as ``(kind, a, b)`` for ``sample`` (precomputed: it is hot)."""
+        """The distribution as a ``Sampler`` for ``sample`` (precomputed: it is hot)."""
         m = self.mean_s
         if self.dist == "fixed" or self.cv == 0:
-            return (0, m, 0.0)
+            return Sampler(_FIXED, m, 0.0)
         if self.dist == "lognormal":
             s2 = math.log1p(self.cv * self.cv)
-            return (1, math.log(m) - s2 / 2, math.sqrt(s2))
+            return Sampler(_LOGNORMAL, math.log(m) - s2 / 2, math.sqrt(s2))
         if self.dist == "exponential":
-            return (2, m, 0.0)
+            return Sampler(_EXPONENTIAL, m, 0.0)
         half = min(m, m * self.cv * math.sqrt(3.0))
-        return (3, m - half, 2 * half)
-
-
-Sampler = tuple[int, float, float]
-
-
-def sample(s: Sampler, z: float, v: float) -> float:
-    """A duration from a ``Duration.sampler()``, a standard normal ``z`` and a uniform ``v``."""
-    kind, a, b = s
-    if kind == 0:
-        return a
-    if kind == 1:
-        return math.exp(a + b * z)
-    if kind == 2:
-        return -a * math.log1p(-v)
-    return a + b * v
+        return Sampler(_UNIFORM, m - half, 2 * half)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,60 +134,6 @@ class AgentPool:
     @property
     def slots(self) -> int:
         return self.spec.concurrency * self.count
-
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    """A generated workload: ``count`` tasks, seeded.
-
-    ``capabilities`` weighs the mix (empty: every capability of the pool, equally).
-    ``layers`` > 1 builds a layered random DAG: each task of a layer depends on 1 to
-    ``max_parents`` tasks of the layer before. ``group_size`` puts consecutive tasks of one
-    capability in groups of that size. ``arrival_rate_per_s`` makes tasks arrive over time
-    (Poisson), each as its own run; it needs ``layers`` of 1.
-    """
-
-    count: int
-    capabilities: Mapping[str, float] = field(default_factory=dict)
-    layers: int = 1
-    max_parents: int = 2
-    complexity: tuple[float, float] = (0.5, 0.5)
-    priorities: Mapping[int, float] = field(default_factory=dict)
-    group_size: int | None = None
-    arrival_rate_per_s: float | None = None
-    max_attempts: int = 3
-    timeout_s: float | None = None
-    seed: int | None = None
-
-    def problems(self) -> list[str]:
-        out: list[str] = []
-        if self.count < 1:
-            out.append(f"count: must be at least 1, got {self.count}")
-        if self.layers < 1 or self.layers > max(1, self.count):
-            out.append(f"layers: must be within 1..count, got {self.layers}")
-        if self.max_parents < 1:
-            out.append(f"max_parents: must be at least 1, got {self.max_parents}")
-        lo, hi = self.complexity
-        if not (0.0 <= lo <= hi <= 1.0):
-            out.append(f"complexity: must be [low, high] within 0..1, got [{lo}, {hi}]")
-        for cap, w in self.capabilities.items():
-            if not (w >= 0 and math.isfinite(w)):
-                out.append(f"capabilities.{cap}: weight must be zero or more, got {w}")
-        if self.capabilities and not any(w > 0 for w in self.capabilities.values()):
-            out.append("capabilities: at least one weight must be positive")
-        for prio, w in self.priorities.items():
-            if not (w >= 0 and math.isfinite(w)):
-                out.append(f"priorities.{prio}: weight must be zero or more, got {w}")
-        if self.group_size is not None and self.group_size < 1:
-            out.append(f"group_size: must be at least 1, got {self.group_size}")
-        rate = self.arrival_rate_per_s
-        if rate is not None and not (rate > 0 and math.isfinite(rate)):
-            out.append(f"arrival_rate_per_s: must be positive, got {rate}")
-        if rate is not None and self.layers > 1:
-            out.append("arrival_rate_per_s: tasks arriving one by one cannot form layers")
-        if self.max_attempts < 1:
-            out.append(f"max_attempts: must be at least 1, got {self.max_attempts}")
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,61 +228,6 @@ def scale_pools(
     for i in by_remainder[:left]:
         counts[i] += 1
     return tuple(replace(p, count=c) for p, c in zip(pools, counts, strict=True))
-
-
-def generate_tasks(
-    workload: Workload, capabilities: Sequence[str], seed: int
-) -> list[tuple[float, list[AgentTask]]]:
-    """The workload's tasks as runs: ``(arrival time, tasks)``, in order of arrival."""
-    rng = random.Random(workload.seed if workload.seed is not None else seed)
-    mix = dict(workload.capabilities) or dict.fromkeys(capabilities, 1.0)
-    caps = [c for c, w in mix.items() if w > 0]
-    n = workload.count
-    size = workload.group_size or 1
-    picked = rng.choices(caps, [mix[c] for c in caps], k=math.ceil(n / size))
-    prios = [p for p, w in workload.priorities.items() if w > 0] or [0]
-    prio_of = (
-        rng.choices(prios, [workload.priorities[p] for p in prios], k=n)
-        if len(prios) > 1
-        else [prios[0]] * n
-    )
-    lo, hi = workload.complexity
-    span = hi - lo
-    per_layer = math.ceil(n / workload.layers)
-    grouped = workload.group_size is not None
-    tasks: list[AgentTask] = []
-    above: list[str] = []
-    layer: list[str] = []
-    for i in range(n):
-        if i and i % per_layer == 0:
-            above, layer = layer, []
-        deps: tuple[str, ...] = ()
-        if above:
-            k = min(len(above), rng.randint(1, workload.max_parents))
-            deps = tuple(rng.sample(above, k))
-        tid = f"t{i}"
-        layer.append(tid)
-        tasks.append(
-            AgentTask(
-                tid,
-                picked[i // size],
-                priority=prio_of[i],
-                depends_on=deps,
-                complexity=round(lo + span * rng.random(), 3) if span else lo,
-                timeout_s=workload.timeout_s,
-                max_attempts=workload.max_attempts,
-                group=f"g{i // size}" if grouped else None,
-            )
-        )
-    rate = workload.arrival_rate_per_s
-    if rate is None:
-        return [(0.0, tasks)]
-    out: list[tuple[float, list[AgentTask]]] = []
-    t = 0.0
-    for task in tasks:
-        out.append((t, [task]))
-        t += rng.expovariate(rate)
-    return out
 
 
 def profiles_from_stats(

@@ -1,1 +1,2 @@
-"""Workflow files: the schema, the hardened reader, building agents and tasks, identity."""
+"""Workflow files: the schema, the hardened reader, building agents and tasks (with catalog roles
+merged in), identity."""

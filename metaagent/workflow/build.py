@@ -1,4 +1,4 @@
-"""Workflow files: YAML that names agents (inline or from a catalog) and tasks.
+"""Building a workflow: a validated ``WorkflowModel`` turned into agents and tasks.
 
 Loading checks everything before anything runs. Every error names the file, the task id and
 the field. Load-time placeholders in runner fields: ``{workflow_dir}`` (the file's directory)
@@ -7,166 +7,31 @@ and ``{python}`` (the interpreter running metaagent).
 
 from __future__ import annotations
 
-import importlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from metaagent.agents.command import CommandRunner, expand
-from metaagent.agents.function import FunctionRunner
-from metaagent.agents.llm import LlmConfig, LlmRunner
-from metaagent.agents.persistent import PersistentCommandRunner
-from metaagent.agents.process import ProcessLimits
-from metaagent.catalog import Catalog, load_catalog
+from metaagent.agents.registry import BuildContext, build_runner, runner_types
 from metaagent.core.graph import TaskGraph
 from metaagent.core.specs import AgentSpec
 from metaagent.core.tasks import AgentTask, Decompose, VerifySpec
 from metaagent.errors import UnknownCapabilityError, WorkflowError
 from metaagent.workflow.reader import describe_errors, read_yaml
+from metaagent.workflow.roles import AgentEntry, check_unique, merge_role, resolve_catalog
+from metaagent.workflow.schema import WorkflowModel
 
-_STRICT = ConfigDict(extra="forbid")
-_RUNNER_TYPES = ("command", "persistent", "function", "llm")
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
+    from metaagent.catalog import Catalog
+    from metaagent.workflow.schema import AgentModel, DecomposeModel, SettingsModel, TaskModel
 
-class CommandRunnerModel(BaseModel):
-    model_config = _STRICT
+__all__ = ["Workflow", "load_workflow", "parse_workflow"]
 
-    type: Literal["command"]
-    argv: list[str] = Field(min_length=1)
-    cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    memory_limit_mb: int | None = Field(default=500, ge=16)
-    cpu_limit_s: int | None = Field(default=None, ge=1)
-
-
-class PersistentRunnerModel(BaseModel):
-    model_config = _STRICT
-
-    type: Literal["persistent"]
-    argv: list[str] = Field(min_length=1)
-    cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    memory_limit_mb: int | None = Field(default=500, ge=16)
-    cpu_limit_s: int | None = Field(default=None, ge=1)
-
-
-class FunctionRunnerModel(BaseModel):
-    model_config = _STRICT
-
-    type: Literal["function"]
-    function: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module.path:callable")
-
-
-class LlmRunnerModel(BaseModel):
-    """An LLM agent (``metaagent.agents.llm``); needs the ``llm`` extra."""
-
-    model_config = _STRICT
-
-    type: Literal["llm"]
-    provider: Literal["openai", "anthropic"]
-    model: str = Field(min_length=1)
-    base_url: str | None = Field(default=None, pattern=r"^https?://")
-    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    system: str = ""
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_tokens: int = Field(default=4096, ge=1)
-    json_output: bool = False
-    return_usage: bool = False
-    timeout_s: float = Field(default=120.0, gt=0)
-    max_retries: int = Field(default=3, ge=0)
-    max_upstream_chars: int = Field(default=24_000, ge=0)
-
-
-RunnerModel = Annotated[
-    CommandRunnerModel | PersistentRunnerModel | FunctionRunnerModel | LlmRunnerModel,
-    Field(discriminator="type"),
-]
-
-
-class AgentModel(BaseModel):
-    model_config = _STRICT
-
-    name: str = Field(min_length=1)
-    role: str | None = None
-    description: str = ""
-    capabilities: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] | None = None
-    concurrency: int | None = Field(default=None, ge=1)
-    min_instances: int = Field(default=1, ge=0)
-    max_instances: int | None = Field(default=None, ge=1)
-    rate_per_min: float | None = Field(default=None, gt=0)
-    runner: RunnerModel
-
-
-class VerifyModel(BaseModel):
-    model_config = _STRICT
-
-    argv: list[str] = Field(min_length=1)
-    timeout_s: float = Field(default=120.0, gt=0)
-
-
-class DecomposeModel(BaseModel):
-    model_config = _STRICT
-
-    template: str | None = None  # a name in the workflow's `templates`
-    planner: bool = False  # the task's agent returns the plan as JSON
-
-
-class TaskModel(BaseModel):
-    model_config = _STRICT
-
-    id: str = Field(min_length=1)
-    capability: str = Field(min_length=1)
-    prompt: str = ""
-    input: object = None
-    depends_on: list[str] = Field(default_factory=list)
-    priority: int = 0
-    complexity: float = Field(default=0.5, ge=0.0, le=1.0)
-    timeout_s: float | None = Field(default=None, gt=0)
-    max_attempts: int = Field(default=3, ge=1)
-    resources: list[str] = Field(default_factory=list)
-    verify: VerifyModel | None = None
-    metadata: dict[str, object] = Field(default_factory=dict)
-    group: str | None = None
-    key: str | None = None
-    decompose: DecomposeModel | None = None
-
-
-class SettingsModel(BaseModel):
-    model_config = _STRICT
-
-    max_concurrency: int | None = Field(default=None, ge=1)
-    max_queued: int | None = Field(default=None, ge=1)
-    default_timeout_s: float | None = Field(default=None, gt=0)
-    routing: Literal["deterministic", "thompson"] | None = None
-    seed: int | None = None
-    max_agents: int | None = Field(default=None, ge=1)
-    spawn_threshold: int | None = Field(default=None, ge=0)
-    idle_timeout_s: float | None = Field(default=None, gt=0)
-    scale_cooldown_s: float | None = Field(default=None, ge=0)
-    target_utilisation: float | None = Field(default=None, ge=0, le=1)
-    scale_up_window_s: float | None = Field(default=None, ge=0)
-    utilisation_window_s: float | None = Field(default=None, ge=0)
-    heartbeat_interval_s: float | None = Field(default=None, gt=0)
-    heartbeat_timeout_s: float | None = Field(default=None, gt=0)
-    breaker_failures: int | None = Field(default=None, ge=1)
-    aging_interval_s: float | None = Field(default=None, gt=0)
-    capability_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
-    resource_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
-
-
-class WorkflowModel(BaseModel):
-    model_config = _STRICT
-
-    name: str = Field(min_length=1)
-    description: str = ""
-    catalog: str | None = None
-    settings: SettingsModel = Field(default_factory=SettingsModel)
-    templates: dict[str, list[TaskModel]] = Field(default_factory=dict)
-    agents: list[AgentModel] = Field(min_length=1)
-    tasks: list[TaskModel] = Field(min_length=1)
+Templates = dict[str, tuple[AgentTask, ...]]
 
 
 @dataclass(slots=True)
@@ -197,69 +62,81 @@ def parse_workflow(
     catalog: Catalog | None = None,
 ) -> Workflow:
     """Validate a workflow already parsed into Python data (from YAML or JSON)."""
+    model = _validate(raw, source)
+    base = base_dir or Path.cwd()
+    catalog = resolve_catalog(
+        model.catalog, base, needed=any(a.role for a in model.agents), given=catalog
+    )
+    values = {"workflow_dir": str(base), "python": sys.executable}
+    agents = _agents(model.agents, catalog, values, source)
+    templates = {name: tuple(_task(m) for m in steps) for name, steps in model.templates.items()}
+    tasks = _tasks(model.tasks, templates, source)
+    TaskGraph(tasks, where=source)  # duplicate ids, unknown dependencies, cycles
+    known = sorted({cap for spec in agents for cap in spec.capabilities})
+    _check_templates(templates, known, source)
+    _check_tasks(tasks, known, source)
+    roles = {spec.name: spec.role for spec in agents if spec.role is not None}
+    return Workflow(model.name, agents, tasks, model.settings, source, model.description, roles)
+
+
+def _validate(raw: object, source: str) -> WorkflowModel:
     if not isinstance(raw, dict):
         raise WorkflowError(
             "the top level must be a mapping with name, agents and tasks", where=source
         )
     try:
-        model = WorkflowModel.model_validate(raw)
+        return WorkflowModel.model_validate(raw)
     except ValidationError as exc:
-        raise WorkflowError(describe_errors(exc, raw, skip=_RUNNER_TYPES), where=source) from exc
-    base = base_dir or Path.cwd()
-    if model.catalog is not None:
-        cat_path = Path(model.catalog)
-        catalog = load_catalog(cat_path if cat_path.is_absolute() else base / cat_path)
-    elif catalog is None and any(a.role for a in model.agents):
-        catalog = load_catalog()
-    values = {"workflow_dir": str(base), "python": sys.executable}
-    agents: list[AgentSpec] = []
-    roles: dict[str, str] = {}
+        raise WorkflowError(describe_errors(exc, raw, skip=runner_types()), where=source) from exc
+
+
+def _agents(
+    models: list[AgentModel], catalog: Catalog | None, values: Mapping[str, str], source: str
+) -> list[AgentSpec]:
     seen: set[str] = set()
-    for i, a in enumerate(model.agents):
+    agents = []
+    for i, a in enumerate(models):
         where = f"{source}: agents[{i}] (name {a.name!r})"
-        if a.name in seen:
-            raise WorkflowError(f"duplicate agent name {a.name!r}", where=where)
-        seen.add(a.name)
-        caps = a.capabilities
-        concurrency = a.concurrency
-        description = a.description
-        if a.role is not None:
-            assert catalog is not None
-            role = catalog.get(a.role, where=f"{where}.role")
-            caps = caps if caps is not None else role.capabilities
-            concurrency = concurrency if concurrency is not None else role.concurrency
-            description = description or role.description
-            roles[a.name] = a.role
-        if not caps:
-            raise WorkflowError(
-                "capabilities: required (or name a catalog role to take them from)", where=where
-            )
-        max_instances = a.max_instances if a.max_instances is not None else max(1, a.min_instances)
-        if max_instances < a.min_instances:
-            raise WorkflowError(
-                f"max_instances ({max_instances}) is below min_instances ({a.min_instances})",
-                where=where,
-            )
-        agents.append(
-            AgentSpec(
-                name=a.name,
-                capabilities=dict(caps),
-                runner=_runner(a.runner, values, f"{where}.runner"),
-                role=a.role,
-                concurrency=concurrency or 1,
-                description=description,
-                min_instances=a.min_instances,
-                max_instances=max_instances,
-                rate_per_min=a.rate_per_min,
-            )
+        check_unique(a.name, seen, where=where)
+        agents.append(_agent(a, catalog, values, where))
+    return agents
+
+
+def _agent(
+    a: AgentModel, catalog: Catalog | None, values: Mapping[str, str], where: str
+) -> AgentSpec:
+    entry = AgentEntry(a.name, a.role, a.capabilities, a.concurrency, a.description)
+    merged = merge_role(entry, catalog, where=where)
+    max_instances = a.max_instances if a.max_instances is not None else max(1, a.min_instances)
+    if max_instances < a.min_instances:
+        raise WorkflowError(
+            f"max_instances ({max_instances}) is below min_instances ({a.min_instances})",
+            where=where,
         )
-    templates = {name: tuple(_task(m) for m in steps) for name, steps in model.templates.items()}
-    tasks = []
-    for i, tm in enumerate(model.tasks):
-        where = f"{source}: tasks[{i}] (id {tm.id!r}).decompose"
-        tasks.append(_task(tm, _decompose(tm.decompose, templates, where)))
-    TaskGraph(tasks, where=source)  # duplicate ids, unknown dependencies, cycles
-    known = sorted({cap for spec in agents for cap in spec.capabilities})
+    return AgentSpec(
+        name=merged.name,
+        capabilities=merged.capabilities,
+        runner=build_runner(a.runner, BuildContext(values, f"{where}.runner")),
+        role=merged.role,
+        concurrency=merged.concurrency,
+        description=merged.description,
+        min_instances=a.min_instances,
+        max_instances=max_instances,
+        rate_per_min=a.rate_per_min,
+    )
+
+
+def _tasks(models: list[TaskModel], templates: Templates, source: str) -> list[AgentTask]:
+    return [
+        _task(
+            tm,
+            _decompose(tm.decompose, templates, f"{source}: tasks[{i}] (id {tm.id!r}).decompose"),
+        )
+        for i, tm in enumerate(models)
+    ]
+
+
+def _check_templates(templates: Templates, known: list[str], source: str) -> None:
     for name, steps in templates.items():
         TaskGraph(steps, where=f"{source}: templates.{name}")
         for j, step in enumerate(steps):
@@ -268,56 +145,19 @@ def parse_workflow(
                     step.capability, known,
                     where=f"{source}: templates.{name}[{j}] (id {step.id!r}).capability",
                 )  # fmt: skip
+
+
+def _check_tasks(tasks: list[AgentTask], known: list[str], source: str) -> None:
     for i, t in enumerate(tasks):
+        # a task a template decomposes is not run itself: its capability need not exist
         by_template = t.decompose is not None and bool(t.decompose.template)
         if t.capability not in known and not by_template:
             raise UnknownCapabilityError(
                 t.capability, known, where=f"{source}: tasks[{i}] (id {t.id!r}).capability"
             )
-    return Workflow(model.name, agents, tasks, model.settings, source, model.description, roles)
 
 
-def _runner(
-    m: CommandRunnerModel | PersistentRunnerModel | FunctionRunnerModel | LlmRunnerModel,
-    values: dict[str, str],
-    where: str,
-) -> CommandRunner | PersistentCommandRunner | FunctionRunner | LlmRunner:
-    if isinstance(m, LlmRunnerModel):
-        try:  # a missing API key or httpx is reported now, before anything runs
-            return LlmRunner(LlmConfig(**m.model_dump(exclude={"type"})))
-        except WorkflowError as exc:
-            raise WorkflowError(str(exc), where=where) from exc
-    if isinstance(m, PersistentRunnerModel):
-        return PersistentCommandRunner(
-            [expand(a, values) for a in m.argv],
-            cwd=expand(m.cwd, values) if m.cwd else None,
-            env={k: expand(v, values) for k, v in m.env.items()},
-            limits=ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s),
-        )
-    if isinstance(m, CommandRunnerModel):
-        return CommandRunner(
-            [expand(a, values) for a in m.argv],
-            cwd=expand(m.cwd, values) if m.cwd else None,
-            env={k: expand(v, values) for k, v in m.env.items()},
-            limits=ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s),
-        )
-    module_name, _, attr = m.function.partition(":")
-    try:
-        obj: object = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise WorkflowError(
-            f"function {m.function!r} cannot be imported: {exc}", where=where
-        ) from exc
-    if not callable(obj):
-        raise WorkflowError(f"function {m.function!r} is not callable", where=where)
-    return FunctionRunner(obj, name=m.function)
-
-
-def _decompose(
-    d: DecomposeModel | None, templates: dict[str, tuple[AgentTask, ...]], where: str
-) -> Decompose | None:
+def _decompose(d: DecomposeModel | None, templates: Templates, where: str) -> Decompose | None:
     if d is None:
         return None
     if (d.template is None) == (not d.planner):

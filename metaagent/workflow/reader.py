@@ -9,7 +9,7 @@ import yaml
 from metaagent.errors import WorkflowError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Sequence
     from pathlib import Path
 
     from pydantic import ValidationError
@@ -38,24 +38,28 @@ def describe_errors(
     ``skip`` names tags pydantic adds for the chosen member of a tagged union (a runner's
     ``type``, say): they are not fields the user wrote.
     """
-    lines = []
-    for err in exc.errors():
-        loc = list(err["loc"])
-        parts: list[str] = []
-        node: object = raw
-        for p in loc:
-            if isinstance(p, int):
-                parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
-                node = node[p] if isinstance(node, list) and p < len(node) else None
-                if isinstance(node, dict) and isinstance(node.get("id") or node.get("name"), str):
-                    key = "id" if "id" in node else "name"
-                    parts[-1] += f" ({key} {node[key]!r})"
-            else:
-                # pydantic names the chosen union member (e.g. "command"): not a user field
-                if isinstance(node, dict) and p not in node and p in skip:
-                    continue
-                parts.append(str(p))
-                node = node.get(p) if isinstance(node, dict) else None
-        where = ".".join(parts) if parts else "(top level)"
-        lines.append(f"{where}: {err['msg']}")
-    return "; ".join(lines)
+    return "; ".join(f"{_where(err['loc'], raw, skip)}: {err['msg']}" for err in exc.errors())
+
+
+def _where(loc: Sequence[int | str], raw: dict[object, object], skip: Collection[str]) -> str:
+    """An error's location as the user wrote it: list items named by their id (or name)."""
+    parts: list[str] = []
+    node: object = raw
+    for p in loc:
+        if isinstance(p, int):
+            parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+            node = node[p] if isinstance(node, list) and p < len(node) else None
+            parts[-1] += _label(node)
+        # pydantic names the chosen union member (e.g. "command"): not a user field
+        elif not (isinstance(node, dict) and p not in node and p in skip):
+            parts.append(str(p))
+            node = node.get(p) if isinstance(node, dict) else None
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _label(node: object) -> str:
+    """`` (id 'x')`` for a list item with a string id (or name), else nothing."""
+    if isinstance(node, dict) and isinstance(node.get("id") or node.get("name"), str):
+        key = "id" if "id" in node else "name"
+        return f" ({key} {node[key]!r})"
+    return ""

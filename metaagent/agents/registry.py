@@ -1,0 +1,244 @@
+"""Runner kinds by name: the config model a file's ``runner: {type: ...}`` is checked against,
+and the builder that turns a checked config into a ``Runner``.
+
+The workflow schema validates ``runner`` through this table (``RunnerConfig``) and builds it
+with ``build_runner``, so a new kind of runner is one ``register`` call here, with no change to
+the workflow parser. A kind must be registered before the workflow schema is imported: the
+schema takes the table as it is then. A builder may import what it needs lazily (a kind whose
+runner needs a heavy dependency imports it only when a file uses it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar, Union, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from metaagent.agents.command import CommandRunner, expand
+from metaagent.agents.function import FunctionRunner
+from metaagent.agents.llm import LlmConfig, LlmRunner
+from metaagent.agents.persistent import PersistentCommandRunner
+from metaagent.agents.process import ProcessLimits
+from metaagent.errors import WorkflowError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import CoreSchema
+
+    from metaagent.agents.base import Runner
+
+__all__ = [
+    "BuildContext",
+    "CommandRunnerModel",
+    "FunctionRunnerModel",
+    "LlmRunnerModel",
+    "PersistentRunnerModel",
+    "RunnerConfig",
+    "RunnerKind",
+    "RunnerModel",
+    "build_runner",
+    "register",
+    "runner_kinds",
+    "runner_types",
+]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+# --- the config models ------------------------------------------------------------------------
+
+
+class RunnerModel(BaseModel):
+    """The base of every runner config: ``type`` names the kind (a ``Literal`` in each)."""
+
+    model_config = _STRICT
+
+    type: str
+
+
+class CommandRunnerModel(RunnerModel):
+    """A command run once per attempt (``metaagent.agents.command``)."""
+
+    type: Literal["command"]
+    argv: list[str] = Field(min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    memory_limit_mb: int | None = Field(default=500, ge=16)
+    cpu_limit_s: int | None = Field(default=None, ge=1)
+
+
+class PersistentRunnerModel(RunnerModel):
+    """A long-lived process that takes attempts one by one (``metaagent.agents.persistent``)."""
+
+    type: Literal["persistent"]
+    argv: list[str] = Field(min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    memory_limit_mb: int | None = Field(default=500, ge=16)
+    cpu_limit_s: int | None = Field(default=None, ge=1)
+
+
+class FunctionRunnerModel(RunnerModel):
+    """A Python callable, imported when the file is loaded (``metaagent.agents.function``)."""
+
+    type: Literal["function"]
+    function: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module.path:callable")
+
+
+class LlmRunnerModel(RunnerModel):
+    """An LLM agent (``metaagent.agents.llm``); needs the ``llm`` extra."""
+
+    type: Literal["llm"]
+    provider: Literal["openai", "anthropic"]
+    model: str = Field(min_length=1)
+    base_url: str | None = Field(default=None, pattern=r"^https?://")
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    system: str = ""
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=4096, ge=1)
+    json_output: bool = False
+    return_usage: bool = False
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    max_upstream_chars: int = Field(default=24_000, ge=0)
+
+
+# --- the table --------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=RunnerModel)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """What a builder gets besides the config: load-time placeholder ``values`` (such as
+    ``workflow_dir`` and ``python``) and ``where`` the runner is in the file, for errors."""
+
+    values: Mapping[str, str]
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerKind:
+    """One kind of runner: its ``type`` tag, its config model and its builder."""
+
+    tag: str
+    model: type[RunnerModel]
+    build: Callable[[RunnerModel, BuildContext], Runner]
+
+
+_KINDS: dict[str, RunnerKind] = {}
+_schema_built = False  # once a schema holds the table, a later kind would go unseen
+
+
+def register(type_: str, model: type[M], build: Callable[[M, BuildContext], Runner]) -> None:
+    """Add a kind of runner. ``model`` must declare ``type: Literal[type_]``; ``build`` raises
+    ``WorkflowError`` (with ``where=ctx.where``) for a config it cannot build.
+
+    Raises ``ValueError`` for a tag already registered or a model whose ``type`` is not the tag,
+    ``RuntimeError`` once a schema has been built from the table.
+    """
+    if _schema_built:
+        raise RuntimeError(
+            f"runner type {type_!r}: register runner kinds before a schema using RunnerConfig "
+            "is built (before metaagent.workflow.schema is imported)"
+        )
+    if type_ in _KINDS:
+        raise ValueError(f"runner type {type_!r} is already registered")
+    field = model.model_fields.get("type")
+    if field is None or get_args(field.annotation) != (type_,):
+        raise ValueError(f"{model.__name__}.type must be Literal[{type_!r}]")
+
+    def checked(config: RunnerModel, ctx: BuildContext) -> Runner:
+        if not isinstance(config, model):
+            raise TypeError(f"runner type {type_!r} expects {model.__name__}, got {config!r}")
+        return build(config, ctx)
+
+    _KINDS[type_] = RunnerKind(type_, model, checked)
+
+
+def runner_kinds() -> tuple[RunnerKind, ...]:
+    """Every registered kind, in registration order."""
+    return tuple(_KINDS.values())
+
+
+def runner_types() -> tuple[str, ...]:
+    """Every registered ``type`` tag, in registration order."""
+    return tuple(_KINDS)
+
+
+def build_runner(config: RunnerModel, ctx: BuildContext) -> Runner:
+    """The runner a validated config describes (see ``RunnerConfig``)."""
+    return _KINDS[config.type].build(config, ctx)
+
+
+class _ByType:
+    """Pydantic metadata: validate as the registered model that the ``type`` tag names."""
+
+    def __get_pydantic_core_schema__(
+        self, source: object, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        global _schema_built
+        _schema_built = True
+        models = tuple(k.model for k in _KINDS.values())
+        return handler.generate_schema(
+            Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+        )
+
+
+RunnerConfig = Annotated[RunnerModel, _ByType()]
+"""The type of a schema's ``runner`` field: any registered config, chosen by its ``type``."""
+
+
+# --- the builders -----------------------------------------------------------------------------
+
+
+def _command(m: CommandRunnerModel, ctx: BuildContext) -> Runner:
+    v = ctx.values
+    return CommandRunner(
+        [expand(a, v) for a in m.argv],
+        cwd=expand(m.cwd, v) if m.cwd else None,
+        env={k: expand(x, v) for k, x in m.env.items()},
+        limits=ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s),
+    )
+
+
+def _persistent(m: PersistentRunnerModel, ctx: BuildContext) -> Runner:
+    v = ctx.values
+    return PersistentCommandRunner(
+        [expand(a, v) for a in m.argv],
+        cwd=expand(m.cwd, v) if m.cwd else None,
+        env={k: expand(x, v) for k, x in m.env.items()},
+        limits=ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s),
+    )
+
+
+def _function(m: FunctionRunnerModel, ctx: BuildContext) -> Runner:
+    module_name, _, attr = m.function.partition(":")
+    try:
+        obj: object = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise WorkflowError(
+            f"function {m.function!r} cannot be imported: {exc}", where=ctx.where
+        ) from exc
+    if not callable(obj):
+        raise WorkflowError(f"function {m.function!r} is not callable", where=ctx.where)
+    return FunctionRunner(obj, name=m.function)
+
+
+def _llm(m: LlmRunnerModel, ctx: BuildContext) -> Runner:
+    try:  # a missing API key or httpx is reported now, before anything runs
+        return LlmRunner(LlmConfig(**m.model_dump(exclude={"type"})))
+    except WorkflowError as exc:
+        raise WorkflowError(str(exc), where=ctx.where) from exc
+
+
+register("command", CommandRunnerModel, _command)
+register("persistent", PersistentRunnerModel, _persistent)
+register("function", FunctionRunnerModel, _function)
+register("llm", LlmRunnerModel, _llm)

@@ -1,0 +1,107 @@
+"""The workflow file format as pydantic models: what ``parse_workflow`` validates a file against.
+
+Strict: a field the format does not know is an error. A runner's fields are those of its kind
+in ``metaagent.agents.registry``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from metaagent.agents.registry import RunnerConfig
+
+__all__ = [
+    "AgentModel",
+    "DecomposeModel",
+    "SettingsModel",
+    "TaskModel",
+    "VerifyModel",
+    "WorkflowModel",
+]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class AgentModel(BaseModel):
+    model_config = _STRICT
+
+    name: str = Field(min_length=1)
+    role: str | None = None
+    description: str = ""
+    capabilities: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] | None = None
+    concurrency: int | None = Field(default=None, ge=1)
+    min_instances: int = Field(default=1, ge=0)
+    max_instances: int | None = Field(default=None, ge=1)
+    rate_per_min: float | None = Field(default=None, gt=0)
+    runner: RunnerConfig
+
+
+class VerifyModel(BaseModel):
+    model_config = _STRICT
+
+    argv: list[str] = Field(min_length=1)
+    timeout_s: float = Field(default=120.0, gt=0)
+
+
+class DecomposeModel(BaseModel):
+    model_config = _STRICT
+
+    template: str | None = None  # a name in the workflow's `templates`
+    planner: bool = False  # the task's agent returns the plan as JSON
+
+
+class TaskModel(BaseModel):
+    model_config = _STRICT
+
+    id: str = Field(min_length=1)
+    capability: str = Field(min_length=1)
+    prompt: str = ""
+    input: object = None
+    depends_on: list[str] = Field(default_factory=list)
+    priority: int = 0
+    complexity: float = Field(default=0.5, ge=0.0, le=1.0)
+    timeout_s: float | None = Field(default=None, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    resources: list[str] = Field(default_factory=list)
+    verify: VerifyModel | None = None
+    metadata: dict[str, object] = Field(default_factory=dict)
+    group: str | None = None
+    key: str | None = None
+    decompose: DecomposeModel | None = None
+
+
+class SettingsModel(BaseModel):
+    model_config = _STRICT
+
+    max_concurrency: int | None = Field(default=None, ge=1)
+    max_queued: int | None = Field(default=None, ge=1)
+    default_timeout_s: float | None = Field(default=None, gt=0)
+    routing: Literal["deterministic", "thompson"] | None = None
+    seed: int | None = None
+    max_agents: int | None = Field(default=None, ge=1)
+    spawn_threshold: int | None = Field(default=None, ge=0)
+    idle_timeout_s: float | None = Field(default=None, gt=0)
+    scale_cooldown_s: float | None = Field(default=None, ge=0)
+    target_utilisation: float | None = Field(default=None, ge=0, le=1)
+    scale_up_window_s: float | None = Field(default=None, ge=0)
+    utilisation_window_s: float | None = Field(default=None, ge=0)
+    heartbeat_interval_s: float | None = Field(default=None, gt=0)
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0)
+    breaker_failures: int | None = Field(default=None, ge=1)
+    aging_interval_s: float | None = Field(default=None, gt=0)
+    capability_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    resource_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+
+
+class WorkflowModel(BaseModel):
+    model_config = _STRICT
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    catalog: str | None = None
+    settings: SettingsModel = Field(default_factory=SettingsModel)
+    templates: dict[str, list[TaskModel]] = Field(default_factory=dict)
+    agents: list[AgentModel] = Field(min_length=1)
+    tasks: list[TaskModel] = Field(min_length=1)
