@@ -29,6 +29,7 @@ from metaagent import (
     UnknownCapabilityError,
     WorkflowError,
 )
+from metaagent.testing import task
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,10 +46,6 @@ def config(**kw: object) -> OrchestratorConfig:
 def agent(name: str, fn: Callable[..., object], *, cap: str = "code", prof: float = 0.8,
           concurrency: int = 1) -> AgentSpec:  # fmt: skip
     return AgentSpec(name, {cap: prof}, FunctionRunner(fn), concurrency=concurrency)
-
-
-def T(tid: str, *deps: str, **kw: object) -> AgentTask:
-    return AgentTask(tid, "code", depends_on=tuple(deps), **kw)  # type: ignore[arg-type]
 
 
 class Meter:
@@ -85,7 +82,7 @@ async def test_batch_runs_tasks_at_the_same_time() -> None:
         return ctx.task.id.upper()
 
     async with Orchestrator([agent("pool", work, concurrency=4)], config(max_concurrency=4)) as o:
-        batch = await o.execute_batch([T(f"t{i}") for i in range(4)], name="par")
+        batch = await o.execute_batch([task(f"t{i}") for i in range(4)], name="par")
     assert batch.ok
     assert [r.output for r in batch.results] == ["T0", "T1", "T2", "T3"]
     assert batch.peak_parallelism == 4
@@ -105,7 +102,7 @@ async def test_parallelism_is_bounded_by_max_concurrency() -> None:
 
     orch = Orchestrator([agent("pool", work, concurrency=10)], config(max_concurrency=2))
     async with orch:
-        handle = await orch.submit([T(f"t{i}") for i in range(6)])
+        handle = await orch.submit([task(f"t{i}") for i in range(6)])
         await asyncio.wait_for(meter.at(2).wait(), BARRIER_S)
         # Routing is decided synchronously: with two running, the rest wait in the queue.
         states = [orch.scheduler.task(handle.run_id, f"t{i}").state for i in range(6)]
@@ -134,7 +131,7 @@ async def test_parallelism_is_bounded_by_agent_slots() -> None:
         [agent("a", work, prof=0.9), agent("b", work, prof=0.5)], config(max_concurrency=10)
     )
     async with orch:
-        handle = await orch.submit([T(f"t{i}") for i in range(4)])
+        handle = await orch.submit([task(f"t{i}") for i in range(4)])
         await asyncio.wait_for(meter.at(2).wait(), BARRIER_S)
         assert sorted(where) == ["a", "b"]  # one slot each
         assert orch.scheduler.running == 2
@@ -154,7 +151,7 @@ async def test_sync_functions_run_in_worker_threads_in_parallel() -> None:
         return threading.get_ident() != main
 
     async with Orchestrator([agent("sync", blocking, concurrency=2)], config()) as orch:
-        batch = await orch.execute_batch([T("a"), T("b")])
+        batch = await orch.execute_batch([task("a"), task("b")])
     assert batch.ok, [r.error for r in batch.results]
     assert [r.output for r in batch.results] == [True, True]
 
@@ -171,7 +168,7 @@ async def test_upstream_outputs_are_passed_to_dependents() -> None:
             return sum(ctx.upstream.values())  # type: ignore[arg-type]
         return ctx.task.input
 
-    tasks = [T("a", input=2), T("b", input=3), T("sum", "a", "b")]
+    tasks = [task("a", input=2), task("b", input=3), task("sum", "a", "b")]
     async with Orchestrator([agent("calc", work, concurrency=2)], config()) as orch:
         batch = await orch.execute_batch(tasks)
     assert batch.result("sum").output == 5
@@ -195,13 +192,13 @@ async def test_execute_concurrent_returns_the_result_or_raises_run_failed() -> N
 
     async with Orchestrator([agent("w", work, concurrency=2)], config()) as orch:
         r1, r2 = await asyncio.gather(
-            orch.execute_concurrent(T("x")), orch.execute_concurrent(T("y"))
+            orch.execute_concurrent(task("x")), orch.execute_concurrent(task("y"))
         )
         assert isinstance(r1, TaskResult)
         assert (r1.output, r2.output) == ("did x", "did y")
         assert r1.ok
         with pytest.raises(RunFailed, match="task 'z' ended failed") as info:
-            await orch.execute_concurrent(T("z", input="fail", max_attempts=2))
+            await orch.execute_concurrent(task("z", input="fail", max_attempts=2))
     res = info.value.result
     assert isinstance(res, TaskResult)
     assert res.state is TaskState.FAILED
@@ -218,12 +215,12 @@ async def test_invalid_batch_is_refused_and_nothing_runs() -> None:
 
     async with Orchestrator([agent("w", work)], config()) as orch:
         with pytest.raises(UnknownCapabilityError, match="known capabilities: code"):
-            await orch.submit([T("a"), AgentTask("b", "design")])
+            await orch.submit([task("a"), AgentTask("b", "design")])
         with pytest.raises(WorkflowError, match="unknown task 'nope'"):
-            await orch.submit([T("a"), T("b", "nope")])
+            await orch.submit([task("a"), task("b", "nope")])
         assert orch.scheduler.runs == {}
         assert orch.scheduler.queued == 0
-        batch = await orch.execute_batch([T("ok")])
+        batch = await orch.execute_batch([task("ok")])
     assert batch.ok
     assert calls == 1
 
@@ -291,7 +288,7 @@ async def test_event_stream_reports_running_succeeded_and_the_run_end() -> None:
 
     seen_by_callback: list[Event] = []
     async with Orchestrator([agent("w", work, concurrency=2)], config()) as orch:
-        handle = await orch.submit([T("a"), T("b", "a")], on_event=seen_by_callback.append)
+        handle = await orch.submit([task("a"), task("b", "a")], on_event=seen_by_callback.append)
         stream = handle.events()
         events = [e async for e in stream]
         assert handle.done()
@@ -324,7 +321,7 @@ async def test_events_report_retries_failures_and_skips() -> None:
         raise RuntimeError(f"no luck on {ctx.agent}")
 
     async with Orchestrator([agent("a", work), agent("b", work, prof=0.4)], config()) as orch:
-        handle = await orch.submit([T("x", max_attempts=2), T("y", "x")])
+        handle = await orch.submit([task("x", max_attempts=2), task("y", "x")])
         events = [e async for e in handle.events()]
     states = [(e.task_id, e.state, e.agent) for e in events if e.kind == "task"]
     assert states == [
@@ -348,7 +345,7 @@ async def test_raising_function_is_retried_on_another_agent_then_fails() -> None
 
     orch = Orchestrator([agent("alpha", work, prof=0.9), agent("beta", work, prof=0.6)], config())
     async with orch:
-        batch = await orch.execute_batch([T("t", max_attempts=3), T("after", "t")])
+        batch = await orch.execute_batch([task("t", max_attempts=3), task("after", "t")])
     t = batch.result("t")
     assert t.state is TaskState.FAILED
     assert [(a.number, a.agent, a.outcome) for a in t.attempts] == [
@@ -376,7 +373,7 @@ async def test_a_retry_succeeds_on_the_fallback_agent() -> None:
 
     orch = Orchestrator([agent("alpha", flaky, prof=0.9), agent("beta", flaky, prof=0.6)], config())
     async with orch:
-        result = await orch.execute_concurrent(T("t"))
+        result = await orch.execute_concurrent(task("t"))
     assert result.output == "done by beta"
     assert [(a.agent, a.outcome) for a in result.attempts] == [
         ("alpha", Outcome.ERROR),
@@ -398,7 +395,10 @@ async def test_timeout_is_told_apart_from_an_error() -> None:
 
     async with Orchestrator([agent("w", work, concurrency=2)], config()) as orch:
         batch = await orch.execute_batch(
-            [T("slow", timeout_s=0.2, max_attempts=1), T("raises", timeout_s=30, max_attempts=1)]
+            [
+                task("slow", timeout_s=0.2, max_attempts=1),
+                task("raises", timeout_s=30, max_attempts=1),
+            ]
         )
     slow, raises = batch.result("slow"), batch.result("raises")
     assert slow.attempts[0].outcome is Outcome.TIMEOUT
@@ -413,7 +413,7 @@ async def test_default_timeout_applies_to_tasks_without_their_own() -> None:
         await asyncio.Event().wait()
 
     async with Orchestrator([agent("w", work)], config(default_timeout_s=0.1)) as orch:
-        batch = await orch.execute_batch([T("t", max_attempts=1)])
+        batch = await orch.execute_batch([task("t", max_attempts=1)])
     assert batch.result("t").attempts[0].outcome is Outcome.TIMEOUT
 
 
@@ -433,12 +433,12 @@ async def test_cancel_stops_a_running_coroutine_and_skips_dependents() -> None:
             raise
 
     async with Orchestrator([agent("w", work)], config()) as orch:
-        handle = await orch.submit([T("long"), T("next", "long")])
+        handle = await orch.submit([task("long"), task("next", "long")])
         await asyncio.wait_for(started.wait(), BARRIER_S)
         await handle.cancel(["long"])
         batch = await asyncio.wait_for(handle.result(), BARRIER_S)
         assert stopped.is_set()
-        assert orch._inflight == {}
+        assert len(orch._attempts) == 0
     assert batch.result("long").state is TaskState.CANCELLED
     assert batch.result("long").attempts[0].outcome is Outcome.CANCELLED
     assert batch.result("next").state is TaskState.SKIPPED
@@ -461,10 +461,10 @@ async def test_aclose_stops_running_attempts_and_fails_their_runs() -> None:
 
     orch = Orchestrator([agent("w", work, concurrency=2)], config())
     async with orch:
-        handle = await orch.submit([T("a"), T("b"), T("c", "a")])
+        handle = await orch.submit([task("a"), task("b"), task("c", "a")])
         await asyncio.wait_for(meter.at(2).wait(), BARRIER_S)
     assert sorted(stopped) == ["a", "b"]
-    assert orch._inflight == {}
+    assert len(orch._attempts) == 0
     # A waiter on the run is told, rather than left waiting for work that will never run.
     assert handle.done()
     with pytest.raises(RunFailed, match="closed before run") as info:
@@ -474,7 +474,7 @@ async def test_aclose_stops_running_attempts_and_fails_their_runs() -> None:
     assert partial.result("c").state is TaskState.PENDING
     assert [e async for e in handle.events()] == []
     with pytest.raises(RuntimeError, match="closed"):
-        await orch.submit([T("d")])
+        await orch.submit([task("d")])
 
 
 async def test_decisions_are_kept_with_times_relative_to_the_run() -> None:
@@ -482,7 +482,7 @@ async def test_decisions_are_kept_with_times_relative_to_the_run() -> None:
         return 1
 
     async with Orchestrator([agent("w", work)], config()) as orch:
-        batch = await orch.execute_batch([T("short"), T("long"), T("l2", "long")])
+        batch = await orch.execute_batch([task("short"), task("long"), task("l2", "long")])
     kinds = [d.type for d in batch.decisions]
     # The pool's start-up comes first: the agent's instance is spawned for the run.
     assert kinds[0] == "spawn_agent"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from metaagent.core.pool import HealthPolicy
+from metaagent.core.health import HealthPolicy
 from metaagent.core.retry import RetryPolicy
 from metaagent.core.routing import RoutingWeights
 from metaagent.core.scaling import PoolPolicy
@@ -16,26 +16,37 @@ if TYPE_CHECKING:
 
     from metaagent.core.learning import RoutingMode
 
+# The core's defaults, which the runtime keeps where it does not set its own: each default is
+# written once, in the layer that owns the knob.
+_CORE = SchedulerConfig()
+
 
 @dataclass(frozen=True, slots=True)
 class OrchestratorConfig:
-    """How an orchestrator runs. Units are in the names; every field has a default."""
+    """How an orchestrator runs. Units are in the names; every field has a default.
 
-    max_concurrency: int = 16
-    max_queued: int = 10_000
-    default_timeout_s: float | None = None
+    The scheduling knobs are the core's (``SchedulerConfig``, ``PoolPolicy``, ``HealthPolicy``,
+    ``RetryPolicy``); this layer adds the task timeout, the agents' working directory and the
+    backend that runs the attempts.
+    """
+
+    max_concurrency: int = 16  # attempts running at once, over all agents
+    max_queued: int = _CORE.max_queued  # accepted, unfinished tasks over all runs
+    default_timeout_s: float | None = None  # for a task without its own; None: no limit
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    routing: RoutingMode = "deterministic"
+    routing: RoutingMode = _CORE.routing
     weights: RoutingWeights = field(default_factory=RoutingWeights)
-    seed: int = 0
-    workdir: str = "."
+    seed: int = _CORE.seed
+    workdir: str = "."  # the directory the agents work in
+    backend: str = "local"  # how attempts execute (``metaagent.backends.base.BACKENDS``)
     pool: PoolPolicy = field(default_factory=PoolPolicy)
     health: HealthPolicy = field(default_factory=HealthPolicy)
-    capability_limits: Mapping[str, int] = field(default_factory=dict)
-    resource_limits: Mapping[str, int] = field(default_factory=dict)
-    aging_interval_s: float = 300.0
+    capability_limits: Mapping[str, int] = field(default_factory=dict)  # running at once
+    resource_limits: Mapping[str, int] = field(default_factory=dict)  # holders at once
+    aging_interval_s: float = _CORE.aging_interval_s  # each interval waited: +1 priority
 
     def scheduler_config(self) -> SchedulerConfig:
+        """The core's part of this config; the knobs this layer does not set keep its defaults."""
         return SchedulerConfig(
             max_concurrency=self.max_concurrency,
             max_queued=self.max_queued,

@@ -35,12 +35,10 @@ class RunHandle:
         self.decisions: list[Decision] = []
         self._subs: list[Subscription] = []
         self._callbacks: list[EventCallback] = []
-        self._listening = False  # anyone subscribed: events are only built when someone listens
+        # Anyone subscribed: events are only built when someone listens. A plain attribute
+        # (read on the hot path, once per output), set by the subscription methods only.
+        self.listening = False
         self._done = asyncio.get_running_loop().create_future()
-
-    @property
-    def listening(self) -> bool:
-        return self._listening
 
     def events(self) -> Subscription:
         """Subscribe now: the iterator yields every event from here on and ends with the run."""
@@ -49,13 +47,13 @@ class RunHandle:
             sub.close()
         else:
             self._subs.append(sub)
-            self._listening = True
+            self.listening = True
         return sub
 
     def on_event(self, callback: EventCallback) -> None:
         """Call ``callback`` synchronously for every event from here on."""
         self._callbacks.append(callback)
-        self._listening = True
+        self.listening = True
 
     def publish(self, event: Event) -> None:
         for sub in self._subs:
@@ -74,7 +72,9 @@ class RunHandle:
     async def cancel(self, task_ids: Iterable[str] | None = None) -> None:
         await self._orch.cancel(self.run_id, task_ids)
 
-    def _finish(self, error: BaseException | None = None) -> None:
+    def settle(self, error: BaseException | None = None) -> None:
+        """End the run for its waiters: ``result()`` returns, or raises ``error``. Called by the
+        orchestrator that owns the run; later calls change nothing."""
         if not self._done.done():
             if error is None:
                 self._done.set_result(None)
@@ -86,4 +86,4 @@ class RunHandle:
         for sub in self._subs:
             sub.close()
         self._subs.clear()
-        self._listening = bool(self._callbacks)
+        self.listening = bool(self._callbacks)

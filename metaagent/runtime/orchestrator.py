@@ -11,40 +11,39 @@ import uuid
 from typing import TYPE_CHECKING
 
 from metaagent import crashpoints
-from metaagent.agents.base import AttemptContext
-from metaagent.agents.function import FunctionRunner
-from metaagent.backends.supervisor import LongLivedRunner, Supervisor
+from metaagent.backends.base import InstanceHooks, load_backend
 from metaagent.clock import Clock, SystemClock
 from metaagent.core.decisions import (
     CancelTask,
     Decision,
     DecomposeTask,
-    FailTask,
     Output,
-    RetryTask,
     RouteTask,
     RunCompleted,
-    SkipTask,
     SpawnAgent,
     TaskCompleted,
-    TerminateAgent,
 )
 from metaagent.core.scheduler.scheduler import Scheduler
 from metaagent.core.tasks import AgentTask, Outcome, TaskResult, TaskState
-from metaagent.errors import AgentCrash, RunFailed, VerificationFailed, WorkflowError
+from metaagent.errors import RunFailed
 from metaagent.gcpause import Freeze, paused_gc
 from metaagent.journal.base import JournalError
+from metaagent.journal.null import NullJournal
 from metaagent.report.batch import BatchResult, aggregate
+from metaagent.runtime.attempts import Attempts
 from metaagent.runtime.config import OrchestratorConfig
-from metaagent.runtime.events import Event
 from metaagent.runtime.handle import EventCallback, RunHandle
-from metaagent.runtime.verify import verify_output
+from metaagent.runtime.instances import carry_out
+from metaagent.runtime.journaled import known_run, read_settled, restore_run
+from metaagent.runtime.sinks import EventSink, JournalSink, Sink, ends_task
 
 __all__ = ["EventCallback", "Orchestrator", "OrchestratorConfig", "RunHandle"]
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
+    from metaagent.agents.base import AttemptContext
+    from metaagent.backends.base import Backend
     from metaagent.core.scheduler.records import RunRecord
     from metaagent.core.specs import AgentSpec
     from metaagent.journal.base import DeferredPart, Journal
@@ -68,23 +67,39 @@ class Orchestrator:
         self.config = config or OrchestratorConfig()
         self.clock = clock or SystemClock()
         self.scheduler = Scheduler(self.config.scheduler_config())
-        self.journal = journal
+        # Without a journal nothing is recorded: a null journal, so there is no "is there one".
+        self.journal: Journal = NullJournal() if journal is None else journal
         now = self.clock.now()
         self._spawns: list[SpawnAgent] = []
         for spec in agents:
             for d in self.scheduler.add_spec(spec, now):
                 assert isinstance(d, SpawnAgent)
                 self._spawns.append(d)
-        self._supervisor: Supervisor | None = None
+        cfg = self.config
+        hooks = InstanceHooks(self._agent_ready, self._agent_lost, self._agent_stopped)
+        self._backend: Backend = load_backend(
+            cfg.backend, cfg.health, self.clock, cfg.workdir, hooks
+        )
+        self._attempts = Attempts(
+            self.scheduler, self._backend, cfg, self._finished, self._bookkeeping_failed
+        )
+        self._agents_started = False
         self._early: list[Decision] = []  # pool decisions made while no run was going
-        if journal is not None:
-            # What earlier runs learned about the agents feeds this run's routing.
-            for spec_name, cap, arm in journal.load_stats():
-                self.scheduler.learning.load(spec_name, cap, arm)
+        # What earlier runs learned about the agents feeds this run's routing.
+        for spec_name, cap, arm in self.journal.load_stats():
+            self.scheduler.learning.load(spec_name, cap, arm)
+        self._record: Sink = Sink() if journal is None else JournalSink(self.journal)
+        self._publish: Sink = EventSink()
+        self._handlers: dict[type, Callable[[Output], None]] = {
+            RouteTask: self._on_route,
+            TaskCompleted: self._on_completed,
+            RunCompleted: self._on_run_completed,
+            DecomposeTask: self._on_decomposed,
+            CancelTask: self._on_cancelled,
+        }
         self._handles: dict[str, RunHandle] = {}
         self._loop: asyncio.AbstractEventLoop  # the loop of the runs: set when one starts
-        self._launches: list[RouteTask] = []
-        self._inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._launches: list[RouteTask] = []  # routed, to start once the journal has them
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._dispatch_pending = False
@@ -106,27 +121,22 @@ class Orchestrator:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        tasks = list(self._inflight.values())
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        self._inflight.clear()
+        await self._attempts.aclose()
         if self._unread and self._failure is None:
             self._read_rest(closing=True)  # so that partial results name every task
         for h in self._handles.values():
             if not h.done():
                 # Whoever awaits result() must not wait forever for work that will not run.
                 partial = self.batch_result(h.run_id)
-                h._finish(
+                h.settle(
                     RunFailed(
                         f"the orchestrator was closed before run {h.run_id!r} finished",
                         result=partial,
                     )
                 )
-        if self._supervisor is not None:
-            await self._supervisor.aclose(list(self.scheduler.agents.values()))
-        if self.journal is not None and self._failure is None:
+        if self._agents_started:
+            await self._backend.aclose(list(self.scheduler.agents.values()))
+        if self._failure is None:
             self._commit()
         self._frozen.release()
 
@@ -152,51 +162,24 @@ class Orchestrator:
         """
         if self._closed:
             raise RuntimeError("this orchestrator is closed") from self._failure
-        journal = self.journal
-        if journal is not None:
-            known = self._known_run(tasks, key)
-            if known is not None:
-                if known in self._handles:
-                    return self._handles[known]
-                return await self.resume(known, on_event=on_event)
+        known = known_run(self.journal, tasks, key)
+        if known is not None:
+            if known in self._handles:
+                return self._handles[known]
+            return await self.resume(known, on_event=on_event)
         rid = run_id or f"run-{uuid.uuid4().hex[:10]}"
         now = self.clock.now()
         sched = self.scheduler
         with paused_gc():  # one bulk build of records: no collector passes in the middle of it
             run = sched.prepare(rid, tasks, now, name=name, where=where)
-        if journal is not None:
-            journal.open_run(
-                rid, run.name, tasks, key=key, source=source, workdir=self.config.workdir
-            )
-        return self._start_run(run, now, on_event)
-
-    def _known_run(self, tasks: Sequence[AgentTask], key: str | None) -> str | None:
-        journal = self.journal
-        assert journal is not None
-        if key is not None:
-            found = journal.find_unfinished(key)
-            if found is not None:
-                return found
-        keyed = [t.key for t in tasks if t.key is not None]
-        if not keyed:
-            return None
-        holders = {journal.find_task(k) for k in keyed}
-        runs = {h[0] for h in holders if h is not None}
-        if not runs:
-            return None
-        if len(runs) == 1 and None not in holders and len(keyed) == len(tasks):
-            return runs.pop()
-        raise WorkflowError(
-            "some idempotency keys of this batch are already journaled (in run "
-            + ", ".join(sorted(runs))
-            + ") and some are not: resubmit the same batch, or use new keys"
+        self.journal.open_run(
+            rid, run.name, tasks, key=key, source=source, workdir=self.config.workdir
         )
+        return self._start_run(run, now, on_event)
 
     async def resume(self, run_id: str, *, on_event: EventCallback | None = None) -> RunHandle:
         """Resume a journaled run: finished tasks keep their results (and feed dependents);
         attempts that were in flight are routed again."""
-        if self.journal is None:
-            raise RuntimeError("resume needs a journal")
         if run_id in self._handles:
             return self._handles[run_id]
         # Rebuilding a large run makes objects by the hundred thousand, none of them cyclic:
@@ -204,24 +187,8 @@ class Orchestrator:
         with paused_gc():
             # Lazily: the tasks that succeeded (outside decompositions) are read back after
             # the first dispatch turn, so work starts again without waiting for them.
-            stored = self.journal.load_run(run_id, decisions=False, lazy=True)
-            part = stored.deferred
             now = self.clock.now()
-            run = self.scheduler.restore(
-                run_id,
-                stored.tasks,
-                now,
-                name=stored.info.name,
-                results=stored.results,
-                attempts=stored.attempts,
-                settled=None if part is None else part.outputs,
-                order=None if part is None else part.order,
-                last_at=None if part is None else part.last_at,
-            )
-            for tid, seen in stored.attempts.items():
-                for a in seen:
-                    if a.outcome is Outcome.LOST:
-                        self.journal.attempt_finished(run_id, tid, a)
+            run, part = restore_run(self.scheduler, self.journal, run_id, now)
             handle = self._start_run(run, now, on_event)
             if part is not None:
                 self._unread.append((run_id, part))
@@ -233,22 +200,12 @@ class Orchestrator:
         """Read back the settled tasks of runs resumed lazily, now that work is under way (or
         the orchestrator is closing and reports what it has)."""
         pending, self._unread = self._unread, []
-        journal = self.journal
-        if not pending:
-            return
         for run_id, part in pending:
-            if (self._closed and not closing) or journal is None:
+            if self._closed and not closing:
                 return
             try:
                 with paused_gc():
-                    rest = part.read()
-                    outs = self.scheduler.restore_rest(
-                        run_id,
-                        rest.tasks,
-                        self.clock.now(),
-                        results=rest.results,
-                        attempts=rest.attempts,
-                    )
+                    outs = read_settled(self.scheduler, run_id, part, self.clock.now())
                     if self.scheduler.runs[run_id].finished_at is None:
                         self._frozen.hold(run_id)  # the settled records join the others
             except JournalError as exc:
@@ -268,8 +225,7 @@ class Orchestrator:
         early, self._early = self._early, []
         for d in early:
             handle.decisions.append(d)
-            if self.journal is not None:
-                self.journal.decision(run.id, d, d.at - handle.started_at)
+            self._record.decided(handle, d, None)
         with paused_gc():  # every root task is queued at once
             self._apply(self.scheduler.accept(run, now))
         # Dispatch on the next loop turn, so a caller can subscribe to events() first.
@@ -308,15 +264,7 @@ class Orchestrator:
 
     def task_states(self, run_id: str) -> dict[str, TaskState]:
         """Every task of a run with its state now (a resumed run's finished tasks included)."""
-        run = self.scheduler.runs[run_id]
-        if run.unread is not None:  # a lazy resume: the settled tasks are known by id so far
-            done, records = TaskState.SUCCEEDED, run.tasks
-            states = {
-                tid: records[tid].state if tid in records else done for tid in run.unread.order
-            }
-            states.update((tid, rec.state) for tid, rec in records.items())
-            return states
-        return {tid: rec.state for tid, rec in run.tasks.items()}
+        return self.scheduler.task_states(run_id)
 
     def waiting(self) -> dict[str, str]:
         """Capabilities whose queued tasks no live agent can serve now, with the reason."""
@@ -350,16 +298,9 @@ class Orchestrator:
     # --- agent instances ----------------------------------------------------------------------
 
     def _start_agents(self) -> None:
-        """Create the supervisor (needs a running loop) and start the initial instances."""
-        if self._supervisor is None:
-            self._supervisor = Supervisor(
-                self.config.health,
-                self.clock,
-                self.config.workdir,
-                on_ready=self._agent_ready,
-                on_lost=self._agent_lost,
-                on_stopped=self._agent_stopped,
-            )
+        """Start the initial instances, with the first run (the loop is running now)."""
+        if not self._agents_started:
+            self._agents_started = True
             spawns, self._spawns = self._spawns, []
             self._apply(list(spawns))
 
@@ -383,121 +324,80 @@ class Orchestrator:
             self._early.append(d)
         for h in active:
             h.decisions.append(d)
-            if self.journal is not None:
-                self.journal.decision(h.run_id, d, d.at - h.started_at)
+            self._record.decided(h, d, None)
             if h.listening:
-                h.publish(Event("decision", d.at - h.started_at, h.run_id, None, None,
-                                d.agent, d.reason, d))  # fmt: skip
-        sup = self._supervisor
-        if sup is None:
-            return
-        if isinstance(d, SpawnAgent):
-            inst = self.scheduler.agents.get(d.instance)
-            if inst is not None and sup.spawn(inst):
-                self.scheduler.agent_ready(d.instance, d.at)
-        elif isinstance(d, TerminateAgent):
-            inst = self.scheduler.agents.get(d.instance)
-            if inst is None and d.lost:
-                # Already gone from the pool: make sure its process is gone too.
-                spec_runner = self._runner_of(d.spec)
-                if isinstance(spec_runner, LongLivedRunner):
-                    spec_runner.kill(d.instance, d.reason)
-            elif inst is not None:
-                sup.terminate(inst, lost=d.lost)
-
-    def _runner_of(self, spec: str) -> object:
-        pool = self.scheduler.pool.specs.get(spec)
-        return None if pool is None else pool.spec.runner
+                self._publish.decided(h, d, None)
+        if self._agents_started:
+            carry_out(d, self._backend, self.scheduler)
 
     # --- carrying out decisions ---------------------------------------------------------------
 
     def _apply(self, outs: Sequence[Output]) -> None:
         """Record outputs (journal, decision log, events); queue routed attempts for launch."""
-        handles = self._handles
-        journal = self.journal
-        sched = self.scheduler
+        handlers = self._handlers
+        other = self._on_decision
         for o in outs:
-            kind = type(o)
-            if kind is RouteTask:
-                assert isinstance(o, RouteTask)
-                h = handles[o.run_id]  # type: ignore[index]
-                h.decisions.append(o)
-                if journal is not None:
-                    tid = o.task_id or ""
-                    rec = sched.runs[h.run_id].tasks[tid]
-                    journal.attempt_started(h.run_id, tid, rec.attempts[-1])
-                    journal.decision(h.run_id, o, o.at - h.started_at)
-                if h._listening:
-                    h.publish(
-                        Event("task", o.at - h.started_at, h.run_id, o.task_id, "running",
-                              o.spec, o.reason, o)
-                    )  # fmt: skip
-                if journal is None:
-                    self._launch(o)  # nothing to make durable first
-                else:
-                    self._launches.append(o)
-                continue
-            if kind is TaskCompleted:
-                assert isinstance(o, TaskCompleted)
-                h = handles[o.run_id]
-                if journal is None and not h._listening:
-                    continue
-                rec = sched.runs[o.run_id].tasks[o.task_id]
-                if journal is not None:
-                    journal.task_finished(
-                        o.run_id, o.task_id, rec.state, rec.output, None, o.at - h.started_at
-                    )
-                if h._listening:
-                    agent = rec.attempts[-1].agent if rec.attempts else None
-                    h.publish(
-                        Event("task", o.at - h.started_at, o.run_id, o.task_id, "succeeded", agent)
-                    )
-                continue
-            if kind is RunCompleted:
-                assert isinstance(o, RunCompleted)
-                h = handles[o.run_id]
-                if journal is not None:
-                    journal.run_finished(o.run_id)
-                    if not self._commit():
-                        continue
-                if h.listening:
-                    h.publish(Event("run", o.at - h.started_at, o.run_id))
-                h._finish()
-                self._frozen.release(o.run_id)
-                continue
-            assert isinstance(o, Decision)
-            if o.run_id is None:
-                self._pool_decision(o)
-                continue
-            owner = handles.get(o.run_id)
-            if journal is not None and kind is DecomposeTask:
-                assert isinstance(o, DecomposeTask)
-                subs = sched.runs[o.run_id].tasks
-                journal.add_tasks(o.run_id, [subs[c].task for c in o.subtasks])
-            if owner is not None:
-                owner.decisions.append(o)
-                if journal is not None:
-                    journal.decision(owner.run_id, o, o.at - owner.started_at)
-                    if isinstance(o, (FailTask, SkipTask, CancelTask)) and o.task_id is not None:
-                        rec = sched.runs[owner.run_id].tasks[o.task_id]
-                        journal.task_finished(
-                            owner.run_id, o.task_id, rec.state, None, rec.error,
-                            o.at - owner.started_at,
-                        )  # fmt: skip
-                if owner.listening:
-                    owner.publish(self._decision_event(owner, o))
-            if kind is CancelTask:
-                assert isinstance(o, CancelTask)
-                task = self._inflight.pop((o.run_id or "", o.task_id or ""), None)
-                if task is not None:
-                    task.cancel()
-                if o.was_running and journal is not None and owner is not None:
-                    rec = sched.runs[owner.run_id].tasks[o.task_id or ""]
-                    journal.attempt_finished(
-                        owner.run_id,
-                        rec.task.id,
-                        rec.attempts[-1],
-                    )
+            handlers.get(type(o), other)(o)
+
+    def _on_route(self, o: Output) -> None:
+        assert isinstance(o, RouteTask)
+        h = self._handles[o.run_id]  # type: ignore[index]
+        h.decisions.append(o)
+        rec = self.scheduler.runs[h.run_id].tasks[o.task_id]  # type: ignore[index]
+        self._record.routed(h, o, rec)
+        if h.listening:  # events are built only for someone listening
+            self._publish.routed(h, o, rec)
+        self._launches.append(o)  # started once the journal has it (``_dispatch_now``)
+
+    def _on_completed(self, o: Output) -> None:
+        assert isinstance(o, TaskCompleted)
+        h = self._handles[o.run_id]
+        rec = self.scheduler.runs[o.run_id].tasks[o.task_id]
+        self._record.succeeded(h, rec, o.at)
+        if h.listening:
+            self._publish.succeeded(h, rec, o.at)
+
+    def _on_run_completed(self, o: Output) -> None:
+        assert isinstance(o, RunCompleted)
+        h = self._handles[o.run_id]
+        self._record.run_completed(h, o.at)
+        if not self._commit():
+            return
+        if h.listening:
+            self._publish.run_completed(h, o.at)
+        h.settle()
+        self._frozen.release(o.run_id)
+
+    def _on_decision(self, o: Output) -> None:
+        assert isinstance(o, Decision)
+        if o.run_id is None:
+            self._pool_decision(o)
+            return
+        owner = self._handles.get(o.run_id)
+        if owner is None:
+            return
+        owner.decisions.append(o)
+        rec = self.scheduler.runs[o.run_id].tasks[o.task_id] if ends_task(o) else None  # type: ignore[index]
+        self._record.decided(owner, o, rec)
+        if owner.listening:
+            self._publish.decided(owner, o, rec)
+
+    def _on_decomposed(self, o: Output) -> None:
+        assert isinstance(o, DecomposeTask)
+        owner = self._handles.get(o.run_id or "")
+        if owner is not None:
+            subs = self.scheduler.runs[owner.run_id].tasks
+            self._record.expanded(owner, [subs[c].task for c in o.subtasks])
+        self._on_decision(o)
+
+    def _on_cancelled(self, o: Output) -> None:
+        assert isinstance(o, CancelTask)
+        self._on_decision(o)
+        self._attempts.stop(o.run_id or "", o.task_id or "")
+        owner = self._handles.get(o.run_id or "")
+        if o.was_running and owner is not None:
+            rec = self.scheduler.runs[owner.run_id].tasks[o.task_id or ""]
+            self._record.attempt_ended(owner, rec.task.id, rec.attempts[-1])
 
     def _commit(self) -> bool:
         """Make journaled records durable (one transaction) and persist learned statistics.
@@ -505,17 +405,10 @@ class Orchestrator:
         If the journal cannot be written, nothing more may run unrecorded: every open run fails
         with the journal's error and this returns False.
         """
-        journal = self.journal
-        if journal is None:
-            return True
         if self._failure is not None:
             return False
-        learning = self.scheduler.learning
-        dirty = learning.drain_dirty()
-        if dirty:
-            journal.save_stats((s, c, learning.arms[(s, c)]) for s, c in dirty)
         try:
-            journal.flush()
+            self._record.commit(self.scheduler.learning)
         except JournalError as exc:
             self._journal_failed(exc)
             return False
@@ -527,85 +420,19 @@ class Orchestrator:
         self._launches.clear()
         if self._timer is not None:
             self._timer.cancel()
-        for task in self._inflight.values():
-            task.cancel()
+        self._attempts.stop_all()
         for h in self._handles.values():
-            h._finish(exc)
+            h.settle(exc)
         self._frozen.release()
 
-    @staticmethod
-    def _decision_event(h: RunHandle, d: Decision) -> Event:
-        at = d.at - h.started_at
-        if isinstance(d, RetryTask):
-            return Event("task", at, h.run_id, d.task_id, "retrying", d.failed_agent, d.reason, d)
-        if isinstance(d, SkipTask):
-            return Event("task", at, h.run_id, d.task_id, "skipped", None, d.reason, d)
-        if isinstance(d, CancelTask):
-            return Event("task", at, h.run_id, d.task_id, "cancelled", None, d.reason, d)
-        if d.type == "fail_task":
-            return Event("task", at, h.run_id, d.task_id, "failed", None, d.reason, d)
-        return Event("decision", at, h.run_id, d.task_id, None, d.agent, d.reason, d)
+    # --- attempts -----------------------------------------------------------------------------
 
-    def _launch(self, d: RouteTask) -> None:
-        sched = self.scheduler
-        run = sched.runs[d.run_id]  # type: ignore[index]
-        rec = run.tasks[d.task_id]  # type: ignore[index]
-        if rec.state is not TaskState.RUNNING or rec.attempt != d.attempt:
-            return  # cancelled between the decision and its launch
-        task = rec.task
-        inst = sched.agents[d.instance]
-        upstream = {dep: run.output_of(dep) for dep in task.depends_on}
-        ctx = AttemptContext(
-            task, run.id, d.attempt, d.spec, d.instance, upstream, self.config.workdir,
-            rec.feedback,
-        )  # fmt: skip
-        timeout = task.timeout_s if task.timeout_s is not None else self.config.default_timeout_s
-        coro = self._attempt(ctx, inst.spec.runner, timeout)
-        self._inflight[(run.id, task.id)] = self._loop.create_task(coro)
-
-    async def _attempt(self, ctx: AttemptContext, runner: object, limit_s: float | None) -> None:
-        task = ctx.task
-        output: object = None
-        error: str | None = None
-        outcome = Outcome.SUCCEEDED
-        run = getattr(runner, "run")  # noqa: B009 - the Runner protocol, looked up once
-        if type(runner) is FunctionRunner and runner.is_async:
-            run = runner.fn  # call the coroutine function itself: one frame less per attempt
-        try:
-            if limit_s is None:
-                output = await run(ctx)
-            else:
-                try:
-                    async with asyncio.timeout(limit_s) as scope:
-                        output = await run(ctx)
-                except TimeoutError:
-                    if not scope.expired():
-                        raise
-                    outcome = Outcome.TIMEOUT
-                    error = f"timed out after {limit_s:g}s; the attempt was stopped"
-            if outcome is Outcome.SUCCEEDED and task.verify is not None:
-                await verify_output(task.verify, task, output, self.config.workdir)
-        except asyncio.CancelledError:
-            # Cancelled by cancel() or shutdown: the scheduler already recorded the outcome.
-            raise
-        except VerificationFailed as exc:
-            outcome, error = Outcome.VERIFY_FAILED, str(exc)
-        except AgentCrash as exc:
-            outcome, error = Outcome.CRASH, str(exc)
-        except Exception as exc:
-            outcome, error = Outcome.ERROR, f"{type(exc).__name__}: {exc}"
-        key = (ctx.run_id, task.id)
-        if self._inflight.get(key) is asyncio.current_task():
-            del self._inflight[key]
-        try:
-            self._finished(ctx, outcome, output, error)
-        except Exception as exc:
-            # A failure of the bookkeeping itself (a bug): fail every waiting run loudly
-            # rather than leave it hanging.
-            failure = RuntimeError(f"the orchestrator failed while finishing an attempt: {exc!r}")
-            for h in self._handles.values():
-                h._finish(failure)
-            raise
+    def _bookkeeping_failed(self, exc: Exception) -> None:
+        """Finishing an attempt failed (a bug): fail every waiting run loudly rather than leave
+        it hanging."""
+        failure = RuntimeError(f"the orchestrator failed while finishing an attempt: {exc!r}")
+        for h in self._handles.values():
+            h.settle(failure)
 
     def _finished(
         self, ctx: AttemptContext, outcome: Outcome, output: object, error: str | None
@@ -621,15 +448,14 @@ class Orchestrator:
             output=output if outcome is Outcome.SUCCEEDED else None,
             error=error,
         )
-        journal = self.journal
-        if outs and journal is not None:
-            rec = sched.runs[ctx.run_id].tasks[task.id]
-            ended = next(a for a in reversed(rec.attempts) if a.number == ctx.attempt)
-            journal.attempt_finished(ctx.run_id, task.id, ended)
+        if outs:
+            self._record.attempt_finished(sched.runs[ctx.run_id].tasks[task.id], ctx.attempt)
         self._apply(outs)
         crashpoints.hit("after_result_before_commit")
         # One dispatch per loop turn serves every attempt that finished in it.
         self._schedule_dispatch()
+
+    # --- the dispatch loop --------------------------------------------------------------------
 
     def _schedule_dispatch(self) -> None:
         if not self._dispatch_pending:
@@ -643,19 +469,21 @@ class Orchestrator:
             return
         with paused_gc():  # a turn builds a burst of records: collect after it, not during
             self._apply(self.scheduler.tick(self.clock.now()))
-            if self.journal is not None and not self._commit():
+            if not self._commit():
                 return
-        if self.journal is not None:
-            crashpoints.hit("after_commit_before_dispatch")
+        crashpoints.hit("after_commit_before_dispatch")
         launches, self._launches = self._launches, []
+        start = self._attempts.start
         for d in launches:
-            self._launch(d)
+            start(d)
         self._arm_timer()
         if self._unread:
             # After the attempts just launched have taken their first step.
             self._loop.call_soon(self._read_rest)
 
     def _arm_timer(self) -> None:
+        """Wake at the scheduler's next due time. The wait is a loop timer: on a loop driven by
+        the injected clock (``runtime.virtual``) it passes in virtual time."""
         wake = self.scheduler.next_wakeup()
         if wake is None or (self._timer_at is not None and self._timer_at <= wake):
             return
@@ -663,7 +491,7 @@ class Orchestrator:
             self._timer.cancel()
         delay = max(0.0, wake - self.clock.now())
         self._timer_at = wake
-        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        self._timer = self._loop.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

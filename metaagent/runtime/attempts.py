@@ -1,0 +1,109 @@
+"""The attempts running now: started on the backend, stopped on a cancel or at close, and
+reported back to the orchestrator when they end."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from metaagent.agents.base import AttemptContext
+from metaagent.core.tasks import TaskState
+from metaagent.runtime.verify import verify_output
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from metaagent.backends.base import Backend
+    from metaagent.core.decisions import RouteTask
+    from metaagent.core.scheduler.scheduler import Scheduler
+    from metaagent.core.tasks import AgentTask, Outcome
+    from metaagent.runtime.config import OrchestratorConfig
+
+
+class Attempts:
+    """Every attempt in flight, by (run, task); each is one asyncio task of the run's loop.
+
+    ``on_end(ctx, outcome, output, error)`` hears how each attempt ended, once, unless it was
+    stopped here (whoever stopped it already recorded the outcome); if it raises (a bug in the
+    bookkeeping), ``on_bug(exc)`` is told before the error propagates. It is the backends'
+    ``AttemptReport``.
+    """
+
+    __slots__ = ("_backend", "_config", "_loop", "_on_bug", "_on_end", "_running", "_scheduler")
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        backend: Backend,
+        config: OrchestratorConfig,
+        on_end: Callable[[AttemptContext, Outcome, object, str | None], None],
+        on_bug: Callable[[Exception], None],
+    ) -> None:
+        self._scheduler = scheduler
+        self._backend = backend
+        self._config = config
+        self._on_end = on_end
+        self._on_bug = on_bug
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def start(self, d: RouteTask) -> None:
+        """Start the attempt a ``route_task`` decision made, unless the task was cancelled
+        since; it gets the outputs of its dependencies and the task's time limit."""
+        sched = self._scheduler
+        run = sched.runs[d.run_id]  # type: ignore[index]
+        rec = run.tasks[d.task_id]  # type: ignore[index]
+        if rec.state is not TaskState.RUNNING or rec.attempt != d.attempt:
+            return  # cancelled between the decision and its launch
+        task = rec.task
+        cfg = self._config
+        upstream = {dep: run.output_of(dep) for dep in task.depends_on}
+        ctx = AttemptContext(
+            task, run.id, d.attempt, d.spec, d.instance, upstream, cfg.workdir, rec.feedback
+        )
+        limit_s = task.timeout_s if task.timeout_s is not None else cfg.default_timeout_s
+        runner = sched.agents[d.instance].spec.runner
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        coro = self._backend.attempt(ctx, runner, limit_s, self)
+        self._running[(ctx.run_id, ctx.task.id)] = loop.create_task(coro)
+
+    async def check(self, task: AgentTask, output: object) -> None:
+        assert task.verify is not None
+        await verify_output(task.verify, task, output, self._config.workdir)
+
+    def ended(
+        self, ctx: AttemptContext, outcome: Outcome, output: object, error: str | None
+    ) -> None:
+        key = (ctx.run_id, ctx.task.id)
+        if self._running.get(key) is asyncio.current_task():
+            del self._running[key]
+        try:
+            self._on_end(ctx, outcome, output, error)
+        except Exception as exc:
+            self._on_bug(exc)
+            raise
+
+    def stop(self, run_id: str, task_id: str) -> None:
+        """Stop the attempt of a task, if one is running (its outcome is already recorded)."""
+        task = self._running.pop((run_id, task_id), None)
+        if task is not None:
+            task.cancel()
+
+    def stop_all(self) -> None:
+        """Stop every attempt at once, without waiting."""
+        for task in self._running.values():
+            task.cancel()
+
+    async def aclose(self) -> None:
+        """Stop every attempt and wait until each has stopped (runners kill their processes)."""
+        tasks = list(self._running.values())
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
