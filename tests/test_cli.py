@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
+import pytest
 from test_workflow import CONTRACT  # tests/ is on the path (rootdir conftest)
 
 if TYPE_CHECKING:
@@ -107,9 +109,9 @@ def test_validate_and_agents(tmp_path: Path) -> None:
 def test_pool_knobs_come_from_the_flags_then_the_workflow_then_the_defaults(
     tmp_path: Path,
 ) -> None:
-    from metaagent.cli.app import _config
     from metaagent.core.scaling import PoolPolicy
     from metaagent.workflow.build import parse_workflow
+    from metaagent.workflow.settings import Overrides, orchestrator_config
 
     raw = {
         "name": "w",
@@ -119,17 +121,92 @@ def test_pool_knobs_come_from_the_flags_then_the_workflow_then_the_defaults(
         "tasks": [{"id": "t", "capability": "c"}],
     }  # fmt: skip
     wf = parse_workflow(raw)
-    pool = _config(wf, None, tmp_path).pool
+    n = len(wf.tasks)
+    pool = orchestrator_config(wf.settings, workdir=tmp_path, task_count=n).pool
     defaults = PoolPolicy()
     assert (pool.target_utilisation, pool.scale_up_window_s) == (0.8, 2.0)
     assert pool.utilisation_window_s == defaults.utilisation_window_s
-    pool = _config(
-        wf, None, tmp_path, target_utilisation=0.0, scale_up_window_s=0.0,
-        utilisation_window_s=40.0,
-    ).pool  # fmt: skip
+    flags = Overrides(target_utilisation=0.0, scale_up_window_s=0.0, utilisation_window_s=40.0)
+    pool = orchestrator_config(wf.settings, flags, workdir=tmp_path, task_count=n).pool
     assert (pool.target_utilisation, pool.scale_up_window_s, pool.utilisation_window_s) == (
         0.0, 0.0, 40.0,
     )  # fmt: skip
+
+
+# A flag given wins over the workflow's setting, which wins over the config's default; a zero
+# is given, not missing. The defaults pinned here are the ones `run --help` names.
+# (flag or setting name, where the config holds it, flag, setting, task count, config value)
+PRECEDENCE = [
+    ("max_concurrency",      "max_concurrency",           4,    8,    1,      4),
+    ("max_concurrency",      "max_concurrency",           None, 8,    1,      8),
+    ("max_concurrency",      "max_concurrency",           None, None, 1,      16),
+    ("max_queued",           "max_queued",                7,    9,    20_000, 7),
+    ("max_queued",           "max_queued",                None, 9,    20_000, 9),
+    ("max_queued",           "max_queued",                None, None, 1,      10_000),
+    ("max_queued",           "max_queued",                None, None, 20_000, 20_000),
+    ("max_agents",           "pool.max_agents",           3,    7,    1,      3),
+    ("max_agents",           "pool.max_agents",           None, 7,    1,      7),
+    ("max_agents",           "pool.max_agents",           None, None, 1,      50),
+    ("spawn_threshold",      "pool.spawn_threshold",      0,    4,    1,      0),
+    ("spawn_threshold",      "pool.spawn_threshold",      None, 0,    1,      0),
+    ("spawn_threshold",      "pool.spawn_threshold",      None, None, 1,      5),
+    ("idle_timeout_s",       "pool.idle_timeout_s",       1.5,  9.0,  1,      1.5),
+    ("idle_timeout_s",       "pool.idle_timeout_s",       None, 9.0,  1,      9.0),
+    ("idle_timeout_s",       "pool.idle_timeout_s",       None, None, 1,      60.0),
+    ("target_utilisation",   "pool.target_utilisation",   0.0,  0.8,  1,      0.0),
+    ("target_utilisation",   "pool.target_utilisation",   None, 0.8,  1,      0.8),
+    ("target_utilisation",   "pool.target_utilisation",   None, None, 1,      0.9),
+    ("scale_up_window_s",    "pool.scale_up_window_s",    0.0,  2.0,  1,      0.0),
+    ("scale_up_window_s",    "pool.scale_up_window_s",    None, None, 1,      5.0),
+    ("utilisation_window_s", "pool.utilisation_window_s", 40.0, 10.0, 1,      40.0),
+    ("utilisation_window_s", "pool.utilisation_window_s", None, None, 1,      20.0),
+    # settings no flag overrides
+    ("scale_cooldown_s",     "pool.cooldown_s",           None, 0.0,  1,      0.0),
+    ("scale_cooldown_s",     "pool.cooldown_s",           None, None, 1,      5.0),
+    ("heartbeat_interval_s", "health.heartbeat_interval_s", None, 0.5, 1,     0.5),
+    ("heartbeat_timeout_s",  "health.heartbeat_timeout_s",  None, 4.0, 1,     4.0),
+    ("breaker_failures",     "health.breaker_failures",   None, 1,    1,      1),
+    ("breaker_failures",     "health.breaker_failures",   None, None, 1,      3),
+    ("aging_interval_s",     "aging_interval_s",          None, 60.0, 1,      60.0),
+    ("aging_interval_s",     "aging_interval_s",          None, None, 1,      300.0),
+    ("default_timeout_s",    "default_timeout_s",         None, 30.0, 1,      30.0),
+    ("default_timeout_s",    "default_timeout_s",         None, None, 1,      None),
+    ("routing",              "routing",                   None, "thompson", 1, "thompson"),
+    ("routing",              "routing",                   None, None, 1,      "deterministic"),
+    ("seed",                 "seed",                      None, 7,    1,      7),
+    ("seed",                 "seed",                      None, None, 1,      0),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("knob", "path", "flag", "setting", "task_count", "chosen"), PRECEDENCE)
+def test_the_config_takes_the_flag_then_the_setting_then_the_default(
+    tmp_path: Path,
+    knob: str,
+    path: str,
+    flag: object,
+    setting: object,
+    task_count: int,
+    chosen: object,
+) -> None:
+    from metaagent.workflow.schema import SettingsModel
+    from metaagent.workflow.settings import Overrides, orchestrator_config
+
+    settings = SettingsModel.model_validate({} if setting is None else {knob: setting})
+    flags = Overrides(**({} if flag is None else {knob: flag}))  # type: ignore[arg-type]
+    config = orchestrator_config(settings, flags, workdir=tmp_path, task_count=task_count)
+    assert attrgetter(path)(config) == chosen
+    assert config.workdir == str(tmp_path.resolve())
+
+
+def test_the_limits_come_from_the_workflow(tmp_path: Path) -> None:
+    from metaagent.workflow.schema import SettingsModel
+    from metaagent.workflow.settings import orchestrator_config
+
+    settings = SettingsModel(capability_limits={"gpu": 1}, resource_limits={"db": 2})
+    config = orchestrator_config(settings, workdir=tmp_path, task_count=1)
+    assert (config.capability_limits, config.resource_limits) == ({"gpu": 1}, {"db": 2})
+    config = orchestrator_config(SettingsModel(), workdir=tmp_path, task_count=1)
+    assert (config.capability_limits, config.resource_limits) == ({}, {})
 
 
 def test_a_bad_pool_flag_exits_2_naming_it(tmp_path: Path) -> None:

@@ -1,0 +1,253 @@
+"""``metaagent run`` and ``metaagent resume``: drive one orchestration with live progress, then
+print the summary. Exit 0 if every task succeeded, 1 if not, 2 for invalid input, 130 on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.live import Live
+
+from metaagent.cli.console import ExitCode, err, invalid_input, out
+from metaagent.cli.inputs import (
+    DbOption,
+    DurabilityChoice,
+    DurabilityOption,
+    JsonReportOption,
+    QuietOption,
+    RunIdArgument,
+    WorkflowArgument,
+    load_workflow_file,
+    open_journal,
+    stored_journal,
+)
+from metaagent.cli.progress import ProgressView, agents_table, summary_table
+from metaagent.errors import MetaAgentError, RunFailed
+from metaagent.journal import JournalError
+from metaagent.journal.sqlite import DEFAULT_PATH
+from metaagent.runtime.config import OrchestratorConfig
+from metaagent.runtime.orchestrator import Orchestrator
+from metaagent.workflow.identity import batch_key
+from metaagent.workflow.settings import Overrides, orchestrator_config
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+    from metaagent.journal.sqlite import SqliteJournal
+    from metaagent.report.batch import BatchResult
+    from metaagent.runtime.events import Event
+    from metaagent.runtime.handle import RunHandle
+    from metaagent.workflow.build import Workflow
+
+_DEFAULT = OrchestratorConfig()  # the help texts name its defaults; they are written there once
+_POOL = _DEFAULT.pool
+
+
+def run_command(
+    workflow: WorkflowArgument,
+    json_out: JsonReportOption = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option("--max-concurrency", min=1, help="Tasks running at once.")
+    ] = None,
+    max_agents: Annotated[
+        int | None,
+        typer.Option("--max-agents", min=1, help=f"Agent instances at most ({_POOL.max_agents})."),
+    ] = None,
+    max_queued: Annotated[
+        int | None,
+        typer.Option(
+            "--max-queued",
+            min=1,
+            help=f"Accepted unfinished tasks at most ({_DEFAULT.max_queued:,}).",
+        ),
+    ] = None,
+    spawn_threshold: Annotated[
+        int | None,
+        typer.Option(
+            "--spawn-threshold",
+            min=0,
+            help=f"Queue depth that grows the pool ({_POOL.spawn_threshold}).",
+        ),
+    ] = None,
+    idle_timeout_s: Annotated[
+        float | None,
+        typer.Option(
+            "--idle-timeout",
+            min=0.001,
+            help=f"Idle seconds that stop an instance ({_POOL.idle_timeout_s:g}).",
+        ),
+    ] = None,
+    target_utilisation: Annotated[
+        float | None,
+        typer.Option(
+            "--target-utilisation",
+            min=0.0,
+            max=1.0,
+            help="Retire idle instances while busy slots would fill fewer to this share "
+            f"({_POOL.target_utilisation:g}; 0: never).",
+        ),
+    ] = None,
+    scale_up_window_s: Annotated[
+        float | None,
+        typer.Option(
+            "--scale-up-window",
+            min=0.0,
+            help="Seconds the queue depth is averaged over before it grows the pool "
+            f"({_POOL.scale_up_window_s:g}; 0: now).",
+        ),
+    ] = None,
+    utilisation_window_s: Annotated[
+        float | None,
+        typer.Option(
+            "--utilisation-window",
+            min=0.0,
+            help="Seconds the busy slots are averaged over for the target utilisation "
+            f"({_POOL.utilisation_window_s:g}).",
+        ),
+    ] = None,
+    workdir: Annotated[
+        Path, typer.Option("--workdir", help="Directory the agents work in.")
+    ] = Path("."),
+    quiet: QuietOption = False,
+    db: DbOption = DEFAULT_PATH,
+    durability: DurabilityOption = DurabilityChoice.normal,
+    journal: Annotated[
+        bool, typer.Option("--journal/--no-journal", help="Record the run (to resume it).")
+    ] = True,
+) -> None:
+    """Run a workflow: live progress, then a summary table. Exit 0 if every task succeeded.
+
+    The run is journaled; running the same workflow again after a crash resumes it.
+    """
+    wf = load_workflow_file(workflow)
+    if not workdir.is_dir():
+        raise invalid_input(f"--workdir {workdir}: not a directory")
+    store = open_journal(db, durability) if journal else None
+    flags = Overrides(
+        max_concurrency=max_concurrency,
+        max_queued=max_queued,
+        max_agents=max_agents,
+        spawn_threshold=spawn_threshold,
+        idle_timeout_s=idle_timeout_s,
+        target_utilisation=target_utilisation,
+        scale_up_window_s=scale_up_window_s,
+        utilisation_window_s=utilisation_window_s,
+    )
+    config = orchestrator_config(wf.settings, flags, workdir=workdir, task_count=len(wf.tasks))
+    batch = _drive(_execute(wf, config, quiet=quiet, journal=store), store)
+    _finish(batch, json_out)
+
+
+def resume_command(
+    run_id: RunIdArgument,
+    db: DbOption = DEFAULT_PATH,
+    json_out: JsonReportOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Resume an unfinished run with the agents of the workflow file it came from."""
+    store = stored_journal(db)
+    try:
+        info = store.load_run(run_id).info
+    except KeyError:
+        store.close()
+        raise invalid_input(f"no run {run_id!r} in {db}") from None
+    if info.source is None:
+        store.close()
+        raise invalid_input(f"run {run_id!r} was not started from a workflow file")
+    wf = load_workflow_file(Path(info.source))
+    workdir = Path(info.workdir or ".")
+    config = orchestrator_config(wf.settings, workdir=workdir, task_count=len(wf.tasks))
+    batch = _drive(_execute(wf, config, quiet=quiet, journal=store, resume=run_id), store)
+    _finish(batch, json_out)
+
+
+def _drive(
+    work: Coroutine[object, object, BatchResult], store: SqliteJournal | None
+) -> BatchResult:
+    """Run the orchestration; map failures to exit codes; always close the journal.
+
+    Invalid input (a bad graph, an unknown capability, a full queue) exits 2; a run that could
+    not finish (its journal broke, the orchestrator failed) exits 1; Ctrl-C exits 130.
+    """
+    try:
+        return asyncio.run(work)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted: running attempts were stopped[/]")
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except (JournalError, RunFailed) as exc:
+        err.print(f"[bold red]run failed:[/] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.FAILED) from None
+    except MetaAgentError as exc:
+        raise invalid_input(exc) from None
+    finally:
+        if store is not None:
+            try:
+                store.close()
+            except JournalError as exc:  # already reported above, or reported now
+                err.print(f"[bold red]journal:[/] {exc}", highlight=False)
+
+
+def _finish(batch: BatchResult, json_out: Path | None) -> None:
+    out.print(summary_table(batch, out.width))
+    if len(batch.agents) > 1:
+        out.print(agents_table(batch))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(batch.to_json(), indent=2, default=str) + "\n")
+        out.print(f"report written to {json_out}")
+    raise typer.Exit(ExitCode.OK if batch.ok else ExitCode.FAILED)
+
+
+async def _execute(
+    wf: Workflow,
+    config: OrchestratorConfig,
+    *,
+    quiet: bool,
+    journal: SqliteJournal | None,
+    resume: str | None = None,
+) -> BatchResult:
+    view = ProgressView(len(wf.tasks), wf.agents)
+    live_ok = not quiet and err.is_terminal
+    key = batch_key(wf.name, wf.tasks, config.workdir)
+    async with Orchestrator(wf.agents, config, journal=journal) as orch:
+
+        async def start(on_event: Callable[[Event], None]) -> RunHandle:
+            if resume is not None:
+                handle = await orch.resume(resume, on_event=on_event)
+            else:
+                handle = await orch.submit(
+                    wf.tasks, name=wf.name, key=key, on_event=on_event, source=wf.source
+                )
+            states = orch.task_states(handle.run_id)
+            finished = {tid: st for tid, st in states.items() if st.terminal}
+            if finished and not quiet:
+                err.print(
+                    f"resuming run {handle.run_id}: {len(finished)} of {len(states)} tasks "
+                    "already finished are kept",
+                    highlight=False,
+                )
+            view.state.update({tid: st.value for tid, st in finished.items()})
+            return handle
+
+        if live_ok:
+            with Live(view.render(0.0), console=err, refresh_per_second=8, transient=True) as live:
+                handle = await start(view.on_event)
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                result = asyncio.ensure_future(handle.result())
+                while not result.done():
+                    view.waiting = orch.waiting()
+                    live.update(view.render(loop.time() - t0))
+                    await asyncio.wait([result], timeout=0.125)
+                return result.result()
+
+        def log(ev: Event) -> None:
+            line = view.line(ev)
+            if line is not None and not quiet:
+                err.print(line, highlight=False, markup=False)
+
+        handle = await start(log)
+        return await handle.result()
