@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from metaagent import AgentSpec, FunctionRunner, Runner
+from metaagent.testing import wait_until
 
 
 def _noop(ctx: object) -> None:
@@ -67,42 +67,43 @@ def processes_with(token: str) -> list[int]:
 
 
 async def until(check: Callable[[], bool], limit_s: float = 5.0) -> bool:
-    """Poll ``check`` until it holds (True) or ``limit_s`` passes (False).
+    """``wait_until(check)`` for ``assert await until(check)``: True once ``check()`` holds.
 
-    For states the test cannot be told about, such as a killed process being gone: SIGKILL is
-    delivered asynchronously. The loop keeps running meanwhile, so clean-up it owes can happen.
+    After ``limit_s`` it raises ``StateNotReached``, an ``AssertionError``, rather than return
+    False. For states the test cannot be told about, such as a killed process being gone: SIGKILL
+    is delivered asynchronously. The loop keeps running meanwhile, so clean-up it owes can happen.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not check():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
+    await wait_until(check, timeout_s=limit_s)
     return True
 
 
 @pytest.fixture(name="until")
 def until_fixture() -> Callable[..., Awaitable[bool]]:
-    """``await until(check)``: poll ``check`` until it holds (True) or 5 s pass (False)."""
+    """``assert await until(check)``: True once ``check`` holds; fails the test after 5 s."""
     return until
 
 
 @pytest.fixture
 def wait_dead() -> Callable[[int], Awaitable[bool]]:
-    """Return ``await wait_dead(pid)``: True once the process is dead (within 5 s)."""
+    """Return ``await wait_dead(pid)``: True once the process is dead; fails after 5 s."""
 
     async def check(pid: int) -> bool:
-        return await until(lambda: not process_alive(pid))
+        await wait_until(lambda: not process_alive(pid), what=f"process {pid} dead")
+        return True
 
     return check
 
 
 @pytest.fixture
 def wait_gone() -> Callable[[str], Awaitable[bool]]:
-    """Return ``await wait_gone(token)``: True once no live process has ``token`` in its argv."""
+    """Return ``await wait_gone(token)``: True once no live process has ``token`` in its argv.
+
+    Fails after 5 s.
+    """
 
     async def check(token: str) -> bool:
-        return await until(lambda: not processes_with(token))
+        await wait_until(lambda: not processes_with(token), what=f"no process with {token!r}")
+        return True
 
     return check
 

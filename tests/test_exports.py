@@ -1,4 +1,8 @@
-"""The public names: every one in ``__all__`` exists, is importable, and is listed once."""
+"""The public names: frozen here, each exists, is importable, and is listed once.
+
+``PUBLIC_NAMES`` is today's ``metaagent.__all__``, written out (as trio's ``test_exports`` does):
+adding or dropping a public name is a deliberate edit of this list, not a side effect.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,66 @@ import inspect
 from collections import Counter
 
 import metaagent
+
+PUBLIC_NAMES = [
+    "AgentCrash",
+    "AgentFailure",
+    "AgentSpec",
+    "AgentTask",
+    "Attempt",
+    "AttemptContext",
+    "BatchResult",
+    "CancelTask",
+    "Candidate",
+    "CapacityError",
+    "Clock",
+    "CommandRunner",
+    "CycleError",
+    "Decision",
+    "Event",
+    "FailTask",
+    "FunctionRunner",
+    "ManualClock",
+    "MetaAgentError",
+    "OptimizeWorkflow",
+    "Orchestrator",
+    "OrchestratorConfig",
+    "Outcome",
+    "ProcessLimits",
+    "RetryPolicy",
+    "RetryTask",
+    "RouteTask",
+    "RoutingWeights",
+    "RunFailed",
+    "RunHandle",
+    "Runner",
+    "ScaleResources",
+    "Scheduler",
+    "SchedulerConfig",
+    "SkipTask",
+    "SpawnAgent",
+    "SystemClock",
+    "TaskResult",
+    "TaskState",
+    "TaskTimeout",
+    "TerminateAgent",
+    "UnknownCapabilityError",
+    "VerificationFailed",
+    "VerifySpec",
+    "WorkflowError",
+    "__version__",
+]
+
+
+def test_the_public_names_are_exactly_the_frozen_list() -> None:
+    added = sorted(set(metaagent.__all__) - set(PUBLIC_NAMES))
+    dropped = sorted(set(PUBLIC_NAMES) - set(metaagent.__all__))
+    assert (added, dropped) == ([], []), "edit PUBLIC_NAMES if this change is meant"
+    assert sorted(metaagent.__all__) == PUBLIC_NAMES
+
+
+def test_the_frozen_list_is_sorted_and_unique() -> None:
+    assert sorted(set(PUBLIC_NAMES)) == PUBLIC_NAMES
 
 
 def test_all_has_no_duplicates() -> None:

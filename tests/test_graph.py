@@ -10,34 +10,30 @@ from hypothesis import strategies as st
 
 from metaagent import AgentTask, CycleError, VerifySpec, WorkflowError
 from metaagent.core.graph import TaskGraph
-
-
-def T(tid: str, *deps: str, **kw: object) -> AgentTask:
-    return AgentTask(tid, "code", depends_on=tuple(deps), **kw)  # type: ignore[arg-type]
-
+from metaagent.testing import task
 
 # --- validation -------------------------------------------------------------------------------
 
 
 def test_duplicate_id_is_refused_naming_the_task() -> None:
     with pytest.raises(WorkflowError) as info:
-        TaskGraph([T("a"), T("b"), T("a")])
+        TaskGraph([task("a"), task("b"), task("a")])
     err = info.value
     assert err.where == "tasks[2] (id 'a')"
     assert "duplicate task id 'a'" in str(err)
 
 
 def test_duplicate_id_across_extend_is_refused_and_graph_unchanged() -> None:
-    g = TaskGraph([T("a")])
+    g = TaskGraph([task("a")])
     with pytest.raises(WorkflowError, match="duplicate task id 'a'"):
-        g.extend([T("b"), T("a")])
+        g.extend([task("b"), task("a")])
     assert list(g.tasks) == ["a"]
     assert g.topological_order() == ["a"]
 
 
 def test_unknown_dependency_names_task_and_field() -> None:
     with pytest.raises(WorkflowError) as info:
-        TaskGraph([T("a"), T("b", "a", "ghost")], where="flow.yaml")
+        TaskGraph([task("a"), task("b", "a", "ghost")], where="flow.yaml")
     err = info.value
     assert not isinstance(err, CycleError)
     assert err.where == "flow.yaml: tasks[1] (id 'b').depends_on"
@@ -47,14 +43,14 @@ def test_unknown_dependency_names_task_and_field() -> None:
 
 def test_dependency_listed_twice_is_refused() -> None:
     with pytest.raises(WorkflowError, match="lists 'a' twice") as info:
-        TaskGraph([T("a"), T("b", "a", "a")])
+        TaskGraph([task("a"), task("b", "a", "a")])
     assert info.value.where is not None
     assert info.value.where.endswith(".depends_on")
 
 
 def test_self_dependency_is_a_cycle_of_one() -> None:
     with pytest.raises(CycleError) as info:
-        TaskGraph([T("a", "a")])
+        TaskGraph([task("a", "a")])
     assert info.value.cycle == ("a", "a")
     assert "dependency cycle: a -> a" in str(info.value)
 
@@ -62,7 +58,7 @@ def test_self_dependency_is_a_cycle_of_one() -> None:
 def test_cycle_reports_its_path_in_the_order_work_flows() -> None:
     # b depends on a, c on b, a on c: a -> b -> c -> a.
     with pytest.raises(CycleError) as info:
-        TaskGraph([T("a", "c"), T("b", "a"), T("c", "b")])
+        TaskGraph([task("a", "c"), task("b", "a"), task("c", "b")])
     err = info.value
     assert err.cycle == ("a", "b", "c", "a")
     assert str(err) == "dependency cycle: a -> b -> c -> a"
@@ -74,7 +70,9 @@ def test_cycle_reports_its_path_in_the_order_work_flows() -> None:
 def test_cycle_reached_through_a_tail_reports_only_the_cycle() -> None:
     # "d" is listed first and is stuck behind the cycle, but is not part of it.
     with pytest.raises(CycleError) as info:
-        TaskGraph([T("d", "a"), T("root"), T("a", "c", "root"), T("b", "a"), T("c", "b")])
+        TaskGraph(
+            [task("d", "a"), task("root"), task("a", "c", "root"), task("b", "a"), task("c", "b")]
+        )
     assert info.value.cycle == ("a", "b", "c", "a")
 
 
@@ -99,7 +97,7 @@ def test_invalid_field_values_are_refused_naming_the_field(
 ) -> None:
     bad = AgentTask("x", "code", **kwargs)  # type: ignore[arg-type]
     with pytest.raises(WorkflowError) as info:
-        TaskGraph([T("a"), bad])
+        TaskGraph([task("a"), bad])
     assert info.value.where == "tasks[1] (id 'x')"
     assert message in str(info.value)
 
@@ -124,7 +122,7 @@ def test_every_problem_of_a_task_is_reported_at_once() -> None:
 
 
 def diamond() -> TaskGraph:
-    return TaskGraph([T("a"), T("b", "a"), T("c", "a"), T("d", "b", "c"), T("e")])
+    return TaskGraph([task("a"), task("b", "a"), task("c", "a"), task("d", "b", "c"), task("e")])
 
 
 def test_roots_are_released_first_in_submission_order() -> None:
@@ -155,22 +153,22 @@ def test_topological_order_puts_every_task_after_its_dependencies() -> None:
     order = g.topological_order()
     assert sorted(order) == ["a", "b", "c", "d", "e"]
     pos = {t: i for i, t in enumerate(order)}
-    for tid, task in g.tasks.items():
-        for dep in task.depends_on:
+    for tid, node in g.tasks.items():
+        for dep in node.depends_on:
             assert pos[dep] < pos[tid]
 
 
 def test_extend_releases_tasks_whose_dependencies_are_already_done() -> None:
-    g = TaskGraph([T("a"), T("b")])
-    ready = g.extend([T("c", "a"), T("d", "b"), T("e")], done=["a"])
+    g = TaskGraph([task("a"), task("b")])
+    ready = g.extend([task("c", "a"), task("d", "b"), task("e")], done=["a"])
     assert ready == ["c", "e"]
     assert g.succeeded("b") == ["d"]
 
 
 def test_extend_may_not_close_a_cycle_through_new_tasks() -> None:
-    g = TaskGraph([T("a")])
+    g = TaskGraph([task("a")])
     with pytest.raises(CycleError) as info:
-        g.extend([T("x", "a", "y"), T("y", "x")])
+        g.extend([task("x", "a", "y"), task("y", "x")])
     assert info.value.cycle in (("x", "y", "x"), ("y", "x", "y"))
     assert list(g.tasks) == ["a"]
 
@@ -208,7 +206,7 @@ def dags(draw: st.DrawFn) -> list[AgentTask]:
     tasks = []
     for i in range(n):
         deps = draw(st.sets(st.integers(min_value=0, max_value=i - 1), max_size=3)) if i else set()
-        tasks.append(T(f"t{i}", *(f"t{d}" for d in sorted(deps))))
+        tasks.append(task(f"t{i}", *(f"t{d}" for d in sorted(deps))))
     order = draw(st.permutations(range(n)))
     return [tasks[i] for i in order]
 
@@ -245,8 +243,8 @@ def test_a_back_edge_is_reported_as_a_real_cycle(
     # it does only when late is downstream of early. Add a chain to make sure it is.
     by_id = {t.id: t for t in tasks}
     if late not in g.downstream(early):
-        by_id[late] = T(late, *by_id[late].depends_on, early)
-    by_id[early] = T(early, *by_id[early].depends_on, late)
+        by_id[late] = task(late, *by_id[late].depends_on, early)
+    by_id[early] = task(early, *by_id[early].depends_on, late)
     with pytest.raises(CycleError) as info:
         TaskGraph(list(by_id.values()))
     cycle = info.value.cycle

@@ -38,9 +38,10 @@ from metaagent import (
 )
 from metaagent.agents.base import AttemptContext
 from metaagent.agents.persistent import PersistentCommandRunner
+from metaagent.core.health import HealthPolicy
 from metaagent.core.instances import AgentState
-from metaagent.core.pool import HealthPolicy
 from metaagent.core.scaling import PoolPolicy
+from metaagent.testing import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,6 +56,7 @@ HEALTH = HealthPolicy(
     start_timeout_s=5.0,
 )
 FAST_RETRY = RetryPolicy(base_s=0.05, max_s=0.5, jitter=0.1)
+STATE_S = 10.0  # how long ``wait_until`` waits here for a state: real processes start slowly
 
 
 def persistent(
@@ -99,15 +101,6 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-async def until(check: Callable[[], bool], limit_s: float = 10.0) -> None:
-    """Wait until ``check()`` holds (a state reached), failing after ``limit_s``."""
-    deadline = time.monotonic() + limit_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("state not reached in time")
-        await asyncio.sleep(0.01)
 
 
 # --- the persistent runner's protocol ------------------------------------------------------------
@@ -191,7 +184,7 @@ async def test_chaos_agents_killed_and_frozen_mid_task_every_task_still_ends_rig
     pids: dict[str, int] = {}
     async with Orchestrator([spec], config()) as orch:
         handle = await orch.submit(work, name="chaos")
-        await until(lambda: len(busy_instances(orch)) == 4)
+        await wait_until(lambda: len(busy_instances(orch)) == 4, timeout_s=STATE_S)
         for iid in orch.scheduler.agents:
             pid = runner.pid(iid)
             assert pid is not None
@@ -276,7 +269,7 @@ async def test_a_late_result_from_a_lost_agent_is_rejected() -> None:
     spec = pool_spec(n=2, runner=fake)
     async with Orchestrator([spec], config()) as orch:
         handle = await orch.submit([AgentTask("t", "work")])
-        await until(lambda: len(fake.started) == 1)
+        await wait_until(lambda: len(fake.started) == 1, timeout_s=STATE_S)
         (first,) = fake.started
         fake.stuck.add(first)  # it stops answering heartbeats, its attempt still running
         batch = await asyncio.wait_for(handle.result(), 10.0)
@@ -286,7 +279,7 @@ async def test_a_late_result_from_a_lost_agent_is_rejected() -> None:
         assert r.attempts[0].agent_instance == first
         assert r.output == f"from {r.attempts[1].agent_instance}"
         fake.release[first].set()  # now the lost agent answers: too late
-        await until(lambda: orch.scheduler.stale_results == 1)
+        await wait_until(lambda: orch.scheduler.stale_results == 1, timeout_s=STATE_S)
         assert orch.batch_result(handle.run_id).results[0].output == r.output
 
 
@@ -354,9 +347,9 @@ async def test_tasks_wait_with_a_reason_while_no_agent_can_serve_them() -> None:
         pid = runner.pid(iid)
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        await until(lambda: iid not in orch.scheduler.agents)
+        await wait_until(lambda: iid not in orch.scheduler.agents, timeout_s=STATE_S)
         handle = await orch.submit([AgentTask(f"b{i}", "work") for i in range(3)])
-        await until(lambda: bool(orch.scheduler.queue_depth()))
+        await wait_until(lambda: bool(orch.scheduler.queue_depth()), timeout_s=STATE_S)
         reasons = orch.scheduler.waiting_reasons()
         assert reasons == {"work": "3 tasks wait: no live agent offers 'work' (none registered)"}
         batch = await asyncio.wait_for(handle.result(), 10.0)
@@ -374,10 +367,14 @@ async def test_idle_instances_are_retired_and_their_processes_stopped() -> None:
         assert grown
         assert max(d.to_n for d in grown) > 1  # type: ignore[attr-defined]
         pids = {iid: runner.pid(iid) for iid in orch.scheduler.agents}
-        await until(lambda: len(orch.scheduler.agents) == 1, 10.0)  # back to min_instances
+        # back to min_instances
+        await wait_until(lambda: len(orch.scheduler.agents) == 1, timeout_s=STATE_S)
         retired = [iid for iid in pids if iid not in orch.scheduler.agents]
         assert retired
-        await until(lambda: all(not alive(p) for i, p in pids.items() if i in retired and p))
+        await wait_until(
+            lambda: all(not alive(p) for i, p in pids.items() if i in retired and p),
+            timeout_s=STATE_S,
+        )
     assert batch.ok
     per_agent = batch.agents
     assert set(per_agent) >= {a.agent_instance for r in batch.results for a in r.attempts}
@@ -399,7 +396,7 @@ async def test_a_finished_run_can_be_forgotten_an_open_one_cannot() -> None:
         done = await orch.submit([AgentTask("a", "work")])
         await done.result()
         blocked = await orch.submit([AgentTask("b", "work")])
-        await until(lambda: orch.scheduler.running == 1)
+        await wait_until(lambda: orch.scheduler.running == 1, timeout_s=STATE_S)
         with pytest.raises(WorkflowError, match="still has 1 open tasks"):
             orch.forget(blocked.run_id)
         orch.forget(done.run_id)
