@@ -66,23 +66,6 @@ def processes_with(token: str) -> list[int]:
     return found
 
 
-async def until(check: Callable[[], bool], limit_s: float = 5.0) -> bool:
-    """``wait_until(check)`` for ``assert await until(check)``: True once ``check()`` holds.
-
-    After ``limit_s`` it raises ``StateNotReached``, an ``AssertionError``, rather than return
-    False. For states the test cannot be told about, such as a killed process being gone: SIGKILL
-    is delivered asynchronously. The loop keeps running meanwhile, so clean-up it owes can happen.
-    """
-    await wait_until(check, timeout_s=limit_s)
-    return True
-
-
-@pytest.fixture(name="until")
-def until_fixture() -> Callable[..., Awaitable[bool]]:
-    """``assert await until(check)``: True once ``check`` holds; fails the test after 5 s."""
-    return until
-
-
 @pytest.fixture
 def wait_dead() -> Callable[[int], Awaitable[bool]]:
     """Return ``await wait_dead(pid)``: True once the process is dead; fails after 5 s."""

@@ -31,10 +31,10 @@ from metaagent.journal import JournalError, SqliteJournal
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from durability_worker import build_dag
 
-WORKER = Path(__file__).resolve().with_name("durability_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "durability_worker.py"
 CHILD_LIMIT_S = 60.0  # a worker that neither reaches its trigger nor exits by then is hung
 
 
@@ -410,7 +410,7 @@ async def test_a_journal_that_cannot_be_written_fails_the_run(tmp_path: Path) ->
 
 # --- the benchmarks still run (tiny sizes: these guard against bit-rot, not performance) --------
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(

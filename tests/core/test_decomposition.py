@@ -25,9 +25,10 @@ from metaagent import (
 from metaagent.core.decisions import DecomposeTask, Output, RouteTask, RunCompleted, TaskCompleted
 from metaagent.core.planner import InvalidPlan, expand, parse_plan
 from metaagent.core.tasks import Decompose
+from metaagent.testing import decisions_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     from metaagent.agents.base import AttemptContext
 
@@ -47,10 +48,6 @@ def sched(make_spec: Callable[..., AgentSpec]) -> Scheduler:
     )
     s.add_agent(make_spec("planner", {"plan": 1.0}), 0.0)
     return s
-
-
-def of(outs: Sequence[Output], kind: type) -> list:  # type: ignore[type-arg]
-    return [o for o in outs if isinstance(o, kind)]
 
 
 def run_all(
@@ -79,12 +76,12 @@ def test_template_expands_when_ready_and_parent_aggregates(
     parent = AgentTask("login", "feature", decompose=Decompose(template=FEATURE))
     after = AgentTask("docs", "code", depends_on=("login",))
     outs = s.submit("r", [parent, after], 0.0)
-    (dec,) = of(outs, DecomposeTask)
+    (dec,) = decisions_of(outs, DecomposeTask)
     assert dec.subtasks == ("login/design", "login/backend", "login/frontend", "login/tests")
     assert dec.source == "template"
     # The parent is never routed itself; its sub-tasks are, in dependency order.
     seen = run_all(s, "r", 0.0)
-    routed = [d.task_id for d in of(seen, RouteTask)]
+    routed = [d.task_id for d in decisions_of(seen, RouteTask)]
     assert "login" not in routed
     assert s.task("r", "login").state is TaskState.SUCCEEDED
     assert s.task("r", "login").output == {
@@ -96,7 +93,7 @@ def test_template_expands_when_ready_and_parent_aggregates(
     assert s.task("r", "docs").state is TaskState.SUCCEEDED
     rec = s.task("r", "login/tests")
     assert rec.task.metadata["parent"] == "login"
-    assert len(of(seen, RunCompleted)) == 1
+    assert len(decisions_of(seen, RunCompleted)) == 1
 
 
 def test_subtasks_inherit_priority_and_resources(make_spec: Callable[..., AgentSpec]) -> None:
@@ -118,14 +115,14 @@ def test_a_failed_subtask_fails_the_parent_and_skips_its_dependents(
     # Retried three times, then it fails: the rest of the sub-graph is skipped, then the parent.
     for k in range(2):
         outs = s.tick(100.0 * (k + 1))
-        (again,) = of(outs, RouteTask)
+        (again,) = decisions_of(outs, RouteTask)
         outs = s.finish("r", "login/design", again.attempt, Outcome.ERROR, 100.0 * (k + 1) + 1)
-    fails = [f.task_id for f in of(outs, FailTask)]
+    fails = [f.task_id for f in decisions_of(outs, FailTask)]
     assert fails == ["login/design", "login"]
     assert s.task("r", "login").error == "sub-task 'login/design' did not succeed"
     assert s.task("r", "login/tests").state is TaskState.SKIPPED
     assert s.task("r", "docs").state is TaskState.SKIPPED
-    assert len(of(outs, RunCompleted)) == 1
+    assert len(decisions_of(outs, RunCompleted)) == 1
 
 
 def test_planner_output_is_validated_and_retried_with_feedback(
@@ -140,13 +137,13 @@ def test_planner_output_is_validated_and_retried_with_feedback(
         {"id": "b", "capability": "code", "depends_on": ["a"]},
     ]}  # fmt: skip
     outs = s.finish("r", "plan", first.attempt, Outcome.SUCCEEDED, 1.0, output=cyclic)
-    assert not of(outs, DecomposeTask)
+    assert not decisions_of(outs, DecomposeTask)
     rec = s.task("r", "plan")
     assert rec.attempts[-1].outcome is Outcome.ERROR
     assert "dependency cycle: " in (rec.attempts[-1].error or "")
     assert any("cycle" in p for p in rec.feedback)
     # An unknown capability and a bad field are both reported, in one go.
-    (second,) = of(s.tick(10.0), RouteTask)
+    (second,) = decisions_of(s.tick(10.0), RouteTask)
     bad = json.dumps(
         {
             "tasks": [
@@ -160,7 +157,7 @@ def test_planner_output_is_validated_and_retried_with_feedback(
     assert any("unknown capability 'cooking'" in p for p in problems)
     assert any("unknown field(s) colour" in p for p in problems)
     # A valid plan expands the task; the planner's attempt counts as a success.
-    (third,) = of(s.tick(100.0), RouteTask)
+    (third,) = decisions_of(s.tick(100.0), RouteTask)
     good = {
         "tasks": [
             {"id": "a", "capability": "code"},
@@ -168,12 +165,12 @@ def test_planner_output_is_validated_and_retried_with_feedback(
         ]
     }
     outs = s.finish("r", "plan", third.attempt, Outcome.SUCCEEDED, 101.0, output=good)
-    (dec,) = of(outs, DecomposeTask)
+    (dec,) = decisions_of(outs, DecomposeTask)
     assert dec.subtasks == ("plan/a", "plan/b")
     assert s.task("r", "plan").feedback == ()
     seen = run_all(s, "r", 101.0)
     assert s.task("r", "plan").state is TaskState.SUCCEEDED
-    assert of(seen, TaskCompleted)[-1].task_id == "plan"
+    assert decisions_of(seen, TaskCompleted)[-1].task_id == "plan"
 
 
 def test_planner_that_never_plans_validly_fails_with_the_errors(
@@ -185,9 +182,9 @@ def test_planner_that_never_plans_validly_fails_with_the_errors(
     )
     (a,) = s.dispatch(0.0)
     s.finish("r", "plan", a.attempt, Outcome.SUCCEEDED, 1.0, output="not json at all")
-    (b,) = of(s.tick(50.0), RouteTask)
+    (b,) = decisions_of(s.tick(50.0), RouteTask)
     outs = s.finish("r", "plan", b.attempt, Outcome.SUCCEEDED, 51.0, output={"tasks": []})
-    (fail,) = of(outs, FailTask)
+    (fail,) = decisions_of(outs, FailTask)
     rec = s.task("r", "plan")
     assert rec.state is TaskState.FAILED
     assert [att.outcome for att in rec.attempts] == [Outcome.ERROR, Outcome.ERROR]
@@ -215,7 +212,7 @@ def test_cancelling_a_decomposed_task_cancels_its_open_subtasks(
     assert s.task("r", "login").state is TaskState.CANCELLED
     for sub in ("login/design", "login/backend", "login/frontend", "login/tests"):
         assert s.task("r", sub).state in (TaskState.CANCELLED, TaskState.SKIPPED)
-    assert len(of(outs, RunCompleted)) == 1
+    assert len(decisions_of(outs, RunCompleted)) == 1
     # The running sub-task's late result is rejected.
     assert s.finish("r", "login/design", design.attempt, Outcome.SUCCEEDED, 2.0) == []
 

@@ -9,7 +9,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import pytest
-from test_workflow import CONTRACT  # tests/ is on the path (rootdir conftest)
+from contract import CONTRACT  # tests/ is on the path (rootdir conftest)
 
 if TYPE_CHECKING:
     from pathlib import Path

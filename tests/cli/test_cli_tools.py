@@ -15,7 +15,7 @@ from metaagent.cli.app import app
 from metaagent.core.learning import ArmStats
 from metaagent.journal.sqlite import SqliteJournal
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "simulate"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "simulate"
 RELEASE = str(EXAMPLES / "release.yaml")
 runner = CliRunner()
 

@@ -25,6 +25,7 @@ from metaagent import (
     TaskState,
 )
 from metaagent.agents.command import expand, parse_output
+from metaagent.testing import wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -251,12 +252,14 @@ async def test_timeout_kills_the_whole_process_group(tmp_path: Path, wait_dead: 
 
 
 async def test_cancelling_an_attempt_kills_its_process_group(
-    tmp_path: Path, wait_dead: WaitDead, until: Callable[..., Awaitable[bool]]
+    tmp_path: Path, wait_dead: WaitDead
 ) -> None:
     pidfile = tmp_path / "gc.pid"
     runner = CommandRunner(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"])
     attempt = asyncio.ensure_future(runner.run(ctx(str(tmp_path))))
-    assert await until(lambda: pidfile.exists() and bool(pidfile.read_text().strip()))
+    await wait_until(
+        lambda: pidfile.exists() and bool(pidfile.read_text().strip()), what="the pid file"
+    )
     assert not attempt.done()
     attempt.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -303,13 +306,15 @@ async def test_cancel_while_the_command_starts_leaves_nothing_behind(
 
 
 async def test_closing_the_orchestrator_kills_running_commands(
-    tmp_path: Path, wait_dead: WaitDead, until: Callable[..., Awaitable[bool]]
+    tmp_path: Path, wait_dead: WaitDead
 ) -> None:
     pidfile = tmp_path / "gc.pid"
     runner = CommandRunner(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"])
     async with orchestrator(runner, tmp_path) as orch:
         handle = await orch.submit([AgentTask("t", "code")])
-        assert await until(lambda: pidfile.exists() and bool(pidfile.read_text().strip()))
+        await wait_until(
+            lambda: pidfile.exists() and bool(pidfile.read_text().strip()), what="the pid file"
+        )
     assert await wait_dead(read_pid(pidfile))
     with pytest.raises(RunFailed, match="closed before run"):
         await handle.result()

@@ -34,7 +34,7 @@ from metaagent.testing import task
 if TYPE_CHECKING:
     from metaagent.core.decisions import RouteTask
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "simulate"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "simulate"
 FIXED_10S = Profile(Duration("fixed", 10.0))
 
 

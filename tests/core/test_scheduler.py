@@ -32,6 +32,7 @@ from metaagent import (
 )
 from metaagent.core.decisions import Output, RunCompleted, TaskCompleted
 from metaagent.core.retry import compute_backoff
+from metaagent.testing import decisions_of, routed_task_ids, task
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -40,24 +41,12 @@ NO_JITTER = RetryPolicy(base_s=1.0, max_s=30.0, jitter=0.0)
 NOOP = FunctionRunner(lambda ctx: None)  # specs need a runner; the pure core never calls it
 
 
-def T(tid: str, *deps: str, cap: str = "code", **kw: object) -> AgentTask:
-    return AgentTask(tid, cap, depends_on=tuple(deps), **kw)  # type: ignore[arg-type]
-
-
 def make(specs: Sequence[AgentSpec], **config: object) -> Scheduler:
     config.setdefault("retry", NO_JITTER)
     s = Scheduler(SchedulerConfig(**config))  # type: ignore[arg-type]
     for spec in specs:
         s.add_agent(spec, now=0.0)
     return s
-
-
-def of(outs: Sequence[Output], kind: type) -> list:  # type: ignore[type-arg]
-    return [o for o in outs if isinstance(o, kind)]
-
-
-def routed(outs: Sequence[Output]) -> list[str]:
-    return [o.task_id for o in outs if isinstance(o, RouteTask)]  # type: ignore[misc]
 
 
 def state(s: Scheduler, run: str, tid: str) -> TaskState:
@@ -75,13 +64,13 @@ def one(make_spec: Callable[..., AgentSpec]) -> Scheduler:
 
 def test_submit_validates_atomically(make_spec: Callable[..., AgentSpec]) -> None:
     s = make([make_spec("a", {"code": 0.9}), make_spec("b", {"test": 0.9})], max_queued=100)
-    good = [T("x"), T("y", "x")]
+    good = [task("x"), task("y", "x")]
     with pytest.raises(WorkflowError, match="unknown task 'ghost'"):
-        s.submit("r1", [*good, T("z", "ghost")], now=0.0)
+        s.submit("r1", [*good, task("z", "ghost")], now=0.0)
     with pytest.raises(CycleError):
-        s.submit("r1", [*good, T("p", "q"), T("q", "p")], now=0.0)
+        s.submit("r1", [*good, task("p", "q"), task("q", "p")], now=0.0)
     with pytest.raises(UnknownCapabilityError) as info:
-        s.submit("r1", [*good, T("d", cap="design")], now=0.0)
+        s.submit("r1", [*good, task("d", capability="design")], now=0.0)
     err = info.value
     assert err.capability == "design"
     assert err.known == ("code", "test")
@@ -94,30 +83,30 @@ def test_submit_validates_atomically(make_spec: Callable[..., AgentSpec]) -> Non
     assert s.running == 0
     # The run id was not taken by a refused batch.
     outs = s.submit("r1", good, now=2.0)
-    assert of(outs, OptimizeWorkflow) == []
-    assert routed(s.dispatch(now=2.0)) == ["x"]
+    assert decisions_of(outs, OptimizeWorkflow) == []
+    assert routed_task_ids(s.dispatch(now=2.0)) == ["x"]
 
 
 def test_duplicate_run_id_is_refused(one: Scheduler) -> None:
-    one.submit("r", [T("a")], now=0.0)
+    one.submit("r", [task("a")], now=0.0)
     with pytest.raises(WorkflowError, match="run 'r' already exists"):
-        one.submit("r", [T("b")], now=0.0)
+        one.submit("r", [task("b")], now=0.0)
     assert one.queued == 1
 
 
 def test_unknown_capability_with_no_agents_says_so() -> None:
     s = Scheduler()
     with pytest.raises(UnknownCapabilityError, match=r"no agents registered"):
-        s.submit("r", [T("a")], now=0.0, where="flow.yaml")
+        s.submit("r", [task("a")], now=0.0, where="flow.yaml")
 
 
 def test_capacity_bound_refuses_without_dropping_anything(
     make_spec: Callable[..., AgentSpec],
 ) -> None:
     s = make([make_spec("solo", {"code": 0.8})], max_queued=3)
-    s.submit("r1", [T("a"), T("b")], now=0.0)
+    s.submit("r1", [task("a"), task("b")], now=0.0)
     with pytest.raises(CapacityError) as info:
-        s.submit("r2", [T("c"), T("d")], now=0.0)
+        s.submit("r2", [task("c"), task("d")], now=0.0)
     assert info.value.bound == 3
     assert "queue full" in str(info.value)
     assert "nothing accepted was dropped" in str(info.value)
@@ -125,14 +114,14 @@ def test_capacity_bound_refuses_without_dropping_anything(
     assert "r2" not in s.runs
     # Everything accepted still runs to the end.
     r = s.dispatch(now=0.0)
-    assert routed(r) == ["a"]
+    assert routed_task_ids(r) == ["a"]
     s.finish("r1", "a", 1, Outcome.SUCCEEDED, now=1.0)
     assert s.queued == 1
     # Room was made: a batch of two fits now (1 + 2 <= 3), one more would not.
-    s.submit("r2", [T("c"), T("d")], now=1.0)
+    s.submit("r2", [task("c"), task("d")], now=1.0)
     assert s.queued == 3
     with pytest.raises(CapacityError):
-        s.submit("r3", [T("e")], now=1.0)
+        s.submit("r3", [task("e")], now=1.0)
     assert [state(s, "r1", t) for t in ("a", "b")] == [TaskState.SUCCEEDED, TaskState.READY]
 
 
@@ -154,7 +143,7 @@ def test_invalid_config_and_agents_are_refused(make_spec: Callable[..., AgentSpe
 
 def test_empty_batch_completes_at_once(one: Scheduler) -> None:
     outs = one.submit("r", [], now=5.0)
-    assert of(outs, RunCompleted) == [RunCompleted(5.0, "r")]
+    assert decisions_of(outs, RunCompleted) == [RunCompleted(5.0, "r")]
     assert one.runs["r"].finished_at == 5.0
 
 
@@ -166,7 +155,7 @@ def drain_in_order(s: Scheduler, run: str, now: float = 0.0) -> list[str]:
     order: list[str] = []
     outs: list[Output] = list(s.dispatch(now))
     while True:
-        routes = of(outs, RouteTask)
+        routes = decisions_of(outs, RouteTask)
         if not routes:
             return order
         assert len(routes) == 1
@@ -178,13 +167,15 @@ def drain_in_order(s: Scheduler, run: str, now: float = 0.0) -> list[str]:
 
 
 def test_higher_priority_runs_first(one: Scheduler) -> None:
-    one.submit("r", [T("low"), T("high", priority=5), T("mid", priority=2)], now=0.0)
+    one.submit("r", [task("low"), task("high", priority=5), task("mid", priority=2)], now=0.0)
     assert drain_in_order(one, "r") == ["high", "mid", "low"]
 
 
 def test_equal_priority_runs_the_critical_path_first(one: Scheduler) -> None:
-    outs = one.submit("r", [T("short"), T("long"), T("l2", "long"), T("l3", "l2")], now=0.0)
-    (opt,) = of(outs, OptimizeWorkflow)
+    outs = one.submit(
+        "r", [task("short"), task("long"), task("l2", "long"), task("l3", "l2")], now=0.0
+    )
+    (opt,) = decisions_of(outs, OptimizeWorkflow)
     assert opt.order == ("long", "short")
     assert opt.changes["long"] > opt.changes["short"]
     assert "critical-path" in opt.reason
@@ -193,14 +184,14 @@ def test_equal_priority_runs_the_critical_path_first(one: Scheduler) -> None:
 
 
 def test_priority_beats_critical_path_and_age_breaks_ties(one: Scheduler) -> None:
-    tasks = [T("long"), T("l2", "long"), T("a", priority=1), T("b", priority=1)]
+    tasks = [task("long"), task("l2", "long"), task("a", priority=1), task("b", priority=1)]
     one.submit("r", tasks, now=0.0)
     assert drain_in_order(one, "r") == ["a", "b", "long", "l2"]
 
 
 def test_submission_order_kept_when_nothing_to_optimise(one: Scheduler) -> None:
-    outs = one.submit("r", [T("a"), T("b"), T("c")], now=0.0)
-    assert of(outs, OptimizeWorkflow) == []
+    outs = one.submit("r", [task("a"), task("b"), task("c")], now=0.0)
+    assert decisions_of(outs, OptimizeWorkflow) == []
     assert drain_in_order(one, "r") == ["a", "b", "c"]
 
 
@@ -210,33 +201,33 @@ def test_submission_order_kept_when_nothing_to_optimise(one: Scheduler) -> None:
 def test_global_max_concurrency_is_respected(make_spec: Callable[..., AgentSpec]) -> None:
     specs = [make_spec(n, {"code": 0.8}, concurrency=2) for n in ("a", "b", "c")]
     s = make(specs, max_concurrency=4)
-    s.submit("r", [T(f"t{i}") for i in range(10)], now=0.0)
-    first = of(s.dispatch(now=0.0), RouteTask)
+    s.submit("r", [task(f"t{i}") for i in range(10)], now=0.0)
+    first = decisions_of(s.dispatch(now=0.0), RouteTask)
     assert len(first) == 4
     assert s.running == 4
     assert s.dispatch(now=0.1) == []  # nothing more while the limit is reached
     s.finish("r", first[0].task_id, 1, Outcome.SUCCEEDED, now=1.0)
-    assert len(of(s.tick(now=1.0), RouteTask)) == 1
+    assert len(decisions_of(s.tick(now=1.0), RouteTask)) == 1
     assert s.peak_running == 4
     assert all(i.running <= i.slots for i in s.agents.values())
 
 
 def test_per_agent_slots_are_respected(make_spec: Callable[..., AgentSpec]) -> None:
     s = make([make_spec("duo", {"code": 0.8}, concurrency=2)], max_concurrency=10)
-    s.submit("r", [T(f"t{i}") for i in range(5)], now=0.0)
-    first = of(s.dispatch(now=0.0), RouteTask)
+    s.submit("r", [task(f"t{i}") for i in range(5)], now=0.0)
+    first = decisions_of(s.dispatch(now=0.0), RouteTask)
     assert [r.instance for r in first] == ["duo", "duo"]
     assert s.agents["duo"].running == 2
     assert s.dispatch(now=0.5) == []
     s.finish("r", first[1].task_id, 1, Outcome.SUCCEEDED, now=1.0)
     assert s.agents["duo"].running == 1
-    again = of(s.tick(now=1.0), RouteTask)
+    again = decisions_of(s.tick(now=1.0), RouteTask)
     assert len(again) == 1
     assert s.agents["duo"].running == 2
 
 
 def test_no_task_is_routed_before_its_dependencies_succeeded(one: Scheduler) -> None:
-    one.submit("r", [T("a"), T("b", "a"), T("c", "a"), T("d", "b", "c")], now=0.0)
+    one.submit("r", [task("a"), task("b", "a"), task("c", "a"), task("d", "b", "c")], now=0.0)
     assert state(one, "r", "d") is TaskState.PENDING
     order = drain_in_order(one, "r")
     assert order == ["a", "b", "c", "d"]
@@ -248,18 +239,20 @@ def test_no_task_is_routed_before_its_dependencies_succeeded(one: Scheduler) -> 
 
 
 def test_failure_skips_every_transitive_dependent_naming_the_upstream(one: Scheduler) -> None:
-    one.submit("r", [T("a", max_attempts=1), T("b", "a"), T("c", "b"), T("free")], now=0.0)
-    assert routed(one.dispatch(now=0.0)) == ["a"]
+    one.submit(
+        "r", [task("a", max_attempts=1), task("b", "a"), task("c", "b"), task("free")], now=0.0
+    )
+    assert routed_task_ids(one.dispatch(now=0.0)) == ["a"]
     outs = one.finish("r", "a", 1, Outcome.ERROR, now=2.0, error="Traceback...\nValueError: no")
-    (fail,) = of(outs, FailTask)
+    (fail,) = decisions_of(outs, FailTask)
     assert fail.task_id == "a"
-    skips = of(outs, SkipTask)
+    skips = decisions_of(outs, SkipTask)
     assert [(k.task_id, k.upstream) for k in skips] == [("b", "a"), ("c", "a")]
     assert all(k.reason == "upstream task 'a' failed" for k in skips)
-    assert of(outs, RunCompleted) == []  # "free" is still open
-    assert routed(one.tick(now=2.0)) == ["free"]
+    assert decisions_of(outs, RunCompleted) == []  # "free" is still open
+    assert routed_task_ids(one.tick(now=2.0)) == ["free"]
     outs = one.finish("r", "free", 1, Outcome.SUCCEEDED, now=3.0)
-    assert of(outs, RunCompleted) == [RunCompleted(3.0, "r")]
+    assert decisions_of(outs, RunCompleted) == [RunCompleted(3.0, "r")]
     res = {r.task_id: r for r in one.results("r")}
     assert res["a"].state is TaskState.FAILED
     assert res["a"].error == "Traceback...\nValueError: no"
@@ -274,12 +267,12 @@ def test_failed_attempt_is_retried_after_backoff_on_a_different_agent(
     make_spec: Callable[..., AgentSpec],
 ) -> None:
     s = make([make_spec("alpha", {"code": 0.9}), make_spec("beta", {"code": 0.6})])
-    s.submit("r", [T("t", max_attempts=3)], now=0.0)
-    (first,) = of(s.dispatch(now=0.0), RouteTask)
+    s.submit("r", [task("t", max_attempts=3)], now=0.0)
+    (first,) = decisions_of(s.dispatch(now=0.0), RouteTask)
     assert (first.spec, first.attempt) == ("alpha", 1)  # the stronger agent first
 
     outs = s.finish("r", "t", 1, Outcome.ERROR, now=10.0, error="boom")
-    (retry,) = of(outs, RetryTask)
+    (retry,) = decisions_of(outs, RetryTask)
     assert retry.next_attempt == 2
     assert retry.delay_s == 1.0  # base_s * 2**0, no jitter
     assert retry.failed_agent == "alpha"
@@ -291,26 +284,26 @@ def test_failed_attempt_is_retried_after_backoff_on_a_different_agent(
 
     # Both agents are free, but the back-off holds the retry until 11.0.
     assert s.tick(now=10.999) == []
-    (second,) = of(s.tick(now=11.0), RouteTask)
+    (second,) = decisions_of(s.tick(now=11.0), RouteTask)
     assert (second.spec, second.attempt) == ("beta", 2)
     assert "avoiding alpha" in second.reason
 
     outs = s.finish("r", "t", 2, Outcome.TIMEOUT, now=12.0, error="timed out")
-    (retry2,) = of(outs, RetryTask)
+    (retry2,) = decisions_of(outs, RetryTask)
     assert retry2.delay_s == 2.0  # exponential: base_s * 2**1
     assert retry2.avoid == ("alpha", "beta")
     assert "no other agent offers this capability" in retry2.reason
     assert s.tick(now=13.999) == []
-    (third,) = of(s.tick(now=14.0), RouteTask)
+    (third,) = decisions_of(s.tick(now=14.0), RouteTask)
     assert third.attempt == 3  # every spec failed once: any may take it
     assert third.spec == "alpha"
 
     outs = s.finish("r", "t", 3, Outcome.CRASH, now=15.0, error="killed")
-    (fail,) = of(outs, FailTask)
+    (fail,) = decisions_of(outs, FailTask)
     assert (
         fail.reason == "all 3 attempts failed (#1 alpha: error; #2 beta: timeout; #3 alpha: crash)"
     )
-    assert of(outs, RunCompleted) == [RunCompleted(15.0, "r")]
+    assert decisions_of(outs, RunCompleted) == [RunCompleted(15.0, "r")]
     (res,) = s.results("r")
     assert res.state is TaskState.FAILED
     assert [(a.number, a.agent, a.outcome) for a in res.attempts] == [
@@ -344,14 +337,14 @@ def test_retry_waits_for_the_other_agent_rather_than_repeating_the_failed_one(
     make_spec: Callable[..., AgentSpec],
 ) -> None:
     s = make([make_spec("alpha", {"code": 0.9}), make_spec("beta", {"code": 0.6})])
-    s.submit("r", [T("t"), T("busy")], now=0.0)
-    assert routed(s.dispatch(now=0.0)) == ["t", "busy"]
+    s.submit("r", [task("t"), task("busy")], now=0.0)
+    assert routed_task_ids(s.dispatch(now=0.0)) == ["t", "busy"]
     assert s.task("r", "busy").attempts[0].agent == "beta"
     s.finish("r", "t", 1, Outcome.ERROR, now=1.0)
     # alpha is free, but alpha just failed "t" and beta is alive: the retry waits for beta.
     assert s.tick(now=5.0) == []
     s.finish("r", "busy", 1, Outcome.SUCCEEDED, now=6.0)
-    (r,) = of(s.tick(now=6.0), RouteTask)
+    (r,) = decisions_of(s.tick(now=6.0), RouteTask)
     assert (r.task_id, r.spec, r.attempt) == ("t", "beta", 2)
 
 
@@ -360,14 +353,14 @@ def test_retry_waits_for_the_other_agent_rather_than_repeating_the_failed_one(
 
 def test_stale_results_are_rejected(make_spec: Callable[..., AgentSpec]) -> None:
     s = make([make_spec("alpha", {"code": 0.9}), make_spec("beta", {"code": 0.6})])
-    s.submit("r", [T("t")], now=0.0)
+    s.submit("r", [task("t")], now=0.0)
     s.dispatch(now=0.0)
     # A result for an attempt that never started changes nothing.
     assert s.finish("r", "t", 2, Outcome.SUCCEEDED, now=1.0, output="forged") == []
     assert s.stale_results == 1
     assert state(s, "r", "t") is TaskState.RUNNING
     s.finish("r", "t", 1, Outcome.ERROR, now=2.0)
-    (r2,) = of(s.tick(now=3.0), RouteTask)
+    (r2,) = decisions_of(s.tick(now=3.0), RouteTask)
     assert r2.attempt == 2
     # The first attempt reports late (it was not really dead): rejected.
     assert s.finish("r", "t", 1, Outcome.SUCCEEDED, now=3.5, output="late") == []
@@ -375,7 +368,7 @@ def test_stale_results_are_rejected(make_spec: Callable[..., AgentSpec]) -> None
     assert state(s, "r", "t") is TaskState.RUNNING
     assert s.agents["beta"].running == 1
     outs = s.finish("r", "t", 2, Outcome.SUCCEEDED, now=4.0, output="real")
-    assert of(outs, TaskCompleted) == [TaskCompleted(4.0, "r", "t")]
+    assert decisions_of(outs, TaskCompleted) == [TaskCompleted(4.0, "r", "t")]
     # A duplicate of a recorded terminal result, and results for unknown runs or tasks.
     assert s.finish("r", "t", 2, Outcome.ERROR, now=5.0) == []
     assert s.finish("nope", "t", 1, Outcome.SUCCEEDED, now=5.0) == []
@@ -390,16 +383,16 @@ def test_stale_results_are_rejected(make_spec: Callable[..., AgentSpec]) -> None
 
 
 def test_cancel_running_task_frees_its_slot_and_skips_dependents(one: Scheduler) -> None:
-    one.submit("r", [T("a"), T("b", "a"), T("other")], now=0.0)
-    assert routed(one.dispatch(now=0.0)) == ["a"]
+    one.submit("r", [task("a"), task("b", "a"), task("other")], now=0.0)
+    assert routed_task_ids(one.dispatch(now=0.0)) == ["a"]
     outs = one.cancel("r", ["a"], now=1.0)
-    (c,) = of(outs, CancelTask)
+    (c,) = decisions_of(outs, CancelTask)
     assert (c.task_id, c.was_running, c.instance) == ("a", True, "solo")
-    assert [(k.task_id, k.upstream) for k in of(outs, SkipTask)] == [("b", "a")]
-    assert of(outs, SkipTask)[0].reason == "upstream task 'a' cancelled"
+    assert [(k.task_id, k.upstream) for k in decisions_of(outs, SkipTask)] == [("b", "a")]
+    assert decisions_of(outs, SkipTask)[0].reason == "upstream task 'a' cancelled"
     assert one.agents["solo"].running == 0
     assert one.running == 0
-    assert routed(one.dispatch(now=1.0)) == ["other"]
+    assert routed_task_ids(one.dispatch(now=1.0)) == ["other"]
     # The cancelled attempt reports afterwards: rejected.
     assert one.finish("r", "a", 1, Outcome.SUCCEEDED, now=2.0) == []
     assert state(one, "r", "a") is TaskState.CANCELLED
@@ -408,14 +401,14 @@ def test_cancel_running_task_frees_its_slot_and_skips_dependents(one: Scheduler)
 
 
 def test_cancel_pending_task_stays_cancelled_when_its_upstream_succeeds(one: Scheduler) -> None:
-    one.submit("r", [T("a"), T("b", "a"), T("c", "b")], now=0.0)
-    assert routed(one.dispatch(now=0.0)) == ["a"]
+    one.submit("r", [task("a"), task("b", "a"), task("c", "b")], now=0.0)
+    assert routed_task_ids(one.dispatch(now=0.0)) == ["a"]
     outs = one.cancel("r", ["b"], now=1.0)
-    (c,) = of(outs, CancelTask)
+    (c,) = decisions_of(outs, CancelTask)
     assert (c.task_id, c.was_running, c.instance) == ("b", False, None)
-    assert [k.task_id for k in of(outs, SkipTask)] == ["c"]
+    assert [k.task_id for k in decisions_of(outs, SkipTask)] == ["c"]
     outs = one.finish("r", "a", 1, Outcome.SUCCEEDED, now=2.0)
-    assert of(outs, RunCompleted) == [RunCompleted(2.0, "r")]
+    assert decisions_of(outs, RunCompleted) == [RunCompleted(2.0, "r")]
     # A recorded terminal state is never overwritten: b is not released.
     assert state(one, "r", "b") is TaskState.CANCELLED
     assert one.tick(now=3.0) == []
@@ -424,7 +417,7 @@ def test_cancel_pending_task_stays_cancelled_when_its_upstream_succeeds(one: Sch
 
 
 def test_cancel_whole_run_and_unknown_ids(one: Scheduler) -> None:
-    one.submit("r", [T("a"), T("b"), T("c", "a")], now=0.0)
+    one.submit("r", [task("a"), task("b"), task("c", "a")], now=0.0)
     one.dispatch(now=0.0)
     with pytest.raises(WorkflowError, match="run 'r' has no task 'zzz'"):
         one.cancel("r", ["b", "zzz"], now=0.5)
@@ -432,9 +425,9 @@ def test_cancel_whole_run_and_unknown_ids(one: Scheduler) -> None:
     with pytest.raises(WorkflowError, match="unknown run 'x'"):
         one.cancel("x", None, now=0.5)
     outs = one.cancel("r", None, now=1.0)
-    assert {c.task_id for c in of(outs, CancelTask)} == {"a", "b"}
-    assert [k.task_id for k in of(outs, SkipTask)] == ["c"]
-    assert of(outs, RunCompleted) == [RunCompleted(1.0, "r")]
+    assert {c.task_id for c in decisions_of(outs, CancelTask)} == {"a", "b"}
+    assert [k.task_id for k in decisions_of(outs, SkipTask)] == ["c"]
+    assert decisions_of(outs, RunCompleted) == [RunCompleted(1.0, "r")]
     # Cancelling a finished run again changes nothing and completes nothing twice.
     assert one.cancel("r", None, now=2.0) == []
     assert one.tick(now=3.0) == []
@@ -442,7 +435,7 @@ def test_cancel_whole_run_and_unknown_ids(one: Scheduler) -> None:
 
 
 def test_cancelled_retry_is_not_routed_after_its_backoff(one: Scheduler) -> None:
-    one.submit("r", [T("a")], now=0.0)
+    one.submit("r", [task("a")], now=0.0)
     one.dispatch(now=0.0)
     one.finish("r", "a", 1, Outcome.ERROR, now=1.0)
     one.cancel("r", ["a"], now=1.5)
@@ -453,12 +446,12 @@ def test_cancelled_retry_is_not_routed_after_its_backoff(one: Scheduler) -> None
 def test_attempt_reported_cancelled_by_the_runtime_does_not_leave_the_task_running(
     one: Scheduler,
 ) -> None:
-    one.submit("r", [T("a"), T("b", "a")], now=0.0)
+    one.submit("r", [task("a"), task("b", "a")], now=0.0)
     one.dispatch(now=0.0)
     outs = one.finish("r", "a", 1, Outcome.CANCELLED, now=1.0)
     assert state(one, "r", "a") is TaskState.CANCELLED
-    assert [k.task_id for k in of(outs, SkipTask)] == ["b"]
-    assert of(outs, RunCompleted) == [RunCompleted(1.0, "r")]
+    assert [k.task_id for k in decisions_of(outs, SkipTask)] == ["b"]
+    assert decisions_of(outs, RunCompleted) == [RunCompleted(1.0, "r")]
     assert one.running == 0
     assert one.queued == 0
     # A cancellation is not the agent's failure.
@@ -475,66 +468,66 @@ def test_exclusive_resources_never_overlap_and_are_all_or_nothing(
     s.submit(
         "r",
         [
-            T("t1", resources=("repo",)),
-            T("t2", resources=("repo", "file")),
-            T("t3", resources=("file",)),
-            T("t4"),
+            task("t1", resources=("repo",)),
+            task("t2", resources=("repo", "file")),
+            task("t3", resources=("file",)),
+            task("t4"),
         ],
         now=0.0,
     )
-    assert routed(s.dispatch(now=0.0)) == ["t1", "t3", "t4"]
+    assert routed_task_ids(s.dispatch(now=0.0)) == ["t1", "t3", "t4"]
     s.finish("r", "t1", 1, Outcome.SUCCEEDED, now=1.0)
     # t2 still lacks "file"; it must not sit on "repo" meanwhile.
     assert s.tick(now=1.0) == []
-    s.submit("r2", [T("t5", resources=("repo",))], now=1.0)
-    assert routed(s.dispatch(now=1.0)) == ["t5"]
+    s.submit("r2", [task("t5", resources=("repo",))], now=1.0)
+    assert routed_task_ids(s.dispatch(now=1.0)) == ["t5"]
     s.finish("r", "t3", 1, Outcome.SUCCEEDED, now=2.0)
     assert s.tick(now=2.0) == []  # "repo" is held by t5
     s.finish("r2", "t5", 1, Outcome.SUCCEEDED, now=3.0)
-    assert routed(s.tick(now=3.0)) == ["t2"]
+    assert routed_task_ids(s.tick(now=3.0)) == ["t2"]
 
 
 def test_a_busy_capability_does_not_block_another(make_spec: Callable[..., AgentSpec]) -> None:
     s = make([make_spec("slow", {"slow": 0.9}), make_spec("fast", {"fast": 0.9})])
-    s.submit("r", [T(f"s{i}", cap="slow", priority=10) for i in range(5)], now=0.0)
-    assert routed(s.dispatch(now=0.0)) == ["s0"]
-    s.submit("r2", [T("f", cap="fast")], now=1.0)
-    assert routed(s.dispatch(now=1.0)) == ["f"]
+    s.submit("r", [task(f"s{i}", capability="slow", priority=10) for i in range(5)], now=0.0)
+    assert routed_task_ids(s.dispatch(now=0.0)) == ["s0"]
+    s.submit("r2", [task("f", capability="fast")], now=1.0)
+    assert routed_task_ids(s.dispatch(now=1.0)) == ["f"]
 
 
 def test_a_resource_blocked_head_does_not_block_the_queue_behind_it(
     make_spec: Callable[..., AgentSpec],
 ) -> None:
     s = make([make_spec("a", {"code": 0.8}, concurrency=4)])
-    s.submit("r", [T("holder", resources=("db",), priority=9)], now=0.0)
+    s.submit("r", [task("holder", resources=("db",), priority=9)], now=0.0)
     s.dispatch(now=0.0)
-    s.submit("r2", [T("waits", resources=("db",), priority=5), T("next")], now=1.0)
-    assert routed(s.dispatch(now=1.0)) == ["next"]
+    s.submit("r2", [task("waits", resources=("db",), priority=5), task("next")], now=1.0)
+    assert routed_task_ids(s.dispatch(now=1.0)) == ["next"]
     assert state(s, "r2", "waits") is TaskState.READY
     s.finish("r", "holder", 1, Outcome.SUCCEEDED, now=2.0)
-    assert routed(s.tick(now=2.0)) == ["waits"]
+    assert routed_task_ids(s.tick(now=2.0)) == ["waits"]
 
 
 def test_many_tasks_waiting_on_one_resource_do_not_starve_the_rest(
     make_spec: Callable[..., AgentSpec],
 ) -> None:
     s = make([make_spec("a", {"code": 0.8}, concurrency=10)])
-    repo = [T(f"r{i:03}", resources=("repo",), priority=1) for i in range(200)]
-    s.submit("r", [*repo, T("free")], now=0.0)
-    assert routed(s.dispatch(now=0.0)) == ["r000", "free"]
+    repo = [task(f"r{i:03}", resources=("repo",), priority=1) for i in range(200)]
+    s.submit("r", [*repo, task("free")], now=0.0)
+    assert routed_task_ids(s.dispatch(now=0.0)) == ["r000", "free"]
     # The waiters take the resource one after another, in their order.
     now = 0.0
     for i in range(3):
         now += 1.0
         s.finish("r", f"r{i:03}", 1, Outcome.SUCCEEDED, now)
-        assert routed(s.tick(now)) == [f"r{i + 1:03}"]
+        assert routed_task_ids(s.tick(now)) == [f"r{i + 1:03}"]
 
 
 # --- results and notices ----------------------------------------------------------------------
 
 
 def test_results_are_timed_from_the_run_start(one: Scheduler) -> None:
-    one.submit("r", [T("a"), T("b", "a")], now=100.0)
+    one.submit("r", [task("a"), task("b", "a")], now=100.0)
     one.dispatch(now=100.5)
     one.finish("r", "a", 1, Outcome.SUCCEEDED, now=103.5, output={"n": 1})
     one.tick(now=104.0)
@@ -551,20 +544,20 @@ def test_results_are_timed_from_the_run_start(one: Scheduler) -> None:
 
 
 def test_run_completed_is_emitted_once(one: Scheduler) -> None:
-    outs: list[Output] = list(one.submit("r", [T("a"), T("b"), T("c", "a")], now=0.0))
+    outs: list[Output] = list(one.submit("r", [task("a"), task("b"), task("c", "a")], now=0.0))
     now = 0.0
     outs += one.dispatch(now)
-    pending = of(outs, RouteTask)
+    pending = decisions_of(outs, RouteTask)
     while pending:
         r = pending.pop(0)
         now += 1.0
         new = one.finish("r", r.task_id, r.attempt, Outcome.SUCCEEDED, now) + one.tick(now)
         outs += new
-        pending += of(new, RouteTask)
+        pending += decisions_of(new, RouteTask)
     outs += one.cancel("r", None, now=now + 1)
-    assert of(outs, RunCompleted) == [RunCompleted(3.0, "r")]
-    assert len(of(outs, TaskCompleted)) == 3
-    one.submit("open", [T("x")], now=10.0)
+    assert decisions_of(outs, RunCompleted) == [RunCompleted(3.0, "r")]
+    assert len(decisions_of(outs, TaskCompleted)) == 3
+    one.submit("open", [task("x")], now=10.0)
     with pytest.raises(WorkflowError, match="still has 1 open tasks"):
         one.forget("open")
     one.forget("r")
@@ -670,10 +663,10 @@ def workloads(draw: st.DrawFn) -> Workload:
     for i in range(n):
         deps = draw(st.sets(st.integers(0, i - 1), max_size=3)) if i else set()
         tasks.append(
-            T(
+            task(
                 f"t{i}",
                 *(f"t{d}" for d in sorted(deps)),
-                cap=draw(st.sampled_from(["code", "test"])),
+                capability=draw(st.sampled_from(["code", "test"])),
                 priority=draw(st.integers(0, 3)),
                 complexity=draw(st.floats(0, 1)),
                 max_attempts=draw(st.integers(1, 3)),
@@ -714,7 +707,7 @@ def test_any_workload_runs_to_a_consistent_end(w: Workload) -> None:
     )
     sim.run()
 
-    assert of(sim.log, RunCompleted) == [RunCompleted(s.runs["r"].finished_at, "r")]  # type: ignore[arg-type]
+    assert decisions_of(sim.log, RunCompleted) == [RunCompleted(s.runs["r"].finished_at, "r")]  # type: ignore[arg-type]
     assert s.running == 0
     assert s.queued == 0
     assert all(i.running == 0 for i in s.agents.values())

@@ -46,8 +46,8 @@ from metaagent.testing import wait_until
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-AGENT = str(Path(__file__).resolve().parent / "pool_agent.py")
+ROOT = Path(__file__).resolve().parents[2]
+AGENT = str(Path(__file__).resolve().parents[1] / "pool_agent.py")
 HEALTH = HealthPolicy(
     heartbeat_interval_s=0.2,
     heartbeat_timeout_s=0.5,

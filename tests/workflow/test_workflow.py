@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from contract import CONTRACT  # tests/ is on the path (rootdir conftest)
 
 from metaagent import CommandRunner, CycleError, UnknownCapabilityError, WorkflowError
 from metaagent.agents.persistent import PersistentCommandRunner
@@ -13,23 +14,6 @@ from metaagent.workflow.build import load_workflow, parse_workflow
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-CONTRACT = """\
-name: contract-example
-agents:
-  - name: fast-coder
-    capabilities: {python: 0.9, testing: 0.4}
-    concurrency: 2
-    runner: {type: command, argv: ["python3", "-c", "import sys,time; time.sleep(float(sys.argv[1])); print('done', sys.argv[2])", "{prompt}", "{task_id}"]}
-  - name: careful-tester
-    capabilities: {testing: 0.9}
-    concurrency: 1
-    runner: {type: command, argv: ["python3", "-c", "import sys,time; time.sleep(float(sys.argv[1])); print('tested')", "{prompt}"]}
-tasks:
-  - {id: api, capability: python, prompt: "0.5"}
-  - {id: db, capability: python, prompt: "0.5"}
-  - {id: tests, capability: testing, prompt: "0.3", depends_on: [api, db]}
-"""
 
 
 def write(tmp_path: Path, text: str, name: str = "wf.yaml") -> Path:
