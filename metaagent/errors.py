@@ -82,3 +82,14 @@ class CapacityError(MetaAgentError, RuntimeError):
     def __init__(self, message: str, *, bound: int) -> None:
         self.bound = bound
         super().__init__(message)
+
+
+class RunOwned(MetaAgentError, RuntimeError):
+    """Another live process executes this run (it holds the run's lease); the run was not
+    touched. ``owner`` describes that process (owner id, pid, host); it may be taken over only
+    once its lease has expired."""
+
+    def __init__(self, message: str, *, run_id: str, owner: str) -> None:
+        self.run_id = run_id
+        self.owner = owner
+        super().__init__(message)
