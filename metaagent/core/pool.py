@@ -10,7 +10,8 @@ back-offs of ``health``), and per-spec rate limits (``rate_limit``), on the time
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections import deque
+from typing import TYPE_CHECKING, Final
 
 from metaagent.core.decisions import (
     Decision,
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
     from metaagent.core.scaling import PoolPolicy, ScaleAction
     from metaagent.core.specs import AgentSpec
 
+RETIRED_KEPT: Final = 1_000
+"""Stopped and lost instances kept for reports (the latest ones): a long-lived pool that
+churns through instances must not keep every one it ever had."""
+
 
 class Pool:
     """All agent instances, by spec. Methods take ``now`` and return decisions."""
@@ -59,7 +64,10 @@ class Pool:
         self.capability_limits = dict(capability_limits or {})
         self.specs: dict[str, SpecPool] = {}
         self.instances: dict[str, AgentInstance] = {}
-        self.retired: list[AgentInstance] = []  # lost or stopped, kept for utilisation figures
+        # Lost or stopped, the latest RETIRED_KEPT, for utilisation figures and reports.
+        self.retired: deque[AgentInstance] = deque()
+        self.retired_total = 0  # every instance ever retired, the ones dropped included
+        self.retired_kept = RETIRED_KEPT
         self._timers = Timers()
         self._on_timer: dict[TimerKind, Callable[[str, float], list[Decision]]] = {
             TimerKind.RESPAWN: self._respawn,
@@ -67,7 +75,9 @@ class Pool:
             TimerKind.UNTHROTTLE: self._unthrottle,
         }
         self._elastic = False  # some spec may grow or shrink
-        self._issued: set[str] = set()  # every instance id given out: a restart gets a new one
+        # The ids of live and kept instances; generated ids never repeat anyway (a counter per
+        # spec), so a restart gets a new one without remembering every id ever given out.
+        self._issued: set[str] = set()
         self._offered: set[str] = set()  # capabilities of every spec
         self._scaling = ScaleTracker(router, policy, self.specs)
 
@@ -117,7 +127,7 @@ class Pool:
             # Ids are never reused, so nothing said of a lost instance (a late exit notice, a
             # late result) can be taken for its replacement's.
             iid = sp.spec.name
-            if sp.max_instances > 1 or iid in self._issued:
+            if sp.max_instances > 1 or sp.next_n > 1 or iid in self._issued:
                 iid = f"{sp.spec.name}#{sp.next_n}"
             while iid in self._issued:
                 sp.next_n += 1
@@ -170,7 +180,7 @@ class Pool:
         del sp.instances[iid]
         del self.instances[iid]
         inst.stopped_at = now
-        self.retired.append(inst)
+        self._retire(inst)
         sp.losses += 1
         out: list[Decision] = [
             TerminateAgent(now, None, None, f"lost: {reason}", inst.spec.name, iid, lost=True)
@@ -191,10 +201,18 @@ class Pool:
             return
         if inst.stopped_at is None:  # a drained instance offered no slots since its terminate
             inst.stopped_at = now
-        self.retired.append(inst)
+        self._retire(inst)
         self.set_state(inst, AgentState.STOPPED)
         self.router.remove(inst)
         self.specs[inst.spec.name].instances.pop(iid, None)
+
+    def _retire(self, inst: AgentInstance) -> None:
+        """Keep a lost or stopped instance for reports; the oldest kept goes past the cap."""
+        retired = self.retired
+        while retired and len(retired) >= self.retired_kept:
+            self._issued.discard(retired.popleft().id)
+        retired.append(inst)
+        self.retired_total += 1
 
     # --- health and limits --------------------------------------------------------------------
 
@@ -220,7 +238,8 @@ class Pool:
             self.router.adjust_free(inst, inst.free - before)
 
     def on_failure(self, inst: AgentInstance, now: float) -> list[Decision]:
-        """Count a failed attempt; open the circuit breaker after too many in a row."""
+        """Count an agent fault (``health.is_agent_fault``); open the circuit breaker after
+        ``breaker_failures`` in a row."""
         if not count_failure(inst, self.health):
             return []
         delay = breaker_delay(self.health, inst.breaker_trips, self.rng)
@@ -229,7 +248,7 @@ class Pool:
         return [
             QuarantineAgent(
                 now, None, None,
-                f"{inst.consecutive_failures} consecutive failed attempts; probing again in "
+                f"{inst.consecutive_failures} consecutive agent faults; probing again in "
                 f"{delay:.1f}s",
                 inst.spec.name, inst.id, delay,
             )

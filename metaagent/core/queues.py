@@ -52,6 +52,7 @@ Delayed: TypeAlias = "tuple[float, int, TaskRecord]"
 """A task backing off before a retry: (time it may be queued again, sequence, record)."""
 
 _READY = TaskState.READY
+_COMPACT_AT: Final = 64  # stale entries a heap may hold before ``discard`` rebuilds it
 
 
 class ReadyQueues:
@@ -63,7 +64,7 @@ class ReadyQueues:
     handed out; task records take theirs from the same counter.
     """
 
-    __slots__ = ("aging_interval_s", "delayed", "heaps", "parked", "seq", "waiting")
+    __slots__ = ("_stale", "aging_interval_s", "delayed", "heaps", "parked", "seq", "waiting")
 
     def __init__(self, aging_interval_s: float) -> None:
         if aging_interval_s <= 0:
@@ -74,6 +75,7 @@ class ReadyQueues:
         self.parked: dict[str, list[QueueKey]] = {}  # entries by the held resource they wait on
         self.delayed: list[Delayed] = []
         self.seq = 0
+        self._stale: dict[str, int] = {}  # entries made stale by ``discard``, per capability
 
     def push(self, rec: TaskRecord, now: float) -> None:
         """Queue ``rec`` (ready) under a new entry; an older entry of it becomes stale."""
@@ -121,6 +123,23 @@ class ReadyQueues:
         heads = [(h[0], cap) for cap, h in self.heaps.items() if clean_head(h) and can_serve(cap)]
         heapify(heads)
         return heads
+
+    def discard(self, rec: TaskRecord) -> None:
+        """``rec``, queued, ended without starting (cancelled, skipped): it waits no more.
+
+        Its entry is stale from now on. A heap whose stale entries outnumber its live ones is
+        rebuilt, so the records of ended tasks (and of their runs, once forgotten) are not
+        kept alive by a queue that is never drained to them.
+        """
+        cap = rec.task.capability
+        self.waiting[cap] -= 1
+        stale = self._stale.get(cap, 0) + 1
+        heap = self.heaps.get(cap)
+        if heap is not None and stale > _COMPACT_AT and stale > self.waiting[cap]:
+            heap[:] = [k for k in heap if _live(k)]
+            heapify(heap)
+            stale = 0
+        self._stale[cap] = stale
 
     def put_back(self, keys: Iterable[QueueKey]) -> None:
         """Return popped entries to their queues under their old keys: they keep their place."""

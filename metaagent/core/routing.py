@@ -95,6 +95,7 @@ class Router:
 
     def remove(self, inst: AgentInstance) -> None:
         """Drop an instance from the index (call after its slots are no longer counted)."""
+        self._round.clear()  # it holds the instance: a retired one must not be kept alive
         for cap in inst.spec.capabilities:
             lst = self._by_cap.get(cap, [])
             if inst in lst:
@@ -221,6 +222,20 @@ class Router:
             speed = ref / (ref + mine) if ref + mine > 0 else 0.5
         return prof, fit, load, success, speed
 
+    def _round_cache(
+        self, version: int
+    ) -> dict[tuple[AgentInstance, str, float], tuple[float, float, float, float]]:
+        """The score parts cached for this round of estimates (``version``: the learning's).
+
+        Cleared when the estimates move, and past a size: with learning frozen they never move,
+        and task complexities are any floats, so the cache must not grow for ever.
+        """
+        cache = self._round
+        if self._round_version != version or len(cache) > _ROUND_KEPT:
+            cache.clear()
+            self._round_version = version
+        return cache
+
     def _best(self, task: AgentTask, cap: str, pool: Iterable[AgentInstance]) -> Choice | None:
         # The hot path of every decision: the parts of ``_parts`` are computed inline here
         # (same formulas), since a call per candidate costs more than the arithmetic.
@@ -236,12 +251,7 @@ class Router:
         limit = self.max_candidates
         # Between two outcomes the learned estimates do not change, so the parts that do not
         # depend on load are computed once per (instance, capability, complexity) and reused.
-        cache = None
-        if sample is None:
-            cache = self._round
-            if self._round_version != learning.version:
-                cache.clear()
-                self._round_version = learning.version
+        cache = self._round_cache(learning.version) if sample is None else None
         scored: list[tuple[float, int, AgentInstance, tuple[float, float, float, float, float]]]
         scored = []
         for inst in pool:
@@ -294,6 +304,7 @@ def _score_key(s: tuple[float, int, AgentInstance, tuple[float, ...]]) -> tuple[
 
 
 _READY = AgentState.READY
+_ROUND_KEPT = 4096  # cached score parts of (instance, capability, complexity) at most
 
 
 def _proficiency_key(cap: str) -> Callable[[AgentInstance], float]:

@@ -32,7 +32,9 @@ class OrchestratorConfig:
 
     max_concurrency: int = 16  # attempts running at once, over all agents
     max_queued: int = _CORE.max_queued  # accepted, unfinished tasks over all runs
-    default_timeout_s: float | None = None  # for a task without its own; None: no limit
+    # For a task without its own ``timeout_s`` (which wins): an hour, so a hung function or
+    # command agent cannot hold a slot for ever. ``None``, set explicitly: no limit.
+    default_timeout_s: float | None = 3600.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     routing: RoutingMode = _CORE.routing
     weights: RoutingWeights = field(default_factory=RoutingWeights)

@@ -1000,15 +1000,15 @@ def test_circuit_breaker_quarantines_then_probes_with_one_slot() -> None:
     p.submit("a", tasks(6, max_attempts=5), 0.0)
     p.tick(0.0)
     first, second = p.running()
-    p.finish(first, 1.0, Outcome.ERROR)
+    p.finish(first, 1.0, Outcome.CRASH)
     p.tick(1.0)
     (third,) = [r for r in p.running() if r.task_id != second.task_id]
-    p.finish(second, 2.0, Outcome.ERROR)
+    p.finish(second, 2.0, Outcome.CRASH)
     assert quarantined(p) == []
-    p.finish(third, 3.0, Outcome.ERROR)  # the third failure in a row
+    p.finish(third, 3.0, Outcome.CRASH)  # the third agent fault in a row
     (q,) = quarantined(p)
     assert (q.instance, q.for_s) == ("w", 10.0)
-    assert "3 consecutive failed attempts" in q.reason
+    assert "3 consecutive agent faults" in q.reason
     inst = p.s.agents["w"]
     assert inst.state is AgentState.QUARANTINED
     assert decisions_of(p.tick(12.0), RouteTask) == []
@@ -1019,7 +1019,7 @@ def test_circuit_breaker_quarantines_then_probes_with_one_slot() -> None:
     assert inst.state is AgentState.READY
     assert (inst.probing, inst.slots) == (True, 1)
     # The probe fails: quarantined again, twice as long.
-    p.finish(probe, 14.0, Outcome.ERROR)
+    p.finish(probe, 14.0, Outcome.CRASH)
     assert [d.for_s for d in quarantined(p)] == [10.0, 20.0]
     (probe,) = decisions_of(p.tick(34.0), RouteTask)
     # The probe succeeds: the breaker closes, every slot is back.
@@ -1032,7 +1032,7 @@ def test_a_success_resets_the_failure_count() -> None:
     p = Pool([spec("w", {"x": 0.9})], health=HealthPolicy(breaker_failures=2),
              retry=RetryPolicy(base_s=0.0, jitter=0.0))  # fmt: skip
     p.submit("a", tasks(4, max_attempts=1), 0.0)
-    for t, outcome in enumerate([Outcome.ERROR, Outcome.SUCCEEDED, Outcome.ERROR]):
+    for t, outcome in enumerate([Outcome.CRASH, Outcome.SUCCEEDED, Outcome.CRASH]):
         (r,) = decisions_of(p.tick(float(t)), RouteTask)
         p.finish(r, t + 0.5, outcome)
     assert quarantined(p) == []

@@ -12,6 +12,7 @@ import random
 from typing import TYPE_CHECKING
 
 from metaagent.core.learning import Learning
+from metaagent.core.planner import InvalidPlan
 from metaagent.core.pool import Pool
 from metaagent.core.queues import ReadyQueues
 from metaagent.core.routing import Router
@@ -60,7 +61,6 @@ class SchedulerBase:
         self._runs_seen = 0
         self._settle: list[TaskRecord] = []  # decomposed tasks whose sub-tasks all ended
         self._outbox: list[Output] = []  # decisions made deep inside a call, returned by it
-        self._affinity: dict[tuple[str, str], AgentInstance] = {}  # (run, group) -> last agent
 
     @staticmethod
     def _check_capability(
@@ -84,6 +84,22 @@ class SchedulerBase:
                 f"a batch of {open_tasks} was refused (nothing accepted was dropped)",
                 bound=bound,
             )
+
+    def _check_plan(self, size: int) -> None:
+        """Raise ``InvalidPlan`` if a plan of ``size`` sub-tasks may not be expanded now: it
+        is larger than ``max_plan_tasks``, or its sub-tasks would pass the queue bound (they
+        count against ``max_queued`` as submitted tasks do)."""
+        cfg = self.config
+        if size > cfg.max_plan_tasks:
+            raise InvalidPlan(
+                [f"the plan has {size} sub-tasks; at most {cfg.max_plan_tasks} are allowed "
+                 "(max_plan_tasks)"]
+            )  # fmt: skip
+        if self.queued + size > cfg.max_queued:
+            raise InvalidPlan(
+                [f"queue full: {self.queued} tasks are queued and the bound is "
+                 f"{cfg.max_queued} (max_queued); a plan of {size} sub-tasks would pass it"]
+            )  # fmt: skip
 
     def _estimator(self) -> Callable[[AgentTask], float]:
         """``_estimate`` with each capability's learned duration looked up once, for ranking

@@ -22,6 +22,7 @@ class SchedulerConfig:
 
     max_concurrency: int = 64  # attempts running at once, over all agents
     max_queued: int = 10_000  # accepted, unfinished tasks over all runs (backpressure bound)
+    max_plan_tasks: int = 1_000  # sub-tasks one decomposition (a plan or a template) may add
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     weights: RoutingWeights = field(default_factory=RoutingWeights)
     routing: RoutingMode = "deterministic"
@@ -41,6 +42,8 @@ class SchedulerConfig:
             out.append(f"max_concurrency must be at least 1, got {self.max_concurrency}")
         if self.max_queued < 1:
             out.append(f"max_queued must be at least 1, got {self.max_queued}")
+        if self.max_plan_tasks < 1:
+            out.append(f"max_plan_tasks must be at least 1, got {self.max_plan_tasks}")
         if self.aging_interval_s <= 0:
             out.append(f"aging_interval_s must be positive, got {self.aging_interval_s}")
         for name, limits in (

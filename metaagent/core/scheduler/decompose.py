@@ -43,12 +43,25 @@ class Decomposing(Dispatching):
             rec.ready_at = now
             plan = rec.task.decompose
             if plan is not None and plan.template:
-                self._expand(rec, plan.template, now, "template")
+                self._expand_template(rec, plan.template, now)
                 continue
             rec.state = _READY
             push(rec, now)
             recs.append(rec)
         return recs
+
+    def _expand_template(self, rec: TaskRecord, template: Sequence[AgentTask], now: float) -> None:
+        """Expand ``rec`` by its template, or fail it when the template may not be expanded
+        (too large, the queue bound, an invalid sub-graph): a template is not retried, and its
+        sub-tasks are never added past a bound."""
+        try:
+            self._check_plan(len(template))
+            self._expand(rec, template, now, "template")
+        except InvalidPlan as exc:
+            rec.error = f"its template was not expanded: {exc}"
+            self._terminal(rec, TaskState.FAILED, now)
+            self._outbox.append(FailTask(now, rec.run.id, rec.task.id, rec.error))
+            self._outbox.extend(self._skip_downstream(rec, now))
 
     def _expand(
         self,
@@ -97,7 +110,8 @@ class Decomposing(Dispatching):
         """Record ``rec``'s final state; a decomposed parent whose last open sub-task this was
         is settled by the next ``_drain``."""
         if rec.state is _READY and rec.queued:
-            self.queues.waiting[rec.task.capability] -= 1  # its queue entry is now stale
+            rec.state = state  # its queue entry is stale from now on
+            self.queues.discard(rec)
         rec.state = state
         rec.finished_at = now
         rec.run.open -= 1

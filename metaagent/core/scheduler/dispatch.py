@@ -74,7 +74,6 @@ class Dispatching(SchedulerBase):
         cap_limits = config.capability_limits
         running_cap = self._running_cap
         margin = config.affinity_margin
-        affinity = self._affinity
         heappop = heapq.heappop
         while router.has_free(cap):
             if cap_limits and running_cap.get(cap, 0) >= cap_limits.get(cap, limit):
@@ -86,7 +85,7 @@ class Dispatching(SchedulerBase):
                 queues.park(full, head)
             else:
                 group = task.group
-                prefer = affinity.get((rec.run.id, group)) if group is not None else None
+                prefer = rec.run.affinity.get(group) if group is not None else None
                 choice = router.route(task, rec.avoid, prefer, margin)
                 if choice is None:
                     deferred.append(head)
@@ -134,7 +133,7 @@ class Dispatching(SchedulerBase):
         for r in task.resources:
             self._held[r] = self._held.get(r, 0) + 1
         if task.group is not None:
-            self._affinity[(rec.run.id, task.group)] = inst
+            rec.run.affinity[task.group] = inst
         if choice.affinity:
             why = (
                 f"affinity: {inst.id} handled earlier tasks of group {task.group!r} and scores "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from metaagent.core.decisions import CancelTask, FailTask, RetryTask, TaskCompleted
+from metaagent.core.health import is_agent_fault
 from metaagent.core.instances import AgentInstance, AgentState
 from metaagent.core.planner import InvalidPlan, expand, parse_plan
 from metaagent.core.retry import compute_backoff
@@ -82,6 +83,7 @@ class Outcomes(Decomposing):
         not valid (the problems go back to the planner as feedback on its next attempt)."""
         try:
             steps = parse_plan(output)
+            self._check_plan(len(steps))
             expand(rec.task, steps, self.router.capabilities())
         except InvalidPlan as exc:
             rec.feedback = exc.problems
@@ -122,7 +124,10 @@ class Outcomes(Decomposing):
             self._complete(rec.run, now, out)
             return out
         spec = inst.spec.name
-        out.extend(self.pool.on_failure(inst, now))
+        # The breaker counts agent faults only: an error, timeout or rejected check is the
+        # task's outcome, and a task that fails on every agent fails alone (``max_attempts``).
+        if is_agent_fault(outcome, inst.id, rec.attempts[:-1]):
+            out.extend(self.pool.on_failure(inst, now))
         duration = rec.attempts[-1].duration_s if outcome is Outcome.ERROR else None
         self.learning.record(spec, rec.task.capability, False, duration)
         out.extend(self._failed_attempt(rec, spec, outcome, error, now))

@@ -59,6 +59,8 @@ class RunRecord:
     finished_at: float | None = None
     order: int = 0  # submission order among runs: earlier runs go first within a priority
     unread: UnreadPart | None = None  # a lazily restored run's settled tasks, not read yet
+    # group -> the instance of its latest attempt (affinity); kept here, so it goes with the run
+    affinity: dict[str, AgentInstance] = field(default_factory=dict)
 
     def output_of(self, task_id: str) -> object:
         """The output of a task of this run (``KeyError`` for an unknown one), settled tasks of
