@@ -8,6 +8,22 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 
+MAX_LISTED = 20
+"""How many items an error message lists before it says how many more there are."""
+
+
+def capped(items: Sequence[str], sep: str = "; ", *, limit: int = MAX_LISTED) -> str:
+    """``items`` joined by ``sep``, cut after ``limit`` with ``... and N more``."""
+    shown = sep.join(items[:limit])
+    return f"{shown}{sep}... and {len(items) - limit} more" if len(items) > limit else shown
+
+
+def brief(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: a user's string named in a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class MetaAgentError(Exception):
     """Root of every metaagent error."""
 
@@ -27,11 +43,18 @@ class WorkflowError(MetaAgentError, ValueError):
 
 
 class CycleError(WorkflowError):
-    """The dependency graph has a cycle; ``cycle`` is its path, first node repeated at the end."""
+    """The dependency graph has a cycle; ``cycle`` is its path, first node repeated at the end.
+
+    The message names at most ``MAX_LISTED`` of its tasks (``cycle`` holds them all).
+    """
 
     def __init__(self, cycle: Sequence[str], *, where: str | None = None) -> None:
         self.cycle = tuple(cycle)
-        super().__init__("dependency cycle: " + " -> ".join(self.cycle), where=where)
+        path = " -> ".join(self.cycle)
+        if len(self.cycle) > MAX_LISTED + 1:
+            tasks = len(self.cycle) - 1
+            path = " -> ".join(self.cycle[:MAX_LISTED]) + f" -> ... ({tasks} tasks)"
+        super().__init__("dependency cycle: " + path, where=where)
 
 
 class UnknownCapabilityError(WorkflowError):
@@ -40,9 +63,9 @@ class UnknownCapabilityError(WorkflowError):
     def __init__(self, capability: str, known: Sequence[str], *, where: str | None = None) -> None:
         self.capability = capability
         self.known = tuple(sorted(known))
-        listing = ", ".join(self.known) if self.known else "(no agents registered)"
+        listing = capped(self.known, ", ") if self.known else "(no agents registered)"
         super().__init__(
-            f"unknown capability {capability!r}; known capabilities: {listing}", where=where
+            f"unknown capability {brief(capability)}; known capabilities: {listing}", where=where
         )
 
 

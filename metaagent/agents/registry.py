@@ -11,10 +11,13 @@ runner needs a heavy dependency imports it only when a file uses it).
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, TypeVar, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from metaagent.agents.command import CommandRunner, expand
 from metaagent.agents.function import FunctionRunner
@@ -32,10 +35,13 @@ if TYPE_CHECKING:
     from metaagent.agents.base import Runner
 
 __all__ = [
+    "MAX_SECONDS",
+    "MIN_MEMORY_MB",
     "BuildContext",
     "CommandRunnerModel",
     "FunctionRunnerModel",
     "LlmRunnerModel",
+    "NulFree",
     "PersistentRunnerModel",
     "RunnerConfig",
     "RunnerKind",
@@ -47,6 +53,43 @@ __all__ = [
 ]
 
 _STRICT = ConfigDict(extra="forbid")
+
+MAX_SECONDS = 365 * 24 * 3600
+"""The longest timeout or CPU limit a file may give: a year, in seconds."""
+MIN_MEMORY_MB = 16
+"""The smallest ``memory_limit_mb``: below it not even a shell starts."""
+
+
+def _no_nul(text: str) -> str:
+    if "\0" in text:
+        raise ValueError("holds a NUL character, which no argument, variable or prompt may hold")
+    return text
+
+
+def _env_name(name: str) -> str:
+    if not name or "=" in name:
+        raise ValueError(f"{name!r} is not an environment variable name (empty, or holds '=')")
+    return _no_nul(name)
+
+
+def _machine_memory_mb() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (ValueError, OSError):  # pragma: no cover - a platform without these
+        return 1 << 40
+
+
+def _within_memory(mb: int | None) -> int | None:
+    if mb is not None and mb > (ram := _machine_memory_mb()):
+        raise ValueError(f"{mb} MB is more than this machine's memory ({ram} MB)")
+    return mb
+
+
+NulFree = Annotated[str, AfterValidator(_no_nul)]
+"""A string that reaches a process (an argument, a variable, a prompt): no NUL in it."""
+EnvName = Annotated[str, AfterValidator(_env_name)]
+MemoryMb = Annotated[int | None, Field(ge=MIN_MEMORY_MB), AfterValidator(_within_memory)]
+CpuSeconds = Annotated[int | None, Field(ge=1, le=MAX_SECONDS)]
 
 
 # --- the config models ------------------------------------------------------------------------
@@ -64,22 +107,22 @@ class CommandRunnerModel(RunnerModel):
     """A command run once per attempt (``metaagent.agents.command``)."""
 
     type: Literal["command"]
-    argv: list[str] = Field(min_length=1)
-    cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    memory_limit_mb: int | None = Field(default=500, ge=16)
-    cpu_limit_s: int | None = Field(default=None, ge=1)
+    argv: list[NulFree] = Field(min_length=1)
+    cwd: NulFree | None = None
+    env: dict[EnvName, NulFree] = Field(default_factory=dict)
+    memory_limit_mb: MemoryMb = 500
+    cpu_limit_s: CpuSeconds = None
 
 
 class PersistentRunnerModel(RunnerModel):
     """A long-lived process that takes attempts one by one (``metaagent.agents.persistent``)."""
 
     type: Literal["persistent"]
-    argv: list[str] = Field(min_length=1)
-    cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    memory_limit_mb: int | None = Field(default=500, ge=16)
-    cpu_limit_s: int | None = Field(default=None, ge=1)
+    argv: list[NulFree] = Field(min_length=1)
+    cwd: NulFree | None = None
+    env: dict[EnvName, NulFree] = Field(default_factory=dict)
+    memory_limit_mb: MemoryMb = 500
+    cpu_limit_s: CpuSeconds = None
 
 
 class FunctionRunnerModel(RunnerModel):
@@ -97,12 +140,12 @@ class LlmRunnerModel(RunnerModel):
     model: str = Field(min_length=1)
     base_url: str | None = Field(default=None, pattern=r"^https?://")
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    system: str = ""
+    system: NulFree = ""
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int = Field(default=4096, ge=1)
     json_output: bool = False
     return_usage: bool = False
-    timeout_s: float = Field(default=120.0, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0, le=MAX_SECONDS)
     max_retries: int = Field(default=3, ge=0)
     max_upstream_chars: int = Field(default=24_000, ge=0)
 
@@ -196,24 +239,72 @@ RunnerConfig = Annotated[RunnerModel, _ByType()]
 # --- the builders -----------------------------------------------------------------------------
 
 
-def _command(m: CommandRunnerModel, ctx: BuildContext) -> Runner:
+@dataclass(frozen=True, slots=True)
+class _Process:
+    """A command's fields with the load-time placeholders expanded."""
+
+    argv: list[str]
+    cwd: str | None
+    env: dict[str, str]
+
+
+def _process(m: CommandRunnerModel | PersistentRunnerModel, ctx: BuildContext) -> _Process:
+    """The expanded fields, checked: the program and the ``cwd`` must exist, where static."""
     v = ctx.values
-    return CommandRunner(
+    p = _Process(
         [expand(a, v) for a in m.argv],
-        cwd=expand(m.cwd, v) if m.cwd else None,
-        env={k: expand(x, v) for k, x in m.env.items()},
-        limits=ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s),
+        expand(m.cwd, v) if m.cwd else None,
+        {k: expand(x, v) for k, x in m.env.items()},
     )
+    if p.cwd is not None and _is_static(p.cwd) and not Path(p.cwd).is_dir():
+        raise WorkflowError(f"cwd {p.cwd!r} is not a directory", where=f"{ctx.where}.cwd")
+    problem = _program_problem(p)
+    if problem:
+        raise WorkflowError(problem, where=f"{ctx.where}.argv[0]")
+    return p
+
+
+def _is_static(text: str) -> bool:
+    """True when no run-time placeholder (``{workdir}``, ``{prompt}``, ...) is left in it."""
+    return expand(text, _PROBE) == text
+
+
+def _program_problem(p: _Process) -> str | None:
+    """Why ``argv[0]`` cannot be started, or ``None`` (also when it is known only at run time:
+    a placeholder, or a relative path resolved in the run's work directory)."""
+    program = p.argv[0]
+    if not _is_static(program) or not program:
+        return None
+    if "/" not in program:
+        path = p.env.get("PATH", os.environ.get("PATH", os.defpath))
+        if shutil.which(program, path=path) is None:
+            return f"program {program!r} is not found on PATH"
+        return None
+    file = Path(program)
+    if not file.is_absolute():
+        if p.cwd is None or not _is_static(p.cwd):
+            return None  # relative to the run's work directory
+        file = Path(p.cwd) / file
+    if not file.is_file():
+        return f"program {program!r} does not exist"
+    if not os.access(file, os.X_OK):
+        return f"program {program!r} is not executable"
+    return None
+
+
+_PROBE = {name: "" for name in ("prompt", "task_id", "capability", "workdir", "run_id", "attempt")}
+
+
+def _command(m: CommandRunnerModel, ctx: BuildContext) -> Runner:
+    p = _process(m, ctx)
+    limits = ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s)
+    return CommandRunner(p.argv, cwd=p.cwd, env=p.env, limits=limits)
 
 
 def _persistent(m: PersistentRunnerModel, ctx: BuildContext) -> Runner:
-    v = ctx.values
-    return PersistentCommandRunner(
-        [expand(a, v) for a in m.argv],
-        cwd=expand(m.cwd, v) if m.cwd else None,
-        env={k: expand(x, v) for k, x in m.env.items()},
-        limits=ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s),
-    )
+    p = _process(m, ctx)
+    limits = ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s)
+    return PersistentCommandRunner(p.argv, cwd=p.cwd, env=p.env, limits=limits)
 
 
 def _function(m: FunctionRunnerModel, ctx: BuildContext) -> Runner:
@@ -222,7 +313,7 @@ def _function(m: FunctionRunnerModel, ctx: BuildContext) -> Runner:
         obj: object = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:  # "a..b", "..a"
         raise WorkflowError(
             f"function {m.function!r} cannot be imported: {exc}", where=ctx.where
         ) from exc

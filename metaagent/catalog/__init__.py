@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from metaagent.errors import WorkflowError
+from metaagent.errors import WorkflowError, brief, capped
+from metaagent.workflow.reader import describe_errors, read_yaml
 
 DEFAULT_CATALOG = Path(__file__).with_name("default.yaml")
 
@@ -54,8 +54,8 @@ class Catalog:
             return self.roles[role]
         except KeyError:
             raise WorkflowError(
-                f"unknown role {role!r} (catalog {self.source}); known roles: "
-                + ", ".join(sorted(self.roles)),
+                f"unknown role {brief(role)} (catalog {self.source}); known roles: "
+                + capped(sorted(self.roles), ", "),
                 where=where,
             ) from None
 
@@ -66,22 +66,17 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     Raises ``WorkflowError`` naming the file and the field at fault.
     """
     file = Path(path) if path is not None else DEFAULT_CATALOG
-    try:
-        raw = yaml.safe_load(file.read_text())
-    except OSError as exc:
-        raise WorkflowError(f"cannot read catalog: {exc.strerror}", where=str(file)) from exc
-    except yaml.YAMLError as exc:
-        raise WorkflowError(f"invalid YAML: {exc}", where=str(file)) from exc
+    raw = read_yaml(file, "catalog")
+    if not isinstance(raw, dict):
+        raise WorkflowError("the top level must be a mapping with roles", where=str(file))
     try:
         model = _CatalogModel.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise WorkflowError(f"{loc}: {err['msg']}", where=str(file)) from exc
+        raise WorkflowError(describe_errors(exc, raw), where=str(file)) from None
     roles: dict[str, Role] = {}
     for i, r in enumerate(model.roles):
         if r.role in roles:
-            raise WorkflowError(f"roles[{i}]: duplicate role {r.role!r}", where=str(file))
+            raise WorkflowError(f"roles[{i}]: duplicate role {brief(r.role)}", where=str(file))
         for cap, prof in r.capabilities.items():
             if not 0.0 <= prof <= 1.0:
                 raise WorkflowError(

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from metaagent.core.graph import TaskGraph
 from metaagent.core.specs import AgentSpec
 from metaagent.core.tasks import AgentTask
-from metaagent.errors import UnknownCapabilityError, WorkflowError
+from metaagent.errors import UnknownCapabilityError, WorkflowError, brief, capped
 from metaagent.sim.spec import (
     SIMULATED,
     AgentPool,
@@ -215,7 +215,7 @@ def _profiles(
 def _check_profile(pm: ProfileModel, names: set[str], known: list[str], where: str) -> None:
     if pm.agent is not None and pm.agent not in names:
         raise WorkflowError(
-            f"unknown agent {pm.agent!r}; agents: {', '.join(sorted(names))}",
+            f"unknown agent {brief(pm.agent)}; agents: {capped(sorted(names), ', ')}",
             where=f"{where}.agent",
         )
     if pm.capability is not None and pm.capability not in known:

@@ -19,7 +19,8 @@ from metaagent.core.graph import TaskGraph
 from metaagent.core.specs import AgentSpec
 from metaagent.core.tasks import AgentTask, Decompose, VerifySpec
 from metaagent.errors import UnknownCapabilityError, WorkflowError
-from metaagent.workflow.reader import describe_errors, read_yaml
+from metaagent.workflow.limits import check_limit_keys
+from metaagent.workflow.reader import describe_errors, parse_bytes, read_yaml
 from metaagent.workflow.roles import AgentEntry, check_unique, merge_role, resolve_catalog
 from metaagent.workflow.schema import WorkflowModel
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from metaagent.catalog import Catalog
     from metaagent.workflow.schema import AgentModel, DecomposeModel, SettingsModel, TaskModel
 
-__all__ = ["Workflow", "load_workflow", "parse_workflow"]
+__all__ = ["Workflow", "load_workflow", "parse_workflow", "parse_workflow_text"]
 
 Templates = dict[str, tuple[AgentTask, ...]]
 
@@ -54,6 +55,19 @@ def load_workflow(path: str | Path, *, catalog: Catalog | None = None) -> Workfl
     return parse_workflow(raw, source=str(file), base_dir=file.resolve().parent, catalog=catalog)
 
 
+def parse_workflow_text(
+    data: bytes | str,
+    *,
+    source: str = "<workflow>",
+    base_dir: Path | None = None,
+    catalog: Catalog | None = None,
+    json: bool = False,
+) -> Workflow:
+    """Read and validate a workflow given as the bytes (or text) of a YAML or JSON file."""
+    raw = parse_bytes(data, source, json=json)
+    return parse_workflow(raw, source=source, base_dir=base_dir, catalog=catalog)
+
+
 def parse_workflow(
     raw: object,
     *,
@@ -75,6 +89,9 @@ def parse_workflow(
     known = sorted({cap for spec in agents for cap in spec.capabilities})
     _check_templates(templates, known, source)
     _check_tasks(tasks, known, source)
+    check_limit_keys(
+        model.settings, known, [*tasks, *(t for s in templates.values() for t in s)], source
+    )
     roles = {spec.name: spec.role for spec in agents if spec.role is not None}
     return Workflow(model.name, agents, tasks, model.settings, source, model.description, roles)
 

@@ -1,7 +1,9 @@
 """The workflow file format as pydantic models: what ``parse_workflow`` validates a file against.
 
 Strict: a field the format does not know is an error. A runner's fields are those of its kind
-in ``metaagent.agents.registry``.
+in ``metaagent.agents.registry``. Durations are above 0 (or at least 0 for windows) and at most a
+year (``MAX_SECONDS``); a string that reaches a process (an id, a prompt, a ``verify`` argument)
+holds no NUL.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from metaagent.agents.registry import RunnerConfig
+from metaagent.agents.registry import MAX_SECONDS, NulFree, RunnerConfig
 
 __all__ = [
     "AgentModel",
@@ -41,8 +43,8 @@ class AgentModel(BaseModel):
 class VerifyModel(BaseModel):
     model_config = _STRICT
 
-    argv: list[str] = Field(min_length=1)
-    timeout_s: float = Field(default=120.0, gt=0)
+    argv: list[NulFree] = Field(min_length=1)
+    timeout_s: float = Field(default=120.0, gt=0, le=MAX_SECONDS)
 
 
 class DecomposeModel(BaseModel):
@@ -55,14 +57,14 @@ class DecomposeModel(BaseModel):
 class TaskModel(BaseModel):
     model_config = _STRICT
 
-    id: str = Field(min_length=1)
-    capability: str = Field(min_length=1)
-    prompt: str = ""
+    id: NulFree = Field(min_length=1)
+    capability: NulFree = Field(min_length=1)
+    prompt: NulFree = ""
     input: object = None
     depends_on: list[str] = Field(default_factory=list)
     priority: int = 0
     complexity: float = Field(default=0.5, ge=0.0, le=1.0)
-    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     max_attempts: int = Field(default=3, ge=1)
     resources: list[str] = Field(default_factory=list)
     verify: VerifyModel | None = None
@@ -77,20 +79,20 @@ class SettingsModel(BaseModel):
 
     max_concurrency: int | None = Field(default=None, ge=1)
     max_queued: int | None = Field(default=None, ge=1)
-    default_timeout_s: float | None = Field(default=None, gt=0)
+    default_timeout_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     routing: Literal["deterministic", "thompson"] | None = None
     seed: int | None = None
     max_agents: int | None = Field(default=None, ge=1)
     spawn_threshold: int | None = Field(default=None, ge=0)
-    idle_timeout_s: float | None = Field(default=None, gt=0)
-    scale_cooldown_s: float | None = Field(default=None, ge=0)
+    idle_timeout_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    scale_cooldown_s: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
     target_utilisation: float | None = Field(default=None, ge=0, le=1)
-    scale_up_window_s: float | None = Field(default=None, ge=0)
-    utilisation_window_s: float | None = Field(default=None, ge=0)
-    heartbeat_interval_s: float | None = Field(default=None, gt=0)
-    heartbeat_timeout_s: float | None = Field(default=None, gt=0)
+    scale_up_window_s: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
+    utilisation_window_s: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
+    heartbeat_interval_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     breaker_failures: int | None = Field(default=None, ge=1)
-    aging_interval_s: float | None = Field(default=None, gt=0)
+    aging_interval_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     capability_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     resource_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
 
