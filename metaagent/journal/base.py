@@ -18,10 +18,21 @@ if TYPE_CHECKING:
     from metaagent.core.decisions import Decision
     from metaagent.core.learning import ArmStats
     from metaagent.core.tasks import AgentTask, Attempt, TaskState
+    from metaagent.journal.leases import Lease, Owner
 
 
 class JournalError(MetaAgentError, RuntimeError):
     """The journal could not be written (or read); a batch that failed was not applied."""
+
+
+class KnownRun(JournalError):
+    """``open_run`` found that the journal already holds this batch's run (an unfinished run
+    with its key, or the run holding its idempotency keys), recorded meanwhile by another
+    process; nothing was applied. Resume ``run_id`` instead."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(message)
 
 
 Durability = Literal["normal", "full"]
@@ -99,7 +110,13 @@ def settled(state: str, decompose: object, metadata: Mapping[str, object] | None
 
 
 class Journal(Protocol):
-    """Where runs are recorded. Implementations: ``SqliteJournal`` and ``MemoryJournal``."""
+    """Where runs are recorded. Implementations: ``SqliteJournal`` and ``MemoryJournal``.
+
+    **Leases.** A run is written by one owner at a time (``journal.leases``): ``open_run`` takes
+    the new run's lease, ``acquire`` takes a journaled one. Every flush is fenced: rows of a
+    run whose lease this journal (this connection) no longer holds are not written, and the
+    flush raises ``JournalError`` naming the new owner, as every later one does for that run.
+    """
 
     def open_run(
         self,
@@ -110,8 +127,35 @@ class Journal(Protocol):
         key: str | None = None,
         source: str | None = None,
         workdir: str | None = None,
+        owner: Owner | None = None,
     ) -> None:
-        """Record a new run and its tasks, durably, before returning."""
+        """Record a new run and its tasks, durably, before returning, with its lease held by
+        ``owner`` (in the same transaction; no lease when None: a run written directly, which
+        anyone may then acquire). Raises ``KnownRun`` (nothing applied)
+        when the journal already holds this batch's run: an unfinished run with ``key``, or
+        the one run holding all its tasks' idempotency keys."""
+        ...
+
+    def acquire(self, run_id: str, owner: Owner) -> Lease:
+        """Take the lease of a journaled run, in one transaction: a new one, a renewal of
+        ``owner``'s own, or a take-over of an expired (or dead) owner's. Raises ``RunOwned``
+        naming the owner while another owner's lease is live, ``KeyError`` for an unknown run.
+        """
+        ...
+
+    def renew(self, owner: Owner) -> None:
+        """Extend every lease ``owner`` holds through this journal (one transaction). Raises
+        ``JournalError`` naming the new owner for a lease that was taken over."""
+        ...
+
+    def release(self, owner: Owner, run_id: str | None = None) -> None:
+        """Flush, then give up ``owner``'s lease of ``run_id`` (of every run when None), so
+        that another process may resume the run at once. Finishing a run (``run_finished``)
+        releases its lease with the flush that records it."""
+        ...
+
+    def lease(self, run_id: str) -> Lease | None:
+        """The run's lease as recorded, live or not (None when nobody holds it)."""
         ...
 
     def add_tasks(self, run_id: str, tasks: Sequence[AgentTask]) -> None:

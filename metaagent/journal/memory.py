@@ -6,36 +6,73 @@ from __future__ import annotations
 import time
 from collections import Counter
 from copy import copy
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from metaagent.journal.base import (
     DeferredPart,
     JournalError,
+    KnownRun,
     RunInfo,
     StoredResult,
     StoredRun,
     settled,
 )
+from metaagent.journal.leases import LEASE_TTL_S, Lease, Owner, lost_message, refuse
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from metaagent.core.decisions import Decision
     from metaagent.core.learning import ArmStats
     from metaagent.core.tasks import AgentTask, Attempt, TaskState
 
 
-class MemoryJournal:
-    """Keeps every run in dictionaries. A second terminal state for a task raises."""
+class _Store:
+    """What a memory journal holds, shared by every handle on it (``MemoryJournal.reopen``)."""
+
+    __slots__ = ("attempts", "decisions", "keys", "leases", "results", "runs", "stats", "tasks")
 
     def __init__(self) -> None:
-        self._runs: dict[str, dict[str, object]] = {}
-        self._tasks: dict[str, list[AgentTask]] = {}
-        self._results: dict[str, dict[str, StoredResult]] = {}
-        self._attempts: dict[str, dict[str, dict[int, Attempt]]] = {}
-        self._decisions: dict[str, list[dict[str, object]]] = {}
-        self._keys: dict[str, tuple[str, str]] = {}
-        self._stats: dict[tuple[str, str], ArmStats] = {}
+        self.runs: dict[str, dict[str, object]] = {}
+        self.tasks: dict[str, list[AgentTask]] = {}
+        self.results: dict[str, dict[str, StoredResult]] = {}
+        self.attempts: dict[str, dict[str, dict[int, Attempt]]] = {}
+        self.decisions: dict[str, list[dict[str, object]]] = {}
+        self.keys: dict[str, tuple[str, str]] = {}
+        self.stats: dict[tuple[str, str], ArmStats] = {}
+        self.leases: dict[str, Lease] = {}
+
+
+class MemoryJournal:
+    """Keeps every run in dictionaries. A second terminal state for a task raises.
+
+    Leases are held per handle, as the SQLite journal holds them per connection: ``reopen()``
+    is another handle on the same runs (as a second process opening the same file), and a
+    write of a run whose lease this handle lost is dropped, the next ``flush`` raising
+    ``JournalError`` naming the new owner. ``wall`` is the leases' wall clock.
+    """
+
+    def __init__(self, *, wall: Callable[[], float] = time.time, _store: _Store | None = None):
+        store = _Store() if _store is None else _store
+        self._store = store
+        self._runs = store.runs
+        self._tasks = store.tasks
+        self._results = store.results
+        self._attempts = store.attempts
+        self._decisions = store.decisions
+        self._keys = store.keys
+        self._stats = store.stats
+        self._leases = store.leases
+        self._wall = wall
+        self._held: dict[str, Owner] = {}
+        self._lost: dict[str, Lease | None] = {}
+        self._done: set[str] = set()  # finished through this handle (lease released)
+        self._refused: set[str] = set()  # runs written since the last flush without a lease
+
+    def reopen(self) -> MemoryJournal:
+        """Another handle on the same runs, with leases of its own."""
+        return MemoryJournal(wall=self._wall, _store=self._store)
 
     def open_run(
         self,
@@ -46,10 +83,21 @@ class MemoryJournal:
         key: str | None = None,
         source: str | None = None,
         workdir: str | None = None,
+        owner: Owner | None = None,
     ) -> None:
         if run_id in self._runs:
             raise JournalError(f"run {run_id!r} is already journaled (nothing was applied)")
+        found = None if key is None else self.find_unfinished(key)
+        if found is not None:
+            raise KnownRun(f"run {found!r} has this key and is not finished", run_id=found)
         keys = [t.key for t in tasks if t.key is not None]
+        holders = {self._keys.get(k, ("", ""))[0] for k in keys}
+        if keys and len(keys) == len(tasks) and len(holders) == 1 and "" not in holders:
+            held = holders.pop()
+            raise KnownRun(
+                f"run {held!r} holds every idempotency key of this batch: {', '.join(keys[:10])}",
+                run_id=held,
+            )
         taken = sorted({k for k in keys if k in self._keys} | _repeated(keys))
         if taken:
             raise JournalError(
@@ -70,20 +118,27 @@ class MemoryJournal:
         for t in tasks:
             if t.key is not None:
                 self._keys[t.key] = (run_id, t.id)
+        if owner is not None:
+            self.acquire(run_id, owner)
 
     def add_tasks(self, run_id: str, tasks: Sequence[AgentTask]) -> None:
-        self._tasks[run_id].extend(tasks)
+        if self._writable(run_id):
+            self._tasks[run_id].extend(tasks)
 
     def attempt_started(self, run_id: str, task_id: str, attempt: Attempt) -> None:
-        self._attempts[run_id].setdefault(task_id, {})[attempt.number] = copy(attempt)
+        if self._writable(run_id):
+            self._attempts[run_id].setdefault(task_id, {})[attempt.number] = copy(attempt)
 
     def attempt_finished(self, run_id: str, task_id: str, attempt: Attempt) -> None:
-        self._attempts[run_id].setdefault(task_id, {})[attempt.number] = copy(attempt)
+        if self._writable(run_id):
+            self._attempts[run_id].setdefault(task_id, {})[attempt.number] = copy(attempt)
 
     def task_finished(
         self, run_id: str, task_id: str, state: TaskState, output: object, error: str | None,
         at: float,
     ) -> None:  # fmt: skip
+        if not self._writable(run_id):
+            return
         results = self._results[run_id]
         if task_id in results:
             raise JournalError(
@@ -92,14 +147,22 @@ class MemoryJournal:
         results[task_id] = StoredResult(state, output, error, at)
 
     def decision(self, run_id: str, decision: Decision, at: float) -> None:
+        if not self._writable(run_id):
+            return
         data = decision.to_json()
         data["at"] = at
         self._decisions[run_id].append(data)
 
     def run_finished(self, run_id: str) -> None:
+        if not self._writable(run_id):
+            return
         run = self._runs[run_id]
         if run["finished"] is None:
             run["finished"] = time.time()
+        owner = self._held.pop(run_id, None)
+        if owner is not None:
+            self._leases.pop(run_id, None)
+            self._done.add(run_id)
 
     def save_stats(self, stats: Iterable[tuple[str, str, ArmStats]]) -> None:
         for spec, cap, arm in stats:
@@ -109,7 +172,80 @@ class MemoryJournal:
         return [(s, c, copy(a)) for (s, c), a in self._stats.items()]
 
     def flush(self) -> None:
-        return None
+        """Writes are applied at once; a flush renews this handle's leases and raises
+        ``JournalError`` for the runs written since the last one without their lease."""
+        for owner in {o.id: o for o in self._held.values()}.values():
+            self.renew(owner)
+        self._refuse()
+
+    # --- leases -------------------------------------------------------------------------------
+
+    def acquire(self, run_id: str, owner: Owner) -> Lease:
+        if run_id not in self._runs:
+            raise KeyError(f"no run {run_id!r} in this journal")
+        now = self._wall()
+        held = self._leases.get(run_id)
+        if held is not None and held.owner.id != owner.id and held.live(now):
+            raise refuse(held, now)
+        since = held.since if held is not None and held.owner.id == owner.id else now
+        lease = self._leases[run_id] = Lease(run_id, owner, since, now, now + LEASE_TTL_S)
+        self._held[run_id] = owner
+        self._lost.pop(run_id, None)
+        self._done.discard(run_id)
+        return lease
+
+    def renew(self, owner: Owner) -> None:
+        now = self._wall()
+        for run_id in [r for r, o in self._held.items() if o.id == owner.id]:
+            lease = self._leases.get(run_id)
+            if lease is None or lease.owner.id != owner.id:
+                self._lose(run_id)
+            else:
+                self._leases[run_id] = replace(
+                    lease, heartbeat_at=now, expires_at=now + LEASE_TTL_S
+                )
+        self._refuse()
+
+    def release(self, owner: Owner, run_id: str | None = None) -> None:
+        for r in [r for r, o in self._held.items() if o.id == owner.id and run_id in (None, r)]:
+            lease = self._leases.get(r)
+            if lease is not None and lease.owner.id == owner.id:
+                del self._leases[r]
+            del self._held[r]
+            self._lost[r] = None
+
+    def lease(self, run_id: str) -> Lease | None:
+        return self._leases.get(run_id)
+
+    def _writable(self, run_id: str) -> bool:
+        """Whether this handle may write the run now: it holds its lease (or finished the
+        run), or nobody does and it did not lose it."""
+        owner = self._held.get(run_id)
+        if owner is not None:
+            lease = self._leases.get(run_id)
+            if lease is not None and lease.owner.id == owner.id:
+                return True
+            self._lose(run_id)
+        elif run_id in self._done or (run_id not in self._lost and run_id not in self._leases):
+            return True  # finished here, or written directly while nobody holds its lease
+        else:
+            self._lost.setdefault(run_id, self._leases.get(run_id))
+            self._refused.add(run_id)
+        return False
+
+    def _lose(self, run_id: str) -> None:
+        self._held.pop(run_id, None)
+        self._lost[run_id] = self._leases.get(run_id)
+        self._refused.add(run_id)
+
+    def _refuse(self) -> None:
+        if self._refused:
+            lost, self._refused = sorted(self._refused), set()
+            now = self._wall()
+            raise JournalError(
+                "memory journal: "
+                + "; ".join(lost_message(r, self._lost.get(r), now) for r in lost)
+            )
 
     def find_unfinished(self, key: str) -> str | None:
         for rid, run in reversed(self._runs.items()):
@@ -159,7 +295,9 @@ class MemoryJournal:
         return [self._info(r) for r in ids[:limit]]
 
     def close(self) -> None:
-        return None
+        """Give up the leases held through this handle."""
+        for owner in {o.id: o for o in self._held.values()}.values():
+            self.release(owner)
 
 
 def _repeated(keys: list[str]) -> set[str]:

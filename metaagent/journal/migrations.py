@@ -114,6 +114,20 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (run_id, seq)
     );
     """,
+    # 5: the lease of each run being executed: one owner at a time, fencing every write.
+    """
+    CREATE TABLE leases (
+        run_id       TEXT PRIMARY KEY REFERENCES runs(run_id),
+        owner        TEXT NOT NULL,           -- random per orchestrator
+        pid          INTEGER NOT NULL,
+        host         TEXT NOT NULL,
+        node         TEXT NOT NULL,           -- boot and pid namespace: where the pid is valid
+        since        REAL NOT NULL,           -- wall-clock seconds since the epoch
+        heartbeat_at REAL NOT NULL,
+        expires_at   REAL NOT NULL
+    );
+    CREATE INDEX leases_owner ON leases(owner);
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

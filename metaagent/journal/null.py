@@ -2,7 +2,8 @@
 
 A null object (as dramatiq's stub broker): the runtime always talks to a journal, so it has no
 "is there a journal" branches. Writes are dropped, look-ups find nothing, and a run cannot be
-read back (``load_run`` raises ``KeyError``, as for any unknown run).
+read back (``load_run`` raises ``KeyError``, as for any unknown run) nor leased (``acquire``
+raises ``KeyError`` too); nothing is shared, so there is nothing to fence.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from metaagent.core.learning import ArmStats
     from metaagent.core.tasks import AgentTask, Attempt, TaskState
     from metaagent.journal.base import RunInfo, StoredRun
+    from metaagent.journal.leases import Lease, Owner
 
 
 class NullJournal:
@@ -32,7 +34,20 @@ class NullJournal:
         key: str | None = None,
         source: str | None = None,
         workdir: str | None = None,
+        owner: Owner | None = None,
     ) -> None:
+        return None
+
+    def acquire(self, run_id: str, owner: Owner) -> Lease:
+        raise KeyError(f"run {run_id!r}: this orchestrator has no journal to lease it in")
+
+    def renew(self, owner: Owner) -> None:
+        return None
+
+    def release(self, owner: Owner, run_id: str | None = None) -> None:
+        return None
+
+    def lease(self, run_id: str) -> Lease | None:
         return None
 
     def add_tasks(self, run_id: str, tasks: Sequence[AgentTask]) -> None:

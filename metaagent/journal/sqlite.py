@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metaagent.core.learning import ArmStats
-from metaagent.journal.base import Durability, JournalError
+from metaagent.journal.base import Durability, JournalError, KnownRun
 from metaagent.journal.codec import dumps, task_row, tasks_doc
+from metaagent.journal.leases import LEASE_TTL_S, Lease, Owner, lost_message
 from metaagent.journal.migrations import migrate
+from metaagent.journal.sqlite_lease import Fenced, fence, give_up, read_lease, take
 from metaagent.journal.sqlite_read import RunReader
 from metaagent.journal.sqlite_write import Batch, transaction
 
@@ -38,7 +40,12 @@ class SqliteJournal:
     """A journal in one SQLite file (created with its directory if missing).
 
     ``fault`` is a hook called with a label before each write transaction commits; tests use it
-    to inject failures. ``retries`` bounds the attempts at one flush.
+    to inject failures. ``retries`` bounds the attempts at one flush. ``wall`` is the wall
+    clock of the leases (seconds since the epoch), replaceable in tests.
+
+    Leases are held per connection: this object fences its flushes by the leases taken
+    through it (see ``Journal``); a second ``SqliteJournal`` on the same file is another
+    connection, as another process is.
     """
 
     def __init__(
@@ -50,6 +57,7 @@ class SqliteJournal:
         retry_delay_s: float = 0.02,
         busy_timeout_ms: int = 2000,
         fault: Callable[[str], None] | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if durability not in ("normal", "full"):
             raise ValueError(f"durability must be 'normal' or 'full', got {durability!r}")
@@ -70,6 +78,10 @@ class SqliteJournal:
         self._decision_seq: dict[str, int] = {}
         self.commits = 0
         self._closed = False
+        self._wall = wall
+        self._held: dict[str, Owner] = {}  # the leases taken through this connection
+        self._lost: dict[str, Lease | None] = {}  # taken over (or released): never written
+        self._done: set[str] = set()  # finished here: their lease was released with the end
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -82,11 +94,16 @@ class SqliteJournal:
         key: str | None = None,
         source: str | None = None,
         workdir: str | None = None,
+        owner: Owner | None = None,
     ) -> None:
         rows = [task_row(run_id, i, t) for i, t in enumerate(tasks)]
         doc = tasks_doc(tasks)
 
         def write(conn: sqlite3.Connection) -> None:
+            # Inside the transaction: of two processes opening one workflow at once, one wins.
+            found = None if key is None else _unfinished(conn, key)
+            if found is not None:
+                raise KnownRun(f"run {found!r} has this key and is not finished", run_id=found)
             conn.execute(
                 "INSERT INTO runs (run_id, name, key, created_at, source, workdir)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -94,12 +111,24 @@ class SqliteJournal:
             )
             conn.executemany("INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             conn.execute("INSERT INTO run_tasks VALUES (?, ?)", (run_id, doc))
+            if owner is not None:
+                take(conn, run_id, owner, self._wall(), LEASE_TTL_S)
 
         self.flush()
         try:
             self._transaction(write, "open_run")
+        except KnownRun:
+            raise
         except JournalError as exc:
-            taken = self._taken_keys([t.key for t in tasks if t.key is not None])
+            keys = [t.key for t in tasks if t.key is not None]
+            taken = self._taken_keys(keys)
+            holder_run = self._holder_of(keys) if len(keys) == len(tasks) else None
+            if holder_run is not None:
+                raise KnownRun(
+                    f"run {holder_run!r} holds every idempotency key of this batch: "
+                    f"{', '.join(keys[:10])}",
+                    run_id=holder_run,
+                ) from exc
             if taken:
                 raise JournalError(
                     f"journal {self.path}: idempotency keys already journaled: "
@@ -108,6 +137,14 @@ class SqliteJournal:
                 ) from exc
             raise
         self._decision_seq.setdefault(run_id, 0)
+        if owner is not None:
+            self._hold(run_id, owner)
+
+    def _holder_of(self, keys: list[str]) -> str | None:
+        """The one run holding every key of ``keys``, if one does."""
+        found = {self.find_task(k) for k in keys}
+        runs = {f[0] for f in found if f is not None}
+        return runs.pop() if keys and None not in found and len(runs) == 1 else None
 
     def _taken_keys(self, keys: list[str]) -> list[str]:
         """Keys repeated in ``keys`` or already held by a journaled task."""
@@ -167,11 +204,92 @@ class SqliteJournal:
         return len(self._batch)
 
     def flush(self) -> None:
+        """Write the batch in one transaction, fenced: it renews the lease of every run it
+        writes (one statement) and, if one was taken over, writes nothing and raises
+        ``JournalError`` naming the new owner; that run's rows are dropped, never written.
+        A run written without a lease taken here (direct use of a journal) is written only
+        while nobody holds its lease."""
         batch = self._batch
         if not batch:
             return
-        self._transaction(batch.apply, "flush")
+        runs = batch.run_ids()
+        self._refuse_lost(runs)
+        held = [(r, self._held[r].id) for r in runs if r in self._held]
+        free = [r for r in runs if r not in self._held and r not in self._done]
+        ends = [(r, self._held[r].id) for _, r in batch.finished_runs if r in self._held]
+
+        def write(conn: sqlite3.Connection) -> None:
+            fence(conn, held, free, self._wall(), LEASE_TTL_S)
+            batch.apply(conn)
+            give_up(conn, ends)
+
+        self._fenced(write, "flush")
         self._batch = Batch()
+        for r, _ in ends:
+            del self._held[r]
+            self._done.add(r)
+
+    # --- leases -------------------------------------------------------------------------------
+
+    def acquire(self, run_id: str, owner: Owner) -> Lease:
+        got: list[Lease] = []
+
+        def write(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise KeyError(f"no run {run_id!r} in the journal {self.path}")
+            got.append(take(conn, run_id, owner, self._wall(), LEASE_TTL_S))
+
+        self._transaction(write, "acquire")
+        self._hold(run_id, owner)
+        return got[0]
+
+    def renew(self, owner: Owner) -> None:
+        held = [(r, o.id) for r, o in self._held.items() if o.id == owner.id]
+        if held:
+            self._fenced(lambda conn: fence(conn, held, (), self._wall(), LEASE_TTL_S), "renew")
+
+    def release(self, owner: Owner, run_id: str | None = None) -> None:
+        self.flush()
+        mine = [
+            (r, o.id) for r, o in self._held.items()
+            if o.id == owner.id and run_id in (None, r)
+        ]  # fmt: skip
+        if mine:
+            self._transaction(lambda conn: give_up(conn, mine), "release")
+        for r, _ in mine:
+            del self._held[r]
+            self._lost[r] = None
+
+    def lease(self, run_id: str) -> Lease | None:
+        return read_lease(self._conn, run_id)
+
+    def _hold(self, run_id: str, owner: Owner) -> None:
+        self._held[run_id] = owner
+        self._lost.pop(run_id, None)
+        self._done.discard(run_id)
+
+    def _fenced(self, write: Callable[[sqlite3.Connection], None], label: str) -> None:
+        """``_transaction``, turning a fenced write into the loss of those runs' leases."""
+        try:
+            self._transaction(write, label)
+        except Fenced as exc:
+            for r in exc.runs:
+                self._held.pop(r, None)
+                self._lost[r] = read_lease(self._conn, r)
+            self._refuse_lost(set(exc.runs))
+
+    def _refuse_lost(self, runs: set[str]) -> None:
+        """Raise ``JournalError`` if the batch writes runs whose lease was lost (or given up)
+        here, dropping their rows: they are never written."""
+        lost = {r for r in runs if r in self._lost}
+        if not lost:
+            return
+        self._batch.drop(lost)
+        now = self._wall()
+        raise JournalError(
+            f"journal {self.path}: "
+            + "; ".join(lost_message(r, self._lost.get(r), now) for r in sorted(lost))
+        )
 
     def _transaction(self, write: Callable[[sqlite3.Connection], None], label: str) -> None:
         """Run ``write`` in one transaction, retrying transient faults; all or nothing.
@@ -202,12 +320,7 @@ class SqliteJournal:
         return [(s, c, ArmStats(ok, bad, n, mean)) for s, c, ok, bad, n, mean in rows]
 
     def find_unfinished(self, key: str) -> str | None:
-        row = self._conn.execute(
-            "SELECT run_id FROM runs WHERE key = ? AND finished_at IS NULL"
-            " ORDER BY created_at DESC LIMIT 1",
-            (key,),
-        ).fetchone()
-        return None if row is None else str(row[0])
+        return _unfinished(self._conn, key)
 
     def find_task(self, key: str) -> tuple[str, str] | None:
         row = self._conn.execute(
@@ -244,5 +357,17 @@ class SqliteJournal:
         self._closed = True
         try:
             self.flush()
+            held = list(self._held.items())
+            if held:
+                self._transaction(lambda conn: give_up(conn, [(r, o.id) for r, o in held]), "close")
         finally:
             self._conn.close()
+
+
+def _unfinished(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute(
+        "SELECT run_id FROM runs WHERE key = ? AND finished_at IS NULL"
+        " ORDER BY created_at DESC LIMIT 1",
+        (key,),
+    ).fetchone()
+    return None if row is None else str(row[0])

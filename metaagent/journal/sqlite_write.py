@@ -39,6 +39,25 @@ class Batch:
             + len(self.subtasks)
         )  # fmt: skip
 
+    def run_ids(self) -> set[str]:
+        """The runs this batch writes rows of (one pass over its rows, once per flush)."""
+        runs = {r[0] for r in self.attempts_new}
+        runs.update(r[3] for r in self.attempts_done)
+        runs.update(r[0] for r in self.results)
+        runs.update(r[0] for r in self.decisions)
+        runs.update(r[1] for r in self.finished_runs)
+        runs.update(r[0] for r in self.subtasks)
+        return {str(r) for r in runs}
+
+    def drop(self, runs: set[str]) -> None:
+        """Forget every row of these runs (their lease was lost: they must never be written)."""
+        self.attempts_new = [r for r in self.attempts_new if r[0] not in runs]
+        self.attempts_done = [r for r in self.attempts_done if r[3] not in runs]
+        self.results = [r for r in self.results if r[0] not in runs]
+        self.decisions = [r for r in self.decisions if r[0] not in runs]
+        self.finished_runs = [r for r in self.finished_runs if r[1] not in runs]
+        self.subtasks = [r for r in self.subtasks if r[0] not in runs]
+
     def apply(self, conn: sqlite3.Connection) -> None:
         """Write every row of the batch (inside the caller's transaction)."""
         if self.attempts_new:

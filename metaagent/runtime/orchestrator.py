@@ -35,6 +35,7 @@ from metaagent.runtime.config import OrchestratorConfig
 from metaagent.runtime.handle import EventCallback, RunHandle
 from metaagent.runtime.instances import carry_out
 from metaagent.runtime.journaled import known_run, read_settled, restore_run
+from metaagent.runtime.lease import LeaseKeeper
 from metaagent.runtime.sinks import EventSink, JournalSink, Sink, ends_task
 
 __all__ = ["EventCallback", "Orchestrator", "OrchestratorConfig", "RunHandle"]
@@ -107,6 +108,7 @@ class Orchestrator:
         self._failure: JournalError | None = None
         self._unread: list[tuple[str, DeferredPart]] = []  # lazily resumed runs' settled tasks
         self._frozen = Freeze()  # resumed runs' records, kept out of the collector's passes
+        self._lease = LeaseKeeper(self.journal, self._journal_failed)  # one owner per run
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -138,6 +140,7 @@ class Orchestrator:
             await self._backend.aclose(list(self.scheduler.agents.values()))
         if self._failure is None:
             self._commit()
+        self._lease.close(release=self._failure is None)
         self._frozen.release()
 
     # --- the API of the requirements ---------------------------------------------------------
@@ -172,18 +175,18 @@ class Orchestrator:
         sched = self.scheduler
         with paused_gc():  # one bulk build of records: no collector passes in the middle of it
             run = sched.prepare(rid, tasks, now, name=name, where=where)
-        self.journal.open_run(
-            rid, run.name, tasks, key=key, source=source, workdir=self.config.workdir
-        )
+        raced = self._lease.open_run(rid, run.name, tasks, key, source, self.config.workdir)
+        if raced is not None:  # another process journaled this batch's run meanwhile
+            return await self.resume(raced, on_event=on_event)
         return self._start_run(run, now, on_event)
 
     async def resume(self, run_id: str, *, on_event: EventCallback | None = None) -> RunHandle:
-        """Resume a journaled run: finished tasks keep their results (and feed dependents);
-        attempts that were in flight are routed again."""
+        """Resume a journaled run (``RunOwned`` while another live process holds its lease):
+        finished tasks keep their results (and feed dependents), attempts in flight rerun."""
         if run_id in self._handles:
             return self._handles[run_id]
-        # Rebuilding a large run makes objects by the hundred thousand, none of them cyclic:
-        # the collector would walk them over and over for nothing.
+        self._lease.acquire(run_id)
+        # A large run makes objects by the hundred thousand, none cyclic: no collector passes.
         with paused_gc():
             # Lazily: the tasks that succeeded (outside decompositions) are read back after
             # the first dispatch turn, so work starts again without waiting for them.
@@ -363,6 +366,7 @@ class Orchestrator:
         self._record.run_completed(h, o.at)
         if not self._commit():
             return
+        self._lease.finished(o.run_id)
         if h.listening:
             self._publish.run_completed(h, o.at)
         h.settle()
@@ -417,6 +421,7 @@ class Orchestrator:
     def _journal_failed(self, exc: JournalError) -> None:
         self._failure = exc
         self._closed = True
+        self._lease.stop()
         self._launches.clear()
         if self._timer is not None:
             self._timer.cancel()
@@ -439,15 +444,9 @@ class Orchestrator:
     ) -> None:
         task = ctx.task
         sched = self.scheduler
-        outs = sched.finish(
-            ctx.run_id,
-            task.id,
-            ctx.attempt,
-            outcome,
-            self.clock.now(),
-            output=output if outcome is Outcome.SUCCEEDED else None,
-            error=error,
-        )
+        now = self.clock.now()
+        out = output if outcome is Outcome.SUCCEEDED else None
+        outs = sched.finish(ctx.run_id, task.id, ctx.attempt, outcome, now, output=out, error=error)
         if outs:
             self._record.attempt_finished(sched.runs[ctx.run_id].tasks[task.id], ctx.attempt)
         self._apply(outs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import shutil
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -32,7 +33,7 @@ from metaagent import (
 from metaagent.core.decisions import RunCompleted
 from metaagent.core.graph import TaskGraph
 from metaagent.core.tasks import Attempt, Decompose, Outcome
-from metaagent.journal import MemoryJournal, SqliteJournal
+from metaagent.journal import LEASE_TTL_S, MemoryJournal, SqliteJournal
 from metaagent.journal.codec import tasks_doc, tasks_from_doc
 
 if TYPE_CHECKING:
@@ -107,6 +108,12 @@ def _agents(body: object) -> list[AgentSpec]:
     ]
 
 
+def _after_the_crash(copy: Path) -> SqliteJournal:
+    """The copied journal, opened as if the lease of the "crashed" orchestrator (this very
+    process, so not known to be dead) had expired."""
+    return SqliteJournal(copy, wall=lambda: time.time() + LEASE_TTL_S + 1)
+
+
 async def _crash_copy(tmp: Path) -> tuple[Path, str]:
     """Run the workflow until e, f and p/y are in flight; copy the journal as a crash would
     leave it; then let the first orchestrator go (its file is not used again)."""
@@ -147,7 +154,7 @@ async def test_a_resumed_run_dispatches_first_and_reads_its_settled_tasks_after(
     assert [t.id for t in rest.tasks] == ["a", "b"]
     assert [a.outcome for a in rest.attempts["a"]] == [Outcome.ERROR, Outcome.SUCCEEDED]
 
-    journal = SqliteJournal(copy)
+    journal = _after_the_crash(copy)
     body = SecondLife()
     async with Orchestrator(_agents(body), OrchestratorConfig(), journal=journal) as orch:
         handle = await orch.resume(run_id)
@@ -449,7 +456,7 @@ async def test_a_planned_decomposition_resumes_without_planning_again(tmp_path: 
     # The planner's own attempt succeeded (it planned) while the task still waits on its plan.
     assert [a.outcome for a in stored.attempts["plan"]] == [Outcome.SUCCEEDED]
     second = PlannerLife(block=False)
-    journal = SqliteJournal(copy)
+    journal = _after_the_crash(copy)
     async with Orchestrator(_agents(second), journal=journal) as orch:
         batch = await asyncio.wait_for((await orch.resume("r1")).result(), 30)
     journal.close()
