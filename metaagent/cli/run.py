@@ -1,17 +1,21 @@
 """``metaagent run`` and ``metaagent resume``: drive one orchestration with live progress, then
-print the summary. Exit 0 if every task succeeded, 1 if not, 2 for invalid input, 130 on Ctrl-C."""
+print the summary. Exit 0 if every task succeeded, 1 if not, 2 for invalid input (or a run another
+live process owns), 130 on Ctrl-C.
+
+The run id comes first, on standard error, as does the live progress; the summary goes to
+standard output, or to standard error with ``--json -`` (the report is then all of stdout).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
 
-from metaagent.cli.console import ExitCode, err, invalid_input, out
+from metaagent.cli.console import ExitCode, err, invalid_input
 from metaagent.cli.inputs import (
     DbOption,
     DurabilityChoice,
@@ -25,7 +29,8 @@ from metaagent.cli.inputs import (
     stored_journal,
 )
 from metaagent.cli.progress import ProgressView, agents_table, summary_table
-from metaagent.errors import MetaAgentError, RunFailed
+from metaagent.cli.report_file import check_report_path, human_console, write_report
+from metaagent.errors import MetaAgentError, RunFailed, RunOwned
 from metaagent.journal import JournalError
 from metaagent.journal.sqlite import DEFAULT_PATH
 from metaagent.runtime.config import OrchestratorConfig
@@ -125,6 +130,7 @@ def run_command(
     wf = load_workflow_file(workflow)
     if not workdir.is_dir():
         raise invalid_input(f"--workdir {workdir}: not a directory")
+    check_report_path(json_out)
     store = open_journal(db, durability) if journal else None
     flags = Overrides(
         max_concurrency=max_concurrency,
@@ -148,6 +154,7 @@ def resume_command(
     quiet: QuietOption = False,
 ) -> None:
     """Resume an unfinished run with the agents of the workflow file it came from."""
+    check_report_path(json_out)
     store = stored_journal(db)
     try:
         info = store.load_run(run_id).info
@@ -169,14 +176,17 @@ def _drive(
 ) -> BatchResult:
     """Run the orchestration; map failures to exit codes; always close the journal.
 
-    Invalid input (a bad graph, an unknown capability, a full queue) exits 2; a run that could
-    not finish (its journal broke, the orchestrator failed) exits 1; Ctrl-C exits 130.
+    Invalid input (a bad graph, an unknown capability, a full queue) and a run another live
+    process owns exit 2; a run that could not finish (its journal broke, the orchestrator
+    failed) exits 1; Ctrl-C exits 130.
     """
     try:
         return asyncio.run(work)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: running attempts were stopped[/]")
         raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except RunOwned as exc:  # not touched: the owner goes on with it
+        raise invalid_input(exc) from None
     except (JournalError, RunFailed) as exc:
         err.print(f"[bold red]run failed:[/] {exc}", highlight=False)
         raise typer.Exit(ExitCode.FAILED) from None
@@ -191,14 +201,30 @@ def _drive(
 
 
 def _finish(batch: BatchResult, json_out: Path | None) -> None:
-    out.print(summary_table(batch, out.width))
+    human = human_console(json_out)
+    human.print(summary_table(batch, human.width))
     if len(batch.agents) > 1:
-        out.print(agents_table(batch))
+        human.print(agents_table(batch))
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(batch.to_json(), indent=2, default=str) + "\n")
-        out.print(f"report written to {json_out}")
+        write_report(batch.to_json(), json_out)
     raise typer.Exit(ExitCode.OK if batch.ok else ExitCode.FAILED)
+
+
+class _RunLine:
+    """Prints ``run RUN_ID (journal PATH)`` on stderr once, before anything else of the run.
+
+    Called with the run id of the first event and again once the run has started, so that the
+    line comes first even when events arrive before ``submit`` returns.
+    """
+
+    def __init__(self, journal: SqliteJournal | None) -> None:
+        self.where = "not journaled" if journal is None else f"journal {journal.path}"
+        self.printed = False
+
+    def __call__(self, run_id: str) -> None:
+        if not self.printed:
+            self.printed = True
+            err.print(f"run {run_id} ({self.where})", highlight=False, markup=False)
 
 
 async def _execute(
@@ -212,15 +238,21 @@ async def _execute(
     view = ProgressView(len(wf.tasks), wf.agents)
     live_ok = not quiet and err.is_terminal
     key = batch_key(wf.name, wf.tasks, config.workdir)
+    announce = _RunLine(journal)
     async with Orchestrator(wf.agents, config, journal=journal) as orch:
 
         async def start(on_event: Callable[[Event], None]) -> RunHandle:
+            def first(ev: Event) -> None:
+                announce(ev.run_id)
+                on_event(ev)
+
             if resume is not None:
-                handle = await orch.resume(resume, on_event=on_event)
+                handle = await orch.resume(resume, on_event=first)
             else:
                 handle = await orch.submit(
-                    wf.tasks, name=wf.name, key=key, on_event=on_event, source=wf.source
+                    wf.tasks, name=wf.name, key=key, on_event=first, source=wf.source
                 )
+            announce(handle.run_id)
             states = orch.task_states(handle.run_id)
             finished = {tid: st for tid, st in states.items() if st.terminal}
             if finished and not quiet:
@@ -233,8 +265,8 @@ async def _execute(
             return handle
 
         if live_ok:
+            handle = await start(view.on_event)  # its run line comes before the live view
             with Live(view.render(0.0), console=err, refresh_per_second=8, transient=True) as live:
-                handle = await start(view.on_event)
                 loop = asyncio.get_running_loop()
                 t0 = loop.time()
                 result = asyncio.ensure_future(handle.result())

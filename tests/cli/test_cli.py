@@ -170,7 +170,7 @@ PRECEDENCE = [
     ("aging_interval_s",     "aging_interval_s",          None, 60.0, 1,      60.0),
     ("aging_interval_s",     "aging_interval_s",          None, None, 1,      300.0),
     ("default_timeout_s",    "default_timeout_s",         None, 30.0, 1,      30.0),
-    ("default_timeout_s",    "default_timeout_s",         None, None, 1,      None),
+    ("default_timeout_s",    "default_timeout_s",         None, None, 1,      3600.0),
     ("routing",              "routing",                   None, "thompson", 1, "thompson"),
     ("routing",              "routing",                   None, None, 1,      "deterministic"),
     ("seed",                 "seed",                      None, 7,    1,      7),
