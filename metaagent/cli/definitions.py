@@ -3,7 +3,7 @@ without running anything."""
 
 from __future__ import annotations
 
-from pathlib import Path  # noqa: TC003 - typer reads the annotations at run time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,11 +14,19 @@ from metaagent.cli.console import invalid_input, out
 from metaagent.cli.inputs import WorkflowArgument, load_workflow_file
 from metaagent.core.graph import TaskGraph
 from metaagent.errors import MetaAgentError
+from metaagent.runtime.orchestrator import Orchestrator
+from metaagent.workflow.settings import orchestrator_config
 
 
 def validate_command(workflow: WorkflowArgument) -> None:
-    """Check a workflow without running it: schema, agents, capabilities, dependency cycles."""
+    """Check a workflow without running it: schema, agents, capabilities, dependency cycles,
+    and the pool its settings allow (``min_instances`` within ``max_agents``)."""
     wf = load_workflow_file(workflow)
+    config = orchestrator_config(wf.settings, workdir=Path.cwd(), task_count=len(wf.tasks))
+    try:
+        Orchestrator(wf.agents, config)  # builds the pool as ``run`` would; no I/O
+    except MetaAgentError as exc:
+        raise invalid_input(exc) from None
     graph = TaskGraph(wf.tasks)
     length, path = graph.critical_path(lambda t: 1.0)
     out.print(

@@ -25,7 +25,7 @@ from metaagent.core.instances import AgentInstance, AgentState
 from metaagent.core.pool_scaling import ScaleTracker
 from metaagent.core.pool_timers import TimerKind, Timers
 from metaagent.core.scaling import next_change, plan
-from metaagent.core.spec_pool import SpecPool
+from metaagent.core.spec_pool import SpecPool, check_initial
 from metaagent.errors import WorkflowError
 
 if TYPE_CHECKING:
@@ -79,6 +79,11 @@ class Pool:
         # spec), so a restart gets a new one without remembering every id ever given out.
         self._issued: set[str] = set()
         self._offered: set[str] = set()  # capabilities of every spec
+        self._initial = 0  # the min_instances of the specs added, against max_agents
+        # When an instance began to take work since the last round: the next round has work
+        # to route to it, even when it was reported ready while the caller carried out that
+        # round's decisions (a runner with nothing to start is ready as it is spawned).
+        self._woken: float | None = None
         self._scaling = ScaleTracker(router, policy, self.specs)
 
     # --- specs and instances ------------------------------------------------------------------
@@ -95,7 +100,9 @@ class Pool:
                 " and max_instances >= 1",
                 where=f"agent {spec.name!r}",
             )
+        check_initial(spec.name, min_instances, self._initial, self.policy.max_agents)
         self.specs[spec.name] = SpecPool(spec, min_instances, max_instances)
+        self._initial += min_instances
         self._offered.update(spec.capabilities)
         self._elastic = self._elastic or max_instances > min_instances
         out: list[Decision] = []
@@ -163,6 +170,11 @@ class Pool:
         inst.idle_since = now
         inst.ready_at = now
         self.set_state(inst, self._open_state(inst))
+        self._wake(now)
+
+    def _wake(self, now: float) -> None:
+        if self._woken is None or now < self._woken:
+            self._woken = now
 
     def _open_state(self, inst: AgentInstance) -> AgentState:
         """The state of an instance that may take work: throttled while its spec's rate is spent."""
@@ -268,6 +280,7 @@ class Pool:
         ``depth`` is ready tasks per capability; ``running`` and ``running_cap`` count the
         attempts running now (over all, per capability), for the concurrency limits.
         """
+        self._woken = None
         out: list[Decision] = []
         for timer in self._timers.due(now):
             out.extend(self._on_timer[timer.kind](timer.name, now))
@@ -306,8 +319,9 @@ class Pool:
         return any(sp.elastic for sp in self.specs.values())
 
     def quiet(self) -> bool:
-        """True when ``tick`` would do nothing: no timer due and no elastic spec."""
-        return not self._timers and not self._elastic
+        """True when ``tick`` would do nothing: no timer due, no elastic spec, no instance
+        that began to take work since the last round."""
+        return not self._timers and not self._elastic and self._woken is None
 
     def _scale(
         self, now: float, depth: Mapping[str, int], running: int, running_cap: Mapping[str, int]
@@ -345,6 +359,11 @@ class Pool:
             out.append(TerminateAgent(now, None, None, action.reason, action.spec, iid))
         return out
 
+    def _routable(self, depth: Mapping[str, int]) -> bool:
+        """Whether some queued capability has a free slot to take it."""
+        free = self.router.free
+        return any(n and free(cap) for cap, n in depth.items())
+
     def capacity(self, start: float, end: float) -> tuple[dict[str, float], dict[str, int]]:
         """Slot-seconds each instance offered within [start, end], and its slots."""
         offered: dict[str, float] = {}
@@ -360,14 +379,18 @@ class Pool:
         return offered, slots
 
     def next_wakeup(self, depth: Mapping[str, int]) -> float | None:
-        """When ``tick`` next has something to do: a timer, a cooldown that ends while a queue
-        is deep, an idle instance to retire.
+        """When ``tick`` next has something to do: a timer, an instance ready since the last
+        round while work waits for it, a cooldown that ends while a queue is deep, an idle
+        instance to retire.
 
         A time the last tick already passed is not given again while the queues are as that
         tick saw them: the policy decided not to act then, and would not now (answering it
         would have the caller tick in a busy loop).
         """
         wake = self._timers.next_at()
+        woken = self._woken
+        if woken is not None and (wake is None or woken < wake) and self._routable(depth):
+            wake = woken
         if not self._elastic:
             return wake
         t = next_change(self._scaling.wake_view(depth), self.policy)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from metaagent.core.spec_pool import SpecPool
 
 _ZERO = Smoothed()
+_GONE = (AgentState.DRAINING, AgentState.LOST, AgentState.STOPPED)
 
 
 class ScaleTracker:
@@ -45,7 +46,7 @@ class ScaleTracker:
         for cap in {*avg, *depth}:
             n = depth.get(cap, 0)
             if n:
-                n = max(0, n - sum(i.free for i in self.router.instances(cap)))
+                n = max(0, n - self.router.free(cap))
             avg[cap] = avg.get(cap, _ZERO).step(n, now, window)
         window = self.policy.utilisation_window_s
         for sp in self.specs.values():
@@ -103,7 +104,7 @@ class ScaleTracker:
             other_instances=instances - sum(len(s.instances) for s in specs),
             # Free slots matter only to a queue deep enough to grow on.
             free={
-                cap: sum(i.free for i in self.router.instances(cap))
+                cap: self.router.free(cap)
                 for cap, n in depth.items()
                 if n > self.policy.spawn_threshold
             },
@@ -125,8 +126,15 @@ class ScaleTracker:
         return t <= self._ticked and self._same_depth(depth)
 
     def _served(self, depth: Mapping[str, int]) -> set[str]:
-        """Queued capabilities that some instance (of any spec, in any live state) offers."""
-        return {cap for cap, n in depth.items() if n and self.router.instances(cap)}
+        """Queued capabilities that some instance offers that is or will be in service (of any
+        spec; starting, quarantined and throttled ones count): one that only draining
+        instances offer grows from zero at once, it does not wait for them to stop."""
+        router = self.router
+        return {
+            cap
+            for cap, n in depth.items()
+            if n and any(i.state not in _GONE for i in router.members(cap))
+        }
 
     def _same_depth(self, depth: Mapping[str, int]) -> bool:
         seen = self._ticked_depth

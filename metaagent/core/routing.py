@@ -8,8 +8,10 @@ duration against the capability's mean).
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from metaagent.core.decisions import SCORE_PARTS, Candidate
@@ -64,8 +66,8 @@ class Router:
     """
 
     __slots__ = (
-        "_by_cap", "_free", "_round", "_round_version", "chooser", "learning", "max_candidates",
-        "weights",
+        "_by_cap", "_free", "_levels", "_round", "_round_version", "_specs", "chooser",
+        "learning", "max_candidates", "weights",
     )  # fmt: skip
 
     def __init__(
@@ -81,28 +83,51 @@ class Router:
         self.learning = learning
         self.weights = weights or RoutingWeights()
         self.max_candidates = max_candidates
-        self._by_cap: dict[str, list[AgentInstance]] = {}
+        # Per capability, the instances in buckets of equal declared proficiency (a dict keeps
+        # their order of arrival), the proficiencies strongest first: adding and removing an
+        # instance costs O(1) however large the pool, and the order is the one a stable sort
+        # by proficiency would give.
+        self._by_cap: dict[str, dict[float, dict[AgentInstance, None]]] = {}
+        self._levels: dict[str, list[float]] = {}  # the buckets' proficiencies, descending
+        self._specs: dict[str, dict[str, int]] = {}  # capability -> spec -> instances
         self._free: dict[str, int] = {}
 
     # --- the index ----------------------------------------------------------------------------
 
     def add(self, inst: AgentInstance) -> None:
-        for cap in inst.spec.capabilities:
-            lst = self._by_cap.setdefault(cap, [])
-            lst.append(inst)
-            lst.sort(key=_proficiency_key(cap))
+        spec = inst.spec
+        for cap, prof in spec.capabilities.items():
+            buckets = self._by_cap.setdefault(cap, {})
+            bucket = buckets.get(prof)
+            if bucket is None:
+                bucket = buckets[prof] = {}
+                levels = self._levels.setdefault(cap, [])
+                insort(levels, -prof)
+            bucket[inst] = None
+            specs = self._specs.setdefault(cap, {})
+            specs[spec.name] = specs.get(spec.name, 0) + 1
             self._free[cap] = self._free.get(cap, 0) + inst.free
 
     def remove(self, inst: AgentInstance) -> None:
         """Drop an instance from the index (call after its slots are no longer counted)."""
         self._round.clear()  # it holds the instance: a retired one must not be kept alive
-        for cap in inst.spec.capabilities:
-            lst = self._by_cap.get(cap, [])
-            if inst in lst:
-                lst.remove(inst)
-            if not lst:
-                self._by_cap.pop(cap, None)
-                self._free.pop(cap, None)
+        spec = inst.spec
+        for cap, prof in spec.capabilities.items():
+            buckets = self._by_cap.get(cap)
+            bucket = buckets.get(prof) if buckets is not None else None
+            if bucket is None or bucket.pop(inst, False) is False:
+                continue
+            specs = self._specs[cap]
+            specs[spec.name] -= 1
+            if not specs[spec.name]:
+                del specs[spec.name]
+            if bucket:
+                continue
+            del buckets[prof]  # type: ignore[union-attr]
+            self._levels[cap].remove(-prof)
+            if not buckets:
+                for index in (self._by_cap, self._levels, self._specs, self._free):
+                    index.pop(cap, None)
 
     def adjust_free(self, inst: AgentInstance, delta: int) -> None:
         """Tell the index that ``inst`` gained (+) or lost (-) free slots."""
@@ -119,13 +144,40 @@ class Router:
     def has_free(self, capability: str) -> bool:
         return self._free.get(capability, 0) > 0
 
+    def free(self, capability: str) -> int:
+        """Free slots of ready instances that offer ``capability``."""
+        return self._free.get(capability, 0)
+
     def instances(self, capability: str) -> list[AgentInstance]:
-        return list(self._by_cap.get(capability, ()))
+        """The instances that offer ``capability``, strongest declared proficiency first."""
+        return list(self.members(capability))
+
+    def members(self, capability: str) -> Iterable[AgentInstance]:
+        """The instances of ``capability`` in routing order, without copying them (do not
+        change the index while iterating)."""
+        buckets = self._by_cap.get(capability)
+        if not buckets:
+            return ()
+        if len(buckets) == 1:
+            return next(iter(buckets.values()))
+        return chain.from_iterable(buckets[-p] for p in self._levels[capability])
+
+    def _may_prefer(
+        self, inst: AgentInstance, best: Choice, cap: str, avoid: Collection[str]
+    ) -> bool:
+        """Whether affinity may pick ``inst`` over ``best`` for ``cap``: a free candidate (in
+        the index under ``cap``, not avoided)."""
+        if inst is best.instance or inst.state is not _READY or inst.running >= inst.slots:
+            return False
+        prof = inst.spec.capabilities.get(cap)
+        bucket = self._by_cap.get(cap, {}).get(prof) if prof is not None else None
+        return bucket is not None and inst in bucket and inst.spec.name not in avoid
 
     def specs_for(self, capability: str) -> set[str]:
-        return {
-            i.spec.name for i in self._by_cap.get(capability, ()) if i.state is not AgentState.LOST
-        }
+        """The specs with an instance (not lost) that offers ``capability``."""
+        # Lost instances leave the index as they are lost (``Pool.lost``): every one counted
+        # here is live.
+        return set(self._specs.get(capability, ()))
 
     # --- the choice ---------------------------------------------------------------------------
 
@@ -144,25 +196,21 @@ class Router:
         part aside, scores within ``margin`` of it.
         """
         cap = task.capability
-        pool = self._by_cap.get(cap)
-        if not pool or self._free.get(cap, 0) <= 0:
+        if self._free.get(cap, 0) <= 0:
             return None
-        if avoid:
-            others = [
-                i for i in pool if i.spec.name not in avoid and i.state is not AgentState.LOST
-            ]
-            if others:
-                pool = others
+        pool: Iterable[AgentInstance] = self.members(cap)
+        if not avoid or all(name in avoid for name in self._specs.get(cap, ())):
+            avoid = ()  # nobody else offers it: the avoided specs may serve it again
+        else:
+            # Filtered lazily: scoring stops after ``max_candidates`` free ones.
+            pool = (i for i in pool if i.spec.name not in avoid and i.state is not _LOST)
         if self.chooser is not None:
             return self._chosen(task, cap, pool)
         choice = self._best(task, cap, pool)
         if (
             choice is not None
             and prefer is not None
-            and prefer is not choice.instance
-            and prefer.state is _READY
-            and prefer.running < prefer.slots
-            and prefer in pool
+            and self._may_prefer(prefer, choice, cap, avoid)
         ):
             parts = self._parts(task, cap, prefer)
             total = self._total(parts)
@@ -179,7 +227,7 @@ class Router:
             w.capability * p[0] + w.fit * p[1] + w.load * p[2] + w.success * p[3] + w.speed * p[4]
         )
 
-    def _chosen(self, task: AgentTask, cap: str, pool: list[AgentInstance]) -> Choice | None:
+    def _chosen(self, task: AgentTask, cap: str, pool: Iterable[AgentInstance]) -> Choice | None:
         """Let the pluggable ``chooser`` (a baseline policy) pick among the free instances."""
         assert self.chooser is not None
         free = [i for i in pool if i.state is _READY and i.running < i.slots]
@@ -304,11 +352,5 @@ def _score_key(s: tuple[float, int, AgentInstance, tuple[float, ...]]) -> tuple[
 
 
 _READY = AgentState.READY
+_LOST = AgentState.LOST
 _ROUND_KEPT = 4096  # cached score parts of (instance, capability, complexity) at most
-
-
-def _proficiency_key(cap: str) -> Callable[[AgentInstance], float]:
-    def key(inst: AgentInstance) -> float:
-        return -inst.spec.capabilities[cap]
-
-    return key

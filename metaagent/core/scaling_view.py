@@ -102,8 +102,9 @@ class ScaleView:
     capability on ready instances: the queue fills them first. ``room`` (per capability; absent:
     no limit) and ``room_total`` (over all) say how many more attempts the concurrency limits
     would let run: slots beyond that would only sit idle, so they are not spawned. ``served``
-    names the capabilities some instance offers, of any spec and in any state: a queue nobody
-    serves grows the pool from zero, threshold or not (None: those of the instances in
+    names the capabilities some instance in service offers (of any spec; starting, quarantined
+    or throttled, not draining): a queue nobody serves grows the pool from zero, threshold or
+    not (None: those of the instances in
     ``specs`` for ``plan``, while ``next_change`` then counts every queue as served).
     ``sustained`` holds each capability's depth with its time-average: a queue grows the
     pool only once the average is above the threshold too (a capability absent: the depth now

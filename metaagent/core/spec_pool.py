@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from metaagent.core.instances import AgentInstance, AgentState
 from metaagent.core.rate_limit import RateWindow
 from metaagent.core.scaling import Smoothed
+from metaagent.errors import WorkflowError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,3 +50,19 @@ class SpecPool:
             for i in self.instances.values()
             if i.state not in (AgentState.LOST, AgentState.DRAINING)
         )
+
+
+def check_initial(name: str, min_instances: int, asked: int, max_agents: int) -> None:
+    """Raise ``WorkflowError`` when the spec ``name``'s ``min_instances``, with the ``asked``
+    of the specs added before it, would pass ``max_agents``: the pool would start more
+    instances than it may hold."""
+    total = asked + min_instances
+    if total <= max_agents:
+        return
+    before = f" ({asked} asked by the agents before it)" if asked else ""
+    raise WorkflowError(
+        f"min_instances {min_instances}{before} would start {total} instances, more than "
+        f"max_agents {max_agents} (instances over all agents): lower min_instances or raise "
+        "max_agents",
+        where=f"agent {name!r}",
+    )

@@ -255,3 +255,19 @@ def test_a_run_another_process_owns_exits_2_with_its_message(tmp_path: Path) -> 
         owner.communicate(timeout=60)
     assert owner.returncode == 0
     assert journaled_runs(tmp_path / "j.db") == [run_id]  # no other run was made
+
+
+def test_validate_refuses_more_initial_instances_than_max_agents(tmp_path: Path) -> None:
+    (tmp_path / "big.yaml").write_text(
+        "name: big\n"
+        "agents:\n"
+        "  - {name: worker, capabilities: {code: 0.9}, min_instances: 60, max_instances: 60,\n"
+        "     runner: {type: command, argv: [sh, -c, 'echo ok']}}\n"
+        "tasks:\n"
+        "  - {id: t, capability: code}\n"
+    )
+    done = cli("validate", "big.yaml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "min_instances 60" in done.stderr
+    assert "max_agents 50" in done.stderr
+    assert "Traceback" not in done.stderr
