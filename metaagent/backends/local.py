@@ -6,29 +6,54 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from metaagent.agents.function import FunctionRunner
+from metaagent.agents.function import FunctionRunner, thread_pool
+from metaagent.backends.deadlines import Deadlines
 from metaagent.backends.supervisor import LongLivedRunner, Supervisor
 from metaagent.core.tasks import Outcome
 from metaagent.errors import AgentCrash, VerificationFailed
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from metaagent.agents.base import AttemptContext, Runner
     from metaagent.backends.base import AttemptReport, InstanceHooks
     from metaagent.clock import Clock
     from metaagent.core.health import HealthPolicy
     from metaagent.core.instances import AgentInstance
 
+_Ended = tuple[Outcome, object, str | None]
+
+
+def _retrieve(fut: asyncio.Future[object]) -> None:
+    # A thread that raises after its attempt timed out: its error is in the attempt's text.
+    if not fut.cancelled():
+        fut.exception()
+
 
 class LocalBackend:
-    """Runs every attempt in this process's event loop; one ``Supervisor`` for instances."""
+    """Runs every attempt in this process's event loop; one ``Supervisor`` for instances.
+
+    Coroutine agents are stopped at their time limit by cancellation, commands by killing their
+    process group. A sync function agent runs in a thread of a pool of its spec (made at the
+    spec's first spawn, with as many threads as the spec has slots over all its instances:
+    ``concurrency * max_instances``), never in the loop's default executor, so hung calls of one
+    spec cannot starve another spec or the runtime. A thread cannot be killed: when a sync call
+    passes its limit, the attempt waits for the thread to return and only then reports
+    ``TIMEOUT``, so the scheduler keeps the attempt's slot and exclusive resources until its
+    work has really stopped. The pools are shut down by ``aclose``, which does not wait for hung
+    threads (each runs on until its function returns; Python joins them at exit).
+    """
 
     name = "local"
 
-    __slots__ = ("_supervisor",)
+    __slots__ = ("_clock", "_deadlines", "_pools", "_supervisor")
 
     def __init__(
         self, health: HealthPolicy, clock: Clock, workdir: str, hooks: InstanceHooks
     ) -> None:
+        self._clock = clock
+        self._deadlines = Deadlines()  # the time limits of coroutine and command attempts
+        self._pools: dict[str, ThreadPoolExecutor] = {}  # spec name -> its sync functions' pool
         self._supervisor = Supervisor(
             health,
             clock,
@@ -50,20 +75,31 @@ class LocalBackend:
         error: str | None = None
         outcome = Outcome.SUCCEEDED
         run = runner.run
-        if type(runner) is FunctionRunner and runner.is_async:
-            run = runner.fn  # type: ignore[assignment]  # the coroutine function: a frame less
+        threaded: FunctionRunner | None = None
+        if type(runner) is FunctionRunner:
+            if runner.is_async:
+                run = runner.fn  # type: ignore[assignment]  # the coroutine function: a frame less
+            else:
+                threaded = runner
         try:
-            if limit_s is None:
+            if threaded is not None:
+                outcome, output, error = await self._in_thread(ctx, threaded, limit_s)
+            elif limit_s is None:
                 output = await run(ctx)
             else:
+                this = asyncio.current_task()
+                assert this is not None
+                limit = self._deadlines.arm(asyncio.get_running_loop(), limit_s, this)
                 try:
-                    async with asyncio.timeout(limit_s) as scope:
-                        output = await run(ctx)
-                except TimeoutError:
-                    if not scope.expired():
+                    output = await run(ctx)
+                except asyncio.CancelledError:
+                    # Past its limit (and not cancelled from outside as well): a timeout.
+                    if not limit.expired or this.uncancel() > 0:
                         raise
                     outcome = Outcome.TIMEOUT
                     error = f"timed out after {limit_s:g}s; the attempt was stopped"
+                finally:
+                    self._deadlines.disarm(limit)
             if outcome is Outcome.SUCCEEDED and task.verify is not None:
                 await report.check(task, output)
         except asyncio.CancelledError:
@@ -77,7 +113,51 @@ class LocalBackend:
             outcome, error = Outcome.ERROR, f"{type(exc).__name__}: {exc}"
         report.ended(ctx, outcome, output, error)
 
+    async def _in_thread(
+        self, ctx: AttemptContext, runner: FunctionRunner, limit_s: float | None
+    ) -> _Ended:
+        """Run a sync function in its spec's pool; past ``limit_s``, wait for its thread."""
+        call = runner.start(ctx, self._pools.get(ctx.agent))
+        fut = asyncio.wrap_future(call)
+        if limit_s is None:
+            return Outcome.SUCCEEDED, await fut, None  # a cancel drops a call not yet started
+        fut.add_done_callback(_retrieve)
+        try:
+            async with asyncio.timeout(limit_s) as scope:
+                return Outcome.SUCCEEDED, await asyncio.shield(fut), None
+        except TimeoutError:
+            if not scope.expired():
+                raise
+        except asyncio.CancelledError:
+            call.cancel()  # a call not yet started never starts; a running one goes on
+            raise
+        return Outcome.TIMEOUT, None, await self._outwait(ctx, call, fut, limit_s)
+
+    async def _outwait(
+        self, ctx: AttemptContext, call: Future[object], fut: asyncio.Future[object], limit_s: float
+    ) -> str:
+        """Wait until a timed-out call's thread has returned; the text says what happened."""
+        if call.cancel():
+            return (
+                f"timed out after {limit_s:g}s before its thread started: every thread of "
+                f"agent {ctx.agent!r} was busy"
+            )
+        began = self._clock.now()
+        # A cancel (of the task, or at close) ends this wait; the thread still cannot be stopped.
+        await asyncio.wait([fut])
+        ran_on = self._clock.now() - began
+        exc = None if fut.cancelled() else fut.exception()
+        how = "returned" if exc is None else f"raised {type(exc).__name__}: {exc}"
+        return (
+            f"timed out after {limit_s:g}s; its thread ran on for {ran_on:.1f}s more and has "
+            f"now {how}"
+        )
+
     def spawn(self, inst: AgentInstance) -> bool:
+        spec = inst.spec
+        runner = spec.runner
+        if type(runner) is FunctionRunner and not runner.is_async and spec.name not in self._pools:
+            self._pools[spec.name] = thread_pool(spec.name, spec.concurrency * spec.max_instances)
         return self._supervisor.spawn(inst)
 
     def terminate(self, inst: AgentInstance, *, lost: bool) -> None:
@@ -88,4 +168,12 @@ class LocalBackend:
             runner.kill(instance, reason)
 
     async def aclose(self, instances: list[AgentInstance]) -> None:
-        await self._supervisor.aclose(instances)
+        """Stop every instance, then shut the thread pools down without waiting for their
+        threads: calls not started are dropped; a hung thread cannot be killed and runs on."""
+        try:
+            await self._supervisor.aclose(instances)
+        finally:
+            self._deadlines.close()
+            pools, self._pools = self._pools, {}
+            for pool in pools.values():
+                pool.shutdown(wait=False, cancel_futures=True)
