@@ -17,8 +17,10 @@ class AttemptContext:
 
     ``upstream`` maps each dependency's id to its output. ``workdir`` is the directory the run
     works in. ``feedback`` lists what was wrong with the previous attempt's output, when a
-    check rejected it (a planner's invalid plan, say). Read-only by convention: it is a plain
-    slotted dataclass because one is built per attempt on the hot path.
+    check rejected it (a planner's invalid plan, say). Read-only by convention, but for
+    ``log``: a runner sets it to what the agent wrote besides its output (a command's stderr,
+    capped), also when the attempt fails, and the runtime keeps it on the attempt's record. A
+    plain slotted dataclass because one is built per attempt on the hot path.
     """
 
     task: AgentTask
@@ -29,6 +31,7 @@ class AttemptContext:
     upstream: Mapping[str, object] = field(default_factory=dict)
     workdir: str = "."
     feedback: tuple[str, ...] = ()
+    log: str | None = None
 
     @property
     def prompt(self) -> str:

@@ -2,8 +2,10 @@
 
 ``argv`` may hold placeholders ``{prompt}``, ``{task_id}``, ``{capability}``, ``{workdir}``,
 ``{run_id}`` and ``{attempt}``; other braces are left alone. The attempt is sent as JSON on stdin.
-Stdout is the output (parsed as JSON when it is JSON); a non-zero exit fails the attempt with the
-tail of stderr; death by a signal is a crash.
+Stdout is the output (parsed as JSON when it is JSON), kept up to ``max_output_mb`` (the rest is
+dropped with a marker); stderr, kept up to ``max_log_mb`` (head and tail), is the attempt's log,
+whether it succeeded or not. A non-zero exit fails the attempt with the tail of stderr; death by
+a signal is a crash.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ import json
 import re
 from typing import TYPE_CHECKING
 
-from metaagent.agents.process import ProcessLimits, run_process, tail
+from metaagent.agents.process import (
+    DEFAULT_MAX_LOG_MB,
+    DEFAULT_MAX_OUTPUT_MB,
+    ProcessLimits,
+    cap_bytes,
+    log_text,
+    run_process,
+    tail,
+)
 from metaagent.errors import AgentCrash, AgentFailure
 
 if TYPE_CHECKING:
@@ -41,11 +51,15 @@ def parse_output(data: bytes) -> object:
 
 
 class CommandRunner:
-    """Runs ``argv`` once per attempt, in ``cwd`` with ``env`` added to the environment."""
+    """Runs ``argv`` once per attempt, in ``cwd`` with ``env`` added to the environment.
+
+    ``max_output_mb`` caps the stdout kept per attempt, ``max_log_mb`` the stderr kept as its
+    log; ``ValueError`` unless both are non-negative.
+    """
 
     kind = "command"
 
-    __slots__ = ("argv", "cwd", "env", "limits")
+    __slots__ = ("argv", "cwd", "env", "limits", "max_log_mb", "max_output_mb")
 
     def __init__(
         self,
@@ -54,13 +68,19 @@ class CommandRunner:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         limits: ProcessLimits | None = None,
+        max_output_mb: float = DEFAULT_MAX_OUTPUT_MB,
+        max_log_mb: float = DEFAULT_MAX_LOG_MB,
     ) -> None:
         if isinstance(argv, str) or not argv:
             raise ValueError("argv must be a non-empty list of strings")
+        cap_bytes(max_output_mb, "max_output_mb")
+        cap_bytes(max_log_mb, "max_log_mb")
         self.argv = tuple(argv)
         self.cwd = cwd
         self.env = dict(env or {})
         self.limits = limits or ProcessLimits()
+        self.max_output_mb = max_output_mb
+        self.max_log_mb = max_log_mb
 
     def command_for(self, ctx: AttemptContext) -> list[str]:
         values = {
@@ -77,8 +97,21 @@ class CommandRunner:
         argv = self.command_for(ctx)
         stdin = json.dumps(ctx.to_json(), default=str).encode()
         cwd = expand(self.cwd, {"workdir": ctx.workdir}) if self.cwd else ctx.workdir
+
+        def keep_log(data: bytes) -> None:  # also when the attempt is stopped (a timeout)
+            ctx.log = log_text(data)
+
         try:
-            done = await run_process(argv, stdin=stdin, cwd=cwd, env=self.env, limits=self.limits)
+            done = await run_process(
+                argv,
+                stdin=stdin,
+                cwd=cwd,
+                env=self.env,
+                limits=self.limits,
+                max_output_bytes=cap_bytes(self.max_output_mb, "max_output_mb"),
+                max_log_bytes=cap_bytes(self.max_log_mb, "max_log_mb"),
+                on_stderr=keep_log,
+            )
         except OSError as exc:
             raise AgentFailure(f"cannot start {argv[0]!r}: {exc}") from exc
         if done.signal_name is not None:

@@ -10,6 +10,10 @@ answers one JSON line per request on stdout, matched by ``id``:
 
 An attempt that is cancelled or times out cannot be stopped alone inside a shared process, so
 the process is killed: the instance is then lost and its other work is routed again.
+
+A reply line longer than ``max_output_mb`` breaks the protocol (the instance is killed). What
+the process writes on stderr while an attempt is in flight is that attempt's log, up to
+``max_log_mb`` (head and tail); attempts running at once on one instance share those lines.
 """
 
 from __future__ import annotations
@@ -25,11 +29,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from metaagent.agents.command import expand
-from metaagent.agents.process import ProcessLimits, _preexec
+from metaagent.agents.process import (
+    DEFAULT_MAX_LOG_MB,
+    DEFAULT_MAX_OUTPUT_MB,
+    Capped,
+    ProcessLimits,
+    _preexec,
+    cap_bytes,
+    log_text,
+    track_group,
+    untrack_group,
+)
 from metaagent.errors import AgentCrash, AgentFailure
 
 if TYPE_CHECKING:
     from metaagent.agents.base import AttemptContext
+
+_ENVELOPE = 64 * 1024  # room for a reply's id and keys around an output of the cap
 
 ExitCallback = Callable[[str, str], None]
 """Called with (instance id, reason) when an instance's process ends unasked."""
@@ -41,6 +57,7 @@ class _Instance:
     proc: asyncio.subprocess.Process
     pending: dict[str, asyncio.Future[dict[str, object]]] = field(default_factory=dict)
     stderr_tail: list[str] = field(default_factory=list)
+    logs: set[Capped] = field(default_factory=set)  # the logs of the attempts in flight
     reader: asyncio.Task[None] | None = None
     err_reader: asyncio.Task[None] | None = None
     closing: bool = False
@@ -63,9 +80,15 @@ class PersistentCommandRunner:
         env: Mapping[str, str] | None = None,
         limits: ProcessLimits | None = None,
         stop_grace_s: float = 2.0,
+        max_output_mb: float = DEFAULT_MAX_OUTPUT_MB,
+        max_log_mb: float = DEFAULT_MAX_LOG_MB,
     ) -> None:
         if isinstance(argv, str) or not argv:
             raise ValueError("argv must be a non-empty list of strings")
+        self.max_output_mb = max_output_mb
+        self.max_log_mb = max_log_mb
+        self._line_limit = cap_bytes(max_output_mb, "max_output_mb") + _ENVELOPE
+        self._log_limit = cap_bytes(max_log_mb, "max_log_mb")
         self.argv = tuple(argv)
         self.cwd = cwd
         self.env = dict(env or {})
@@ -92,10 +115,11 @@ class PersistentCommandRunner:
                 env=env,
                 start_new_session=True,
                 preexec_fn=_preexec(self.limits),
-                limit=16 * 1024 * 1024,
+                limit=self._line_limit,
             )
         except OSError as exc:
             raise AgentFailure(f"cannot start {argv[0]!r}: {exc}") from exc
+        track_group(proc.pid)
         inst = _Instance(instance, proc)
         self._instances[instance] = inst
         loop = asyncio.get_running_loop()
@@ -135,6 +159,7 @@ class PersistentCommandRunner:
                 continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+        untrack_group(proc.pid)
         for task in (inst.reader, inst.err_reader):
             if task is not None:
                 task.cancel()
@@ -157,12 +182,17 @@ class PersistentCommandRunner:
         inst = self._instances.get(ctx.instance)
         if inst is None or inst.dead is not None:
             raise AgentCrash(f"agent instance {ctx.instance} is not running")
+        log = Capped(self._log_limit, tail=True, what="log")
+        inst.logs.add(log)
         try:
             reply = await self._request(inst, {"type": "task", "task": ctx.to_json()})
         except asyncio.CancelledError:
             # The attempt cannot be stopped alone inside a shared process: stop the process.
             self.kill(ctx.instance, f"attempt of {ctx.task.id} was stopped")
             raise
+        finally:
+            inst.logs.discard(log)
+            ctx.log = log_text(log.value())
         if reply.get("ok") is True:
             return reply.get("output")
         raise AgentFailure(str(reply.get("error") or "the agent reported failure"))
@@ -204,7 +234,7 @@ class PersistentCommandRunner:
             try:
                 line = await stdout.readline()
             except ValueError:  # a line past the stream's limit: the protocol is broken
-                self.kill(inst.id, "sent a line longer than 16 MB")
+                self.kill(inst.id, f"sent a line longer than {self.max_output_mb:g} MB")
                 line = await stdout.read()  # drain until the killed process's pipe closes
                 continue
             if not line:
@@ -219,6 +249,7 @@ class PersistentCommandRunner:
             if fut is not None and not fut.done():
                 fut.set_result(reply)
         code = await inst.proc.wait()
+        untrack_group(inst.proc.pid)
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
         tail = " | ".join(inst.stderr_tail[-5:])
         reason = inst.dead or f"agent process {how}" + (f": {tail}" if tail else "")
@@ -237,9 +268,14 @@ class PersistentCommandRunner:
         stderr = inst.proc.stderr
         assert stderr is not None
         while True:
-            line = await stderr.readline()
+            try:
+                line = await stderr.readline()
+            except ValueError:  # a line past the stream's limit: its start was dropped
+                line = f"[a stderr line longer than {self._line_limit:,} bytes was cut]\n".encode()
             if not line:
                 return
+            for log in inst.logs:
+                log.add(line)
             inst.stderr_tail.append(line.decode("utf-8", "replace").rstrip())
             del inst.stderr_tail[:-20]
 

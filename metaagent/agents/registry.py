@@ -23,7 +23,7 @@ from metaagent.agents.command import CommandRunner, expand
 from metaagent.agents.function import FunctionRunner
 from metaagent.agents.llm import LlmConfig, LlmRunner
 from metaagent.agents.persistent import PersistentCommandRunner
-from metaagent.agents.process import ProcessLimits
+from metaagent.agents.process import DEFAULT_MAX_LOG_MB, DEFAULT_MAX_OUTPUT_MB, ProcessLimits
 from metaagent.errors import WorkflowError
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ NulFree = Annotated[str, AfterValidator(_no_nul)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 MemoryMb = Annotated[int | None, Field(ge=MIN_MEMORY_MB), AfterValidator(_within_memory)]
 CpuSeconds = Annotated[int | None, Field(ge=1, le=MAX_SECONDS)]
+CaptureMb = Annotated[float, Field(ge=0.001, le=1024)]  # output or log kept per attempt
 
 
 # --- the config models ------------------------------------------------------------------------
@@ -112,6 +113,8 @@ class CommandRunnerModel(RunnerModel):
     env: dict[EnvName, NulFree] = Field(default_factory=dict)
     memory_limit_mb: MemoryMb = 500
     cpu_limit_s: CpuSeconds = None
+    max_output_mb: CaptureMb = DEFAULT_MAX_OUTPUT_MB  # stdout kept; the rest dropped, marked
+    max_log_mb: CaptureMb = DEFAULT_MAX_LOG_MB  # stderr kept as the attempt's log
 
 
 class PersistentRunnerModel(RunnerModel):
@@ -123,6 +126,8 @@ class PersistentRunnerModel(RunnerModel):
     env: dict[EnvName, NulFree] = Field(default_factory=dict)
     memory_limit_mb: MemoryMb = 500
     cpu_limit_s: CpuSeconds = None
+    max_output_mb: CaptureMb = DEFAULT_MAX_OUTPUT_MB  # a reply line longer than this is refused
+    max_log_mb: CaptureMb = DEFAULT_MAX_LOG_MB  # stderr kept as an attempt's log
 
 
 class FunctionRunnerModel(RunnerModel):
@@ -298,13 +303,19 @@ _PROBE = {name: "" for name in ("prompt", "task_id", "capability", "workdir", "r
 def _command(m: CommandRunnerModel, ctx: BuildContext) -> Runner:
     p = _process(m, ctx)
     limits = ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s)
-    return CommandRunner(p.argv, cwd=p.cwd, env=p.env, limits=limits)
+    return CommandRunner(
+        p.argv, cwd=p.cwd, env=p.env, limits=limits, max_output_mb=m.max_output_mb,
+        max_log_mb=m.max_log_mb,
+    )  # fmt: skip
 
 
 def _persistent(m: PersistentRunnerModel, ctx: BuildContext) -> Runner:
     p = _process(m, ctx)
     limits = ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s)
-    return PersistentCommandRunner(p.argv, cwd=p.cwd, env=p.env, limits=limits)
+    return PersistentCommandRunner(
+        p.argv, cwd=p.cwd, env=p.env, limits=limits, max_output_mb=m.max_output_mb,
+        max_log_mb=m.max_log_mb,
+    )  # fmt: skip
 
 
 def _function(m: FunctionRunnerModel, ctx: BuildContext) -> Runner:

@@ -144,7 +144,10 @@ class AgentTask:
 
 @dataclass(slots=True)
 class Attempt:
-    """One try of a task on one agent. Times are seconds since the run started."""
+    """One try of a task on one agent. Times are seconds since the run started.
+
+    ``log`` is what the agent wrote besides its output (a command's stderr, capped), or None.
+    """
 
     number: int
     agent: str
@@ -153,6 +156,7 @@ class Attempt:
     finished_at: float | None = None
     outcome: Outcome | None = None
     error: str | None = None
+    log: str | None = None
 
     @property
     def duration_s(self) -> float:

@@ -207,15 +207,18 @@ def results_from_rows(rows: Sequence[tuple[Any, ...]]) -> dict[str, StoredResult
     }
 
 
+ATTEMPT_COLUMNS = "task_id, number, agent, instance, started_at, finished_at, outcome, error, log"
+"""The columns ``attempts_from_rows`` reads, in its order."""
+
+
 def attempts_from_rows(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[Attempt]]:
-    """Attempts by task from rows of ``task_id, number, agent, instance, started_at,
-    finished_at, outcome, error`` ordered by task and number."""
+    """Attempts by task from rows of ``ATTEMPT_COLUMNS`` ordered by task and number."""
     outcomes = _OUTCOMES
     out: dict[str, list[Attempt]] = {}
-    for tid, number, agent, instance, started, finished, outcome, error in rows:
+    for tid, number, agent, instance, started, finished, outcome, error, log in rows:
         attempt = Attempt(
             number, agent, instance, started, finished,
-            None if outcome is None else outcomes[outcome], error,
+            None if outcome is None else outcomes[outcome], error, log,
         )  # fmt: skip
         seen = out.get(tid)
         if seen is None:

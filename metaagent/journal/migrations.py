@@ -128,6 +128,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX leases_owner ON leases(owner);
     """,
+    # 6: each attempt's log: what its agent wrote besides its output (stderr, capped).
+    """
+    ALTER TABLE attempts ADD COLUMN log TEXT;
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -168,7 +168,7 @@ class SqliteJournal:
     def attempt_finished(self, run_id: str, task_id: str, attempt: Attempt) -> None:
         self._batch.attempts_done.append(
             (attempt.finished_at, None if attempt.outcome is None else attempt.outcome.value,
-             attempt.error, run_id, task_id, attempt.number)
+             attempt.error, run_id, task_id, attempt.number, attempt.log)
         )  # fmt: skip
 
     def task_finished(

@@ -18,6 +18,7 @@ from metaagent.journal.base import (
     settled,
 )
 from metaagent.journal.codec import (
+    ATTEMPT_COLUMNS,
     TASK_COLUMNS,
     attempts_from_rows,
     bulk_loads,
@@ -34,10 +35,7 @@ if TYPE_CHECKING:
     from metaagent.core.tasks import Attempt
 
 _RESULTS = "SELECT task_id, state, output, error, finished_at FROM results WHERE run_id = ?"
-_ATTEMPTS = (
-    "SELECT task_id, number, agent, instance, started_at, finished_at, outcome, error"
-    " FROM attempts WHERE run_id = ?"
-)
+_ATTEMPTS = f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ?"
 _BY_ATTEMPT = " ORDER BY task_id, number"
 
 

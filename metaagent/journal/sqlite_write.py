@@ -19,6 +19,15 @@ if TYPE_CHECKING:
 
 _TRANSIENT = ("database is locked", "database is busy", "disk i/o error", "unable to open")
 
+# Rows of ``attempts_done`` are (finished_at, outcome, error, run_id, task_id, number[, log]):
+# the log comes last so that the run stays at index 3; a row without it leaves the log as is.
+_ATTEMPT_DONE = (
+    "UPDATE attempts SET finished_at = ?1, outcome = ?2, error = ?3{}"
+    " WHERE run_id = ?4 AND task_id = ?5 AND number = ?6"
+)
+_ATTEMPT_DONE_LOG = _ATTEMPT_DONE.format(", log = ?7")
+_ATTEMPT_DONE_NO_LOG = _ATTEMPT_DONE.format("")
+
 
 @dataclass(slots=True)
 class Batch:
@@ -67,11 +76,12 @@ class Batch:
                 self.attempts_new,
             )
         if self.attempts_done:
-            conn.executemany(
-                "UPDATE attempts SET finished_at = ?, outcome = ?, error = ?"
-                " WHERE run_id = ? AND task_id = ? AND number = ?",
-                self.attempts_done,
-            )
+            done = self.attempts_done
+            with_log = [r for r in done if len(r) > 6]
+            if with_log:
+                conn.executemany(_ATTEMPT_DONE_LOG, with_log)
+            if len(with_log) < len(done):
+                conn.executemany(_ATTEMPT_DONE_NO_LOG, [r for r in done if len(r) <= 6])
         crashpoints.hit("inside_transaction")
         for run_id, doc in self.subtasks:
             conn.execute(

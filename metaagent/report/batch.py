@@ -94,6 +94,7 @@ def _task_json(r: TaskResult) -> dict[str, object]:
                 "finished_at": None if a.finished_at is None else round(a.finished_at, 6),
                 "outcome": None if a.outcome is None else a.outcome.value,
                 "error": a.error,
+                "log": a.log,
             }
             for a in r.attempts
         ],

@@ -82,11 +82,24 @@ class Attempts:
         key = (ctx.run_id, ctx.task.id)
         if self._running.get(key) is asyncio.current_task():
             del self._running[key]
+        if ctx.log is not None:
+            self._keep_log(ctx)
         try:
             self._on_end(ctx, outcome, output, error)
         except Exception as exc:
             self._on_bug(exc)
             raise
+
+    def _keep_log(self, ctx: AttemptContext) -> None:
+        """Put the runner's log on the attempt's record, before its end is recorded."""
+        run = self._scheduler.runs.get(ctx.run_id)
+        rec = None if run is None else run.tasks.get(ctx.task.id)
+        if rec is None:
+            return
+        for a in reversed(rec.attempts):
+            if a.number == ctx.attempt:
+                a.log = ctx.log
+                return
 
     def stop(self, run_id: str, task_id: str) -> None:
         """Stop the attempt of a task, if one is running (its outcome is already recorded)."""
