@@ -16,6 +16,8 @@ import typer
 from metaagent import __version__
 from metaagent.cli.definitions import agents_command, validate_command
 from metaagent.cli.explain import explain_command
+from metaagent.cli.logs import logs_command
+from metaagent.cli.retry import retry_command
 from metaagent.cli.run import resume_command, run_command
 from metaagent.cli.simulate import simulate_command
 from metaagent.cli.stored import runs_command, show_command
@@ -39,8 +41,10 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "run": run_command,
     "runs": runs_command,
     "show": show_command,
+    "logs": logs_command,
     "watch": watch_command,
     "resume": resume_command,
+    "retry": retry_command,
     "validate": validate_command,
     "agents": agents_command,
     "simulate": simulate_command,

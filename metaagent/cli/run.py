@@ -35,12 +35,14 @@ from metaagent.journal import JournalError
 from metaagent.journal.sqlite import DEFAULT_PATH
 from metaagent.runtime.config import OrchestratorConfig
 from metaagent.runtime.orchestrator import Orchestrator
-from metaagent.workflow.identity import batch_key
+from metaagent.runtime.signals import stop_on_signals
+from metaagent.workflow.identity import identity_change, workflow_key
 from metaagent.workflow.settings import Overrides, orchestrator_config
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
+    from metaagent.core.tasks import AgentTask
     from metaagent.journal.sqlite import SqliteJournal
     from metaagent.report.batch import BatchResult
     from metaagent.runtime.events import Event
@@ -143,8 +145,9 @@ def run_command(
         utilisation_window_s=utilisation_window_s,
     )
     config = orchestrator_config(wf.settings, flags, workdir=workdir, task_count=len(wf.tasks))
-    batch = _drive(_execute(wf, config, quiet=quiet, journal=store), store)
-    _finish(batch, json_out)
+    source = str(workflow.resolve())  # absolute: the run resumes from any directory
+    batch = drive(execute(wf, config, quiet=quiet, journal=store, source=source), store)
+    finish(batch, json_out)
 
 
 def resume_command(
@@ -152,28 +155,59 @@ def resume_command(
     db: DbOption = DEFAULT_PATH,
     json_out: JsonReportOption = None,
     quiet: QuietOption = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Resume even if the workflow file changed since.")
+    ] = False,
 ) -> None:
-    """Resume an unfinished run with the agents of the workflow file it came from."""
+    """Resume an unfinished run with the agents of the workflow file it came from.
+
+    Refused (exit 2) when the file changed since the run started, unless ``--force``.
+    """
     check_report_path(json_out)
     store = stored_journal(db)
-    try:
-        info = store.load_run(run_id).info
-    except KeyError:
-        store.close()
-        raise invalid_input(f"no run {run_id!r} in {db}") from None
-    if info.source is None:
-        store.close()
-        raise invalid_input(f"run {run_id!r} was not started from a workflow file")
-    wf = load_workflow_file(Path(info.source))
-    workdir = Path(info.workdir or ".")
+    wf, workdir = reopen_workflow(store, run_id, db, force=force)
     config = orchestrator_config(wf.settings, workdir=workdir, task_count=len(wf.tasks))
-    batch = _drive(_execute(wf, config, quiet=quiet, journal=store, resume=run_id), store)
-    _finish(batch, json_out)
+    batch = drive(execute(wf, config, quiet=quiet, journal=store, resume=run_id), store)
+    finish(batch, json_out)
 
 
-def _drive(
-    work: Coroutine[object, object, BatchResult], store: SqliteJournal | None
-) -> BatchResult:
+def reopen_workflow(
+    store: SqliteJournal, run_id: str, db: Path, *, force: bool
+) -> tuple[Workflow, Path]:
+    """The workflow file run ``run_id`` came from, reloaded, and the run's workdir.
+
+    Exits 2 (closing ``store``) for an unknown run, a run not started from a file, an invalid
+    file, or a file whose identity is not the journaled one, unless ``force`` (then warns).
+    """
+    try:
+        try:
+            info = store.load_run(run_id, decisions=False, lazy=True).info
+        except KeyError:
+            raise invalid_input(f"no run {run_id!r} in {db}") from None
+        if info.source is None:
+            raise invalid_input(f"run {run_id!r} was not started from a workflow file")
+        workdir = Path(info.workdir or ".")
+        source = Path(info.source)
+        if not source.exists() and (workdir / source).exists():  # journaled relative, as before
+            source = workdir / source
+        wf = load_workflow_file(source)
+
+        def recorded() -> tuple[str, list[AgentTask]]:  # read only to name what changed
+            return info.name, store.load_run(run_id, decisions=False).tasks
+
+        changed = identity_change(info.key, wf, str(workdir.resolve()), recorded)
+        if changed is not None:
+            message = f"the workflow file {source} changed since run {run_id} started ({changed})"
+            if not force:
+                raise invalid_input(f"{message}; --force uses the file as it is now")
+            err.print(f"[bold yellow]warning:[/] {message}; --force: going on", highlight=False)
+    except typer.Exit:
+        store.close()
+        raise
+    return wf, workdir
+
+
+def drive(work: Coroutine[object, object, BatchResult], store: SqliteJournal | None) -> BatchResult:
     """Run the orchestration; map failures to exit codes; always close the journal.
 
     Invalid input (a bad graph, an unknown capability, a full queue) and a run another live
@@ -200,7 +234,7 @@ def _drive(
                 err.print(f"[bold red]journal:[/] {exc}", highlight=False)
 
 
-def _finish(batch: BatchResult, json_out: Path | None) -> None:
+def finish(batch: BatchResult, json_out: Path | None) -> None:
     human = human_console(json_out)
     human.print(summary_table(batch, human.width))
     if len(batch.agents) > 1:
@@ -227,19 +261,29 @@ class _RunLine:
             err.print(f"run {run_id} ({self.where})", highlight=False, markup=False)
 
 
-async def _execute(
+async def execute(
     wf: Workflow,
     config: OrchestratorConfig,
     *,
     quiet: bool,
     journal: SqliteJournal | None,
     resume: str | None = None,
+    source: str | None = None,
 ) -> BatchResult:
+    """Run (or resume) the workflow with live progress; the result of the run. ``source`` is
+    the workflow file's absolute path, journaled with a new run."""
     view = ProgressView(len(wf.tasks), wf.agents)
     live_ok = not quiet and err.is_terminal
-    key = batch_key(wf.name, wf.tasks, config.workdir)
+    key = workflow_key(wf, config.workdir)
     announce = _RunLine(journal)
-    async with Orchestrator(wf.agents, config, journal=journal) as orch:
+    hint = "metaagent resume {run_id}"
+    if journal is not None and journal.path != DEFAULT_PATH:
+        hint += f" --db {journal.path}"
+    # SIGTERM/SIGINT: attempts stopped and journaled lost, how to resume printed, exit 143/130.
+    async with (
+        Orchestrator(wf.agents, config, journal=journal) as orch,
+        stop_on_signals(orch, resume=hint),
+    ):
 
         async def start(on_event: Callable[[Event], None]) -> RunHandle:
             def first(ev: Event) -> None:
@@ -250,7 +294,7 @@ async def _execute(
                 handle = await orch.resume(resume, on_event=first)
             else:
                 handle = await orch.submit(
-                    wf.tasks, name=wf.name, key=key, on_event=first, source=wf.source
+                    wf.tasks, name=wf.name, key=key, on_event=first, source=source
                 )
             announce(handle.run_id)
             states = orch.task_states(handle.run_id)
@@ -264,22 +308,27 @@ async def _execute(
             view.state.update({tid: st.value for tid, st in finished.items()})
             return handle
 
+        def log(ev: Event) -> None:
+            line = view.line(ev)
+            if line is not None and not quiet:
+                err.print(line, highlight=False, markup=False)
+
         if live_ok:
             handle = await start(view.on_event)  # its run line comes before the live view
             with Live(view.render(0.0), console=err, refresh_per_second=8, transient=True) as live:
                 loop = asyncio.get_running_loop()
                 t0 = loop.time()
                 result = asyncio.ensure_future(handle.result())
-                while not result.done():
-                    view.waiting = orch.waiting()
-                    live.update(view.render(loop.time() - t0))
-                    await asyncio.wait([result], timeout=0.125)
-                return result.result()
-
-        def log(ev: Event) -> None:
-            line = view.line(ev)
-            if line is not None and not quiet:
-                err.print(line, highlight=False, markup=False)
-
-        handle = await start(log)
-        return await handle.result()
+                try:
+                    while not result.done():
+                        view.waiting = orch.waiting()
+                        live.update(view.render(loop.time() - t0))
+                        await asyncio.wait([result], timeout=0.125)
+                finally:
+                    if not result.done():
+                        result.cancel()  # stopped by a signal: nobody reads it any more
+                batch = result.result()
+        else:
+            handle = await start(log)
+            batch = await handle.result()
+    return batch

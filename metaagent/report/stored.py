@@ -1,4 +1,4 @@
-"""Reading runs back from a journal: identities of workflows and reports of stored runs."""
+"""Reports of runs read back from a journal, and the figures of a run resumed from one."""
 
 from __future__ import annotations
 

@@ -1,21 +1,25 @@
 """What the orchestrator reads back from its journal: a run it already holds for a batch (by
-workflow key or idempotency keys), and a recorded run rebuilt in the scheduler to resume."""
+workflow key or idempotency keys), a recorded run rebuilt in the scheduler to resume, and a
+finished run's retry (a new run that keeps what succeeded)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from metaagent.core.tasks import Outcome
+from metaagent.core.graph import TaskGraph
+from metaagent.core.tasks import Outcome, TaskState
 from metaagent.errors import WorkflowError
+from metaagent.journal.leases import Owner
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
     from metaagent.core.decisions import Output
     from metaagent.core.scheduler.records import RunRecord
     from metaagent.core.scheduler.scheduler import Scheduler
     from metaagent.core.tasks import AgentTask
-    from metaagent.journal.base import DeferredPart, Journal
+    from metaagent.journal.base import DeferredPart, Journal, StoredResult, StoredRun
 
 
 def known_run(journal: Journal, tasks: Sequence[AgentTask], key: str | None) -> str | None:
@@ -81,3 +85,75 @@ def read_settled(scheduler: Scheduler, run_id: str, part: DeferredPart, now: flo
     return scheduler.restore_rest(
         run_id, rest.tasks, now, results=rest.results, attempts=rest.attempts
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPlan:
+    """A finished run's tasks split for a retry: ``rerun`` (ids, in submission order) run
+    again in the new run; ``kept`` keep the result the old run recorded for them."""
+
+    rerun: list[str]
+    kept: dict[str, StoredResult]
+
+
+def retry_plan(
+    stored: StoredRun, tasks: Sequence[AgentTask], only: Collection[str] = ()
+) -> RetryPlan:
+    """Which of ``tasks`` (the workflow's, as it is now) a retry of the finished run
+    ``stored`` runs again: the named ones (``only``), or, when none are named, every task that
+    did not succeed; with all that depends on them. Every other task keeps its recorded result;
+    a task the old run does not hold runs.
+
+    Raises ``WorkflowError`` for a run that has not finished (resume it instead), a task id
+    the workflow does not have, or tasks with idempotency keys (a key is done once, in the run
+    that holds it).
+    """
+    run_id = stored.info.run_id
+    if not stored.info.finished:
+        raise WorkflowError(f"run {run_id!r} has not finished: resume it instead")
+    graph = TaskGraph(tasks)
+    unknown = sorted(set(only) - graph.tasks.keys())
+    if unknown:
+        raise WorkflowError(f"run {run_id!r} has no task {', '.join(map(repr, unknown))}")
+    keyed = [t.id for t in tasks if t.key is not None]
+    if keyed:
+        raise WorkflowError(
+            f"tasks {', '.join(keyed[:5])} carry idempotency keys: they cannot run again in a "
+            "new run"
+        )
+    results = stored.results
+    named = set(only) or {
+        t.id for t in tasks if t.id not in results or results[t.id].state is not TaskState.SUCCEEDED
+    }
+    again = set(named)
+    for tid in named:
+        again.update(graph.downstream(tid))
+    rerun = [t.id for t in tasks if t.id in again or t.id not in results]
+    kept = {t.id: results[t.id] for t in tasks if t.id not in again and t.id in results}
+    return RetryPlan(rerun, kept)
+
+
+def open_retry(
+    journal: Journal,
+    run_id: str,
+    name: str,
+    tasks: Sequence[AgentTask],
+    kept: dict[str, StoredResult],
+    *,
+    key: str | None,
+    source: str | None,
+    workdir: str | None,
+) -> None:
+    """Journal a new run of ``tasks`` whose ``kept`` tasks are already finished with their
+    recorded results (at time 0), so that resuming it runs only the others.
+
+    Its lease is held while the results go in, so no other process resumes it half written.
+    Raises ``KnownRun`` when an unfinished run with ``key`` exists (nothing applied) and
+    ``JournalError`` when the journal cannot be written.
+    """
+    owner = Owner.here()
+    journal.open_run(run_id, name, tasks, key=key, source=source, workdir=workdir, owner=owner)
+    for tid, r in kept.items():
+        journal.task_finished(run_id, tid, r.state, r.output, r.error, 0.0)
+    journal.flush()
+    journal.release(owner, run_id)

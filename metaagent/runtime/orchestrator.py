@@ -70,7 +70,7 @@ class Orchestrator:
         self.scheduler = Scheduler(self.config.scheduler_config())
         # Without a journal nothing is recorded: a null journal, so there is no "is there one".
         self.journal: Journal = NullJournal() if journal is None else journal
-        now = self.clock.now()
+        now = self._born = self.clock.now()  # runs that started earlier were resumed
         self._spawns: list[SpawnAgent] = []
         for spec in agents:
             for d in self.scheduler.add_spec(spec, now):
@@ -278,18 +278,17 @@ class Orchestrator:
         sched = self.scheduler
         run = sched.runs[run_id]
         end = run.finished_at if run.finished_at is not None else self.clock.now()
+        offered: dict[str, float] | None
         offered, slots = sched.pool.capacity(handle.started_at, end)
+        limit = self.config.max_concurrency
+        if run.started_at < self._born:  # resumed: what earlier processes offered is unknown
+            offered, limit = None, min(limit, sum(slots.values())) or limit
         with paused_gc():  # a result per task, built in one go
             return aggregate(
-                sched.results(run_id),
-                slots=self.config.max_concurrency,
-                name=handle.name,
-                run_id=run_id,
-                decisions=handle.decisions,
-                started_at=handle.started_at,
-                agent_slots=slots,
+                sched.results(run_id), slots=limit, name=handle.name, run_id=run_id,
+                decisions=handle.decisions, started_at=handle.started_at, agent_slots=slots,
                 capacity=offered,
-            )
+            )  # fmt: skip
 
     def forget(self, run_id: str) -> None:
         """Drop a finished run from memory (a journal keeps its record), so that a long-lived
