@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from metaagent import __version__
+from metaagent.cli.cancel import cancel_command
 from metaagent.cli.definitions import agents_command, validate_command
 from metaagent.cli.explain import explain_command
+from metaagent.cli.gc import gc_command
 from metaagent.cli.logs import logs_command
 from metaagent.cli.retry import retry_command
 from metaagent.cli.run import resume_command, run_command
@@ -45,6 +47,8 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "watch": watch_command,
     "resume": resume_command,
     "retry": retry_command,
+    "cancel": cancel_command,
+    "gc": gc_command,
     "validate": validate_command,
     "agents": agents_command,
     "simulate": simulate_command,

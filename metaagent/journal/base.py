@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 from metaagent.errors import MetaAgentError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
     from metaagent.core.decisions import Decision
     from metaagent.core.learning import ArmStats
@@ -95,6 +95,24 @@ class DeferredPart:
     order: list[str]  # every task id of the run, in submission order
     last_at: float  # the latest time recorded for the run (seconds since it started)
     read: Callable[[], StoredRun]  # the settled tasks with their results and attempts
+
+
+class CancelRequest(NamedTuple):
+    """A request, recorded from another process, to cancel tasks of a run (``task_id`` None:
+    every open task) that its owner has not applied yet (``requested_at``: wall clock)."""
+
+    id: int
+    run_id: str
+    task_id: str | None
+    requested_at: float
+
+
+class Collected(NamedTuple):
+    """What ``delete_finished`` deleted (or, on a dry run, would delete): the runs, and how
+    many rows of every table they held."""
+
+    runs: list[str]
+    rows: int
 
 
 def in_decomposition(decompose: object, metadata: Mapping[str, object] | None) -> bool:
@@ -209,5 +227,28 @@ class Journal(Protocol):
         ...
 
     def list_runs(self, limit: int = 50) -> list[RunInfo]: ...
+
+    def request_cancel(self, run_id: str, task_ids: Sequence[str] | None = None) -> None:
+        """Record, durably (one transaction), a request to cancel tasks of an unfinished run
+        (every open task when None), for whoever executes it to apply. Raises ``KeyError``
+        for an unknown run or task id, ``ValueError`` for a finished run (nothing recorded)."""
+        ...
+
+    def cancel_requests(self, run_ids: Collection[str]) -> list[CancelRequest]:
+        """The requests of these runs not applied yet, oldest first, in one query."""
+        ...
+
+    def cancel_done(self, requests: Sequence[CancelRequest]) -> None:
+        """Mark requests applied, with the next flush (the one that records what they
+        cancelled, so that a crash before it leaves them pending for a resume)."""
+        ...
+
+    def delete_finished(
+        self, older_than_s: float, *, now: float | None = None, dry_run: bool = False
+    ) -> Collected:
+        """Delete every row of every run that finished more than ``older_than_s`` seconds
+        before ``now`` (wall clock, default the present), in one transaction; never an
+        unfinished or leased run. ``dry_run`` counts what would go and deletes nothing."""
+        ...
 
     def close(self) -> None: ...

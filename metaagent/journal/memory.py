@@ -7,9 +7,12 @@ import time
 from collections import Counter
 from copy import copy
 from dataclasses import replace
+from itertools import count
 from typing import TYPE_CHECKING
 
 from metaagent.journal.base import (
+    CancelRequest,
+    Collected,
     DeferredPart,
     JournalError,
     KnownRun,
@@ -21,7 +24,7 @@ from metaagent.journal.base import (
 from metaagent.journal.leases import LEASE_TTL_S, Lease, Owner, lost_message, refuse
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
     from metaagent.core.decisions import Decision
     from metaagent.core.learning import ArmStats
@@ -31,7 +34,10 @@ if TYPE_CHECKING:
 class _Store:
     """What a memory journal holds, shared by every handle on it (``MemoryJournal.reopen``)."""
 
-    __slots__ = ("attempts", "decisions", "keys", "leases", "results", "runs", "stats", "tasks")
+    __slots__ = (
+        "attempts", "cancel_ids", "cancels", "decisions", "keys", "leases", "results", "runs",
+        "stats", "tasks",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.runs: dict[str, dict[str, object]] = {}
@@ -42,6 +48,8 @@ class _Store:
         self.keys: dict[str, tuple[str, str]] = {}
         self.stats: dict[tuple[str, str], ArmStats] = {}
         self.leases: dict[str, Lease] = {}
+        self.cancels: dict[int, CancelRequest] = {}  # pending cancel requests, by id
+        self.cancel_ids = count(1)
 
 
 class MemoryJournal:
@@ -293,6 +301,62 @@ class MemoryJournal:
     def list_runs(self, limit: int = 50) -> list[RunInfo]:
         ids = sorted(self._runs, key=lambda r: -float(self._runs[r]["created_at"]))  # type: ignore[arg-type]
         return [self._info(r) for r in ids[:limit]]
+
+    # --- operating on runs from outside --------------------------------------------------------
+
+    def request_cancel(self, run_id: str, task_ids: Sequence[str] | None = None) -> None:
+        if run_id not in self._runs:
+            raise KeyError(f"no run {run_id!r} in this journal")
+        if self._runs[run_id]["finished"] is not None:
+            raise ValueError(f"run {run_id!r} has finished: there is nothing to cancel")
+        wanted: list[str | None] = [None] if task_ids is None else list(dict.fromkeys(task_ids))
+        known = {t.id for t in self._tasks[run_id]}
+        missing = [t for t in wanted if t is not None and t not in known]
+        if missing:
+            raise KeyError(f"run {run_id!r} has no task {', '.join(map(repr, missing))}")
+        for tid in wanted:
+            i = next(self._store.cancel_ids)
+            self._store.cancels[i] = CancelRequest(i, run_id, tid, self._wall())
+
+    def cancel_requests(self, run_ids: Collection[str]) -> list[CancelRequest]:
+        runs = set(run_ids)
+        return [r for _, r in sorted(self._store.cancels.items()) if r.run_id in runs]
+
+    def cancel_done(self, requests: Sequence[CancelRequest]) -> None:
+        for r in requests:
+            self._store.cancels.pop(r.id, None)
+
+    def delete_finished(
+        self, older_than_s: float, *, now: float | None = None, dry_run: bool = False
+    ) -> Collected:
+        cutoff = (self._wall() if now is None else now) - older_than_s
+        runs = [
+            r for r, run in self._runs.items()
+            if isinstance(run["finished"], float) and run["finished"] < cutoff
+            and r not in self._leases
+        ]  # fmt: skip
+        rows = sum(self._rows_of(r) for r in runs)
+        if not dry_run:
+            for r in runs:
+                self._delete(r)
+        return Collected(runs, rows)
+
+    def _rows_of(self, run_id: str) -> int:
+        """The run's rows: itself, its tasks, attempts, results, decisions, cancel requests."""
+        requests = sum(1 for c in self._store.cancels.values() if c.run_id == run_id)
+        attempts = sum(len(a) for a in self._attempts[run_id].values())
+        held = (self._tasks[run_id], self._results[run_id], self._decisions[run_id])
+        return 1 + attempts + requests + sum(len(h) for h in held)
+
+    def _delete(self, run_id: str) -> None:
+        for t in self._tasks.pop(run_id):
+            if t.key is not None:
+                self._keys.pop(t.key, None)
+        for store in (self._runs, self._results, self._attempts, self._decisions):
+            del store[run_id]
+        cancels = self._store.cancels
+        for i in [i for i, c in cancels.items() if c.run_id == run_id]:
+            del cancels[i]
 
     def close(self) -> None:
         """Give up the leases held through this handle."""

@@ -132,6 +132,25 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE attempts ADD COLUMN log TEXT;
     """,
+    # 7: requests to cancel a run (task_id NULL) or some of its tasks, made from another
+    # process for the run's owner to apply; and a terminal state may be deleted once its run
+    # row is gone (``gc`` deletes whole finished runs, the run row first), never before.
+    """
+    CREATE TABLE cancel_requests (
+        id           INTEGER PRIMARY KEY,
+        run_id       TEXT NOT NULL REFERENCES runs(run_id),
+        task_id      TEXT,                    -- NULL: every open task of the run
+        requested_at REAL NOT NULL,           -- wall-clock seconds since the epoch
+        done_at      REAL                     -- when the run's owner applied it
+    );
+    CREATE INDEX cancel_requests_pending ON cancel_requests(run_id) WHERE done_at IS NULL;
+    DROP TRIGGER results_are_kept;
+    CREATE TRIGGER results_are_kept BEFORE DELETE ON results
+    WHEN EXISTS (SELECT 1 FROM runs WHERE runs.run_id = OLD.run_id)
+    BEGIN
+        SELECT RAISE(ABORT, 'a terminal state is final');
+    END;
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

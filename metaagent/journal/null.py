@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from metaagent.journal.base import Collected
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Collection, Iterable, Sequence
 
     from metaagent.core.decisions import Decision
     from metaagent.core.learning import ArmStats
     from metaagent.core.tasks import AgentTask, Attempt, TaskState
-    from metaagent.journal.base import RunInfo, StoredRun
+    from metaagent.journal.base import CancelRequest, RunInfo, StoredRun
     from metaagent.journal.leases import Lease, Owner
 
 
@@ -96,6 +98,20 @@ class NullJournal:
 
     def list_runs(self, limit: int = 50) -> list[RunInfo]:
         return []
+
+    def request_cancel(self, run_id: str, task_ids: Sequence[str] | None = None) -> None:
+        return None  # a run of this orchestrator is cancelled through ``Orchestrator.cancel``
+
+    def cancel_requests(self, run_ids: Collection[str]) -> list[CancelRequest]:
+        return []
+
+    def cancel_done(self, requests: Sequence[CancelRequest]) -> None:
+        return None
+
+    def delete_finished(
+        self, older_than_s: float, *, now: float | None = None, dry_run: bool = False
+    ) -> Collected:
+        return Collected([], 0)
 
     def close(self) -> None:
         return None

@@ -22,16 +22,17 @@ from metaagent.journal.base import Durability, JournalError, KnownRun
 from metaagent.journal.codec import dumps, task_row, tasks_doc
 from metaagent.journal.leases import LEASE_TTL_S, Lease, Owner, lost_message
 from metaagent.journal.migrations import migrate
+from metaagent.journal.sqlite_admin import collect, pending_cancels, record_cancel
 from metaagent.journal.sqlite_lease import Fenced, fence, give_up, read_lease, take
 from metaagent.journal.sqlite_read import RunReader
-from metaagent.journal.sqlite_write import Batch, transaction
+from metaagent.journal.sqlite_write import Batch, set_wal, transaction
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Collection, Iterable, Sequence
 
     from metaagent.core.decisions import Decision
     from metaagent.core.tasks import AgentTask, Attempt, TaskState
-    from metaagent.journal.base import RunInfo, StoredRun
+    from metaagent.journal.base import CancelRequest, Collected, RunInfo, StoredRun
 
 DEFAULT_PATH = Path(".metaagent") / "metaagent.db"
 
@@ -71,7 +72,7 @@ class SqliteJournal:
         self._fault = fault
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
+        set_wal(self._conn, busy_timeout_ms / 1000)
         self._conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
         self.schema_version = migrate(self._conn)
         self._batch = Batch()
@@ -345,6 +346,33 @@ class SqliteJournal:
             )
         ]
         return [RunReader(self._conn, rid).info() for rid in ids]
+
+    # --- operating on runs from outside (``sqlite_admin``) -----------------------------------
+
+    def request_cancel(self, run_id: str, task_ids: Sequence[str] | None = None) -> None:
+        now = self._wall()
+        self._transaction(lambda conn: record_cancel(conn, run_id, task_ids, now), "cancel")
+
+    def cancel_requests(self, run_ids: Collection[str]) -> list[CancelRequest]:
+        try:
+            return pending_cancels(self._conn, run_ids)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from exc
+
+    def cancel_done(self, requests: Sequence[CancelRequest]) -> None:
+        now = self._wall()
+        self._batch.cancels_done.extend((now, r.id, r.run_id) for r in requests)
+
+    def delete_finished(
+        self, older_than_s: float, *, now: float | None = None, dry_run: bool = False
+    ) -> Collected:
+        cutoff = (self._wall() if now is None else now) - older_than_s
+        self.flush()
+        if dry_run:
+            return collect(self._conn, cutoff, dry_run=True)
+        done: list[Collected] = []
+        self._transaction(lambda conn: done.append(collect(conn, cutoff, dry_run=False)), "gc")
+        return done[0]
 
     def integrity_check(self) -> str:
         return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])

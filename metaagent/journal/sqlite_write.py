@@ -29,6 +29,18 @@ _ATTEMPT_DONE_LOG = _ATTEMPT_DONE.format(", log = ?7")
 _ATTEMPT_DONE_NO_LOG = _ATTEMPT_DONE.format("")
 
 
+_RUN_AT = (
+    ("attempts_new", 0),
+    ("attempts_done", 3),
+    ("results", 0),
+    ("decisions", 0),
+    ("finished_runs", 1),
+    ("subtasks", 0),
+    ("cancels_done", 2),
+)
+"""The lists of rows of a ``Batch`` that belong to a run, with where each row holds its run."""
+
+
 @dataclass(slots=True)
 class Batch:
     """Rows written but not yet flushed, as the parameters of the statements that apply them."""
@@ -40,12 +52,13 @@ class Batch:
     finished_runs: list[tuple[float, str]] = field(default_factory=list)
     stats: dict[tuple[str, str], ArmStats] = field(default_factory=dict)
     subtasks: list[tuple[str, str]] = field(default_factory=list)  # (run, JSON list of tasks)
+    cancels_done: list[tuple[float, int, str]] = field(default_factory=list)  # (at, id, run)
 
     def __len__(self) -> int:
         return (
             len(self.attempts_new) + len(self.attempts_done) + len(self.results)
             + len(self.decisions) + len(self.finished_runs) + len(self.stats)
-            + len(self.subtasks)
+            + len(self.subtasks) + len(self.cancels_done)
         )  # fmt: skip
 
     def run_ids(self) -> set[str]:
@@ -56,16 +69,13 @@ class Batch:
         runs.update(r[0] for r in self.decisions)
         runs.update(r[1] for r in self.finished_runs)
         runs.update(r[0] for r in self.subtasks)
+        runs.update(r[2] for r in self.cancels_done)
         return {str(r) for r in runs}
 
     def drop(self, runs: set[str]) -> None:
         """Forget every row of these runs (their lease was lost: they must never be written)."""
-        self.attempts_new = [r for r in self.attempts_new if r[0] not in runs]
-        self.attempts_done = [r for r in self.attempts_done if r[3] not in runs]
-        self.results = [r for r in self.results if r[0] not in runs]
-        self.decisions = [r for r in self.decisions if r[0] not in runs]
-        self.finished_runs = [r for r in self.finished_runs if r[1] not in runs]
-        self.subtasks = [r for r in self.subtasks if r[0] not in runs]
+        for name, at in _RUN_AT:
+            setattr(self, name, [r for r in getattr(self, name) if r[at] not in runs])
 
     def apply(self, conn: sqlite3.Connection) -> None:
         """Write every row of the batch (inside the caller's transaction)."""
@@ -93,10 +103,19 @@ class Batch:
             conn.executemany("INSERT INTO results VALUES (?,?,?,?,?,?)", self.results)
         if self.decisions:
             conn.executemany("INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?)", self.decisions)
+        self._apply_ends(conn)
+
+    def _apply_ends(self, conn: sqlite3.Connection) -> None:
+        """The runs' ends, the cancel requests applied and the statistics of the batch."""
         if self.finished_runs:
             conn.executemany(
                 "UPDATE runs SET finished_at = ? WHERE run_id = ? AND finished_at IS NULL",
                 self.finished_runs,
+            )
+        if self.cancels_done:
+            conn.executemany(
+                "UPDATE cancel_requests SET done_at = ? WHERE id = ?",
+                [(at, i) for at, i, _ in self.cancels_done],
             )
         if self.stats:
             conn.executemany(
@@ -106,6 +125,21 @@ class Batch:
                 [(s, c, a.successes, a.failures, a.durations, a.mean_duration_s)
                  for (s, c), a in self.stats.items()],
             )  # fmt: skip
+
+
+def set_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Put the file in WAL mode. Retried for up to ``timeout_s``: SQLite does not call the busy
+    handler for it while another process is converting a new file too (two starting at once)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+        else:
+            return
 
 
 def transaction(

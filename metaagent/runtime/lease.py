@@ -6,40 +6,66 @@ live process holds it), renews its leases on a loop timer every ``LEASE_RENEW_S`
 lease lasts ``LEASE_TTL_S`` after its last renewal; each journal flush renews too) and gives them
 up when a run finishes (with the flush that records it) or the orchestrator closes. A renewal
 that finds a lease taken over fails the orchestrator's runs, as a fenced flush does.
+
+While it holds leases it also polls the journal every ``CANCEL_POLL_S`` seconds for cancel
+requests of its runs (``metaagent cancel`` from another process; one indexed query per poll),
+applies them through the orchestrator's ``cancel`` and marks them done with the flush that
+records what they cancelled. The first poll comes right after a run is opened or resumed, so a
+request recorded while nobody executed the run is applied by the resume.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
+from metaagent.errors import MetaAgentError
 from metaagent.journal.base import JournalError, KnownRun
 from metaagent.journal.leases import LEASE_RENEW_S, LEASE_TTL_S, Owner
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from metaagent.core.tasks import AgentTask
-    from metaagent.journal.base import Journal
+    from metaagent.journal.base import CancelRequest, Journal
 
-__all__ = ["LEASE_RENEW_S", "LEASE_TTL_S", "LeaseKeeper"]
+    Cancel = Callable[[str, list[str] | None], Awaitable[None]]
+
+__all__ = ["CANCEL_POLL_S", "LEASE_RENEW_S", "LEASE_TTL_S", "LeaseKeeper"]
+
+CANCEL_POLL_S = 0.5
+"""How often the owner of runs looks for cancel requests recorded by other processes (s)."""
 
 
 class LeaseKeeper:
     """Takes, renews and gives up the leases of one orchestrator's runs in its journal.
 
     ``on_lost`` is called with the ``JournalError`` of a renewal that failed (a lease taken
-    over, or a journal that cannot be written); renewing then stops.
+    over, or a journal that cannot be written); renewing then stops. ``cancel`` (the
+    orchestrator's) applies cancel requests; without it, none are polled for.
     """
 
-    __slots__ = ("_journal", "_on_lost", "_runs", "_timer", "owner")
+    __slots__ = (
+        "_applying", "_cancel", "_journal", "_on_lost", "_poll", "_runs", "_seen", "_timer",
+        "owner",
+    )  # fmt: skip
 
-    def __init__(self, journal: Journal, on_lost: Callable[[JournalError], None]) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        on_lost: Callable[[JournalError], None],
+        cancel: Cancel | None = None,
+    ) -> None:
         self.owner = Owner.here()
         self._journal = journal
         self._on_lost = on_lost
+        self._cancel = cancel
         self._runs: set[str] = set()  # unfinished runs leased here: renewal goes on while any
         self._timer: asyncio.TimerHandle | None = None
+        self._poll: asyncio.Handle | None = None
+        self._seen: set[int] = set()  # requests applied here (done with the next flush)
+        self._applying: set[asyncio.Task[None]] = set()
 
     def open_run(
         self,
@@ -82,11 +108,49 @@ class LeaseKeeper:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
 
     def _hold(self, run_id: str) -> None:
         self._runs.add(run_id)
+        loop = asyncio.get_running_loop()
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(LEASE_RENEW_S, self._renew)
+            self._timer = loop.call_later(LEASE_RENEW_S, self._renew)
+        if self._cancel is not None:
+            if self._poll is not None:
+                self._poll.cancel()
+            self._poll = loop.call_soon(self._poll_cancels)  # once the run has started
+
+    def _poll_cancels(self) -> None:
+        """Apply the cancel requests recorded for the runs held here; poll again later."""
+        self._poll = None
+        if not self._runs or self._cancel is None:
+            return
+        try:
+            found = self._journal.cancel_requests(self._runs)
+        except JournalError:
+            found = []  # a read that failed: the next poll tries again
+        by_run: dict[str, list[CancelRequest]] = {}
+        for r in found:
+            if r.id not in self._seen:
+                self._seen.add(r.id)
+                by_run.setdefault(r.run_id, []).append(r)
+        for run_id, requests in by_run.items():
+            whole = any(r.task_id is None for r in requests)
+            ids = None if whole else list(dict.fromkeys(str(r.task_id) for r in requests))
+            task = asyncio.ensure_future(self._apply(self._cancel, run_id, ids, requests))
+            self._applying.add(task)
+            task.add_done_callback(self._applying.discard)
+        self._poll = asyncio.get_running_loop().call_later(CANCEL_POLL_S, self._poll_cancels)
+
+    async def _apply(
+        self, cancel: Cancel, run_id: str, ids: list[str] | None, requests: list[CancelRequest]
+    ) -> None:
+        # A task or run not open here any more (settled, or the run ended) has nothing to stop.
+        with contextlib.suppress(MetaAgentError, KeyError):
+            await cancel(run_id, ids)
+        self._journal.cancel_done(requests)  # with the flush that records the cancel
 
     def _renew(self) -> None:
         self._timer = None

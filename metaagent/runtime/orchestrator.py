@@ -108,7 +108,7 @@ class Orchestrator:
         self._failure: JournalError | None = None
         self._unread: list[tuple[str, DeferredPart]] = []  # lazily resumed runs' settled tasks
         self._frozen = Freeze()  # resumed runs' records, kept out of the collector's passes
-        self._lease = LeaseKeeper(self.journal, self._journal_failed)  # one owner per run
+        self._lease = LeaseKeeper(self.journal, self._journal_failed, self.cancel)  # per run
 
     # --- lifecycle ----------------------------------------------------------------------------
 

@@ -295,6 +295,7 @@ def _wait_for(ledger: Path, key: str, proc: subprocess.Popen[str], timeout_s: fl
 
 def test_two_processes_starting_one_workflow_at_once_run_each_task_once(tmp_path: Path) -> None:
     db, n, rounds = tmp_path / "race.db", 12, 20
+    SqliteJournal(db).close()  # the file exists (schema, WAL): the race is over runs, not creation
     refused = 0
     deadline = time.monotonic() + 90
     for r in range(rounds):
