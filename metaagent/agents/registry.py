@@ -300,22 +300,20 @@ def _program_problem(p: _Process) -> str | None:
 _PROBE = {name: "" for name in ("prompt", "task_id", "capability", "workdir", "run_id", "attempt")}
 
 
-def _command(m: CommandRunnerModel, ctx: BuildContext) -> Runner:
-    p = _process(m, ctx)
-    limits = ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s)
-    return CommandRunner(
-        p.argv, cwd=p.cwd, env=p.env, limits=limits, max_output_mb=m.max_output_mb,
-        max_log_mb=m.max_log_mb,
-    )  # fmt: skip
+def _process_runner(
+    cls: type[CommandRunner] | type[PersistentCommandRunner],
+) -> Callable[[CommandRunnerModel | PersistentRunnerModel, BuildContext], Runner]:
+    """The builder of a process runner: the same fields, checked once, for either kind."""
 
+    def build(m: CommandRunnerModel | PersistentRunnerModel, ctx: BuildContext) -> Runner:
+        p = _process(m, ctx)
+        limits = ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s)
+        return cls(
+            p.argv, cwd=p.cwd, env=p.env, limits=limits, max_output_mb=m.max_output_mb,
+            max_log_mb=m.max_log_mb,
+        )  # fmt: skip
 
-def _persistent(m: PersistentRunnerModel, ctx: BuildContext) -> Runner:
-    p = _process(m, ctx)
-    limits = ProcessLimits(memory_mb=m.memory_limit_mb, cpu_s=m.cpu_limit_s)
-    return PersistentCommandRunner(
-        p.argv, cwd=p.cwd, env=p.env, limits=limits, max_output_mb=m.max_output_mb,
-        max_log_mb=m.max_log_mb,
-    )  # fmt: skip
+    return build
 
 
 def _function(m: FunctionRunnerModel, ctx: BuildContext) -> Runner:
@@ -340,7 +338,7 @@ def _llm(m: LlmRunnerModel, ctx: BuildContext) -> Runner:
         raise WorkflowError(str(exc), where=ctx.where) from exc
 
 
-register("command", CommandRunnerModel, _command)
-register("persistent", PersistentRunnerModel, _persistent)
+register("command", CommandRunnerModel, _process_runner(CommandRunner))
+register("persistent", PersistentRunnerModel, _process_runner(PersistentCommandRunner))
 register("function", FunctionRunnerModel, _function)
 register("llm", LlmRunnerModel, _llm)
