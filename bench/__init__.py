@@ -78,6 +78,12 @@ def _affinity(argv: Sequence[str] | None) -> dict[str, object]:
     return affinity.main(argv)
 
 
+def _contention(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import contention
+
+    return contention.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -122,6 +128,10 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "affinity": (
         _affinity,
         "agent switches and dispatches per task of task groups, with and without affinity",
+    ),
+    "contention": (
+        _contention,
+        "heartbeat and timeout lateness while another writer locks the journal for 3 s",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""

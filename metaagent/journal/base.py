@@ -136,6 +136,10 @@ class Journal(Protocol):
     flush raises ``JournalError`` naming the new owner, as every later one does for that run.
     """
 
+    blocking: bool
+    """Whether its writes wait on a file (or anything slower than memory): a running
+    orchestrator then writes it from a thread of its own (``runtime.committer``)."""
+
     def open_run(
         self,
         run_id: str,
@@ -203,6 +207,15 @@ class Journal(Protocol):
     def save_stats(self, stats: Iterable[tuple[str, str, ArmStats]]) -> None: ...
 
     def load_stats(self) -> list[tuple[str, str, ArmStats]]: ...
+
+    def detach(self) -> Callable[[], None] | None:
+        """Take what is pending out of the journal's buffer and return the write that makes it
+        durable (one transaction, fenced as ``flush`` is), to be run on another thread, while
+        this thread goes on recording into a new buffer; None when nothing is pending. A
+        journal that does not block may write at once and return None. Raises
+        ``JournalError`` (nothing taken) for rows of a run whose lease was lost here; the
+        write raises it for a commit that failed, whose rows are then gone."""
+        ...
 
     def flush(self) -> None:
         """Make everything written so far durable, in one transaction."""

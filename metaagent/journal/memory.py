@@ -61,6 +61,8 @@ class MemoryJournal:
     ``JournalError`` naming the new owner. ``wall`` is the leases' wall clock.
     """
 
+    blocking = False
+
     def __init__(self, *, wall: Callable[[], float] = time.time, _store: _Store | None = None):
         store = _Store() if _store is None else _store
         self._store = store
@@ -178,6 +180,10 @@ class MemoryJournal:
 
     def load_stats(self) -> list[tuple[str, str, ArmStats]]:
         return [(s, c, copy(a)) for (s, c), a in self._stats.items()]
+
+    def detach(self) -> Callable[[], None] | None:
+        self.flush()  # in memory: nothing to wait for
+        return None
 
     def flush(self) -> None:
         """Writes are applied at once; a flush renews this handle's leases and raises

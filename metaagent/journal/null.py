@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from metaagent.journal.base import Collected
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Sequence
+    from collections.abc import Callable, Collection, Iterable, Sequence
 
     from metaagent.core.decisions import Decision
     from metaagent.core.learning import ArmStats
@@ -26,6 +26,7 @@ class NullJournal:
     """Keeps nothing: runs last as long as the process."""
 
     __slots__ = ()
+    blocking = False
 
     def open_run(
         self,
@@ -85,6 +86,9 @@ class NullJournal:
         return []
 
     def flush(self) -> None:
+        return None
+
+    def detach(self) -> Callable[[], None] | None:
         return None
 
     def find_unfinished(self, key: str) -> str | None:

@@ -47,7 +47,12 @@ class SqliteJournal:
     Leases are held per connection: this object fences its flushes by the leases taken
     through it (see ``Journal``); a second ``SqliteJournal`` on the same file is another
     connection, as another process is.
+
+    It is ``blocking``: a running orchestrator uses it from its writer thread only (and from
+    the loop while that thread is idle). One object is not for two threads at once.
     """
+
+    blocking = True
 
     def __init__(
         self,
@@ -209,26 +214,45 @@ class SqliteJournal:
         writes (one statement) and, if one was taken over, writes nothing and raises
         ``JournalError`` naming the new owner; that run's rows are dropped, never written.
         A run written without a lease taken here (direct use of a journal) is written only
-        while nobody holds its lease."""
+        while nobody holds its lease. A batch that failed otherwise stays pending."""
+        batch = self._batch
+        write = self.detach()
+        if write is None:
+            return
+        try:
+            write()
+        except JournalError:
+            batch.extend(self._batch)  # rows recorded meanwhile come after the failed ones
+            self._batch = batch
+            if self._lost:
+                batch.drop(set(self._lost))
+            raise
+
+    def detach(self) -> Callable[[], None] | None:
+        """``flush`` in two steps: take the batch now (this thread), write it later (any one
+        thread at a time; the next ``detach`` only after that write has returned)."""
         batch = self._batch
         if not batch:
-            return
+            return None
         runs = batch.run_ids()
         self._refuse_lost(runs)
         held = [(r, self._held[r].id) for r in runs if r in self._held]
         free = [r for r in runs if r not in self._held and r not in self._done]
         ends = [(r, self._held[r].id) for _, r in batch.finished_runs if r in self._held]
+        self._batch = Batch()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write_rows(conn: sqlite3.Connection) -> None:
             fence(conn, held, free, self._wall(), LEASE_TTL_S)
             batch.apply(conn)
             give_up(conn, ends)
 
-        self._fenced(write, "flush")
-        self._batch = Batch()
-        for r, _ in ends:
-            del self._held[r]
-            self._done.add(r)
+        def write() -> None:
+            self._fenced(write_rows, "flush", batch)
+            for r, _ in ends:
+                del self._held[r]
+                self._done.add(r)
+
+        return write
 
     # --- leases -------------------------------------------------------------------------------
 
@@ -242,6 +266,8 @@ class SqliteJournal:
 
         self._transaction(write, "acquire")
         self._hold(run_id, owner)
+        # Now, not at the run's first decision: that may come while another thread writes.
+        self._decision_seq[run_id] = self._next_decision_seq(run_id)
         return got[0]
 
     def renew(self, owner: Owner) -> None:
@@ -269,23 +295,29 @@ class SqliteJournal:
         self._lost.pop(run_id, None)
         self._done.discard(run_id)
 
-    def _fenced(self, write: Callable[[sqlite3.Connection], None], label: str) -> None:
-        """``_transaction``, turning a fenced write into the loss of those runs' leases."""
+    def _fenced(
+        self,
+        write: Callable[[sqlite3.Connection], None],
+        label: str,
+        batch: Batch | None = None,
+    ) -> None:
+        """``_transaction``, turning a fenced write into the loss of those runs' leases (their
+        rows of ``batch`` dropped)."""
         try:
             self._transaction(write, label)
         except Fenced as exc:
             for r in exc.runs:
                 self._held.pop(r, None)
                 self._lost[r] = read_lease(self._conn, r)
-            self._refuse_lost(set(exc.runs))
+            self._refuse_lost(set(exc.runs), batch)
 
-    def _refuse_lost(self, runs: set[str]) -> None:
+    def _refuse_lost(self, runs: set[str], batch: Batch | None = None) -> None:
         """Raise ``JournalError`` if the batch writes runs whose lease was lost (or given up)
         here, dropping their rows: they are never written."""
         lost = {r for r in runs if r in self._lost}
         if not lost:
             return
-        self._batch.drop(lost)
+        (self._batch if batch is None else batch).drop(lost)
         now = self._wall()
         raise JournalError(
             f"journal {self.path}: "

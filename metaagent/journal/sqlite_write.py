@@ -72,6 +72,12 @@ class Batch:
         runs.update(r[2] for r in self.cancels_done)
         return {str(r) for r in runs}
 
+    def extend(self, later: Batch) -> None:
+        """Append the rows of ``later`` (recorded after this batch's)."""
+        for name, _ in _RUN_AT:
+            getattr(self, name).extend(getattr(later, name))
+        self.stats.update(later.stats)
+
     def drop(self, runs: set[str]) -> None:
         """Forget every row of these runs (their lease was lost: they must never be written)."""
         for name, at in _RUN_AT:

@@ -87,7 +87,9 @@ class Attempts:
         try:
             self._on_end(ctx, outcome, output, error)
         except Exception as exc:
-            self._on_bug(exc)
+            self._on_bug(
+                RuntimeError(f"the orchestrator failed while finishing an attempt: {exc!r}")
+            )
             raise
 
     def _keep_log(self, ctx: AttemptContext) -> None:

@@ -41,6 +41,9 @@ class OrchestratorConfig:
     seed: int = _CORE.seed
     workdir: str = "."  # the directory the agents work in
     backend: str = "local"  # how attempts execute (``metaagent.backends.base.BACKENDS``)
+    # A journal that writes a file is written on a thread of its own, so that a slow or locked
+    # file delays commits, never the loop (``runtime.committer``). False: on the loop.
+    journal_thread: bool = True
     pool: PoolPolicy = field(default_factory=PoolPolicy)
     health: HealthPolicy = field(default_factory=HealthPolicy)
     capability_limits: Mapping[str, int] = field(default_factory=dict)  # running at once

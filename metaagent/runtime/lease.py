@@ -12,6 +12,9 @@ requests of its runs (``metaagent cancel`` from another process; one indexed que
 applies them through the orchestrator's ``cancel`` and marks them done with the flush that
 records what they cancelled. The first poll comes right after a run is opened or resumed, so a
 request recorded while nobody executed the run is applied by the resume.
+
+Renewals and polls are jobs of the journal's writer (``runtime.committer``): a locked journal
+delays them, never the loop.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
     from metaagent.core.tasks import AgentTask
     from metaagent.journal.base import CancelRequest, Journal
+    from metaagent.runtime.committer import Committer
 
     Cancel = Callable[[str, list[str] | None], Awaitable[None]]
 
@@ -43,12 +47,13 @@ class LeaseKeeper:
 
     ``on_lost`` is called with the ``JournalError`` of a renewal that failed (a lease taken
     over, or a journal that cannot be written); renewing then stops. ``cancel`` (the
-    orchestrator's) applies cancel requests; without it, none are polled for.
+    orchestrator's) applies cancel requests; without it, none are polled for. ``io`` runs the
+    journal calls of renewals and polls (and records what they did) while runs go on.
     """
 
     __slots__ = (
-        "_applying", "_cancel", "_journal", "_on_lost", "_poll", "_runs", "_seen", "_timer",
-        "owner",
+        "_applying", "_cancel", "_io", "_journal", "_on_lost", "_poll", "_polling", "_renewing",
+        "_runs", "_seen", "_stopped", "_timer", "owner",
     )  # fmt: skip
 
     def __init__(
@@ -56,9 +61,15 @@ class LeaseKeeper:
         journal: Journal,
         on_lost: Callable[[JournalError], None],
         cancel: Cancel | None = None,
+        *,
+        io: Committer,
     ) -> None:
         self.owner = Owner.here()
         self._journal = journal
+        self._io = io
+        self._renewing = False  # a renewal is with the writer
+        self._polling = False
+        self._stopped = False  # stopped: what the writer answers later starts nothing
         self._on_lost = on_lost
         self._cancel = cancel
         self._runs: set[str] = set()  # unfinished runs leased here: renewal goes on while any
@@ -105,6 +116,7 @@ class LeaseKeeper:
             self._journal.release(self.owner)
 
     def stop(self) -> None:
+        self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -113,6 +125,7 @@ class LeaseKeeper:
             self._poll = None
 
     def _hold(self, run_id: str) -> None:
+        self._stopped = False
         self._runs.add(run_id)
         loop = asyncio.get_running_loop()
         if self._timer is None:
@@ -125,12 +138,21 @@ class LeaseKeeper:
     def _poll_cancels(self) -> None:
         """Apply the cancel requests recorded for the runs held here; poll again later."""
         self._poll = None
-        if not self._runs or self._cancel is None:
+        if not self._runs or self._cancel is None or self._polling:
             return
-        try:
-            found = self._journal.cancel_requests(self._runs)
-        except JournalError:
-            found = []  # a read that failed: the next poll tries again
+        self._polling = True
+        runs = set(self._runs)
+        journal = self._journal
+        self._io.call(
+            lambda: journal.cancel_requests(runs),
+            self._found,
+            lambda _exc: self._found([]),  # a read that failed: the next poll tries again
+        )
+
+    def _found(self, found: list[CancelRequest]) -> None:
+        self._polling = False
+        if not self._runs or self._cancel is None or self._stopped:
+            return
         by_run: dict[str, list[CancelRequest]] = {}
         for r in found:
             if r.id not in self._seen:
@@ -154,11 +176,19 @@ class LeaseKeeper:
 
     def _renew(self) -> None:
         self._timer = None
-        if not self._runs:
+        if not self._runs or self._renewing:
             return
-        try:
-            self._journal.renew(self.owner)
-        except JournalError as exc:
+        self._renewing = True
+        journal, owner = self._journal, self.owner
+        self._io.call(lambda: journal.renew(owner), self._renewed, self._renew_failed)
+
+    def _renewed(self, _: object) -> None:
+        self._renewing = False
+        if self._runs and self._timer is None and not self._stopped:
+            self._timer = asyncio.get_running_loop().call_later(LEASE_RENEW_S, self._renew)
+
+    def _renew_failed(self, exc: Exception) -> None:
+        self._renewing = False
+        assert isinstance(exc, JournalError)
+        if not self._stopped:
             self._on_lost(exc)
-            return
-        self._timer = asyncio.get_running_loop().call_later(LEASE_RENEW_S, self._renew)

@@ -31,11 +31,13 @@ from metaagent.journal.base import JournalError
 from metaagent.journal.null import NullJournal
 from metaagent.report.batch import BatchResult, aggregate
 from metaagent.runtime.attempts import Attempts
+from metaagent.runtime.committer import Committer
 from metaagent.runtime.config import OrchestratorConfig
 from metaagent.runtime.handle import EventCallback, RunHandle
 from metaagent.runtime.instances import carry_out
 from metaagent.runtime.journaled import known_run, read_settled, restore_run
 from metaagent.runtime.lease import LeaseKeeper
+from metaagent.runtime.results import run_result
 from metaagent.runtime.sinks import EventSink, JournalSink, Sink, ends_task
 
 __all__ = ["EventCallback", "Orchestrator", "OrchestratorConfig", "RunHandle"]
@@ -82,14 +84,19 @@ class Orchestrator:
             cfg.backend, cfg.health, self.clock, cfg.workdir, hooks
         )
         self._attempts = Attempts(
-            self.scheduler, self._backend, cfg, self._finished, self._bookkeeping_failed
+            self.scheduler, self._backend, cfg, self._finished, self._settle_all
         )
         self._agents_started = False
         self._early: list[Decision] = []  # pool decisions made while no run was going
         # What earlier runs learned about the agents feeds this run's routing.
         for spec_name, cap, arm in self.journal.load_stats():
             self.scheduler.learning.load(spec_name, cap, arm)
+        thread = journal is not None and self.journal.blocking and cfg.journal_thread
+        self._committer = c = Committer(
+            self.journal, self.scheduler.learning, self._journal_failed, thread=bool(thread)
+        )
         self._record: Sink = Sink() if journal is None else JournalSink(self.journal)
+        c.sink = self._record
         self._publish: Sink = EventSink()
         self._handlers: dict[type, Callable[[Output], None]] = {
             RouteTask: self._on_route,
@@ -108,7 +115,7 @@ class Orchestrator:
         self._failure: JournalError | None = None
         self._unread: list[tuple[str, DeferredPart]] = []  # lazily resumed runs' settled tasks
         self._frozen = Freeze()  # resumed runs' records, kept out of the collector's passes
-        self._lease = LeaseKeeper(self.journal, self._journal_failed, self.cancel)  # per run
+        self._lease = LeaseKeeper(self.journal, self._journal_failed, self.cancel, io=c)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -124,6 +131,7 @@ class Orchestrator:
         if self._timer is not None:
             self._timer.cancel()
         await self._attempts.aclose()
+        await self._committer.idle()  # the journal is used directly below
         if self._unread and self._failure is None:
             self._read_rest(closing=True)  # so that partial results name every task
         for h in self._handles.values():
@@ -139,8 +147,9 @@ class Orchestrator:
         if self._agents_started:
             await self._backend.aclose(list(self.scheduler.agents.values()))
         if self._failure is None:
-            self._commit()
+            await self._committer.drain()
         self._lease.close(release=self._failure is None)
+        self._committer.close()
         self._frozen.release()
 
     # --- the API of the requirements ---------------------------------------------------------
@@ -165,6 +174,7 @@ class Orchestrator:
         """
         if self._closed:
             raise RuntimeError("this orchestrator is closed") from self._failure
+        await self._committer.idle()  # the journal is used directly until the run starts
         known = known_run(self.journal, tasks, key)
         if known is not None:
             if known in self._handles:
@@ -185,6 +195,9 @@ class Orchestrator:
         finished tasks keep their results (and feed dependents), attempts in flight rerun."""
         if run_id in self._handles:
             return self._handles[run_id]
+        await self._committer.idle()
+        if run_id in self._handles:
+            return self._handles[run_id]
         self._lease.acquire(run_id)
         # A large run makes objects by the hundred thousand, none cyclic: no collector passes.
         with paused_gc():
@@ -202,6 +215,9 @@ class Orchestrator:
     def _read_rest(self, *, closing: bool = False) -> None:
         """Read back the settled tasks of runs resumed lazily, now that work is under way (or
         the orchestrator is closing and reports what it has)."""
+        if not closing and self._committer.busy:  # the journal is read directly here
+            self._committer.when_idle(self._read_rest)
+            return
         pending, self._unread = self._unread, []
         for run_id, part in pending:
             if self._closed and not closing:
@@ -274,21 +290,10 @@ class Orchestrator:
         return self.scheduler.waiting_reasons()
 
     def batch_result(self, run_id: str) -> BatchResult:
-        handle = self._handles[run_id]
-        sched = self.scheduler
-        run = sched.runs[run_id]
-        end = run.finished_at if run.finished_at is not None else self.clock.now()
-        offered: dict[str, float] | None
-        offered, slots = sched.pool.capacity(handle.started_at, end)
-        limit = self.config.max_concurrency
-        if run.started_at < self._born:  # resumed: what earlier processes offered is unknown
-            offered, limit = None, min(limit, sum(slots.values())) or limit
-        with paused_gc():  # a result per task, built in one go
-            return aggregate(
-                sched.results(run_id), slots=limit, name=handle.name, run_id=run_id,
-                decisions=handle.decisions, started_at=handle.started_at, agent_slots=slots,
-                capacity=offered,
-            )  # fmt: skip
+        return run_result(
+            self.scheduler, self._handles[run_id], self.clock.now(),
+            max_concurrency=self.config.max_concurrency, born=self._born,
+        )  # fmt: skip
 
     def forget(self, run_id: str) -> None:
         """Drop a finished run from memory (a journal keeps its record), so that a long-lived
@@ -363,13 +368,15 @@ class Orchestrator:
         assert isinstance(o, RunCompleted)
         h = self._handles[o.run_id]
         self._record.run_completed(h, o.at)
-        if not self._commit():
-            return
-        self._lease.finished(o.run_id)
-        if h.listening:
-            self._publish.run_completed(h, o.at)
-        h.settle()
-        self._frozen.release(o.run_id)
+
+        def ended() -> None:  # once the journal has the end
+            self._lease.finished(o.run_id)
+            if h.listening:
+                self._publish.run_completed(h, o.at)
+            h.settle()
+            self._frozen.release(o.run_id)
+
+        self._committer.commit(ended)
 
     def _on_decision(self, o: Output) -> None:
         assert isinstance(o, Decision)
@@ -402,21 +409,6 @@ class Orchestrator:
             rec = self.scheduler.runs[owner.run_id].tasks[o.task_id or ""]
             self._record.attempt_ended(owner, rec.task.id, rec.attempts[-1])
 
-    def _commit(self) -> bool:
-        """Make journaled records durable (one transaction) and persist learned statistics.
-
-        If the journal cannot be written, nothing more may run unrecorded: every open run fails
-        with the journal's error and this returns False.
-        """
-        if self._failure is not None:
-            return False
-        try:
-            self._record.commit(self.scheduler.learning)
-        except JournalError as exc:
-            self._journal_failed(exc)
-            return False
-        return True
-
     def _journal_failed(self, exc: JournalError) -> None:
         self._failure = exc
         self._closed = True
@@ -425,18 +417,16 @@ class Orchestrator:
         if self._timer is not None:
             self._timer.cancel()
         self._attempts.stop_all()
-        for h in self._handles.values():
-            h.settle(exc)
+        self._settle_all(exc)
         self._frozen.release()
 
     # --- attempts -----------------------------------------------------------------------------
 
-    def _bookkeeping_failed(self, exc: Exception) -> None:
-        """Finishing an attempt failed (a bug): fail every waiting run loudly rather than leave
-        it hanging."""
-        failure = RuntimeError(f"the orchestrator failed while finishing an attempt: {exc!r}")
+    def _settle_all(self, exc: Exception) -> None:
+        """Fail every waiting run with ``exc`` (a bug in finishing an attempt: loudly, rather
+        than leave them hanging)."""
         for h in self._handles.values():
-            h.settle(failure)
+            h.settle(exc)
 
     def _finished(
         self, ctx: AttemptContext, outcome: Outcome, output: object, error: str | None
@@ -461,20 +451,28 @@ class Orchestrator:
             self._loop.call_soon(self._dispatch_now)
 
     def _dispatch_now(self) -> None:
-        """One dispatch turn: route what can run, commit the journal, then start attempts."""
+        """One dispatch turn: route what can run, commit the journal, then (once the commit has
+        landed: at once, or when the writer thread is done) start the routed attempts.
+
+        If the journal cannot be written, nothing more may run unrecorded: every open run fails
+        with the journal's error (``_journal_failed``) and nothing is started.
+        """
         self._dispatch_pending = False
         if self._closed:
             return
         with paused_gc():  # a turn builds a burst of records: collect after it, not during
             self._apply(self.scheduler.tick(self.clock.now()))
-            if not self._commit():
-                return
-        crashpoints.hit("after_commit_before_dispatch")
         launches, self._launches = self._launches, []
+        if self._committer.commit(lambda: self._launch(launches)):
+            self._arm_timer()
+
+    def _launch(self, launches: list[RouteTask]) -> None:
+        if self._closed:  # attempts whose routing the journal has start, unless closed
+            return
+        crashpoints.hit("after_commit_before_dispatch")
         start = self._attempts.start
         for d in launches:
             start(d)
-        self._arm_timer()
         if self._unread:
             # After the attempts just launched have taken their first step.
             self._loop.call_soon(self._read_rest)

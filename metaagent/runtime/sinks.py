@@ -60,6 +60,9 @@ class Sink:
     def run_completed(self, h: RunHandle, at: float) -> None:
         """Every task of the run is terminal."""
 
+    def stage(self, learning: Learning) -> None:
+        """Record what ``learning`` learned since the last commit (not durable yet)."""
+
     def commit(self, learning: Learning) -> None:
         """Make everything recorded so far durable, with what ``learning`` learned since the
         last commit. Raises ``JournalError`` when that fails."""
@@ -102,10 +105,13 @@ class JournalSink(Sink):
     def run_completed(self, h: RunHandle, at: float) -> None:
         self.journal.run_finished(h.run_id)
 
-    def commit(self, learning: Learning) -> None:
+    def stage(self, learning: Learning) -> None:
         dirty = learning.drain_dirty()
         if dirty:
             self.journal.save_stats((s, c, learning.arms[(s, c)]) for s, c in dirty)
+
+    def commit(self, learning: Learning) -> None:
+        self.stage(learning)
         self.journal.flush()
 
 

@@ -73,6 +73,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     timeouts pass in virtual time while they work.
     """
 
+    virtual_time = True  # work on other threads is not waited for: keep it on the loop
+
     def __init__(self, clock: ManualClock, *, autojump_threshold_s: float = 0.0) -> None:
         self.clock = clock
         super().__init__(_JumpingSelector(clock, autojump_threshold_s))
