@@ -37,6 +37,7 @@ from metaagent.agents.process import (
     _preexec,
     cap_bytes,
     log_text,
+    spawn_env,
     track_group,
     untrack_group,
 )
@@ -103,8 +104,7 @@ class PersistentCommandRunner:
         """Start the process of ``instance``. Raises ``AgentFailure`` if it cannot start."""
         values = {"instance": instance, "workdir": workdir}
         argv = [expand(a, values) for a in self.argv]
-        env = dict(os.environ)
-        env.update(self.env)
+        env = spawn_env(self.env)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,

@@ -187,6 +187,21 @@ class _Collector(asyncio.SubprocessProtocol):
             self.closed.set_result(None)
 
 
+SPAWNER_ENV = "METAAGENT_SPAWNER"
+"""Every process metaagent starts (and, by inheritance, what those start) carries the pid of
+the process that started it in this variable, so that a leftover of an orchestrator killed
+with ``kill -9`` is found and stopped by the next one (``runtime.reaper``)."""
+
+
+def spawn_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process started here: this one's, ``extra``, and the tag."""
+    env = dict(os.environ)
+    if extra:
+        env.update(extra)
+    env[SPAWNER_ENV] = str(os.getpid())
+    return env
+
+
 async def run_process(
     argv: Sequence[str],
     *,
@@ -208,10 +223,7 @@ async def run_process(
     ends or the call is cancelled). Raises ``FileNotFoundError``/``PermissionError`` when the
     program cannot be started.
     """
-    full_env = None
-    if env:
-        full_env = dict(os.environ)
-        full_env.update(env)
+    full_env = spawn_env(env)
     lim = limits or ProcessLimits()
     loop = asyncio.get_running_loop()
     out = Capped(max_output_bytes, what="output")

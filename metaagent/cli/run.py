@@ -201,6 +201,7 @@ def reopen_workflow(
             if not force:
                 raise invalid_input(f"{message}; --force uses the file as it is now")
             err.print(f"[bold yellow]warning:[/] {message}; --force: going on", highlight=False)
+            store.record_override(run_id, f"resumed with --force: {message}")
     except typer.Exit:
         store.close()
         raise
@@ -297,6 +298,8 @@ async def execute(
                     wf.tasks, name=wf.name, key=key, on_event=first, source=source
                 )
             announce(handle.run_id)
+            if orch.reaped is not None and orch.reaped.killed:
+                err.print(f"metaagent: {orch.reaped.describe()}", highlight=False, markup=False)
             states = orch.task_states(handle.run_id)
             finished = {tid: st for tid, st in states.items() if st.terminal}
             if finished and not quiet:

@@ -121,6 +121,7 @@ def show_command(
     finally:
         store.close()
     report = stored_report(stored)
+    report["overrides"] = list(stored.info.overrides)  # what users forced on it (--force)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
         return
@@ -132,4 +133,6 @@ def show_command(
             t["id"], t["state"], t["agent"] or "-", str(len(t["attempts"])), t["error"] or ""
         )
     out.print(table)
+    for what in stored.info.overrides:
+        out.print(f"override: {what}", highlight=False, markup=False)
     out.print(f"{len(stored.decisions)} decisions; `metaagent show {run_id} --json` for all")

@@ -52,6 +52,7 @@ class RunInfo:
     counts: dict[str, int]
     source: str | None = None  # the workflow file the run came from
     workdir: str | None = None
+    overrides: tuple[str, ...] = ()  # what users forced on it (``record_override``), in order
 
     @property
     def finished(self) -> bool:
@@ -180,6 +181,11 @@ class Journal(Protocol):
         """The run's lease as recorded, live or not (None when nobody holds it)."""
         ...
 
+    def leases(self) -> list[Lease]:
+        """Every lease recorded (of unfinished runs whose owner has not given it up), live
+        or not: those of dead owners name the processes whose leftovers may be reaped."""
+        ...
+
     def add_tasks(self, run_id: str, tasks: Sequence[AgentTask]) -> None:
         """Record sub-tasks added to a run (a decomposition), with the next flush."""
         ...
@@ -240,6 +246,11 @@ class Journal(Protocol):
         ...
 
     def list_runs(self, limit: int = 50) -> list[RunInfo]: ...
+
+    def record_override(self, run_id: str, what: str) -> None:
+        """Record, durably, that a user forced something on a run (``what`` says it: a resume
+        of a changed workflow with ``--force``). Raises ``KeyError`` for an unknown run."""
+        ...
 
     def request_cancel(self, run_id: str, task_ids: Sequence[str] | None = None) -> None:
         """Record, durably (one transaction), a request to cancel tasks of an unfinished run

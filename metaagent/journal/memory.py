@@ -120,6 +120,7 @@ class MemoryJournal:
             "finished": None,
             "source": source,
             "workdir": workdir,
+            "overrides": (),
         }
         self._tasks[run_id] = list(tasks)
         self._results[run_id] = {}
@@ -231,6 +232,9 @@ class MemoryJournal:
     def lease(self, run_id: str) -> Lease | None:
         return self._leases.get(run_id)
 
+    def leases(self) -> list[Lease]:
+        return list(self._leases.values())
+
     def _writable(self, run_id: str) -> bool:
         """Whether this handle may write the run now: it holds its lease (or finished the
         run), or nobody does and it did not lose it."""
@@ -288,6 +292,7 @@ class MemoryJournal:
             counts,
             None if run["source"] is None else str(run["source"]),
             None if run["workdir"] is None else str(run["workdir"]),
+            run["overrides"],  # type: ignore[arg-type]
         )
 
     def load_run(self, run_id: str, *, decisions: bool = True, lazy: bool = False) -> StoredRun:
@@ -309,6 +314,12 @@ class MemoryJournal:
         return [self._info(r) for r in ids[:limit]]
 
     # --- operating on runs from outside --------------------------------------------------------
+
+    def record_override(self, run_id: str, what: str) -> None:
+        if run_id not in self._runs:
+            raise KeyError(f"no run {run_id!r} in this journal")
+        run = self._runs[run_id]
+        run["overrides"] = (*run["overrides"], what)  # type: ignore[misc]
 
     def request_cancel(self, run_id: str, task_ids: Sequence[str] | None = None) -> None:
         if run_id not in self._runs:

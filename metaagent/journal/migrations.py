@@ -151,6 +151,15 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         SELECT RAISE(ABORT, 'a terminal state is final');
     END;
     """,
+    # 8: what a user forced on a run (a resume of a changed workflow with --force), in order.
+    """
+    CREATE TABLE run_overrides (
+        run_id  TEXT NOT NULL REFERENCES runs(run_id),
+        at      REAL NOT NULL,                -- wall-clock seconds since the epoch
+        what    TEXT NOT NULL
+    );
+    CREATE INDEX run_overrides_run ON run_overrides(run_id);
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

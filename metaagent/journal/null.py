@@ -53,6 +53,9 @@ class NullJournal:
     def lease(self, run_id: str) -> Lease | None:
         return None
 
+    def leases(self) -> list[Lease]:
+        return []
+
     def add_tasks(self, run_id: str, tasks: Sequence[AgentTask]) -> None:
         return None
 
@@ -102,6 +105,9 @@ class NullJournal:
 
     def list_runs(self, limit: int = 50) -> list[RunInfo]:
         return []
+
+    def record_override(self, run_id: str, what: str) -> None:
+        return None  # nothing is kept
 
     def request_cancel(self, run_id: str, task_ids: Sequence[str] | None = None) -> None:
         return None  # a run of this orchestrator is cancelled through ``Orchestrator.cancel``

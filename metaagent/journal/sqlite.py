@@ -23,7 +23,7 @@ from metaagent.journal.codec import dumps, task_row, tasks_doc
 from metaagent.journal.leases import LEASE_TTL_S, Lease, Owner, lost_message
 from metaagent.journal.migrations import migrate
 from metaagent.journal.sqlite_admin import collect, pending_cancels, record_cancel
-from metaagent.journal.sqlite_lease import Fenced, fence, give_up, read_lease, take
+from metaagent.journal.sqlite_lease import Fenced, fence, give_up, read_lease, read_leases, take
 from metaagent.journal.sqlite_read import RunReader
 from metaagent.journal.sqlite_write import Batch, set_wal, transaction
 
@@ -290,6 +290,9 @@ class SqliteJournal:
     def lease(self, run_id: str) -> Lease | None:
         return read_lease(self._conn, run_id)
 
+    def leases(self) -> list[Lease]:
+        return read_leases(self._conn)
+
     def _hold(self, run_id: str, owner: Owner) -> None:
         self._held[run_id] = owner
         self._lost.pop(run_id, None)
@@ -380,6 +383,16 @@ class SqliteJournal:
         return [RunReader(self._conn, rid).info() for rid in ids]
 
     # --- operating on runs from outside (``sqlite_admin``) -----------------------------------
+
+    def record_override(self, run_id: str, what: str) -> None:
+        now = self._wall()
+
+        def write(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise KeyError(f"no run {run_id!r} in the journal {self.path}")
+            conn.execute("INSERT INTO run_overrides VALUES (?, ?, ?)", (run_id, now, what))
+
+        self._transaction(write, "override")
 
     def request_cancel(self, run_id: str, task_ids: Sequence[str] | None = None) -> None:
         now = self._wall()

@@ -21,6 +21,7 @@ RUN_TABLES = (
     "attempts",
     "results",
     "decisions",
+    "run_overrides",
     "cancel_requests",
 )
 """Every table holding rows of one run (``stats`` and ``leases`` are not: a leased run is never

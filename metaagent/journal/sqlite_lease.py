@@ -25,10 +25,19 @@ class Fenced(Exception):  # a signal out of a transaction, never seen outside it
 
 def read_lease(conn: sqlite3.Connection, run_id: str) -> Lease | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM leases WHERE run_id = ?", (run_id,)).fetchone()
-    if row is None:
-        return None
+    return None if row is None else _lease(row)
+
+
+def read_leases(conn: sqlite3.Connection) -> list[Lease]:
+    return [_lease(row) for row in conn.execute(f"SELECT {_COLUMNS} FROM leases")]
+
+
+def _lease(row: tuple[object, ...]) -> Lease:
     rid, owner, pid, host, node, since, beat, expires = row
-    return Lease(str(rid), Owner(str(owner), int(pid), str(host), str(node)), since, beat, expires)
+    return Lease(
+        str(rid), Owner(str(owner), int(pid), str(host), str(node)),  # type: ignore[call-overload]
+        float(since), float(beat), float(expires),  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 def take(conn: sqlite3.Connection, run_id: str, owner: Owner, now: float, ttl_s: float) -> Lease:

@@ -208,7 +208,15 @@ class RunReader:
                     (run_id,),
                 ).fetchall()
             )
-        return RunInfo(row[0], row[1], row[2], row[3], row[4], row[5], dict(counts), row[6], row[7])
+        overrides = tuple(
+            str(w)
+            for (w,) in conn.execute(
+                "SELECT what FROM run_overrides WHERE run_id = ? ORDER BY rowid", (run_id,)
+            )
+        )
+        return RunInfo(
+            row[0], row[1], row[2], row[3], row[4], row[5], dict(counts), row[6], row[7], overrides
+        )
 
 
 def _split(

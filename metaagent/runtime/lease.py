@@ -13,6 +13,9 @@ applies them through the orchestrator's ``cancel`` and marks them done with the 
 records what they cancelled. The first poll comes right after a run is opened or resumed, so a
 request recorded while nobody executed the run is applied by the resume.
 
+Before its first run is opened or resumed, it stops what dead orchestrators of this journal
+left running on this node (``runtime.reaper``): nothing is dispatched before that.
+
 Renewals and polls are jobs of the journal's writer (``runtime.committer``): a locked journal
 delays them, never the loop.
 """
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 from metaagent.errors import MetaAgentError
 from metaagent.journal.base import JournalError, KnownRun
 from metaagent.journal.leases import LEASE_RENEW_S, LEASE_TTL_S, Owner
+from metaagent.runtime.reaper import Reaped, reap_leftovers
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -53,7 +57,7 @@ class LeaseKeeper:
 
     __slots__ = (
         "_applying", "_cancel", "_io", "_journal", "_on_lost", "_poll", "_polling", "_renewing",
-        "_runs", "_seen", "_stopped", "_timer", "owner",
+        "_runs", "_seen", "_stopped", "_timer", "owner", "reaped",
     )  # fmt: skip
 
     def __init__(
@@ -70,6 +74,7 @@ class LeaseKeeper:
         self._renewing = False  # a renewal is with the writer
         self._polling = False
         self._stopped = False  # stopped: what the writer answers later starts nothing
+        self.reaped: Reaped | None = None  # what the first run's start found left running
         self._on_lost = on_lost
         self._cancel = cancel
         self._runs: set[str] = set()  # unfinished runs leased here: renewal goes on while any
@@ -89,6 +94,7 @@ class LeaseKeeper:
     ) -> str | None:
         """Journal a new run with its lease; or, when another process journaled this batch's
         run meanwhile (a race), return that run's id to resume instead (nothing applied)."""
+        self._reap()
         try:
             self._journal.open_run(
                 run_id, name, tasks, key=key, source=source, workdir=workdir, owner=self.owner
@@ -101,8 +107,13 @@ class LeaseKeeper:
     def acquire(self, run_id: str) -> None:
         """Take a journaled run's lease. Raises ``RunOwned`` while another live process holds
         it, ``KeyError`` for an unknown run."""
+        self._reap()
         self._journal.acquire(run_id, self.owner)
         self._hold(run_id)
+
+    def _reap(self) -> None:
+        if self.reaped is None:
+            self.reaped = reap_leftovers(self._journal)
 
     def finished(self, run_id: str) -> None:
         """The run ended (its lease went with the flush that recorded the end)."""

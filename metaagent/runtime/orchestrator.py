@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from metaagent.core.scheduler.records import RunRecord
     from metaagent.core.specs import AgentSpec
     from metaagent.journal.base import DeferredPart, Journal
+    from metaagent.runtime.reaper import Reaped
 
 
 class Orchestrator:
@@ -151,6 +152,11 @@ class Orchestrator:
         self._lease.close(release=self._failure is None)
         self._committer.close()
         self._frozen.release()
+
+    @property
+    def reaped(self) -> Reaped | None:
+        """What dead orchestrators left running here, killed before the first run (reaper)."""
+        return self._lease.reaped
 
     # --- the API of the requirements ---------------------------------------------------------
 
@@ -305,7 +311,6 @@ class Orchestrator:
     # --- agent instances ----------------------------------------------------------------------
 
     def _start_agents(self) -> None:
-        """Start the initial instances, with the first run (the loop is running now)."""
         if not self._agents_started:
             self._agents_started = True
             spawns, self._spawns = self._spawns, []

@@ -140,6 +140,12 @@ def test_an_edited_workflow_is_refused_unless_forced(tmp_path: Path) -> None:
     assert "warning:" in forced.stderr
     assert "changed since run" in " ".join(forced.stderr.split())
     assert set(states(project / "j.db", run_id).values()) == {"succeeded"}
+    # The override is in the journal, for whoever reads the run later.
+    shown = json.loads(cli("show", run_id, "--db", "j.db", "--json", cwd=project).stdout)
+    assert len(shown["overrides"]) == 1
+    assert shown["overrides"][0].startswith("resumed with --force: the workflow file")
+    listed = json.loads(cli("runs", "--db", "j.db", "--json", cwd=project).stdout)
+    assert [r["overrides"] for r in listed if r["run_id"] == run_id] == [shown["overrides"]]
 
 
 def test_an_edited_agent_is_refused_too(tmp_path: Path) -> None:
