@@ -146,7 +146,11 @@ def run_command(
     )
     config = orchestrator_config(wf.settings, flags, workdir=workdir, task_count=len(wf.tasks))
     source = str(workflow.resolve())  # absolute: the run resumes from any directory
-    batch = drive(execute(wf, config, quiet=quiet, journal=store, source=source), store)
+    batch = drive(
+        execute(wf, config, quiet=quiet, journal=store, source=source),
+        store,
+        retention_days=wf.settings.retention_days,
+    )
     finish(batch, json_out)
 
 
@@ -167,7 +171,11 @@ def resume_command(
     store = stored_journal(db)
     wf, workdir = reopen_workflow(store, run_id, db, force=force)
     config = orchestrator_config(wf.settings, workdir=workdir, task_count=len(wf.tasks))
-    batch = drive(execute(wf, config, quiet=quiet, journal=store, resume=run_id), store)
+    batch = drive(
+        execute(wf, config, quiet=quiet, journal=store, resume=run_id),
+        store,
+        retention_days=wf.settings.retention_days,
+    )
     finish(batch, json_out)
 
 
@@ -208,15 +216,30 @@ def reopen_workflow(
     return wf, workdir
 
 
-def drive(work: Coroutine[object, object, BatchResult], store: SqliteJournal | None) -> BatchResult:
+def drive(
+    work: Coroutine[object, object, BatchResult],
+    store: SqliteJournal | None,
+    *,
+    retention_days: float | None = None,
+) -> BatchResult:
     """Run the orchestration; map failures to exit codes; always close the journal.
 
     Invalid input (a bad graph, an unknown capability, a full queue) and a run another live
     process owns exit 2; a run that could not finish (its journal broke, the orchestrator
-    failed) exits 1; Ctrl-C exits 130.
+    failed) exits 1; Ctrl-C exits 130. With ``retention_days`` (the workflow's setting),
+    finished runs older than that are deleted from the journal once the run is over.
     """
     try:
-        return asyncio.run(work)
+        batch = asyncio.run(work)
+        if store is not None and retention_days is not None:
+            gone = store.delete_finished(retention_days * 86_400)
+            if gone.runs:
+                err.print(
+                    f"retention: deleted {len(gone.runs)} finished runs older than "
+                    f"{retention_days:g} days",
+                    highlight=False,
+                )
+        return batch
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: running attempts were stopped[/]")
         raise typer.Exit(ExitCode.INTERRUPTED) from None

@@ -95,6 +95,8 @@ class SettingsModel(BaseModel):
     aging_interval_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     capability_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     resource_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    # Journal retention: after a run, finished runs older than this are deleted (as ``gc``).
+    retention_days: float | None = Field(default=None, gt=0, le=36_500)
 
 
 class WorkflowModel(BaseModel):

@@ -191,3 +191,30 @@ def test_gc_refuses_an_age_it_cannot_read(tmp_path: Path) -> None:
         bad = cli("gc", "--older-than", age, "--db", "j.db", cwd=tmp_path)
         assert bad.returncode == 2, (age, bad.stderr)
         assert "--older-than" in bad.stderr
+
+
+def test_the_retention_setting_deletes_old_finished_runs_after_a_run(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(
+        "name: kept\n"
+        "settings: {retention_days: 30}\n"
+        "agents:\n"
+        "  - name: a\n"
+        "    capabilities: {code: 0.9}\n"
+        "    runner: {type: command, argv: [sh, -c, 'echo ok']}\n"
+        "tasks:\n"
+        "  - {id: t, capability: code}\n"
+    )
+    first = cli("run", "wf.yaml", "--db", "j.db", "-q", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    db = tmp_path / "j.db"
+    (old,) = runs_in(db)
+    conn = sqlite3.connect(db)
+    with conn:  # the first run finished 40 days ago
+        conn.execute("UPDATE runs SET finished_at = finished_at - 40 * 86400")
+    conn.close()
+    second = cli("run", "wf.yaml", "--db", "j.db", "-q", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "retention: deleted 1 finished runs older than 30 days" in second.stderr
+    remaining = runs_in(db)
+    assert len(remaining) == 1
+    assert old not in remaining
