@@ -9,6 +9,7 @@ standard output, or to standard error with ``--json -`` (the report is then all 
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,6 +49,12 @@ if TYPE_CHECKING:
     from metaagent.runtime.events import Event
     from metaagent.runtime.handle import RunHandle
     from metaagent.workflow.build import Workflow
+
+
+class BackendChoice(StrEnum):
+    local = "local"
+    ray = "ray"
+
 
 _DEFAULT = OrchestratorConfig()  # the help texts name its defaults; they are written there once
 _POOL = _DEFAULT.pool
@@ -124,6 +131,14 @@ def run_command(
     journal: Annotated[
         bool, typer.Option("--journal/--no-journal", help="Record the run (to resume it).")
     ] = True,
+    backend: Annotated[
+        BackendChoice | None,
+        typer.Option("--backend", help=f"How agents run ({_DEFAULT.backend}; ray: docs/ray.md)."),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Backend ray: auto or the head's HOST:PORT."),
+    ] = None,
 ) -> None:
     """Run a workflow: live progress, then a summary table. Exit 0 if every task succeeded.
 
@@ -143,6 +158,8 @@ def run_command(
         target_utilisation=target_utilisation,
         scale_up_window_s=scale_up_window_s,
         utilisation_window_s=utilisation_window_s,
+        backend=None if backend is None else backend.value,
+        ray_address=ray_address,
     )
     config = orchestrator_config(wf.settings, flags, workdir=workdir, task_count=len(wf.tasks))
     source = str(workflow.resolve())  # absolute: the run resumes from any directory

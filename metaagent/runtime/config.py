@@ -41,6 +41,7 @@ class OrchestratorConfig:
     seed: int = _CORE.seed
     workdir: str = "."  # the directory the agents work in
     backend: str = "local"  # how attempts execute (``metaagent.backends.base.BACKENDS``)
+    ray_address: str | None = None  # backend ray: ``auto``, ``HOST:PORT``, None (see docs/ray.md)
     pool: PoolPolicy = field(default_factory=PoolPolicy)
     health: HealthPolicy = field(default_factory=HealthPolicy)
     capability_limits: Mapping[str, int] = field(default_factory=dict)  # running at once

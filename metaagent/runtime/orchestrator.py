@@ -79,7 +79,7 @@ class Orchestrator:
         cfg = self.config
         hooks = InstanceHooks(self._agent_ready, self._agent_lost, self._agent_stopped)
         self._backend: Backend = load_backend(
-            cfg.backend, cfg.health, self.clock, cfg.workdir, hooks
+            cfg.backend, cfg.health, self.clock, cfg.workdir, hooks, address=cfg.ray_address
         )
         self._attempts = Attempts(
             self.scheduler, self._backend, cfg, self._finished, self._bookkeeping_failed

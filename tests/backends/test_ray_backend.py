@@ -1,0 +1,172 @@
+"""The Ray backend on a real cluster: every runner type inside actors on the nodes their
+placement asks for, time limits, cancellation, output caps, and clear errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import ray
+import ray_agents
+
+from metaagent import AgentSpec, AgentTask, CommandRunner, FunctionRunner, Orchestrator
+from metaagent.agents.persistent import PersistentCommandRunner
+from metaagent.core.placement import Placement
+from metaagent.core.tasks import TaskState
+from metaagent.errors import BackendUnavailable
+from metaagent.runtime.config import OrchestratorConfig
+from metaagent.testing import wait_until
+
+if TYPE_CHECKING:
+    from conftest import RayCluster
+
+    from metaagent.backends.ray.backend import RayBackend
+
+pytestmark = pytest.mark.timeout(120)
+
+CONFIG = OrchestratorConfig(backend="ray")
+POOL_AGENT = Path(__file__).resolve().parent.parent / "pool_agent.py"
+
+
+def _node_with(resource: str) -> str:
+    (node,) = [n["NodeID"] for n in ray.nodes() if n["Alive"] and resource in n["Resources"]]
+    return str(node)
+
+
+def _backend(orch: Orchestrator) -> RayBackend:
+    backend = orch._backend  # the tests look at where the backend put each instance
+    assert backend.name == "ray"
+    return backend  # type: ignore[return-value]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+async def test_every_runner_type_runs_inside_an_actor_on_the_node_it_asks_for(
+    ray_cluster: RayCluster,
+) -> None:
+    specs = [
+        AgentSpec("sync-left", {"where": 0.9}, FunctionRunner(ray_agents.where),
+                  placement=Placement(resources={"left": 1})),
+        AgentSpec("async-any", {"echo": 0.9}, FunctionRunner(ray_agents.echo), concurrency=2),
+        AgentSpec("cmd-right", {"ppid": 0.9}, CommandRunner(["sh", "-c", "echo $PPID"]),
+                  placement=Placement(resources={"right": 1}, num_cpus=0.5)),
+        AgentSpec("persistent", {"long": 0.9},
+                  PersistentCommandRunner([sys.executable, str(POOL_AGENT)])),
+    ]  # fmt: skip
+    tasks = [
+        AgentTask(id="w", capability="where"),
+        AgentTask(id="e", capability="echo", input={"n": 1}, depends_on=["w"]),
+        AgentTask(id="p", capability="ppid"),
+        AgentTask(id="l", capability="long", input={"seconds": 0.01}),
+    ]
+    async with Orchestrator(specs, CONFIG) as orch:
+        batch = await orch.execute_batch(tasks)
+        backend = _backend(orch)
+        assert batch.ok, [(r.task_id, r.error) for r in batch.results]
+        out = {r.task_id: r.output for r in batch.results}
+        by_agent = {r.task_id: r.attempts[-1].agent_instance for r in batch.results}
+        workers = dict(backend.workers)
+        nodes = dict(backend.nodes)
+    assert isinstance(out["w"], dict)
+    assert out["w"]["node"] == _node_with("left")
+    assert out["w"]["pid"] == workers[by_agent["w"]] != os.getpid()
+    assert out["e"] == {"id": "e", "upstream": {"w": out["w"]}, "input": {"n": 1}}
+    # The command's process is a child of the actor's worker, on the node with "right".
+    assert out["p"] == str(workers[by_agent["p"]])
+    assert nodes[by_agent["p"]].split()[1] == _node_with("right")[:8]
+    assert isinstance(out["l"], dict)
+    assert out["l"]["pid"] != os.getpid()
+    assert set(nodes) >= set(by_agent.values())
+
+
+async def test_time_limits_cancellation_and_output_caps_hold_inside_the_actor(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    sleeper = CommandRunner(["sh", "-c", f'echo $$ >> {pids}/"$0"; exec sleep 60', "{task_id}"])
+    loud = CommandRunner(
+        [sys.executable, "-c", "print('x' * 200_000)"], max_output_mb=0.01, max_log_mb=0.01
+    )
+    pids.mkdir()
+    specs = [
+        AgentSpec("sleeper", {"sleep": 0.9}, sleeper, concurrency=2),
+        AgentSpec("loud", {"loud": 0.9}, loud),
+    ]
+    tasks = [
+        AgentTask(id="slow", capability="sleep", timeout_s=1.0, max_attempts=1),
+        AgentTask(id="stopped", capability="sleep", max_attempts=1),
+        AgentTask(id="big", capability="loud"),
+    ]
+    async with Orchestrator(specs, CONFIG) as orch:
+        handle = await orch.submit(tasks)
+        await wait_until(lambda: (pids / "stopped").exists(), timeout_s=60)
+        stopped_pid = int((pids / "stopped").read_text())
+        await orch.cancel(handle.run_id, ["stopped"])
+        batch = await handle.result()
+    res = {r.task_id: r for r in batch.results}
+    assert res["slow"].state is TaskState.FAILED
+    assert res["slow"].attempts[0].outcome.value == "timeout"
+    assert "timed out after 1s" in (res["slow"].error or "")
+    assert res["stopped"].state is TaskState.CANCELLED
+    slow_pid = int((pids / "slow").read_text())
+    await wait_until(lambda: not _alive(slow_pid) and not _alive(stopped_pid), timeout_s=20)
+    big = res["big"].output
+    assert isinstance(big, str)
+    assert "bytes of output dropped: limit 10,485 bytes" in big
+    assert len(big) < 20_000
+
+
+async def test_a_placement_no_node_can_hold_is_a_clear_error_at_start(
+    ray_cluster: RayCluster,
+) -> None:
+    spec = AgentSpec("needs-unobtainium", {"x": 0.9}, FunctionRunner(ray_agents.noop),
+                     placement=Placement(resources={"unobtainium": 1}, num_gpus=2))  # fmt: skip
+    async with Orchestrator([spec], CONFIG) as orch:
+        with pytest.raises(BackendUnavailable) as caught:
+            await orch.submit([AgentTask(id="t", capability="x")])
+    text = str(caught.value)
+    assert "agent 'needs-unobtainium' cannot be placed" in text
+    assert "GPU=2, unobtainium=1" in text
+    assert "127.0.0.1: CPU=2" in text  # what the nodes offer
+
+
+async def test_an_actor_killed_mid_attempt_is_lost_its_attempt_rerouted_and_replaced(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    spec = AgentSpec("gated", {"g": 0.9}, FunctionRunner(ray_agents.gated),
+                     min_instances=2, max_instances=2)  # fmt: skip
+    tasks = [
+        AgentTask(id=f"t{i}", capability="g", max_attempts=3,
+                  input={"log": str(log), "gate": str(gate), "gate_from": 0, "index": i})
+        for i in range(2)
+    ]  # fmt: skip
+    async with Orchestrator([spec], CONFIG) as orch:
+        handle = await orch.submit(tasks)
+        await wait_until(lambda: log.exists() and log.read_text().count("start") == 2, timeout_s=60)
+        backend = _backend(orch)
+        victim = next(r for r in orch.scheduler.agents.values() if r.running)
+        ray.kill(backend._actors[victim.id].handle, no_restart=True)
+        await wait_until(lambda: victim.id not in orch.scheduler.agents, timeout_s=30)
+        await wait_until(lambda: log.read_text().count("start") == 3, timeout_s=60)
+        gate.touch()
+        batch = await handle.result()
+        replacements = set(backend.nodes) - {victim.id}
+    assert batch.ok
+    # As for local agents: an attempt on an instance that was lost ends ``crash`` (an agent
+    # fault), saying the instance was lost and why, and the task is routed again.
+    lost = [a for r in batch.results for a in r.attempts if a.outcome.value == "crash"]
+    assert len(lost) == 1, [(a.agent_instance, a.outcome, a.error) for r in batch.results for a in r.attempts]
+    assert lost[0].agent_instance == victim.id
+    assert f"agent {victim.id} lost: its Ray actor died" in (lost[0].error or "")
+    assert {r.attempts[-1].outcome.value for r in batch.results} == {"succeeded"}
+    assert len(replacements) >= 2  # the other instance and the victim's replacement
