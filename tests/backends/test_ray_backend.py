@@ -165,7 +165,9 @@ async def test_an_actor_killed_mid_attempt_is_lost_its_attempt_rerouted_and_repl
     # As for local agents: an attempt on an instance that was lost ends ``crash`` (an agent
     # fault), saying the instance was lost and why, and the task is routed again.
     lost = [a for r in batch.results for a in r.attempts if a.outcome.value == "crash"]
-    assert len(lost) == 1, [(a.agent_instance, a.outcome, a.error) for r in batch.results for a in r.attempts]
+    assert len(lost) == 1, [
+        (a.agent_instance, a.outcome, a.error) for r in batch.results for a in r.attempts
+    ]
     assert lost[0].agent_instance == victim.id
     assert f"agent {victim.id} lost: its Ray actor died" in (lost[0].error or "")
     assert {r.attempts[-1].outcome.value for r in batch.results} == {"succeeded"}

@@ -1,0 +1,173 @@
+"""Faults on a real cluster: a worker node removed mid-run, and actors a dead orchestrator left
+behind, reaped by name when the next one connects."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import pytest
+import ray
+import ray_agents
+
+from metaagent import AgentSpec, AgentTask, FunctionRunner, Orchestrator
+from metaagent.backends.ray.actor import InstanceActor
+from metaagent.backends.ray.cluster import NAMESPACE, actor_name, home_tag
+from metaagent.core.health import HealthPolicy
+from metaagent.core.placement import Placement
+from metaagent.core.tasks import TaskState
+from metaagent.journal.sqlite import SqliteJournal
+from metaagent.runtime.config import OrchestratorConfig
+from metaagent.testing import wait_until
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conftest import RayCluster
+
+    from metaagent.backends.ray.backend import RayBackend
+
+TASKS = 60
+GATE_FROM = 30  # tasks from this index on wait for the gate: they are running at the loss
+
+
+def _log_lines(log: Path, kind: str) -> list[tuple[str, int, str]]:
+    out = []
+    for line in log.read_text().splitlines():
+        word, task, attempt, instance, _pid = line.split()
+        if word == kind:
+            out.append((task, int(attempt), instance))
+    return out
+
+
+@pytest.mark.timeout(240)
+async def test_a_worker_node_removed_mid_run_loses_its_instances_and_every_task_succeeds_once(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    doomed = ray_cluster.add_node(num_cpus=2, resources={"spot": 4})
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    spec = AgentSpec("spot-worker", {"work": 0.9}, FunctionRunner(ray_agents.gated),
+                     concurrency=2, min_instances=4, max_instances=4,
+                     placement=Placement(resources={"spot": 1}))  # fmt: skip
+    tasks = [
+        AgentTask(id=f"t{i:02d}", capability="work", max_attempts=5,
+                  input={"log": str(log), "gate": str(gate), "gate_from": GATE_FROM, "index": i})
+        for i in range(TASKS)
+    ]  # fmt: skip
+    journal = SqliteJournal(tmp_path / "journal.db")
+    config = OrchestratorConfig(backend="ray", max_concurrency=8)
+    try:
+        async with Orchestrator([spec], config, journal=journal) as orch:
+            handle = await orch.submit(tasks, name="node-loss")
+            backend: RayBackend = orch._backend  # type: ignore[assignment]
+            states = orch.task_states
+            # The first 30 finish; the next 8 are running, waiting for the gate, on the node.
+            await wait_until(
+                lambda: sum(s is TaskState.SUCCEEDED for s in states(handle.run_id).values())
+                >= GATE_FROM and sum(s is TaskState.RUNNING for s in states(handle.run_id).values())
+                == 8,
+                timeout_s=120,
+            )  # fmt: skip
+            first = {i: backend.nodes[i] for i in list(orch.scheduler.agents)}
+            assert len(first) == 4
+            assert len({n.split()[1] for n in first.values()}) == 1  # all on the spot node
+            ray_cluster.add_node(num_cpus=2, resources={"spot": 4})  # where replacements go
+            ray_cluster.remove_node(doomed)
+            await wait_until(lambda: not set(first) & set(orch.scheduler.agents), timeout_s=60)
+            # The pool replaces them (after its restart back-off), within max_instances.
+            await wait_until(
+                lambda: len(orch.scheduler.agents) == 4 and set(backend.nodes) >= set(
+                    orch.scheduler.agents), timeout_s=90
+            )  # fmt: skip
+            gate.touch()
+            batch = await handle.result()
+            replaced = {i: backend.nodes[i] for i in orch.scheduler.agents}
+    finally:
+        journal.close()
+    # Every task ended succeeded, exactly once in the report.
+    assert batch.ok
+    assert sorted(r.task_id for r in batch.results) == sorted(t.id for t in tasks)
+    assert all(r.state is TaskState.SUCCEEDED for r in batch.results)
+    # The attempts that were running on the lost node are listed, lost, and ran again.
+    lost = [(r.task_id, a) for r in batch.results for a in r.attempts if a.outcome is not None
+            and a.outcome.value == "crash"]  # fmt: skip
+    assert len(lost) == 8
+    assert all("lost: its Ray actor died" in (a.error or "") for _, a in lost)
+    assert {a.agent_instance for _, a in lost} <= set(first)
+    assert {t for t, _ in lost} <= {f"t{i:02d}" for i in range(GATE_FROM, TASKS)}
+    # Nothing ran after it was recorded as succeeded: each task's successful attempt is its
+    # last, and no execution of a task has a later attempt number.
+    succeeded = {r.task_id: r.attempts[-1] for r in batch.results}
+    assert all(a.outcome is not None and a.outcome.value == "succeeded" for a in succeeded.values())
+    starts = _log_lines(log, "start")
+    assert all(n <= succeeded[t].number for t, n, _ in starts)
+    done = Counter(t for t, _, _ in _log_lines(log, "done"))
+    assert set(done) == set(succeeded)
+    # The pool replaced the lost instances, on the node that still has the resource.
+    assert len(replaced) == 4
+    assert not set(replaced) & set(first)
+    assert len({n.split()[1] for n in replaced.values()} - {n.split()[1] for n in first.values()})
+    # The journal has the same story.
+    again = SqliteJournal(tmp_path / "journal.db")
+    try:
+        stored = again.load_run(handle.run_id, decisions=False)
+    finally:
+        again.close()
+    assert stored.info.finished
+    assert stored.info.counts == {"succeeded": TASKS}
+
+
+def test_actors_left_by_a_dead_orchestrator_are_reaped_by_name_on_restart(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    tag = home_tag(str(tmp_path))
+    # A driver process that made an actor of this home and died, leaving it behind (detached,
+    # so that Ray itself does not end it with its owner's job).
+    script = (
+        "import ray, sys\n"
+        "from metaagent.backends.ray.actor import InstanceActor\n"
+        "from metaagent.core.health import HealthPolicy\n"
+        "from metaagent.testing import agent_spec\n"
+        f"ray.init(address={ray_cluster.address!r}, log_to_driver=False)\n"
+        "job = ray.get_runtime_context().get_job_id()\n"
+        "owner = {'host': 'elsewhere', 'pid': 1, 'job': job}\n"
+        f"a = ray.remote(InstanceActor).options(name={actor_name(tag, 'old-x#1')!r}, "
+        f"namespace={NAMESPACE!r}, lifetime='detached', num_cpus=0).remote("
+        f"agent_spec('x', {{'c': 0.9}}), 'x#1', {str(tmp_path)!r}, HealthPolicy(), owner)\n"
+        "ray.get(a.owner.remote())\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    name = actor_name(tag, "old-x#1")
+    assert ray.get_actor(name, namespace=NAMESPACE) is not None
+    # An actor of another home is left alone.
+    other = ray.remote(InstanceActor).options(
+        name=actor_name("0" * 12, "y#1"), namespace=NAMESPACE, num_cpus=0
+    ).remote(AgentSpec("y", {"c": 0.9}, FunctionRunner(ray_agents.noop)), "y#1", ".",
+             HealthPolicy(), {"host": "elsewhere", "pid": 1, "job": "none"})  # fmt: skip
+    ray.get(other.owner.remote())
+
+    async def restart() -> list[str]:
+        spec = AgentSpec("x", {"c": 0.9}, FunctionRunner(ray_agents.noop))
+        config = OrchestratorConfig(backend="ray", workdir=str(tmp_path))
+        async with Orchestrator([spec], config) as orch:
+            batch = await orch.execute_batch([AgentTask(id="t", capability="c")])
+            assert batch.ok
+            backend: RayBackend = orch._backend  # type: ignore[assignment]
+            return backend.reaped
+
+    import asyncio
+
+    assert asyncio.run(restart()) == [name]
+
+    def gone() -> bool:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return True
+        return False
+
+    asyncio.run(wait_until(gone, timeout_s=30))
+    assert ray.get(other.owner.remote())["pid"] == 1
+    ray.kill(other)
