@@ -78,6 +78,12 @@ def _affinity(argv: Sequence[str] | None) -> dict[str, object]:
     return affinity.main(argv)
 
 
+def _ray(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import ray_backend
+
+    return ray_backend.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -122,6 +128,10 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "affinity": (
         _affinity,
         "agent switches and dispatches per task of task groups, with and without affinity",
+    ),
+    "ray": (
+        _ray,
+        "Ray backend: no-op throughput vs plain Ray actor calls, SCWT makespan vs local, start-up",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""
