@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from metaagent.errors import WorkflowError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Mapping
 
     from metaagent.agents.base import AttemptContext, Runner
     from metaagent.clock import Clock
@@ -81,6 +81,13 @@ class Backend(Protocol):
     async def aclose(self, instances: list[AgentInstance]) -> None:
         """Stop every instance and every background task; return when all are gone."""
         ...
+
+
+def node_of(backend: Backend, instance: str) -> str | None:
+    """Where ``instance`` runs (or ran), on a backend that places instances on the nodes of a
+    cluster (it has a ``nodes`` mapping, as the Ray backend); None on one machine."""
+    nodes: Mapping[str, str] = getattr(backend, "nodes", {})
+    return nodes.get(instance)
 
 
 BACKENDS: dict[str, str] = {

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.live import Live
 
+from metaagent.backends.base import node_of
 from metaagent.cli.console import ExitCode, err, invalid_input
 from metaagent.cli.inputs import (
     DbOption,
@@ -348,4 +349,8 @@ async def execute(
         else:
             handle = await start(log)
             batch = await handle.result()
+        for inst in batch.agents:  # on a cluster backend: where each instance ran
+            node = node_of(orch.backend, inst)
+            if node is not None:
+                batch.nodes[inst] = node
     return batch

@@ -110,6 +110,11 @@ class Orchestrator:
         self._frozen = Freeze()  # resumed runs' records, kept out of the collector's passes
         self._lease = LeaseKeeper(self.journal, self._journal_failed, self.cancel)  # per run
 
+    @property
+    def backend(self) -> Backend:
+        """The backend that runs the attempts (``config.backend``)."""
+        return self._backend
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Orchestrator:

@@ -3,6 +3,8 @@ placement asks for, time limits, cancellation, output caps, and clear errors."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import ray
 import ray_agents
 
 from metaagent import AgentSpec, AgentTask, CommandRunner, FunctionRunner, Orchestrator
+from metaagent.agents.llm import LlmConfig, LlmRunner
 from metaagent.agents.persistent import PersistentCommandRunner
 from metaagent.core.placement import Placement
 from metaagent.core.tasks import TaskState
@@ -172,3 +175,51 @@ async def test_an_actor_killed_mid_attempt_is_lost_its_attempt_rerouted_and_repl
     assert f"agent {victim.id} lost: its Ray actor died" in (lost[0].error or "")
     assert {r.attempts[-1].outcome.value for r in batch.results} == {"succeeded"}
     assert len(replacements) >= 2  # the other instance and the victim's replacement
+
+
+async def _chat_server(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[dict[str, object]]
+) -> None:
+    """An OpenAI-style chat endpoint on loopback: answers every request with the prompt seen."""
+    while line := await reader.readline():
+        assert line.startswith(b"POST ")
+        length = 0
+        while (raw := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = raw.decode().partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        request = json.loads(await reader.readexactly(length))
+        seen.append(request)
+        text = f"answered: {request['messages'][-1]['content'][-12:]}"
+        body = json.dumps({"id": "c1", "object": "chat.completion", "model": "m",
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": text}}],
+                           "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                     "total_tokens": 2}}).encode()  # fmt: skip
+        head = f"HTTP/1.1 200 OK\r\ncontent-length: {len(body)}\r\ncontent-type: application/json"
+        writer.write(head.encode() + b"\r\n\r\n" + body)
+        await writer.drain()
+    writer.close()
+
+
+async def test_an_llm_agent_calls_its_model_from_inside_its_actor(
+    ray_cluster: RayCluster,
+) -> None:
+    seen: list[dict[str, object]] = []
+    server = await asyncio.start_server(lambda r, w: _chat_server(r, w, seen), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    llm = LlmRunner(LlmConfig("openai", "m", base_url=f"http://127.0.0.1:{port}/v1"), env={})
+    spec = AgentSpec("llm", {"write": 0.9}, llm, placement=Placement(resources={"left": 1}))
+    try:
+        async with Orchestrator([spec], CONFIG) as orch:
+            batch = await orch.execute_batch(
+                [AgentTask(id="w", capability="write", prompt="write the summary")]
+            )
+            node = _backend(orch).nodes[batch.results[0].attempts[0].agent_instance]
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert batch.ok, batch.results[0].error
+    assert batch.results[0].output == "answered: the summary"
+    assert len(seen) == 1
+    assert node.split()[1] == _node_with("left")[:8]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 CLI = [sys.executable, "-m", "metaagent.cli"]
 
 
-def _run(tmp_path: Path, name: str, *flags: str) -> dict[str, object]:
+def _run(tmp_path: Path, name: str, *flags: str) -> tuple[dict[str, object], str]:
     (tmp_path / "contract.yaml").write_text(CONTRACT)
     done = subprocess.run(
         [*CLI, "run", "contract.yaml", "--json", f"{name}.json", "--db", f"{name}.db", *flags],
@@ -27,7 +27,7 @@ def _run(tmp_path: Path, name: str, *flags: str) -> dict[str, object]:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     report: dict[str, object] = json.loads((tmp_path / f"{name}.json").read_text())
-    return report
+    return report, done.stdout
 
 
 def _shape(report: dict[str, object]) -> dict[str, object]:
@@ -66,9 +66,17 @@ def _started_after_deps(tasks: list[dict[str, object]]) -> bool:
 def test_the_contract_workflow_gives_the_same_report_on_ray_as_on_local(
     ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
-    local = _run(tmp_path, "local")
-    on_ray = _run(tmp_path, "ray", "--backend", "ray", "--ray-address", ray_cluster.address)
+    local, _ = _run(tmp_path, "local")
+    on_ray, table = _run(tmp_path, "ray", "--backend", "ray", "--ray-address", ray_cluster.address)
     assert _shape(on_ray) == _shape(local)
+    # Where each instance ran: in the report (only on a cluster backend) and the agents table.
+    assert "nodes" not in local
+    nodes = on_ray["nodes"]
+    assert isinstance(nodes, dict)
+    assert set(nodes) == set(on_ray["agents"])  # type: ignore[arg-type]
+    assert all(str(n).startswith("127.0.0.1 ") for n in nodes.values())
+    assert "node" in table
+    assert str(next(iter(nodes.values()))) in table
     assert _shape(on_ray)["counts"] == {"succeeded": 3, "failed": 0, "skipped": 0, "cancelled": 0}
     assert _shape(on_ray)["peak_parallelism"] == 2
     assert _shape(on_ray)["order"] is True

@@ -133,21 +133,24 @@ class RayBackend:
         placement = spec.placement or Placement()
         missing = unmet(placement.demand())
         if missing is not None:
-            message = f"agent {spec.name!r} cannot be placed: {missing}"
-            if self._first_burst:
-                raise BackendUnavailable(message)
-            asyncio.get_running_loop().call_soon(self._hooks.on_lost, inst.id, message)
-            return False
+            return self._refuse(inst, f"agent {spec.name!r} cannot be placed: {missing}")
         name = actor_name(self._tag, f"{self._session}-{inst.id}")
         try:
             handle = cls.options(**self._options(spec, placement, name)).remote(
                 spec, inst.id, self._workdir, self._health, self._owner
             )
-        except (TypeError, ValueError, ray.exceptions.RayError) as exc:
-            message = f"agent {spec.name!r}: cannot create its actor: {exc}"
-            raise BackendUnavailable(message) from exc
+        except Exception as exc:  # an option Ray refuses, a runner that cannot be pickled
+            return self._refuse(inst, f"agent {spec.name!r}: cannot create its actor: {exc}")
         rec = self._actors[inst.id] = _Actor(handle, name)
         rec.watch = self._start(self._open(inst.id, rec))
+        return False
+
+    def _refuse(self, inst: AgentInstance, message: str) -> bool:
+        """An instance that cannot be created: an error when the first run starts; later, a
+        lost instance (the pool tries again after its back-off)."""
+        if self._first_burst:
+            raise BackendUnavailable(message)
+        asyncio.get_running_loop().call_soon(self._hooks.on_lost, inst.id, message)
         return False
 
     @staticmethod
