@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from metaagent.agents.base import AttemptContext
-    from metaagent.backends.base import Backend
     from metaagent.core.scheduler.records import RunRecord
     from metaagent.core.specs import AgentSpec
     from metaagent.journal.base import DeferredPart, Journal
@@ -78,7 +77,7 @@ class Orchestrator:
                 self._spawns.append(d)
         cfg = self.config
         hooks = InstanceHooks(self._agent_ready, self._agent_lost, self._agent_stopped)
-        self._backend: Backend = load_backend(
+        self.backend = self._backend = load_backend(  # public: where instances run (node_of)
             cfg.backend, cfg.health, self.clock, cfg.workdir, hooks, address=cfg.ray_address
         )
         self._attempts = Attempts(
@@ -109,11 +108,6 @@ class Orchestrator:
         self._unread: list[tuple[str, DeferredPart]] = []  # lazily resumed runs' settled tasks
         self._frozen = Freeze()  # resumed runs' records, kept out of the collector's passes
         self._lease = LeaseKeeper(self.journal, self._journal_failed, self.cancel)  # per run
-
-    @property
-    def backend(self) -> Backend:
-        """The backend that runs the attempts (``config.backend``)."""
-        return self._backend
 
     # --- lifecycle ----------------------------------------------------------------------------
 

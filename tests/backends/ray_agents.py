@@ -44,3 +44,11 @@ def gated(ctx: AttemptContext) -> str:
     with log.open("a") as fh:
         fh.write(f"done {line}\n")
     return ctx.task.id
+
+
+async def nap(ctx: AttemptContext) -> str:
+    """Work for ``input`` seconds."""
+    seconds = ctx.task.input
+    assert isinstance(seconds, int | float)
+    await asyncio.sleep(seconds)
+    return ctx.instance

@@ -17,7 +17,9 @@ import ray_agents
 from metaagent import AgentSpec, AgentTask, CommandRunner, FunctionRunner, Orchestrator
 from metaagent.agents.llm import LlmConfig, LlmRunner
 from metaagent.agents.persistent import PersistentCommandRunner
+from metaagent.backends.ray.cluster import NAMESPACE, home_tag
 from metaagent.core.placement import Placement
+from metaagent.core.scaling import PoolPolicy
 from metaagent.core.tasks import TaskState
 from metaagent.errors import BackendUnavailable
 from metaagent.runtime.config import OrchestratorConfig
@@ -227,3 +229,29 @@ async def test_an_llm_agent_calls_its_model_from_inside_its_actor(
     assert batch.results[0].output == "answered: summary"
     assert len(seen) == 1
     assert node.split()[1] == _node_with("left")[:8]
+
+
+def _named_actors(prefix: str) -> set[str]:
+    return {
+        a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)
+    }  # fmt: skip
+
+
+async def test_the_pool_grows_and_retires_actors(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    spec = AgentSpec("napper", {"nap": 0.9}, FunctionRunner(ray_agents.nap),
+                     min_instances=1, max_instances=3)  # fmt: skip
+    pool = PoolPolicy(spawn_threshold=1, scale_up_window_s=0, cooldown_s=0, idle_timeout_s=0.5,
+                      target_utilisation=0)  # fmt: skip
+    config = OrchestratorConfig(backend="ray", pool=pool, workdir=str(tmp_path))
+    prefix = f"ma-{home_tag(str(tmp_path))}-"
+    async with Orchestrator([spec], config) as orch:
+        tasks = [AgentTask(id=f"n{i}", capability="nap", input=1.0) for i in range(9)]
+        batch = await orch.execute_batch(tasks)
+        grown = len({r.output for r in batch.results})
+        assert batch.ok
+        # Idle past idle_timeout_s: the pool goes back to min_instances; the actors go too.
+        await wait_until(lambda: len(orch.scheduler.agents) == 1, timeout_s=60)
+        await wait_until(lambda: len(_named_actors(prefix)) == 1, timeout_s=60)
+    assert grown == 3
+    await wait_until(lambda: not _named_actors(prefix), timeout_s=30)  # closed: none left

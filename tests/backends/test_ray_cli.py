@@ -4,6 +4,7 @@ workflow of the core issue gives the same report as on the local backend."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ def _run(tmp_path: Path, name: str, *flags: str) -> tuple[dict[str, object], str
     done = subprocess.run(
         [*CLI, "run", "contract.yaml", "--json", f"{name}.json", "--db", f"{name}.db", *flags],
         cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False,
+        env={**os.environ, "COLUMNS": "200"},  # the agents table whole, its node column too
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     report: dict[str, object] = json.loads((tmp_path / f"{name}.json").read_text())
