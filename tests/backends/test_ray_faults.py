@@ -3,6 +3,7 @@ behind, reaped by name when the next one connects."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -171,3 +172,71 @@ def test_actors_left_by_a_dead_orchestrator_are_reaped_by_name_on_restart(
     asyncio.run(wait_until(gone, timeout_s=30))
     assert ray.get(other.owner.remote())["pid"] == 1
     ray.kill(other)
+
+
+AGENT_SH = """\
+echo "start $1" >> log
+while [ ! -e gate ]; do sleep 0.05; done
+echo "done $1" >> log
+echo "$1"
+"""
+RESUMABLE = """\
+name: resumable
+settings: {backend: ray}
+agents:
+  - name: gated
+    capabilities: {work: 0.9}
+    concurrency: 2
+    ray: {resources: {box: 1}}
+    runner: {type: command, argv: [sh, agent.sh, "{task_id}"]}
+tasks:
+  - {id: a, capability: work}
+  - {id: b, capability: work}
+  - {id: c, capability: work, depends_on: [a, b]}
+"""
+
+
+@pytest.mark.timeout(240)
+def test_a_killed_orchestrator_resumes_from_its_journal_with_new_actors(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import time
+
+    (tmp_path / "wf.yaml").write_text(RESUMABLE)
+    (tmp_path / "agent.sh").write_text(AGENT_SH)
+    log = tmp_path / "log"
+    cli = [sys.executable, "-m", "metaagent.cli", "run", "wf.yaml", "-q",
+           "--ray-address", ray_cluster.address]  # fmt: skip
+    first = subprocess.Popen(cli, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (log.exists() and log.read_text().count("start") == 2):
+            assert first.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.kill(first.pid, signal.SIGKILL)  # the orchestrator's machine dies, say
+        _, err = first.communicate(timeout=30)
+    assert first.returncode == -signal.SIGKILL
+    found = re.search(r"^run (run-\w+) \(journal", err, re.MULTILINE)
+    assert found is not None, err
+    run_id = found[1]
+    (tmp_path / "gate").touch()
+    again = subprocess.run([*cli, "--json", "out.json"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=180, check=False)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    import json
+
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["run_id"] == run_id  # the same run, resumed
+    assert report["counts"]["succeeded"] == 3
+    assert {t["id"]: t["output"] for t in report["tasks"]} == {"a": "a", "b": "b", "c": "c"}
+    # a and b ran again on new actors; the killed run's attempts never finished.
+    done = [line.split()[1] for line in log.read_text().splitlines() if line.startswith("done")]
+    assert sorted(done) == ["a", "b", "c"]
+    prefix = f"ma-{home_tag(str(tmp_path))}-"
+    left = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith(prefix)}  # fmt: skip
+    assert left == set()  # none of either process's actors is left

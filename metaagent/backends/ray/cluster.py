@@ -66,7 +66,7 @@ def connect(address: str | None) -> bool:
         _probe(address)
     try:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=False)  # fmt: skip
+                 logging_level=logging.WARNING)  # fmt: skip
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = "on this machine" if address in (None, "auto") else f"at {address}"
         raise BackendUnavailable(f"cannot connect to a Ray cluster {where}: {exc}") from None
