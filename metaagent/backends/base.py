@@ -90,6 +90,13 @@ def node_of(backend: Backend, instance: str) -> str | None:
     return nodes.get(instance)
 
 
+def pending_of(backend: Backend) -> dict[str, str]:
+    """Per agent spec, why its instances cannot be created now, on a backend that can say so
+    (a ``pending`` mapping, as the Ray backend's: no node has the resources asked for)."""
+    pending: Mapping[str, str] = getattr(backend, "pending", {})
+    return {f"agent {spec}": why for spec, why in pending.items()}
+
+
 BACKENDS: dict[str, str] = {
     "local": "metaagent.backends.local:LocalBackend",
     "ray": "metaagent.backends.ray.backend:RayBackend",

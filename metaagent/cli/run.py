@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.live import Live
 
-from metaagent.backends.base import node_of
+from metaagent.backends.base import node_of, pending_of
 from metaagent.cli.console import ExitCode, err, invalid_input
 from metaagent.cli.inputs import (
     DbOption,
@@ -339,7 +339,7 @@ async def execute(
                 result = asyncio.ensure_future(handle.result())
                 try:
                     while not result.done():
-                        view.waiting = orch.waiting()
+                        view.waiting = {**orch.waiting(), **pending_of(orch.backend)}
                         live.update(view.render(loop.time() - t0))
                         await asyncio.wait([result], timeout=0.125)
                 finally:

@@ -17,6 +17,7 @@ import ray_agents
 from metaagent import AgentSpec, AgentTask, CommandRunner, FunctionRunner, Orchestrator
 from metaagent.agents.llm import LlmConfig, LlmRunner
 from metaagent.agents.persistent import PersistentCommandRunner
+from metaagent.backends.base import pending_of
 from metaagent.backends.ray.cluster import NAMESPACE, home_tag
 from metaagent.core.placement import Placement
 from metaagent.core.scaling import PoolPolicy
@@ -255,3 +256,23 @@ async def test_the_pool_grows_and_retires_actors(ray_cluster: RayCluster, tmp_pa
         await wait_until(lambda: len(_named_actors(prefix)) == 1, timeout_s=60)
     assert grown == 3
     await wait_until(lambda: not _named_actors(prefix), timeout_s=30)  # closed: none left
+
+
+async def test_a_placement_no_node_holds_when_the_pool_grows_is_a_pending_state_with_its_reason(
+    ray_cluster: RayCluster,
+) -> None:
+    # min_instances 0: the instance is spawned when work arrives, not when the run starts.
+    spec = AgentSpec("ghost", {"haunt": 0.9}, FunctionRunner(ray_agents.noop),
+                     min_instances=0, max_instances=1,
+                     placement=Placement(resources={"nowhere": 1}))  # fmt: skip
+    async with Orchestrator([spec], CONFIG) as orch:
+        handle = await orch.submit([AgentTask(id="t", capability="haunt")])
+        backend = _backend(orch)
+        await wait_until(lambda: "ghost" in backend.pending, timeout_s=30)
+        reasons = {**orch.waiting(), **pending_of(backend)}
+        await orch.cancel(handle.run_id)
+        batch = await handle.result()
+    assert "no live agent offers 'haunt'" in reasons["haunt"]
+    assert reasons["agent ghost"].startswith("agent 'ghost' cannot be placed: no live node")
+    assert "nowhere=1" in reasons["agent ghost"]
+    assert batch.results[0].state is TaskState.CANCELLED

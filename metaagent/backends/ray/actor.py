@@ -92,8 +92,8 @@ class InstanceActor:
         waiting.cancel()
         lost.cancel()
         node, ip = _node()
-        return {"node": node, "ip": ip, "host": socket.gethostname(), "pid": os.getpid(),
-                "lost": self._lost}  # fmt: skip
+        return {"node": node, "ip": ip, "spec": spec.name, "host": socket.gethostname(),
+                "pid": os.getpid(), "lost": self._lost}  # fmt: skip
 
     def _on_lost(self, _iid: str, reason: str) -> None:
         if self._lost is None:

@@ -71,7 +71,8 @@ class RayBackend:
     ``auto`` (the cluster this machine belongs to) or the head's ``HOST:PORT``. When Ray is
     already initialised in this process, that connection is used (and left open at close).
     ``nodes`` maps each instance that started to where it runs (``IP node-id``), kept after
-    it stopped; ``reaped`` names the leftover actors of a dead predecessor killed at connect.
+    it stopped; ``reaped`` names the leftover actors of a dead predecessor killed at connect;
+    ``pending`` says, per spec, why its instances cannot be created now (until one starts).
     """
 
     name = "ray"
@@ -94,13 +95,13 @@ class RayBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._cls: Any = None  # the Ray actor class of ``InstanceActor``
         self._owns = False  # this backend connected to Ray, so it disconnects at close
-        self._first_burst = False  # within the spawns that start the first run
         self._tag = ""
         self._session = ""
         self._owner: dict[str, object] = {}
         self.nodes: dict[str, str] = {}
         self.workers: dict[str, object] = {}  # instance -> the pid of its actor's worker
         self.reaped: list[str] = []
+        self.pending: dict[str, str] = {}  # spec -> why its instances cannot be created now
 
     # --- instances ----------------------------------------------------------------------------
 
@@ -114,22 +115,22 @@ class RayBackend:
         job = ray.get_runtime_context().get_job_id()
         self._owner = {"host": socket.gethostname(), "pid": os.getpid(), "job": job}
         self._cls = ray.remote(InstanceActor)
-        self._first_burst = True
-        asyncio.get_running_loop().call_soon(self._end_burst)
         return self._cls
-
-    def _end_burst(self) -> None:
-        self._first_burst = False
 
     def spawn(self, inst: AgentInstance) -> bool:
         """Create the instance's actor; it is ready once it has started its runner.
 
-        Raises ``BackendUnavailable`` when the cluster cannot be reached, or, at the start of
-        the first run, when no node can hold the spec's placement; later such an instance is
-        reported lost with that reason (the pool retries after its back-off).
+        When the cluster cannot be reached, or no node can hold the spec's placement, it raises
+        ``BackendUnavailable`` if called where that reaches the caller (the spawns that
+        ``submit`` or ``resume`` make when a run starts); elsewhere (the pool growing, an
+        instance replaced) the instance is reported lost with that reason, the pool tries again
+        after its back-off, and ``pending`` names the reason for the progress view.
         """
-        cls = self._connect()
         spec = inst.spec
+        try:
+            cls = self._connect()
+        except BackendUnavailable as exc:
+            return self._refuse(inst, str(exc))
         placement = spec.placement or Placement()
         missing = unmet(placement.demand())
         if missing is not None:
@@ -146,10 +147,15 @@ class RayBackend:
         return False
 
     def _refuse(self, inst: AgentInstance, message: str) -> bool:
-        """An instance that cannot be created: an error when the first run starts; later, a
-        lost instance (the pool tries again after its back-off)."""
-        if self._first_burst:
+        """An instance that cannot be created: raised to a caller's coroutine (``submit``);
+        from a loop callback or one of this backend's own tasks (heartbeats, attempts) it is a
+        lost instance instead, as raising there would reach no caller."""
+        task = asyncio.current_task()
+        coro = None if task is None else task.get_coro()
+        ours = task in self._tasks or getattr(coro, "__qualname__", "") == "RayBackend.attempt"
+        if task is not None and not ours:
             raise BackendUnavailable(message)
+        self.pending[inst.spec.name] = message
         asyncio.get_running_loop().call_soon(self._hooks.on_lost, inst.id, message)
         return False
 
@@ -193,6 +199,7 @@ class RayBackend:
         if info.get("lost"):
             self._lose(iid, f"could not start: {info['lost']}")
             return
+        self.pending.pop(str(info.get("spec")), None)
         self.nodes[iid] = f"{info.get('ip')} {str(info.get('node'))[:8]}"
         self.workers[iid] = info.get("pid")
         self._hooks.on_ready(iid)
@@ -254,9 +261,13 @@ class RayBackend:
         watches = [r.watch for r in self._actors.values() if r.watch is not None]
         for w in watches:
             w.cancel()
-        recs, self._actors = list(self._actors.values()), {}
+        recs, self._actors = dict(self._actors), {}
         await asyncio.gather(*watches, return_exceptions=True)
-        await asyncio.gather(*(_stop(r.handle) for r in recs), *self._tasks, return_exceptions=True)
+        started = [r.handle for iid, r in recs.items() if iid in self.nodes]
+        for iid, r in recs.items():
+            if iid not in self.nodes:  # never started (still being placed): nothing to close
+                _kill(r.handle)
+        await asyncio.gather(*map(_stop, started), *self._tasks, return_exceptions=True)
         if self._owns and ray.is_initialized():
             ray.shutdown()
             self._owns = False
