@@ -34,6 +34,14 @@ TASKS = 60
 GATE_FROM = 30  # tasks from this index on wait for the gate: they are running at the loss
 
 
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
 def _log_lines(log: Path, kind: str) -> list[tuple[str, int, str]]:
     out = []
     for line in log.read_text().splitlines():
@@ -175,7 +183,7 @@ def test_actors_left_by_a_dead_orchestrator_are_reaped_by_name_on_restart(
 
 
 AGENT_SH = """\
-echo "start $1" >> log
+echo "start $1 $$" >> log
 while [ ! -e gate ]; do sleep 0.05; done
 echo "done $1" >> log
 echo "$1"
@@ -209,13 +217,20 @@ def test_a_killed_orchestrator_resumes_from_its_journal_with_new_actors(
     log = tmp_path / "log"
     cli = [sys.executable, "-m", "metaagent.cli", "run", "wf.yaml", "-q",
            "--ray-address", ray_cluster.address]  # fmt: skip
-    first = subprocess.Popen(cli, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    try:
+
+    def starts(n: int, proc: subprocess.Popen[str]) -> list[int]:
+        """Wait until the log has ``n`` starts; the pids of the agents' shells."""
         deadline = time.monotonic() + 120
-        while not (log.exists() and log.read_text().count("start") == 2):
-            assert first.poll() is None
+        while not (log.exists() and log.read_text().count("start") >= n):
+            assert proc.poll() is None
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        return [int(line.split()[2]) for line in log.read_text().splitlines()
+                if line.startswith("start")]  # fmt: skip
+
+    first = subprocess.Popen(cli, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        old = starts(2, first)
     finally:
         os.kill(first.pid, signal.SIGKILL)  # the orchestrator's machine dies, say
         _, err = first.communicate(timeout=30)
@@ -223,10 +238,22 @@ def test_a_killed_orchestrator_resumes_from_its_journal_with_new_actors(
     found = re.search(r"^run (run-\w+) \(journal", err, re.MULTILINE)
     assert found is not None, err
     run_id = found[1]
-    (tmp_path / "gate").touch()
-    again = subprocess.run([*cli, "--json", "out.json"], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=180, check=False)  # fmt: skip
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = subprocess.Popen([*cli, "--json", "out.json"], cwd=tmp_path,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        starts(4, again)  # a and b started again, on new actors
+        # The dead orchestrator's attempts stop with their actors (ended by Ray with its job,
+        # or reaped by name when the new one connected): their shells are gone.
+        deadline = time.monotonic() + 60
+        while any(_running(pid) for pid in old):
+            assert time.monotonic() < deadline, old
+            time.sleep(0.05)
+        (tmp_path / "gate").touch()
+        _, err = again.communicate(timeout=180)
+    finally:
+        if again.poll() is None:
+            again.kill()
+    assert again.returncode == 0, err[-3000:]
     import json
 
     report = json.loads((tmp_path / "out.json").read_text())
