@@ -84,6 +84,12 @@ def _contention(argv: Sequence[str] | None) -> dict[str, object]:
     return contention.main(argv)
 
 
+def _ray(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import ray_backend
+
+    return ray_backend.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -132,6 +138,10 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "contention": (
         _contention,
         "heartbeat and timeout lateness while another writer locks the journal for 3 s",
+    ),
+    "ray": (
+        _ray,
+        "Ray backend: no-op throughput vs plain Ray actor calls, SCWT makespan vs local, start-up",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""

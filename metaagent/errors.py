@@ -107,6 +107,11 @@ class CapacityError(MetaAgentError, RuntimeError):
         super().__init__(message)
 
 
+class BackendUnavailable(MetaAgentError, RuntimeError):
+    """The execution backend cannot be used: its cluster cannot be reached, or it has no node
+    that can hold an agent's instances. Raised when the run starts, saying what to do."""
+
+
 class RunOwned(MetaAgentError, RuntimeError):
     """Another live process executes this run (it holds the run's lease); the run was not
     touched. ``owner`` describes that process (owner id, pid, host); it may be taken over only

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from metaagent.agents.base import AttemptContext, Runner
     from metaagent.agents.function import AgentFunction
     from metaagent.core.decisions import Output
+    from metaagent.core.placement import Placement
     from metaagent.core.tasks import Decompose, VerifySpec
     from metaagent.runtime.events import Event
 
@@ -120,6 +121,7 @@ class SpecFields(TypedDict, total=False):
     min_instances: int
     max_instances: int
     rate_per_min: float | None
+    placement: Placement | None
 
 
 def task(

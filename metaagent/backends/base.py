@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from metaagent.errors import WorkflowError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Mapping
 
     from metaagent.agents.base import AttemptContext, Runner
     from metaagent.clock import Clock
@@ -83,22 +83,53 @@ class Backend(Protocol):
         ...
 
 
+def node_of(backend: Backend, instance: str) -> str | None:
+    """Where ``instance`` runs (or ran), on a backend that places instances on the nodes of a
+    cluster (it has a ``nodes`` mapping, as the Ray backend); None on one machine."""
+    nodes: Mapping[str, str] = getattr(backend, "nodes", {})
+    return nodes.get(instance)
+
+
+def pending_of(backend: Backend) -> dict[str, str]:
+    """Per agent spec, why its instances cannot be created now, on a backend that can say so
+    (a ``pending`` mapping, as the Ray backend's: no node has the resources asked for)."""
+    pending: Mapping[str, str] = getattr(backend, "pending", {})
+    return {f"agent {spec}": why for spec, why in pending.items()}
+
+
 BACKENDS: dict[str, str] = {
     "local": "metaagent.backends.local:LocalBackend",
+    "ray": "metaagent.backends.ray.backend:RayBackend",
 }
 """Backend name -> ``module:factory``; the module is imported when the backend is chosen."""
 
 
+ADDRESSED = frozenset({"ray"})
+"""Backends that take an ``address`` (where their cluster is)."""
+
+
 def load_backend(
-    name: str, health: HealthPolicy, clock: Clock, workdir: str, hooks: InstanceHooks
+    name: str,
+    health: HealthPolicy,
+    clock: Clock,
+    workdir: str,
+    hooks: InstanceHooks,
+    *,
+    address: str | None = None,
 ) -> Backend:
     """Import and create the backend called ``name``. Raises ``WorkflowError`` naming the known
-    backends for an unknown name, and saying what to install when its module is missing."""
+    backends for an unknown name, saying what to install when its module is missing, and for an
+    ``address`` given to a backend that has no cluster."""
     target = BACKENDS.get(name)
     if target is None:
         raise WorkflowError(
             f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}",
             where="backend",
+        )
+    if address is not None and name not in ADDRESSED:
+        raise WorkflowError(
+            f"backend {name!r} takes no address (only {', '.join(sorted(ADDRESSED))} does)",
+            where="ray_address",
         )
     module_name, _, attr = target.partition(":")
     try:
@@ -107,5 +138,7 @@ def load_backend(
         raise WorkflowError(
             f"backend {name!r} needs {exc.name!r}: install metaagent[{name}]", where="backend"
         ) from exc
-    factory: Callable[[HealthPolicy, Clock, str, InstanceHooks], Backend] = getattr(module, attr)
-    return factory(health, clock, workdir, hooks)
+    factory: Callable[..., Backend] = getattr(module, attr)
+    if address is None:
+        return factory(health, clock, workdir, hooks)
+    return factory(health, clock, workdir, hooks, address=address)

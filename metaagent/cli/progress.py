@@ -133,18 +133,21 @@ def summary_table(batch: BatchResult, width: int = 100) -> Table:
 
 
 def agents_table(batch: BatchResult) -> Table:
-    """Per agent instance: busy and offered slot-seconds and utilisation."""
+    """Per agent instance: busy and offered slot-seconds and utilisation, and the node it ran
+    on when the backend placed it on a cluster."""
     table = Table(title="agents", title_justify="left")
-    for col in ("instance", "slots", "busy s", "offered s", "utilisation"):
+    cols = ["instance", "slots", "busy s", "offered s", "utilisation"]
+    for col in cols + (["node"] if batch.nodes else []):
         table.add_column(col, no_wrap=True)
     for inst, fig in batch.agents.items():
-        table.add_row(
+        row = [
             inst,
             str(int(fig.get("slots", 0))),
             f"{fig.get('busy_s', 0.0):.2f}",
             f"{fig.get('available_s', 0.0):.2f}",
             f"{fig.get('utilisation', 0.0):.0%}",
-        )
+        ]
+        table.add_row(*row, *([batch.nodes.get(inst, "-")] if batch.nodes else []))
     return table
 
 

@@ -9,12 +9,14 @@ standard output, or to standard error with ``--json -`` (the report is then all 
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
 
+from metaagent.backends.base import node_of, pending_of
 from metaagent.cli.console import ExitCode, err, invalid_input
 from metaagent.cli.inputs import (
     DbOption,
@@ -48,6 +50,12 @@ if TYPE_CHECKING:
     from metaagent.runtime.events import Event
     from metaagent.runtime.handle import RunHandle
     from metaagent.workflow.build import Workflow
+
+
+class BackendChoice(StrEnum):
+    local = "local"
+    ray = "ray"
+
 
 _DEFAULT = OrchestratorConfig()  # the help texts name its defaults; they are written there once
 _POOL = _DEFAULT.pool
@@ -124,6 +132,14 @@ def run_command(
     journal: Annotated[
         bool, typer.Option("--journal/--no-journal", help="Record the run (to resume it).")
     ] = True,
+    backend: Annotated[
+        BackendChoice | None,
+        typer.Option("--backend", help=f"How agents run ({_DEFAULT.backend}; ray: docs/ray.md)."),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Backend ray: auto or the head's HOST:PORT."),
+    ] = None,
 ) -> None:
     """Run a workflow: live progress, then a summary table. Exit 0 if every task succeeded.
 
@@ -143,6 +159,8 @@ def run_command(
         target_utilisation=target_utilisation,
         scale_up_window_s=scale_up_window_s,
         utilisation_window_s=utilisation_window_s,
+        backend=None if backend is None else backend.value,
+        ray_address=ray_address,
     )
     config = orchestrator_config(wf.settings, flags, workdir=workdir, task_count=len(wf.tasks))
     source = str(workflow.resolve())  # absolute: the run resumes from any directory
@@ -347,7 +365,7 @@ async def execute(
                 result = asyncio.ensure_future(handle.result())
                 try:
                     while not result.done():
-                        view.waiting = orch.waiting()
+                        view.waiting = {**orch.waiting(), **pending_of(orch.backend)}
                         live.update(view.render(loop.time() - t0))
                         await asyncio.wait([result], timeout=0.125)
                 finally:
@@ -357,4 +375,8 @@ async def execute(
         else:
             handle = await start(log)
             batch = await handle.result()
+        for inst in batch.agents:  # on a cluster backend: where each instance ran
+            node = node_of(orch.backend, inst)
+            if node is not None:
+                batch.nodes[inst] = node
     return batch

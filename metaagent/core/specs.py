@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from metaagent.agents.base import Runner
+    from metaagent.core.placement import Placement
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,7 @@ class AgentSpec:
     min_instances: int = 1
     max_instances: int = 1
     rate_per_min: float | None = None  # attempts started per minute over all its instances
+    placement: Placement | None = None  # where a cluster backend (ray) places its instances
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -46,4 +48,6 @@ class AgentSpec:
             )
         if self.rate_per_min is not None and self.rate_per_min <= 0:
             out.append(f"rate_per_min: must be positive, got {self.rate_per_min}")
+        if self.placement is not None:
+            out.extend(self.placement.problems())
         return out

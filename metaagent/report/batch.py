@@ -21,7 +21,9 @@ class BatchResult:
     slot-seconds over available slot-seconds: those the pool's instances offered while they
     were ready (at most ``slots`` times the makespan), or ``slots`` times the makespan when
     that is not known. ``agents`` gives, per agent instance, ``busy_s``, ``slots``,
-    ``available_s`` (offered slot-seconds) and ``utilisation``.
+    ``available_s`` (offered slot-seconds) and ``utilisation``. ``nodes`` gives, on a backend
+    that places instances on a cluster (ray), the node each instance ran on; the report has it
+    only then.
     """
 
     results: list[TaskResult]
@@ -38,6 +40,7 @@ class BatchResult:
     decisions: list[Decision] = field(default_factory=list)
     started_at: float = 0.0  # on the orchestrator's clock; decision times are shifted by it
     agents: dict[str, dict[str, float]] = field(default_factory=dict)
+    nodes: dict[str, str] = field(default_factory=dict)  # instance -> its node (cluster backends)
 
     @property
     def ok(self) -> bool:
@@ -51,6 +54,12 @@ class BatchResult:
 
     def to_json(self) -> dict[str, object]:
         """The report shape of ``metaagent run --json`` (a stable contract: extend, never drop)."""
+        data = self._json()
+        if self.nodes:
+            data["nodes"] = dict(self.nodes)
+        return data
+
+    def _json(self) -> dict[str, object]:
         return {
             "name": self.name,
             "run_id": self.run_id,

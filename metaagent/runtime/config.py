@@ -44,6 +44,7 @@ class OrchestratorConfig:
     # A journal that writes a file is written on a thread of its own, so that a slow or locked
     # file delays commits, never the loop (``runtime.committer``). False: on the loop.
     journal_thread: bool = True
+    ray_address: str | None = None  # backend ray: ``auto``, ``HOST:PORT``, None (see docs/ray.md)
     pool: PoolPolicy = field(default_factory=PoolPolicy)
     health: HealthPolicy = field(default_factory=HealthPolicy)
     capability_limits: Mapping[str, int] = field(default_factory=dict)  # running at once

@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from metaagent.agents.base import AttemptContext
-    from metaagent.backends.base import Backend
     from metaagent.core.scheduler.records import RunRecord
     from metaagent.core.specs import AgentSpec
     from metaagent.journal.base import DeferredPart, Journal
@@ -81,8 +80,8 @@ class Orchestrator:
                 self._spawns.append(d)
         cfg = self.config
         hooks = InstanceHooks(self._agent_ready, self._agent_lost, self._agent_stopped)
-        self._backend: Backend = load_backend(
-            cfg.backend, cfg.health, self.clock, cfg.workdir, hooks
+        self.backend = self._backend = load_backend(  # public: where instances run (node_of)
+            cfg.backend, cfg.health, self.clock, cfg.workdir, hooks, address=cfg.ray_address
         )
         self._attempts = Attempts(
             self.scheduler, self._backend, cfg, self._finished, self._settle_all

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from metaagent.agents.registry import BuildContext, build_runner, runner_types
 from metaagent.core.graph import TaskGraph
+from metaagent.core.placement import Placement
 from metaagent.core.specs import AgentSpec
 from metaagent.core.tasks import AgentTask, Decompose, VerifySpec
 from metaagent.errors import UnknownCapabilityError, WorkflowError
@@ -140,6 +141,7 @@ def _agent(
         min_instances=a.min_instances,
         max_instances=max_instances,
         rate_per_min=a.rate_per_min,
+        placement=None if a.ray is None else Placement(**a.ray.model_dump()),
     )
 
 

@@ -17,6 +17,7 @@ from metaagent.agents.registry import MAX_SECONDS, NulFree, RunnerConfig
 __all__ = [
     "AgentModel",
     "DecomposeModel",
+    "RayPlacementModel",
     "SettingsModel",
     "TaskModel",
     "VerifyModel",
@@ -24,6 +25,20 @@ __all__ = [
 ]
 
 _STRICT = ConfigDict(extra="forbid")
+
+
+class RayPlacementModel(BaseModel):
+    """An agent's ``ray:`` block: what each of its instances reserves on a Ray node."""
+
+    model_config = _STRICT
+
+    num_cpus: float | None = Field(default=None, ge=0)
+    num_gpus: float | None = Field(default=None, ge=0)
+    memory_mb: float | None = Field(default=None, gt=0)
+    resources: dict[Annotated[str, Field(min_length=1)], Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict
+    )
+    runtime_env: dict[str, object] | None = None
 
 
 class AgentModel(BaseModel):
@@ -38,6 +53,7 @@ class AgentModel(BaseModel):
     max_instances: int | None = Field(default=None, ge=1)
     rate_per_min: float | None = Field(default=None, gt=0)
     runner: RunnerConfig
+    ray: RayPlacementModel | None = None  # placement on the Ray backend (others ignore it)
 
 
 class VerifyModel(BaseModel):
@@ -97,6 +113,8 @@ class SettingsModel(BaseModel):
     resource_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     # Journal retention: after a run, finished runs older than this are deleted (as ``gc``).
     retention_days: float | None = Field(default=None, gt=0, le=36_500)
+    backend: Literal["local", "ray"] | None = None
+    ray_address: NulFree | None = Field(default=None, min_length=1)
 
 
 class WorkflowModel(BaseModel):

@@ -35,6 +35,8 @@ class Overrides:
     target_utilisation: float | None = None
     scale_up_window_s: float | None = None
     utilisation_window_s: float | None = None
+    backend: str | None = None
+    ray_address: str | None = None
 
 
 NO_OVERRIDES = Overrides()
@@ -66,6 +68,8 @@ def _with_settings(c: OrchestratorConfig, s: SettingsModel) -> OrchestratorConfi
         routing=_given_or(s.routing, c.routing),
         seed=_given_or(s.seed, c.seed),
         aging_interval_s=_given_or(s.aging_interval_s, c.aging_interval_s),
+        backend=_given_or(s.backend, c.backend),
+        ray_address=_given_or(s.ray_address, c.ray_address),
         capability_limits={**c.capability_limits, **s.capability_limits},
         resource_limits={**c.resource_limits, **s.resource_limits},
         pool=replace(
@@ -92,6 +96,8 @@ def _with_overrides(c: OrchestratorConfig, o: Overrides) -> OrchestratorConfig:
         c,
         max_concurrency=_given_or(o.max_concurrency, c.max_concurrency),
         max_queued=_given_or(o.max_queued, c.max_queued),
+        backend=_given_or(o.backend, c.backend),
+        ray_address=_given_or(o.ray_address, c.ray_address),
         pool=replace(
             c.pool,
             max_agents=_given_or(o.max_agents, c.pool.max_agents),
