@@ -151,6 +151,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         SELECT RAISE(ABORT, 'a terminal state is final');
     END;
     """,
+    # 8: each attempt's usage as its agent reported it: JSON {input_tokens, output_tokens,
+    # cost_usd} (coding agents), NULL when it reported none.
+    """
+    ALTER TABLE attempts ADD COLUMN usage TEXT;
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -19,13 +19,14 @@ if TYPE_CHECKING:
 
 _TRANSIENT = ("database is locked", "database is busy", "disk i/o error", "unable to open")
 
-# Rows of ``attempts_done`` are (finished_at, outcome, error, run_id, task_id, number[, log]):
-# the log comes last so that the run stays at index 3; a row without it leaves the log as is.
+# Rows of ``attempts_done`` are (finished_at, outcome, error, run_id, task_id, number[, log,
+# usage]): the log and usage come last so that the run stays at index 3; a row without them
+# leaves them as they are.
 _ATTEMPT_DONE = (
     "UPDATE attempts SET finished_at = ?1, outcome = ?2, error = ?3{}"
     " WHERE run_id = ?4 AND task_id = ?5 AND number = ?6"
 )
-_ATTEMPT_DONE_LOG = _ATTEMPT_DONE.format(", log = ?7")
+_ATTEMPT_DONE_LOG = _ATTEMPT_DONE.format(", log = ?7, usage = ?8")
 _ATTEMPT_DONE_NO_LOG = _ATTEMPT_DONE.format("")
 
 
