@@ -3,7 +3,7 @@
 probe a sandbox) and print the tool's documented machine output.
 
 Directives, one a line: ``@write PATH=TEXT`` and ``@append PATH=TEXT`` (``\\n`` in TEXT is a
-new line), ``@fail``, ``@fail-first`` (on attempt 1 only, from ``METAAGENT_ATTEMPT``), ``@crash``
+new line), ``@retry-write PATH=TEXT`` (from attempt 2 on), ``@fail``, ``@fail-first`` (on attempt 1 only, from ``METAAGENT_ATTEMPT``), ``@crash``
 (exit 3 with no result), ``@hang``, ``@wait-for PATH`` (until it exists), ``@overrun`` (huge usage), and sandbox probes recorded in
 ``probe.txt``: ``@escape PATH``, ``@connect PORT``, ``@fork N``. With ``FAKE_LOG_DIR`` set, the
 prompt and argv are saved there as ``TASK-ATTEMPT.json``.
@@ -66,6 +66,8 @@ def _act(prompt: str) -> tuple[str | None, list[str], dict[str, int]]:
     failure = None
     for raw in prompt.splitlines():
         line = raw.strip()
+        if line.startswith("@retry-write ") and attempt != "1":
+            line = "@write " + line.split(" ", 1)[1]
         if line.startswith(("@write ", "@append ")):
             word, _, rest = line.partition(" ")
             path, _, text = rest.partition("=")
