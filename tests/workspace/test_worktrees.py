@@ -132,7 +132,8 @@ def test_a_conflict_is_retried_with_its_diff_from_the_run_branch(tmp_path: Path)
     assert "merge conflict in shared.txt" in first["error"]
     prompt = json.loads((logs / f"{late}-2.json").read_text())["prompt"]
     assert "merge conflict in shared.txt" in prompt
-    assert f"+from {early}" in prompt and f"+from {late}" in prompt  # both sides of the diff
+    assert f"+from {early}" in prompt  # both sides of the diff
+    assert f"+from {late}" in prompt
     run = str(rep["run_id"])
     # the retry started from the run branch: it holds the other change, then its own
     assert git(repo, "show", f"metaagent/{run}:shared.txt") == f"from {late}"

@@ -2,11 +2,15 @@
 ``@`` directives in the prompt (edit files in the working directory, fail, hang, overrun,
 probe a sandbox) and print the tool's documented machine output.
 
-Directives, one a line: ``@write PATH=TEXT`` and ``@append PATH=TEXT`` (``\\n`` in TEXT is a
-new line), ``@retry-write PATH=TEXT`` (from attempt 2 on), ``@fail``, ``@fail-first`` (on attempt 1 only, from ``METAAGENT_ATTEMPT``), ``@crash``
-(exit 3 with no result), ``@hang``, ``@wait-for PATH`` (until it exists), ``@overrun`` (huge usage), and sandbox probes recorded in
-``probe.txt``: ``@escape PATH``, ``@connect PORT``, ``@fork N``. With ``FAKE_LOG_DIR`` set, the
-prompt and argv are saved there as ``TASK-ATTEMPT.json``.
+Directives, one a line:
+
+- ``@write PATH=TEXT``, ``@append PATH=TEXT`` (``\\n`` in TEXT is a new line);
+  ``@retry-write PATH=TEXT`` writes from attempt 2 on (``METAAGENT_ATTEMPT``);
+- ``@fail``; ``@fail-first`` (attempt 1 only); ``@crash`` (exit 3, no result); ``@hang``;
+  ``@wait-for PATH`` (until it exists); ``@overrun`` (huge usage);
+- sandbox probes, recorded in ``probe.txt``: ``@escape PATH``, ``@connect PORT``, ``@fork N``.
+
+With ``FAKE_LOG_DIR`` set, the prompt, argv and cwd are saved there as ``TASK-ATTEMPT.json``.
 """
 
 from __future__ import annotations
