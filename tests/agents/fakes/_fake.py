@@ -106,7 +106,14 @@ def _log(tool: str, prompt: str, argv: list[str]) -> None:
         task = os.environ.get("METAAGENT_TASK_ID", "task")
         name = f"{task}-{os.environ.get('METAAGENT_ATTEMPT', '0')}"
         with open(os.path.join(d, f"{name}.json"), "w") as fh:
-            json.dump({"tool": tool, "prompt": prompt, "argv": argv, "cwd": os.getcwd()}, fh)
+            doc = {
+                "tool": tool,
+                "prompt": prompt,
+                "argv": argv,
+                "cwd": os.getcwd(),
+                "pid": os.getpid(),
+            }
+            json.dump(doc, fh)
 
 
 def _value(argv: list[str], flag: str) -> str | None:
