@@ -69,6 +69,12 @@ def attach(
     where: str,
 ) -> Runner:
     """``runner`` with the agent's sandbox, the workflow's workspace and its role's presets."""
+    boxable = isinstance(runner, CodingRunner) or type(runner) is CommandRunner
+    if a.sandbox is not None and a.sandbox.type != "none" and not boxable:
+        raise WorkflowError(
+            f"runner type {runner.kind!r} cannot run in a sandbox (coding and command can)",
+            where=f"{where}.sandbox",
+        )
     sandbox = _sandbox(a, where)
     preset = role_preset(role)
     if isinstance(runner, CodingRunner):
@@ -82,11 +88,6 @@ def attach(
         return runner
     if isinstance(runner, LlmRunner) and preset.system and not runner.config.system:
         runner.config = replace(runner.config, system=preset.system)
-    if sandbox is None:
-        return runner
-    if type(runner) is CommandRunner:
+    if sandbox is not None and isinstance(runner, CommandRunner):
         return SandboxedCommandRunner(runner, sandbox)
-    raise WorkflowError(
-        f"sandbox: runner type {runner.kind!r} cannot run in a sandbox (coding and command can)",
-        where=f"{where}.sandbox",
-    )
+    return runner
