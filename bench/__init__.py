@@ -78,6 +78,12 @@ def _affinity(argv: Sequence[str] | None) -> dict[str, object]:
     return affinity.main(argv)
 
 
+def _worktrees(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import worktrees
+
+    return worktrees.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -122,6 +128,10 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "affinity": (
         _affinity,
         "agent switches and dispatches per task of task groups, with and without affinity",
+    ),
+    "worktrees": (
+        _worktrees,
+        "git worktree creation + merge per coding task on a 10,000-file repository",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""

@@ -67,6 +67,12 @@ def keep_failed_worktrees(wf: Workflow, keep: bool) -> None:
         wf.workspace.keep_failed = True
 
 
+def close_workspace(wf: Workflow) -> None:
+    """The run is over: the workspace's spare checkouts go (its kept failures stay)."""
+    if wf.workspace is not None:
+        wf.workspace.close()
+
+
 def run_command(
     workflow: WorkflowArgument,
     json_out: JsonReportOption = None,
@@ -162,7 +168,10 @@ def run_command(
     )
     config = orchestrator_config(wf.settings, flags, workdir=workdir, task_count=len(wf.tasks))
     source = str(workflow.resolve())  # absolute: the run resumes from any directory
-    batch = drive(execute(wf, config, quiet=quiet, journal=store, source=source), store)
+    try:
+        batch = drive(execute(wf, config, quiet=quiet, journal=store, source=source), store)
+    finally:
+        close_workspace(wf)
     finish(batch, json_out)
 
 
@@ -185,7 +194,10 @@ def resume_command(
     wf, workdir = reopen_workflow(store, run_id, db, force=force)
     keep_failed_worktrees(wf, keep_worktrees)
     config = orchestrator_config(wf.settings, workdir=workdir, task_count=len(wf.tasks))
-    batch = drive(execute(wf, config, quiet=quiet, journal=store, resume=run_id), store)
+    try:
+        batch = drive(execute(wf, config, quiet=quiet, journal=store, resume=run_id), store)
+    finally:
+        close_workspace(wf)
     finish(batch, json_out)
 
 

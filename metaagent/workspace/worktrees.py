@@ -15,6 +15,11 @@ merge conflict starts from the run branch instead, which holds the change it con
 Its branch is merged into the run branch after the attempt and its check passed: a dependent
 starts only after its dependencies succeeded, so merges happen in dependency order. Merging
 needs no checkout of the run branch (``git merge-tree --write-tree``, git >= 2.38).
+
+A finished task's checkout is not deleted but detached and kept aside
+(``.metaagent/worktrees/.spare``) for the next task, which moves it to its own path and checks
+out its start commit: only the files that differ are written, where a new worktree writes
+every file of the repository. ``close`` removes the spares at the end of the run.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +40,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Checkout", "MergeConflict", "Workspace", "WorkspaceError"]
 
+MAX_SPARE = 16
+"""Checkouts kept for reuse at most: a new task's worktree is then a recycled one."""
+SPARE = ".spare"
 MAX_DIFF_CHARS = 8000
 """The longest conflicting diff given back as feedback; the rest is cut, marked."""
 
@@ -53,6 +62,22 @@ def _children(d: Path) -> list[Path]:
 
 def _exists(p: Path) -> bool:
     return p.exists()
+
+
+def _mkdir(p: Path) -> None:
+    p.mkdir(parents=True, exist_ok=True)
+
+
+def _prune_dirs(d: Path, upto: Path) -> None:
+    """Remove ``d`` and its parents up to ``upto`` (included) while they are empty."""
+    while True:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+        if d == upto:
+            return
+        d = d.parent
 
 
 def _same_dir(a: str | Path, b: str | Path) -> bool:
@@ -100,6 +125,7 @@ class Workspace:
         self.keep_failed = keep_failed
         self._runs: dict[str, _Run] = {}
         self._lock: asyncio.Lock | None = None
+        self._spare: list[Path] = []  # detached checkouts, ready to be moved and reused
 
     @property
     def root(self) -> Path:
@@ -136,6 +162,9 @@ class Workspace:
         """The run's state; the first call in this process fixes its base and run branch and
         removes every worktree left under the run (attempts of an earlier process: lost, or
         failures kept)."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            return run
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -154,6 +183,8 @@ class Workspace:
             if has_branch.returncode != 0:
                 await git(self.repo, "update-ref", branch, base)
             await self._exclude()
+            if not self._runs and not self._spare:  # this process's first: earlier spares go
+                await self._sweep(self.root / SPARE)
             await self._sweep(self.root / ref_safe(run_id))
             run = self._runs[run_id] = _Run(base)
             return run
@@ -190,15 +221,23 @@ class Workspace:
         path = self.task_path(run_id, task_id)
         branch = self.task_branch(run_id, task_id)
         async with self._lock:
-            await self._remove_tree(path)
-            await git(self.repo, "worktree", "prune")
+            if _exists(path):
+                await self._remove_tree(path)
+                await git(self.repo, "worktree", "prune")
             await git(self.repo, "branch", "-D", branch, ok=(0, 1))
             if task_id in run.conflicted:
                 start = await self._resolve(f"refs/heads/{self.run_branch(run_id)}")
             else:
                 start = await self._start(run, run_id, task_id, depends_on)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _mkdir(path.parent)
+            spare = self._spare.pop() if self._spare else None
+            if spare is not None:
+                await git(self.repo, "worktree", "move", str(spare), str(path))
+        if spare is None:  # outside the lock: writing every file takes a while
             await git(self.repo, "worktree", "add", "--quiet", "-b", branch, str(path), start)
+        else:  # a recycled checkout: only the files that differ are written
+            await git(path, "checkout", "--quiet", "--force", "-B", branch, start)
+            await git(path, "clean", "-ffdxq")
         co = Checkout(run_id, task_id, path, branch, self.run_branch(run_id), start)
         await self._check_real(co)
         return co
@@ -303,12 +342,30 @@ class Workspace:
         if failed and self.keep_failed:
             return
         assert self._lock is not None
+        # Detached, the checkout no longer holds the branch; it is kept for the next task
+        # (``MAX_SPARE`` at most), which rewrites only the files that differ.
+        recycled = await git(co.path, "checkout", "--quiet", "--detach", ok=(0, 1, 128))
         async with self._lock:
-            await self._remove_tree(co.path)
             if failed:
                 await git(self.repo, "branch", "-D", co.branch, ok=(0, 1))
-            for d in (co.path.parent, self.root, self.root.parent):
-                try:
-                    d.rmdir()
-                except OSError:
-                    break
+            if recycled.returncode == 0 and len(self._spare) < MAX_SPARE:
+                spare = self.root / SPARE / uuid.uuid4().hex[:12]
+                _mkdir(spare.parent)
+                await git(self.repo, "worktree", "move", str(co.path), str(spare))
+                self._spare.append(spare)
+            else:
+                await self._remove_tree(co.path)
+            _prune_dirs(co.path.parent, self.root.parent)
+
+    def close(self) -> None:
+        """Remove the spare checkouts kept for reuse (at the end of a run: the CLI calls this;
+        a library user calls it when done). Also run by the next process's first use."""
+        spares, self._spare = self._spare, []
+        for path in [*spares, *_children(self.root / SPARE)]:
+            if _exists(path / ".git"):
+                force = ("--force", "--force")
+                git_sync(self.repo, "worktree", "remove", *force, str(path), ok=(0, 128))
+            shutil.rmtree(path, ignore_errors=True)
+        if _exists(self.repo / ".git"):
+            git_sync(self.repo, "worktree", "prune", ok=(0, 128))
+        _prune_dirs(self.root / SPARE, self.root.parent)

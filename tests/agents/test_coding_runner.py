@@ -39,8 +39,12 @@ def fakes_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 async def run(tmp: Path, text: str, journal: SqliteJournal | None = None) -> BatchResult:
     wf = parse_workflow_text(text, base_dir=tmp)
     cfg = orchestrator_config(wf.settings, workdir=tmp, task_count=len(wf.tasks))
-    async with Orchestrator(wf.agents, cfg, journal=journal) as orch:
-        return await orch.execute_batch(wf.tasks, name=wf.name)
+    try:
+        async with Orchestrator(wf.agents, cfg, journal=journal) as orch:
+            return await orch.execute_batch(wf.tasks, name=wf.name)
+    finally:
+        if wf.workspace is not None:
+            wf.workspace.close()  # the spare checkouts kept for reuse go
 
 
 def logged(tmp: Path, task: str, attempt: int) -> dict[str, object]:

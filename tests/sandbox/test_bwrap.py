@@ -109,6 +109,8 @@ async def run(tmp: Path, text: str) -> tuple[TaskState, str, dict[str, object]]:
     cfg = orchestrator_config(wf.settings, workdir=tmp, task_count=1)
     async with Orchestrator(wf.agents, cfg) as orch:
         batch = await orch.execute_batch(wf.tasks)
+    assert wf.workspace is not None
+    wf.workspace.close()
     (r,) = batch.results
     assert isinstance(r.output, dict), r.error
     return r.state, git(tmp / "repo", "show", f"metaagent/{batch.run_id}:probe.txt"), r.output
