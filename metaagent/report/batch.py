@@ -79,10 +79,13 @@ def total_cost_usd(results: Sequence[TaskResult]) -> float:
     """The cost every attempt of these tasks reported, summed (0 when none reported one)."""
     return round(
         sum(
-            a.usage.cost_usd
-            for r in results
-            for a in r.attempts
-            if a.usage is not None and a.usage.cost_usd is not None
+            (
+                a.usage.cost_usd
+                for r in results
+                for a in r.attempts
+                if a.usage is not None and a.usage.cost_usd is not None
+            ),
+            0.0,
         ),
         6,
     )

@@ -10,6 +10,7 @@ Directives, one a line:
   ``@wait-for PATH`` (until it exists); ``@overrun`` (huge usage);
 - sandbox probes, recorded in ``probe.txt``: ``@escape PATH``, ``@connect PORT``, ``@fork N``.
 
+``FAKE_SCRIPT`` names a JSON file of directives by task id, acted on before the prompt's.
 With ``FAKE_LOG_DIR`` set, the prompt, argv and cwd are saved there as ``TASK-ATTEMPT.json``.
 """
 
@@ -17,11 +18,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import uuid
+
+
+def _unescape(text: str) -> str:
+    """``\\n`` is a new line, ``\\\\`` a backslash."""
+    return re.sub(r"\\(n|\\)", lambda m: "\n" if m.group(1) == "n" else "\\", text)
 
 
 def _fmt(n: int) -> str:  # aider's token counts: 950, 1.2k, 12k
@@ -64,6 +71,11 @@ def _probe(line: str) -> str:
 def _act(prompt: str) -> tuple[str | None, list[str], dict[str, int]]:
     """Carry out the directives; return (failure or None, files touched, usage)."""
     attempt = os.environ.get("METAAGENT_ATTEMPT", "1")
+    script = os.environ.get("FAKE_SCRIPT")  # JSON: task id -> directives, besides the prompt's
+    if script:
+        with open(script) as fh:
+            lines = json.load(fh).get(os.environ.get("METAAGENT_TASK_ID", ""), [])
+        prompt = "\n".join([*lines, prompt])
     touched: list[str] = []
     probes: list[str] = []
     usage = {"input": 1000 + len(prompt), "output": 200}
@@ -77,7 +89,7 @@ def _act(prompt: str) -> tuple[str | None, list[str], dict[str, int]]:
             path, _, text = rest.partition("=")
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             with open(path, "a" if word == "@append" else "w") as fh:
-                fh.write(text.replace("\\n", "\n") + "\n")
+                fh.write(_unescape(text) + "\n")
             touched.append(path)
         elif line == "@fail" or (line == "@fail-first" and attempt == "1"):
             failure = f"the task could not be done (attempt {attempt})"
