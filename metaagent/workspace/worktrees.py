@@ -17,9 +17,10 @@ starts only after its dependencies succeeded, so merges happen in dependency ord
 needs no checkout of the run branch (``git merge-tree --write-tree``, git >= 2.38).
 
 A finished task's checkout is not deleted but detached and kept aside
-(``.metaagent/worktrees/.spare``) for the next task, which moves it to its own path and checks
-out its start commit: only the files that differ are written, where a new worktree writes
-every file of the repository. ``close`` removes the spares at the end of the run.
+(``.metaagent/worktrees/.spare/PID``) for the next task of this process, which moves it to its
+own path and checks out its start commit: only the files that differ are written, where a new
+worktree writes every file of the repository. ``close`` removes the spares at the end of the
+run; a process's first use removes those of processes that are gone.
 """
 
 from __future__ import annotations
@@ -62,6 +63,19 @@ def _children(d: Path) -> list[Path]:
 
 def _exists(p: Path) -> bool:
     return p.exists()
+
+
+def _owner_alive(name: str) -> bool:
+    """True when ``name`` is the pid of a live process other than this one."""
+    if not name.isdigit() or int(name) == os.getpid():
+        return False
+    try:
+        os.kill(int(name), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _mkdir(p: Path) -> None:
@@ -131,6 +145,11 @@ class Workspace:
     def root(self) -> Path:
         return self.repo / ".metaagent" / "worktrees"
 
+    @property
+    def _spare_dir(self) -> Path:
+        """This process's spares: another process using the repository keeps its own."""
+        return self.root / SPARE / str(os.getpid())
+
     def check(self) -> None:
         if not self.repo.is_dir():
             raise WorkspaceError(f"repo {str(self.repo)!r} is not a directory")
@@ -184,7 +203,10 @@ class Workspace:
                 await git(self.repo, "update-ref", branch, base)
             await self._exclude()
             if not self._runs and not self._spare:  # this process's first: earlier spares go
-                await self._sweep(self.root / SPARE)
+                for d in _children(self.root / SPARE):
+                    if not _owner_alive(d.name):  # a dead process's spares
+                        await self._sweep(d)
+                        _prune_dirs(d, d)
             await self._sweep(self.root / ref_safe(run_id))
             run = self._runs[run_id] = _Run(base)
             return run
@@ -349,7 +371,7 @@ class Workspace:
             if failed:
                 await git(self.repo, "branch", "-D", co.branch, ok=(0, 1))
             if recycled.returncode == 0 and len(self._spare) < MAX_SPARE:
-                spare = self.root / SPARE / uuid.uuid4().hex[:12]
+                spare = self._spare_dir / uuid.uuid4().hex[:12]
                 _mkdir(spare.parent)
                 await git(self.repo, "worktree", "move", str(co.path), str(spare))
                 self._spare.append(spare)
@@ -361,11 +383,11 @@ class Workspace:
         """Remove the spare checkouts kept for reuse (at the end of a run: the CLI calls this;
         a library user calls it when done). Also run by the next process's first use."""
         spares, self._spare = self._spare, []
-        for path in [*spares, *_children(self.root / SPARE)]:
+        for path in [*spares, *_children(self._spare_dir)]:
             if _exists(path / ".git"):
                 force = ("--force", "--force")
                 git_sync(self.repo, "worktree", "remove", *force, str(path), ok=(0, 128))
             shutil.rmtree(path, ignore_errors=True)
         if _exists(self.repo / ".git"):
             git_sync(self.repo, "worktree", "prune", ok=(0, 128))
-        _prune_dirs(self.root / SPARE, self.root.parent)
+        _prune_dirs(self._spare_dir, self.root.parent)

@@ -108,6 +108,7 @@ def test_five_task_dag_each_in_its_own_worktree(tmp_path: Path) -> None:
     usage = [a["usage"] for t in tasks.values() for a in t["attempts"]]  # type: ignore[attr-defined]
     assert all(u["input_tokens"] > 1000 and u["cost_usd"] > 0 for u in usage)
     assert rep["cost_usd"] == pytest.approx(sum(u["cost_usd"] for u in usage), abs=1e-5)
+    assert f"cost ${rep['cost_usd']:.4f}" in " ".join(done.stdout.split())  # the summary
 
 
 def test_a_conflict_is_retried_with_its_diff_from_the_run_branch(tmp_path: Path) -> None:
