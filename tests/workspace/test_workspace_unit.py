@@ -3,6 +3,8 @@ before, failed attempts' branches go, names are made safe, a conflict names both
 
 from __future__ import annotations
 
+import os
+import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,6 +13,7 @@ from coding_support import git, make_repo, worktrees
 from metaagent.workspace import MergeConflict, Workspace, WorkspaceError, ref_safe
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.timeout(60)
@@ -92,3 +95,33 @@ def test_check_refuses_what_is_not_a_repository_top_level(tmp_path: Path) -> Non
         Workspace(repo / "sub").check()
     with pytest.raises(WorkspaceError, match="base 'nope' cannot be used"):
         Workspace(repo, "nope").check()
+
+
+@pytest.fixture
+def pids() -> Iterator[tuple[int, int]]:
+    """(the pid of a process that has ended, the pid of one still running)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    alive = subprocess.Popen(["sleep", "60"])
+    yield gone.pid, alive.pid
+    alive.kill()
+    alive.wait()
+
+
+async def test_first_use_sweeps_the_spares_of_dead_processes_only(
+    tmp_path: Path, pids: tuple[int, int]
+) -> None:
+    gone, alive = pids
+    repo = make_repo(tmp_path / "repo")
+    spares = repo / ".metaagent" / "worktrees" / ".spare"
+    for pid in (gone, alive):
+        (spares / str(pid) / "x").mkdir(parents=True)
+    ws = Workspace(repo, "main")
+    co = await ws.checkout("r", "t", [])
+    assert not (spares / str(gone)).exists()
+    assert (spares / str(alive) / "x").is_dir()  # another live process's: kept
+    await ws.release(co, failed=False)
+    assert (spares / str(os.getpid())).is_dir()  # this process's own spare
+    ws.close()
+    assert not (spares / str(os.getpid())).exists()
+    assert (spares / str(alive)).is_dir()
