@@ -136,10 +136,20 @@ class Workspace:
     def __init__(self, repo: Path, base: str = "HEAD", *, keep_failed: bool = False) -> None:
         self.repo = repo
         self.base = base
-        self.keep_failed = keep_failed
+        self._keep_failed = keep_failed
         self._runs: dict[str, _Run] = {}
         self._lock: asyncio.Lock | None = None
         self._spare: list[Path] = []  # detached checkouts, ready to be moved and reused
+
+    @property
+    def keep_failed(self) -> bool:
+        """Whether failed attempts' worktrees stay. Operational, so not part of the workflow's
+        identity (a run started with ``--keep-worktrees`` resumes without it)."""
+        return self._keep_failed
+
+    @keep_failed.setter
+    def keep_failed(self, keep: bool) -> None:
+        self._keep_failed = keep
 
     @property
     def root(self) -> Path:

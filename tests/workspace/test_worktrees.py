@@ -194,3 +194,23 @@ def test_kill_9_mid_run_then_resume_leaves_no_stale_worktree_and_loses_nothing(
     assert {t["state"] for t in tasks.values()} == {"succeeded"}
     assert [a["outcome"] for a in tasks["d"]["attempts"]] == ["lost", "succeeded"]  # type: ignore[index]
     check_dag_result(repo, run, tasks)
+
+
+def test_a_run_kept_with_keep_worktrees_resumes_without_the_flag(tmp_path: Path) -> None:
+    make_repo(tmp_path / "repo")
+    go = tmp_path / "go"
+    workflow(tmp_path, f'  - {{id: w, capability: code, prompt: "@wait-for {go}"}}\n')
+    argv = [*CLI, "run", "wf.yaml", "-q", "--keep-worktrees"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=fake_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    repo = tmp_path / "repo"
+    try:
+        _wait(lambda: len(worktrees(repo)) == 1)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    run = next(ln.split()[1] for ln in err.decode().splitlines() if ln.startswith("run "))
+    go.touch()
+    done = cli("resume", run, "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # the same identity: not refused
+    assert worktrees(repo) == []
