@@ -51,6 +51,14 @@ def test_claude_result_message_gives_usage_cost_and_answer(tmp_path: Path) -> No
     assert r.extra["subtype"] == "success"
 
 
+def test_an_overrun_reports_huge_usage(tmp_path: Path) -> None:
+    argv = tool_argv(ToolOptions("claude", str(FAKES / "claude")), "@overrun", "", "")
+    r = parse_claude(run_fake(argv, tmp_path).stdout)
+    assert r.usage is not None
+    assert r.usage.input_tokens == 5_000_000
+    assert r.usage.cost_usd == pytest.approx(45.0)
+
+
 def test_claude_errors_are_named_by_subtype() -> None:
     lines = [
         {"type": "system", "subtype": "init", "session_id": "s"},

@@ -89,7 +89,7 @@ def outside() -> Iterator[Path]:
 def workflow(sandbox: str, server: Server, outside: Path, tmp: Path) -> str:
     prompt = "\\n".join([
         "@write work.txt=done", f"@escape {outside}", f"@escape {tmp / 'host-tmp.txt'}",
-        f"@connect {server.port}", "@fork 40",
+        f"@connect {server.port}", "@fork 40", "@alloc 300",
     ])  # fmt: skip
     return f"""
 name: sandboxed
@@ -126,7 +126,7 @@ def test_the_sandbox_stops_escape_network_and_fork_bomb(
     tmp_path: Path, server: Server, outside: Path
 ) -> None:
     repo = make_repo(tmp_path / "repo")
-    text = workflow("{type: bwrap, pids: 16, memory_mb: 512}", server, outside, tmp_path)
+    text = workflow("{type: bwrap, pids: 16, memory_mb: 128}", server, outside, tmp_path)
     state, probe, out = asyncio.run(run(tmp_path, text))
     assert state is TaskState.SUCCEEDED
     assert out["files"] == ["probe.txt", "work.txt"]
@@ -141,6 +141,7 @@ def test_the_sandbox_stops_escape_network_and_fork_bomb(
     assert server.accepted == 0
     assert lines[3].startswith("fork 40: stopped after ")
     assert int(lines[3].split()[4].rstrip(":")) < 16
+    assert lines[4] in ("alloc 300: status -9", "alloc 300: status 1")  # OOM-killed, or refused
     assert not list(Path("/sys/fs/cgroup").glob("**/metaagent/*job*"))  # its cgroups removed
 
 
@@ -157,6 +158,7 @@ def test_without_the_sandbox_the_same_probes_succeed(
     assert lines[0] == f"escape {outside}: written"
     assert lines[2] == f"connect {server.port}: connected"
     assert lines[3] == "fork 40: all 40 started"
+    assert lines[4] == "alloc 300: status 0"
     assert server.accepted == 1
 
 

@@ -8,7 +8,8 @@ Directives, one a line:
   ``@retry-write PATH=TEXT`` writes from attempt 2 on (``METAAGENT_ATTEMPT``);
 - ``@fail``; ``@fail-first`` (attempt 1 only); ``@crash`` (exit 3, no result); ``@hang``;
   ``@wait-for PATH`` (until it exists); ``@overrun`` (huge usage);
-- sandbox probes, recorded in ``probe.txt``: ``@escape PATH``, ``@connect PORT``, ``@fork N``.
+- sandbox probes, recorded in ``probe.txt``: ``@escape PATH``, ``@connect PORT``, ``@fork N``,
+  ``@alloc MB`` (in a child process).
 
 ``FAKE_SCRIPT`` names a JSON file of directives by task id, acted on before the prompt's.
 With ``FAKE_LOG_DIR`` set, the prompt, argv and cwd are saved there as ``TASK-ATTEMPT.json``.
@@ -51,6 +52,10 @@ def _probe(line: str) -> str:
                 s.sendall(b"GET / HTTP/1.0\r\n\r\n")
                 s.recv(100)
             return f"connect {arg}: connected"
+        if word == "@alloc":  # a child that touches N MB: killed when over the memory cap
+            code = f"b = bytearray({int(arg)} * 1024 * 1024); print(len(b))"
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
+            return f"alloc {arg}: status {done.returncode}"
         if word == "@fork":
             procs = []
             try:
@@ -103,7 +108,7 @@ def _act(prompt: str) -> tuple[str | None, list[str], dict[str, int]]:
                 time.sleep(0.05)
         elif line == "@overrun":
             usage = {"input": 5_000_000, "output": 2_000_000}
-        elif line.startswith(("@escape ", "@connect ", "@fork ")):
+        elif line.startswith(("@escape ", "@connect ", "@fork ", "@alloc ")):
             probes.append(_probe(line))
     if probes:
         with open("probe.txt", "w") as fh:
