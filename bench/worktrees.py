@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     p = argparse.ArgumentParser(prog="python -m bench worktrees", description=__doc__)
     p.add_argument("--files", type=int, default=10_000, help="files in the repository")
     p.add_argument("--tasks", type=int, default=20, help="tasks (worktrees) to go through")
-    p.add_argument("--width", type=int, default=4, help="tasks per layer, run concurrently")
+    p.add_argument("--width", type=int, default=2, help="tasks per layer, run concurrently")
     args = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="metaagent-bench-wt-"))
     try:

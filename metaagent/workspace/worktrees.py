@@ -267,9 +267,8 @@ class Workspace:
                 await git(self.repo, "worktree", "move", str(spare), str(path))
         if spare is None:  # outside the lock: writing every file takes a while
             await git(self.repo, "worktree", "add", "--quiet", "-b", branch, str(path), start)
-        else:  # a recycled checkout: only the files that differ are written
+        else:  # a recycled checkout (cleaned at release): only the files that differ change
             await git(path, "checkout", "--quiet", "--force", "-B", branch, start)
-            await git(path, "clean", "-ffdxq")
         co = Checkout(run_id, task_id, path, branch, self.run_branch(run_id), start)
         await self._check_real(co)
         return co
@@ -277,11 +276,12 @@ class Workspace:
     async def _start(self, run: _Run, run_id: str, task_id: str, deps: Sequence[str]) -> str:
         """The base with the branches of the dependencies that have one merged in."""
         heads: list[str] = []
-        for dep in deps:
-            ref = f"refs/heads/{self.task_branch(run_id, dep)}"
-            r = await git(self.repo, "rev-parse", "--verify", "--quiet", ref, ok=(0, 1))
-            if r.returncode == 0:
-                heads.append(r.out.strip())
+        if deps:  # one call for every dependency's branch (a dependency may have none)
+            refs = [f"refs/heads/{self.task_branch(run_id, dep)}" for dep in deps]
+            fmt = "--format=%(refname) %(objectname)"
+            listed = await git(self.repo, "for-each-ref", fmt, *refs)
+            found = dict(line.split(" ", 1) for line in listed.out.splitlines() if line)
+            heads = [found[r] for r in refs if r in found]
         start = heads[0] if heads else run.base
         for other in heads[1:]:
             start = await self._combine(start, other, f"metaagent: dependencies of {task_id}")
@@ -377,6 +377,8 @@ class Workspace:
         # Detached, the checkout no longer holds the branch; it is kept for the next task
         # (``MAX_SPARE`` at most), which rewrites only the files that differ.
         recycled = await git(co.path, "checkout", "--quiet", "--detach", ok=(0, 1, 128))
+        if recycled.returncode == 0:  # nothing of this task may reach the next one
+            recycled = await git(co.path, "clean", "-ffdxq", ok=(0, 1, 128))
         async with self._lock:
             if failed:
                 await git(self.repo, "branch", "-D", co.branch, ok=(0, 1))
