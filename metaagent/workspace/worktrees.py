@@ -256,7 +256,6 @@ class Workspace:
             if _exists(path):
                 await self._remove_tree(path)
                 await git(self.repo, "worktree", "prune")
-            await git(self.repo, "branch", "-D", branch, ok=(0, 1))
             if task_id in run.conflicted:
                 start = await self._resolve(f"refs/heads/{self.run_branch(run_id)}")
             else:
@@ -266,7 +265,8 @@ class Workspace:
             if spare is not None:
                 await git(self.repo, "worktree", "move", str(spare), str(path))
         if spare is None:  # outside the lock: writing every file takes a while
-            await git(self.repo, "worktree", "add", "--quiet", "-b", branch, str(path), start)
+            # -B: a failed earlier attempt's branch, if kept, is reset to the new start
+            await git(self.repo, "worktree", "add", "--quiet", "-B", branch, str(path), start)
         else:  # a recycled checkout (cleaned at release): only the files that differ change
             await git(path, "checkout", "--quiet", "--force", "-B", branch, start)
         co = Checkout(run_id, task_id, path, branch, self.run_branch(run_id), start)
@@ -290,9 +290,11 @@ class Workspace:
     async def _combine(self, ours: str, theirs: str, message: str) -> str:
         """A commit holding both ``ours`` and ``theirs``: one of them when it holds the other,
         else their merge; ``MergeConflict`` when they do not merge."""
-        if await self._is_ancestor(theirs, ours):
+        base = await git(self.repo, "merge-base", ours, theirs, ok=(0, 1))
+        common = base.out.strip()
+        if common == theirs:
             return ours
-        if await self._is_ancestor(ours, theirs):
+        if common == ours:
             return theirs
         r = await git(
             self.repo, "merge-tree", "--write-tree", "--name-only", ours, theirs, ok=(0, 1)
@@ -302,10 +304,6 @@ class Workspace:
         tree = r.out.split("\n", 1)[0].strip()
         made = await git(self.repo, "commit-tree", tree, "-p", ours, "-p", theirs, "-m", message)
         return made.out.strip()
-
-    async def _is_ancestor(self, a: str, b: str) -> bool:
-        r = await git(self.repo, "merge-base", "--is-ancestor", a, b, ok=(0, 1))
-        return r.returncode == 0
 
     async def _check_real(self, co: Checkout) -> None:
         """The worktree is there, is its own checkout, and holds the start commit: never a
