@@ -19,6 +19,7 @@ from coding_support import FAKES, git, make_repo
 
 from metaagent.core.tasks import TaskState
 from metaagent.runtime.orchestrator import Orchestrator
+from metaagent.sandbox.cgroups import CgroupLimits, cgroup_problem
 from metaagent.workflow.build import parse_workflow_text
 from metaagent.workflow.settings import orchestrator_config
 
@@ -37,13 +38,15 @@ def _bwrap_problem() -> str | None:
     )  # fmt: skip
     if done.returncode != 0:
         return f"bwrap cannot create namespaces here: {done.stderr.decode().strip()}"
-    if not os.access("/sys/fs/cgroup", os.W_OK):
-        return "no writable cgroup hierarchy for the pids limit (not root?)"
     return None
 
 
 problem = _bwrap_problem()
 needs_bwrap = pytest.mark.skipif(problem is not None, reason=problem or "")
+no_cgroups = None if problem else cgroup_problem(CgroupLimits(memory_mb=128, pids=16))
+needs_cgroups = pytest.mark.skipif(
+    no_cgroups is not None, reason=f"the pids and memory limits need cgroups: {no_cgroups}"
+)
 
 
 class Server:
@@ -122,6 +125,7 @@ def fakes_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @needs_bwrap
+@needs_cgroups
 def test_the_sandbox_stops_escape_network_and_fork_bomb(
     tmp_path: Path, server: Server, outside: Path
 ) -> None:
