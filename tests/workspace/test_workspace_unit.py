@@ -125,3 +125,25 @@ async def test_first_use_sweeps_the_spares_of_dead_processes_only(
     ws.close()
     assert not (spares / str(os.getpid())).exists()
     assert (spares / str(alive)).is_dir()
+
+
+async def test_a_directory_that_is_not_its_own_checkout_is_refused(tmp_path: Path) -> None:
+    """The silent fall-back other tools suffer: a "worktree" that is a plain directory of the
+    main checkout (git there answers for the main repository) is an error, not a run."""
+    from metaagent.workspace import Checkout
+
+    repo = make_repo(tmp_path / "repo")
+    ws = Workspace(repo, "main")
+    plain = repo / "not-a-worktree"
+    plain.mkdir()
+    head = git(repo, "rev-parse", "HEAD")
+    fake = Checkout("r", "t", plain, "metaagent/r--t", "metaagent/r", head)
+    with pytest.raises(WorkspaceError, match="is not a checkout of its own"):
+        await ws._check_real(fake)
+    real = await ws.checkout("r", "t", [])
+    await ws._check_real(real)  # a real one passes
+    moved = Checkout("r", "t", real.path, real.branch, real.run_branch, "0" * 40)
+    with pytest.raises(WorkspaceError, match="expected 0000"):
+        await ws._check_real(moved)
+    await ws.release(real, failed=False)
+    ws.close()
