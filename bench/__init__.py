@@ -90,6 +90,12 @@ def _ray(argv: Sequence[str] | None) -> dict[str, object]:
     return ray_backend.main(argv)
 
 
+def _worktrees(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import worktrees
+
+    return worktrees.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -142,6 +148,10 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "ray": (
         _ray,
         "Ray backend: no-op throughput vs plain Ray actor calls, SCWT makespan vs local, start-up",
+    ),
+    "worktrees": (
+        _worktrees,
+        "git worktree creation + merge per coding task on a 10,000-file repository",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""

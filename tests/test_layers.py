@@ -61,9 +61,12 @@ CORE_MAY_IMPORT = ("metaagent.core", "metaagent.errors")  # of the package, only
 # fmt: off
 ARROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # layer       may not import, at run time
-    ("core",      ("runtime", "backends", "agents", "sandbox", "journal", "workflow", "catalog",
-                   "sim", "report", "cli", "server", "mcp")),
-    ("sandbox",   ("runtime", "backends", "agents", "journal", "cli", "server", "mcp")),
+    ("core",      ("runtime", "backends", "agents", "sandbox", "workspace", "journal", "workflow",
+                   "catalog", "sim", "report", "cli", "server", "mcp")),
+    ("sandbox",   ("runtime", "backends", "agents", "workspace", "journal", "cli", "server",
+                   "mcp")),
+    ("workspace", ("runtime", "backends", "agents", "sandbox", "journal", "workflow", "cli",
+                   "server", "mcp")),
     ("agents",    ("runtime", "backends", "journal", "cli", "server", "mcp")),
     ("backends",  ("runtime", "journal", "cli", "server", "mcp")),
     ("journal",   ("runtime", "backends", "agents", "sandbox", "cli", "server", "mcp")),

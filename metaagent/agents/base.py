@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from metaagent.core.tasks import AgentTask
+    from metaagent.core.tasks import AgentTask, Usage
 
 
 @dataclass(slots=True)
@@ -19,7 +19,8 @@ class AttemptContext:
     works in. ``feedback`` lists what was wrong with the previous attempt's output, when a
     check rejected it (a planner's invalid plan, say). Read-only by convention, but for
     ``log``: a runner sets it to what the agent wrote besides its output (a command's stderr,
-    capped), also when the attempt fails, and the runtime keeps it on the attempt's record. A
+    capped), also when the attempt fails, and the runtime keeps it on the attempt's record; so
+    for ``usage``, the tokens and cost the agent reported (coding agents). A
     plain slotted dataclass because one is built per attempt on the hot path.
     """
 
@@ -32,6 +33,7 @@ class AttemptContext:
     workdir: str = "."
     feedback: tuple[str, ...] = ()
     log: str | None = None
+    usage: Usage | None = None
 
     @property
     def prompt(self) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from metaagent.core.retry import RetryPolicy, compute_backoff
+from metaagent.core.tasks import Usage
 from metaagent.errors import AgentFailure, WorkflowError
 
 if TYPE_CHECKING:
@@ -414,6 +415,8 @@ class LlmRunner:
         )
         data = await self._post(protocol.body(cfg, user), protocol.headers(self._api_key))
         answer = protocol.parse(cfg, data)
+        if answer.usage:  # the attempt's tokens (the API gives no money: cost_usd stays null)
+            ctx.usage = Usage(answer.usage["input_tokens"], answer.usage["output_tokens"])
         if not answer.text.strip():
             raise AgentFailure(f"{cfg.model} returned an empty answer")
         result = parse_json_answer(answer.text) if cfg.json_output else answer.text

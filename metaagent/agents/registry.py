@@ -342,3 +342,8 @@ register("command", CommandRunnerModel, _process_runner(CommandRunner))
 register("persistent", PersistentRunnerModel, _process_runner(PersistentCommandRunner))
 register("function", FunctionRunnerModel, _function)
 register("llm", LlmRunnerModel, _llm)
+
+# The coding runner's model is built on this module's field types, so it is imported last.
+from metaagent.agents.coding.config import CodingRunnerModel, build_coding  # noqa: E402
+
+register("coding", CodingRunnerModel, build_coding)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
+from metaagent.report.batch import total_cost_usd
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -128,8 +130,18 @@ def summary_table(batch: BatchResult, width: int = 100) -> Table:
         f"makespan {batch.makespan_s:.2f}s, work {batch.total_run_s:.2f}s, "
         f"speed-up {batch.speedup:.2f}x, peak parallelism {batch.peak_parallelism}, "
         f"utilisation {batch.utilisation:.0%}, dispatches/task {batch.dispatches_per_task:.2f}"
+        + _spend(batch)
     )
     return table
+
+
+def _spend(batch: BatchResult) -> str:
+    """The tokens and cost the attempts reported (coding and LLM agents), or nothing."""
+    used = [a.usage for r in batch.results for a in r.attempts if a.usage is not None]
+    if not used:
+        return ""
+    tokens = sum((u.input_tokens or 0) + (u.output_tokens or 0) for u in used)
+    return f", {tokens:,} tokens, cost ${total_cost_usd(batch.results):.4f}"
 
 
 def agents_table(batch: BatchResult) -> Table:

@@ -61,6 +61,26 @@ _DEFAULT = OrchestratorConfig()  # the help texts name its defaults; they are wr
 _POOL = _DEFAULT.pool
 
 
+KeepWorktreesOption = Annotated[
+    bool,
+    typer.Option(
+        "--keep-worktrees", help="Keep the git worktrees of failed attempts (a workspace's)."
+    ),
+]
+
+
+def keep_failed_worktrees(wf: Workflow, keep: bool) -> None:
+    """``--keep-worktrees``: the workspace keeps failed attempts' worktrees."""
+    if keep and wf.workspace is not None:
+        wf.workspace.keep_failed = True
+
+
+def close_workspace(wf: Workflow) -> None:
+    """The run is over: the workspace's spare checkouts go (its kept failures stay)."""
+    if wf.workspace is not None:
+        wf.workspace.close()
+
+
 def run_command(
     workflow: WorkflowArgument,
     json_out: JsonReportOption = None,
@@ -140,12 +160,14 @@ def run_command(
         str | None,
         typer.Option("--ray-address", help="Backend ray: auto or the head's HOST:PORT."),
     ] = None,
+    keep_worktrees: KeepWorktreesOption = False,
 ) -> None:
     """Run a workflow: live progress, then a summary table. Exit 0 if every task succeeded.
 
     The run is journaled; running the same workflow again after a crash resumes it.
     """
     wf = load_workflow_file(workflow)
+    keep_failed_worktrees(wf, keep_worktrees)
     if not workdir.is_dir():
         raise invalid_input(f"--workdir {workdir}: not a directory")
     check_report_path(json_out)
@@ -164,11 +186,14 @@ def run_command(
     )
     config = orchestrator_config(wf.settings, flags, workdir=workdir, task_count=len(wf.tasks))
     source = str(workflow.resolve())  # absolute: the run resumes from any directory
-    batch = drive(
-        execute(wf, config, quiet=quiet, journal=store, source=source),
-        store,
-        retention_days=wf.settings.retention_days,
-    )
+    try:
+        batch = drive(
+            execute(wf, config, quiet=quiet, journal=store, source=source),
+            store,
+            retention_days=wf.settings.retention_days,
+        )
+    finally:
+        close_workspace(wf)
     finish(batch, json_out)
 
 
@@ -180,6 +205,7 @@ def resume_command(
     force: Annotated[
         bool, typer.Option("--force", help="Resume even if the workflow file changed since.")
     ] = False,
+    keep_worktrees: KeepWorktreesOption = False,
 ) -> None:
     """Resume an unfinished run with the agents of the workflow file it came from.
 
@@ -188,12 +214,16 @@ def resume_command(
     check_report_path(json_out)
     store = stored_journal(db)
     wf, workdir = reopen_workflow(store, run_id, db, force=force)
+    keep_failed_worktrees(wf, keep_worktrees)
     config = orchestrator_config(wf.settings, workdir=workdir, task_count=len(wf.tasks))
-    batch = drive(
-        execute(wf, config, quiet=quiet, journal=store, resume=run_id),
-        store,
-        retention_days=wf.settings.retention_days,
-    )
+    try:
+        batch = drive(
+            execute(wf, config, quiet=quiet, journal=store, resume=run_id),
+            store,
+            retention_days=wf.settings.retention_days,
+        )
+    finally:
+        close_workspace(wf)
     finish(batch, json_out)
 
 

@@ -142,11 +142,40 @@ class AgentTask:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one attempt consumed, as its agent reported it; ``None`` where it did not say."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": self.cost_usd,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> Usage | None:
+        """The usage of ``to_json``'s shape; ``None`` for anything else."""
+        if not isinstance(data, dict):
+            return None
+        i, o, c = data.get("input_tokens"), data.get("output_tokens"), data.get("cost_usd")
+        return cls(
+            i if isinstance(i, int) else None,
+            o if isinstance(o, int) else None,
+            float(c) if isinstance(c, int | float) else None,
+        )
+
+
 @dataclass(slots=True)
 class Attempt:
     """One try of a task on one agent. Times are seconds since the run started.
 
-    ``log`` is what the agent wrote besides its output (a command's stderr, capped), or None.
+    ``log`` is what the agent wrote besides its output (a command's stderr, capped), or None;
+    ``usage`` the tokens and cost it reported (coding agents), or None.
     """
 
     number: int
@@ -157,6 +186,7 @@ class Attempt:
     outcome: Outcome | None = None
     error: str | None = None
     log: str | None = None
+    usage: Usage | None = None
 
     @property
     def duration_s(self) -> float:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from metaagent.core.tasks import AgentTask, Attempt, Decompose, Outcome, TaskState, VerifySpec
+from metaagent.core.tasks import (
+    AgentTask,
+    Attempt,
+    Decompose,
+    Outcome,
+    TaskState,
+    Usage,
+    VerifySpec,
+)
 from metaagent.journal.base import StoredResult
 
 if TYPE_CHECKING:
@@ -207,7 +215,9 @@ def results_from_rows(rows: Sequence[tuple[Any, ...]]) -> dict[str, StoredResult
     }
 
 
-ATTEMPT_COLUMNS = "task_id, number, agent, instance, started_at, finished_at, outcome, error, log"
+ATTEMPT_COLUMNS = (
+    "task_id, number, agent, instance, started_at, finished_at, outcome, error, log, usage"
+)
 """The columns ``attempts_from_rows`` reads, in its order."""
 
 
@@ -215,10 +225,11 @@ def attempts_from_rows(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[Attemp
     """Attempts by task from rows of ``ATTEMPT_COLUMNS`` ordered by task and number."""
     outcomes = _OUTCOMES
     out: dict[str, list[Attempt]] = {}
-    for tid, number, agent, instance, started, finished, outcome, error, log in rows:
+    for tid, number, agent, instance, started, finished, outcome, error, log, usage in rows:
         attempt = Attempt(
             number, agent, instance, started, finished,
             None if outcome is None else outcomes[outcome], error, log,
+            None if usage is None else Usage.from_json(json.loads(usage)),
         )  # fmt: skip
         seen = out.get(tid)
         if seen is None:

@@ -160,6 +160,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX run_overrides_run ON run_overrides(run_id);
     """,
+    # 9: each attempt's usage as its agent reported it: JSON {input_tokens, output_tokens,
+    # cost_usd} (coding agents), NULL when it reported none.
+    """
+    ALTER TABLE attempts ADD COLUMN usage TEXT;
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

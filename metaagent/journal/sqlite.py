@@ -174,7 +174,8 @@ class SqliteJournal:
     def attempt_finished(self, run_id: str, task_id: str, attempt: Attempt) -> None:
         self._batch.attempts_done.append(
             (attempt.finished_at, None if attempt.outcome is None else attempt.outcome.value,
-             attempt.error, run_id, task_id, attempt.number, attempt.log)
+             attempt.error, run_id, task_id, attempt.number, attempt.log,
+             None if attempt.usage is None else dumps(attempt.usage.to_json()))
         )  # fmt: skip
 
     def task_finished(

@@ -19,14 +19,17 @@ if TYPE_CHECKING:
 
 _TRANSIENT = ("database is locked", "database is busy", "disk i/o error", "unable to open")
 
-# Rows of ``attempts_done`` are (finished_at, outcome, error, run_id, task_id, number[, log]):
-# the log comes last so that the run stays at index 3; a row without it leaves the log as is.
+# Rows of ``attempts_done`` are (finished_at, outcome, error, run_id, task_id, number[, log,
+# usage]): the log and usage come last so that the run stays at index 3; a row without them
+# leaves them as they are.
 _ATTEMPT_DONE = (
     "UPDATE attempts SET finished_at = ?1, outcome = ?2, error = ?3{}"
     " WHERE run_id = ?4 AND task_id = ?5 AND number = ?6"
 )
 _ATTEMPT_DONE_LOG = _ATTEMPT_DONE.format(", log = ?7")
+_ATTEMPT_DONE_LOG_USAGE = _ATTEMPT_DONE.format(", log = ?7, usage = ?8")
 _ATTEMPT_DONE_NO_LOG = _ATTEMPT_DONE.format("")
+_ATTEMPT_DONE_BY_LEN = {6: _ATTEMPT_DONE_NO_LOG, 7: _ATTEMPT_DONE_LOG, 8: _ATTEMPT_DONE_LOG_USAGE}
 
 
 _RUN_AT = (
@@ -92,12 +95,14 @@ class Batch:
                 self.attempts_new,
             )
         if self.attempts_done:
-            done = self.attempts_done
-            with_log = [r for r in done if len(r) > 6]
-            if with_log:
-                conn.executemany(_ATTEMPT_DONE_LOG, with_log)
-            if len(with_log) < len(done):
-                conn.executemany(_ATTEMPT_DONE_NO_LOG, [r for r in done if len(r) <= 6])
+            by_len: dict[int, list[tuple[object, ...]]] = {}
+            for r in self.attempts_done:
+                by_len.setdefault(len(r), []).append(r)
+            for n, rows in by_len.items():
+                statement = _ATTEMPT_DONE_BY_LEN.get(n)
+                if statement is None:
+                    raise ValueError(f"an attempts_done row has {n} fields, not 6, 7 or 8")
+                conn.executemany(statement, rows)
         crashpoints.hit("inside_transaction")
         for run_id, doc in self.subtasks:
             conn.execute(

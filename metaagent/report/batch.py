@@ -75,12 +75,29 @@ class BatchResult:
             "agents": self.agents,
             "tasks": [_task_json(r) for r in self.results],
             "decisions": [self._decision_json(d) for d in self.decisions],
+            "cost_usd": total_cost_usd(self.results),
         }
 
     def _decision_json(self, d: Decision) -> dict[str, object]:
         data = d.to_json()
         data["at"] = round(d.at - self.started_at, 6)
         return data
+
+
+def total_cost_usd(results: Sequence[TaskResult]) -> float:
+    """The cost every attempt of these tasks reported, summed (0 when none reported one)."""
+    return round(
+        sum(
+            (
+                a.usage.cost_usd
+                for r in results
+                for a in r.attempts
+                if a.usage is not None and a.usage.cost_usd is not None
+            ),
+            0.0,
+        ),
+        6,
+    )
 
 
 def _task_json(r: TaskResult) -> dict[str, object]:
@@ -104,6 +121,7 @@ def _task_json(r: TaskResult) -> dict[str, object]:
                 "outcome": None if a.outcome is None else a.outcome.value,
                 "error": a.error,
                 "log": a.log,
+                "usage": None if a.usage is None else a.usage.to_json(),
             }
             for a in r.attempts
         ],

@@ -82,7 +82,7 @@ class Attempts:
         key = (ctx.run_id, ctx.task.id)
         if self._running.get(key) is asyncio.current_task():
             del self._running[key]
-        if ctx.log is not None:
+        if ctx.log is not None or ctx.usage is not None:
             self._keep_log(ctx)
         try:
             self._on_end(ctx, outcome, output, error)
@@ -101,6 +101,7 @@ class Attempts:
         for a in reversed(rec.attempts):
             if a.number == ctx.attempt:
                 a.log = ctx.log
+                a.usage = ctx.usage
                 return
 
     def stop(self, run_id: str, task_id: str) -> None:

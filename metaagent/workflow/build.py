@@ -20,6 +20,7 @@ from metaagent.core.placement import Placement
 from metaagent.core.specs import AgentSpec
 from metaagent.core.tasks import AgentTask, Decompose, VerifySpec
 from metaagent.errors import UnknownCapabilityError, WorkflowError
+from metaagent.workflow.coding import attach, make_workspace
 from metaagent.workflow.limits import check_limit_keys
 from metaagent.workflow.reader import describe_errors, parse_bytes, read_yaml
 from metaagent.workflow.roles import AgentEntry, check_unique, merge_role, resolve_catalog
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
     from metaagent.catalog import Catalog
     from metaagent.workflow.schema import AgentModel, DecomposeModel, SettingsModel, TaskModel
+    from metaagent.workspace import Workspace
 
 __all__ = ["Workflow", "load_workflow", "parse_workflow", "parse_workflow_text"]
 
@@ -47,6 +49,7 @@ class Workflow:
     source: str
     description: str = ""
     roles: dict[str, str] = field(default_factory=dict)
+    workspace: Workspace | None = None  # where coding agents work, one worktree per task
 
 
 def load_workflow(path: str | Path, *, catalog: Catalog | None = None) -> Workflow:
@@ -83,7 +86,8 @@ def parse_workflow(
         model.catalog, base, needed=any(a.role for a in model.agents), given=catalog
     )
     values = {"workflow_dir": str(base), "python": sys.executable}
-    agents = _agents(model.agents, catalog, values, source)
+    workspace = make_workspace(model.workspace, base, source)
+    agents = _agents(model.agents, catalog, values, source, workspace)
     templates = {name: tuple(_task(m) for m in steps) for name, steps in model.templates.items()}
     tasks = _tasks(model.tasks, templates, source)
     TaskGraph(tasks, where=source)  # duplicate ids, unknown dependencies, cycles
@@ -94,7 +98,9 @@ def parse_workflow(
         model.settings, known, [*tasks, *(t for s in templates.values() for t in s)], source
     )
     roles = {spec.name: spec.role for spec in agents if spec.role is not None}
-    return Workflow(model.name, agents, tasks, model.settings, source, model.description, roles)
+    return Workflow(
+        model.name, agents, tasks, model.settings, source, model.description, roles, workspace
+    )
 
 
 def _validate(raw: object, source: str) -> WorkflowModel:
@@ -109,19 +115,27 @@ def _validate(raw: object, source: str) -> WorkflowModel:
 
 
 def _agents(
-    models: list[AgentModel], catalog: Catalog | None, values: Mapping[str, str], source: str
+    models: list[AgentModel],
+    catalog: Catalog | None,
+    values: Mapping[str, str],
+    source: str,
+    workspace: Workspace | None = None,
 ) -> list[AgentSpec]:
     seen: set[str] = set()
     agents = []
     for i, a in enumerate(models):
         where = f"{source}: agents[{i}] (name {a.name!r})"
         check_unique(a.name, seen, where=where)
-        agents.append(_agent(a, catalog, values, where))
+        agents.append(_agent(a, catalog, values, where, workspace))
     return agents
 
 
 def _agent(
-    a: AgentModel, catalog: Catalog | None, values: Mapping[str, str], where: str
+    a: AgentModel,
+    catalog: Catalog | None,
+    values: Mapping[str, str],
+    where: str,
+    workspace: Workspace | None = None,
 ) -> AgentSpec:
     entry = AgentEntry(a.name, a.role, a.capabilities, a.concurrency, a.description)
     merged = merge_role(entry, catalog, where=where)
@@ -131,10 +145,11 @@ def _agent(
             f"max_instances ({max_instances}) is below min_instances ({a.min_instances})",
             where=where,
         )
+    runner = build_runner(a.runner, BuildContext(values, f"{where}.runner"))
     return AgentSpec(
         name=merged.name,
         capabilities=merged.capabilities,
-        runner=build_runner(a.runner, BuildContext(values, f"{where}.runner")),
+        runner=attach(runner, a, merged.role, workspace, values, where),
         role=merged.role,
         concurrency=merged.concurrency,
         description=merged.description,

@@ -18,10 +18,12 @@ __all__ = [
     "AgentModel",
     "DecomposeModel",
     "RayPlacementModel",
+    "SandboxModel",
     "SettingsModel",
     "TaskModel",
     "VerifyModel",
     "WorkflowModel",
+    "WorkspaceModel",
 ]
 
 _STRICT = ConfigDict(extra="forbid")
@@ -41,6 +43,29 @@ class RayPlacementModel(BaseModel):
     runtime_env: dict[str, object] | None = None
 
 
+class SandboxModel(BaseModel):
+    """An agent's sandbox (``metaagent.sandbox``): checked at load, never silently skipped."""
+
+    model_config = _STRICT
+
+    type: Literal["none", "bwrap", "docker"]
+    network: bool = False
+    memory_mb: int | None = Field(default=None, ge=16)
+    pids: int | None = Field(default=None, ge=2)
+    image: NulFree | None = None  # docker
+    writable: list[NulFree] = Field(default_factory=list)
+
+
+class WorkspaceModel(BaseModel):
+    """The git repository coding agents work in (``metaagent.workspace``)."""
+
+    model_config = _STRICT
+
+    repo: NulFree = Field(min_length=1)  # relative to the workflow file
+    base: NulFree = Field(default="HEAD", min_length=1)
+    keep_worktrees: bool = False  # keep failed attempts' worktrees (also --keep-worktrees)
+
+
 class AgentModel(BaseModel):
     model_config = _STRICT
 
@@ -54,6 +79,7 @@ class AgentModel(BaseModel):
     rate_per_min: float | None = Field(default=None, gt=0)
     runner: RunnerConfig
     ray: RayPlacementModel | None = None  # placement on the Ray backend (others ignore it)
+    sandbox: SandboxModel | None = None
 
 
 class VerifyModel(BaseModel):
@@ -124,6 +150,7 @@ class WorkflowModel(BaseModel):
     description: str = ""
     catalog: str | None = None
     settings: SettingsModel = Field(default_factory=SettingsModel)
+    workspace: WorkspaceModel | None = None
     templates: dict[str, list[TaskModel]] = Field(default_factory=dict)
     agents: list[AgentModel] = Field(min_length=1)
     tasks: list[TaskModel] = Field(min_length=1)

@@ -34,6 +34,7 @@ from metaagent.agents.llm import (
     retry_after_s,
     truncate,
 )
+from metaagent.core.tasks import Usage
 from metaagent.workflow.build import parse_workflow
 
 if TYPE_CHECKING:
@@ -627,3 +628,14 @@ async def test_orchestrator_runs_a_dag_whose_llm_outputs_reach_the_dependent(
     outputs = {r.task_id: r.output for r in batch.results}
     assert outputs["merge"] == {"design": {"design": "a cache"}, "review": "risks of the cache"}
     assert sorted(r.path for r in server.requests) == ["/v1/chat/completions", "/v1/messages"]
+
+
+async def test_the_attempt_keeps_the_tokens_the_api_reported(
+    api: Callable[[Handler], Awaitable[FakeApi]],
+) -> None:
+    server = await api(sequence(openai_reply("hi"), anthropic_reply("yo")))
+    first, second = ctx(), ctx()
+    assert await runner(server.url).run(first) == "hi"
+    assert first.usage == Usage(11, 7, None)
+    assert await runner(server.url, "anthropic").run(second) == "yo"
+    assert second.usage == Usage(20, 5, None)

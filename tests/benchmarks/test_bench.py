@@ -88,3 +88,13 @@ def test_scwt(capsys: pytest.CaptureFixture[str]) -> None:
     targets = out["targets"]
     assert isinstance(targets, dict)
     assert {"time_reduction", "success_rate", "makespan_vs_critical_path"} <= set(targets)
+
+
+def test_worktrees(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_bench("worktrees", ["--files", "200", "--tasks", "6", "--width", "2"], capsys)
+    assert out["files"] == 200
+    assert out["run_branch_complete"] is True
+    phases = out["phases"]
+    assert isinstance(phases, dict)
+    assert set(phases) == {"create", "commit", "merge", "release", "create+merge",
+                           "create+merge, reused"}  # fmt: skip

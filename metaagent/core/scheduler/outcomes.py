@@ -182,6 +182,8 @@ class Outcomes(Decomposing):
         task = rec.task
         out: list[Output] = []
         rec.error = error
+        if outcome is Outcome.VERIFY_FAILED and error:
+            rec.feedback = (error,)  # the check's output goes to the retry as feedback
         charged = sum(1 for a in rec.attempts if a.outcome is not Outcome.LOST)
         if charged < task.max_attempts:
             # When its agent was lost, the task goes to another agent after the first step of

@@ -43,7 +43,7 @@ class TaskRecord:
     children_open: int = 0  # sub-tasks not yet terminal (a decomposed task waits on them)
     children: tuple[str, ...] = ()
     child_failed: str | None = None  # the first sub-task that did not succeed
-    feedback: tuple[str, ...] = ()  # what was wrong with the last plan, for the planner
+    feedback: tuple[str, ...] = ()  # what was wrong with the last plan or check, for the retry
 
 
 @dataclass(slots=True, eq=False)
