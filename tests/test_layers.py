@@ -62,16 +62,16 @@ CORE_MAY_IMPORT = ("metaagent.core", "metaagent.errors")  # of the package, only
 ARROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # layer       may not import, at run time
     ("core",      ("runtime", "backends", "agents", "sandbox", "journal", "workflow", "catalog",
-                   "sim", "report", "cli", "server", "mcp")),
-    ("sandbox",   ("runtime", "backends", "agents", "journal", "cli", "server", "mcp")),
-    ("agents",    ("runtime", "backends", "journal", "cli", "server", "mcp")),
-    ("backends",  ("runtime", "journal", "cli", "server", "mcp")),
-    ("journal",   ("runtime", "backends", "agents", "sandbox", "cli", "server", "mcp")),
-    ("runtime",   ("cli", "server", "mcp")),
-    ("workflow",  ("cli", "server", "mcp")),
-    ("sim",       ("runtime", "cli", "server", "mcp")),
-    ("report",    ("cli", "server", "mcp")),
-    ("catalog",   ("runtime", "cli", "server", "mcp")),
+                   "sim", "report", "cli", "server", "service", "mcp")),
+    ("sandbox",   ("runtime", "backends", "agents", "journal", "cli", "server", "service", "mcp")),
+    ("agents",    ("runtime", "backends", "journal", "cli", "server", "service", "mcp")),
+    ("backends",  ("runtime", "journal", "cli", "server", "service", "mcp")),
+    ("journal",   ("runtime", "backends", "agents", "sandbox", "cli", "server", "service", "mcp")),
+    ("runtime",   ("cli", "server", "service", "mcp")),
+    ("workflow",  ("cli", "server", "service", "mcp")),
+    ("sim",       ("runtime", "cli", "server", "service", "mcp")),
+    ("report",    ("cli", "server", "service", "mcp")),
+    ("catalog",   ("runtime", "cli", "server", "service", "mcp")),
 )
 # fmt: on
 

@@ -21,6 +21,7 @@ from metaagent.cli.gc import gc_command
 from metaagent.cli.logs import logs_command
 from metaagent.cli.retry import retry_command
 from metaagent.cli.run import resume_command, run_command
+from metaagent.cli.serve import serve_command
 from metaagent.cli.simulate import simulate_command
 from metaagent.cli.stored import runs_command, show_command
 from metaagent.cli.watch import watch_command
@@ -53,6 +54,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "agents": agents_command,
     "simulate": simulate_command,
     "explain": explain_command,
+    "serve": serve_command,
 }
 """Command name -> function, in the order ``metaagent --help`` lists them."""
 
