@@ -78,6 +78,12 @@ def _affinity(argv: Sequence[str] | None) -> dict[str, object]:
     return affinity.main(argv)
 
 
+def _dashboard(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import dashboard
+
+    return dashboard.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -122,6 +128,10 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "affinity": (
         _affinity,
         "agent switches and dispatches per task of task groups, with and without affinity",
+    ),
+    "dashboard": (
+        _dashboard,
+        "dashboard first render of a 5,000-task run in Chromium (serve vs the HTML report)",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""
