@@ -43,6 +43,9 @@ def serve_command(
     max_agents: Annotated[
         int | None, typer.Option("--max-agents", min=1, help="Agent instances at most.")
     ] = None,
+    max_body_mb: Annotated[
+        int, typer.Option("--max-body-mb", min=1, help="Request bodies at most (413 past).")
+    ] = 64,
     durability: DurabilityOption = DurabilityChoice.normal,
 ) -> None:
     """Serve the REST + WebSocket API and the dashboard; resume the journal's open runs."""
@@ -58,7 +61,7 @@ def serve_command(
     try:
         serve(
             host=host, port=port, db=db, config=config, token_file=token_file,
-            durability=durability.value,
+            durability=durability.value, max_body=max_body_mb * 1024 * 1024,
         )  # fmt: skip
     except TokenError as exc:
         raise invalid_input(exc) from None

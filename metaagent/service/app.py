@@ -81,29 +81,43 @@ class Guard:
                 await _answer(send, 403, "this token may only read", {})
                 return
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            await _answer(send, 413, f"request body over {self.max_body} bytes", {})
+        if length is not None and length.isdigit():
+            if int(length) > self.max_body:
+                await _answer(send, 413, f"request body over {self.max_body} bytes", {})
+                return
+            await self.app(scope, receive, send)  # the server holds the body to its length
             return
-        await self.app(scope, self._bounded(receive, send), send)
-
-    def _bounded(self, receive: Receive, send: Send) -> Receive:
-        seen = 0
-        limit = self.max_body
-
-        async def bounded() -> Message:
-            nonlocal seen
+        if scope["method"] in _READ_METHODS:
+            await self.app(scope, receive, send)
+            return
+        # No length given (chunked): read it all here, up to the bound, then hand it on.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                await _answer(send, 413, f"request body over {self.max_body} bytes", {})
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
 
-        return bounded
 
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
 
-class _TooLarge(Exception):
-    pass
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def create_app(
@@ -173,4 +187,3 @@ def _errors(app: FastAPI) -> None:
     app.add_exception_handler(RunOwned, handler(409))
     app.add_exception_handler(JournalError, handler(503))
     app.add_exception_handler(MetaAgentError, handler(422))
-    app.add_exception_handler(_TooLarge, handler(413))

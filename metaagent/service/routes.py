@@ -143,13 +143,14 @@ async def _stored(service: Service, run_id: str, *, decisions: bool = True) -> S
 async def get_run(request: Request, run_id: str) -> dict[str, Any]:
     """The run's report: the fields of ``metaagent run --json``, plus its state."""
     service = _service(request)
+    # The state first: a report read after it is never behind it (a finished run reads whole).
+    row = await _thread(service, lambda: service.store.row(run_id))
     stored = await _stored(service, run_id)
     report = stored_report(stored)
     tasks: list[dict[str, Any]] = report["tasks"]  # type: ignore[assignment]
     depends = {t.id: list(t.depends_on) for t in stored.tasks}
     for t in tasks:  # for the dashboard's graph (the report's fields extended, none dropped)
         t["depends_on"] = depends.get(t["id"], [])
-    row = await _thread(service, lambda: service.store.row(run_id))
     report["state"] = row.state if row is not None else "interrupted"
     report["labels"] = row.labels if row is not None else {}
     report["priority"] = row.priority if row is not None else 0

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from metaagent.core.tasks import Outcome, TaskState
-from metaagent.service.app import create_app
+from metaagent.service.app import MAX_BODY_BYTES, create_app
 from metaagent.service.auth import load_tokens
 from metaagent.service.core import Service
 
@@ -81,11 +81,12 @@ def serve(
     config: OrchestratorConfig,
     token_file: Path | None,
     durability: str = "normal",
+    max_body: int = MAX_BODY_BYTES,
 ) -> None:
     """Serve until stopped. Prints where it listens (and a generated token's file) on stderr."""
     tokens = load_tokens(token_file, db.parent)
     service = Service(db, config, durability=durability)
-    app = create_app(service, tokens)
+    app = create_app(service, tokens, max_body=max_body)
     note = f" (journal {db})"
     if tokens.generated is not None:
         note += f"; token written to {tokens.generated} (mode 0600)"
