@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import selectors
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,8 +114,10 @@ class Server:
 
     process: subprocess.Popen[str]
     url: str
+    reader: threading.Thread
 
     def stop(self) -> None:
+        """SIGTERM (SIGKILL after 15 s) to this process only, then close its pipe."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -124,6 +125,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        self.reader.join(timeout=5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
 
 def start_server(db: Path, token: str = TOKEN, *, timeout_s: float = 30.0,
@@ -135,35 +139,28 @@ def start_server(db: Path, token: str = TOKEN, *, timeout_s: float = 30.0,
             "--db", str(db), "--workdir", str(db.parent), *extra]  # fmt: skip
     process = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                env=env, cwd=db.parent)  # fmt: skip
-    assert process.stderr is not None
     seen: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    with selectors.DefaultSelector() as sel:
-        sel.register(process.stderr, selectors.EVENT_READ)
-        while time.monotonic() < deadline and process.poll() is None:
-            if not sel.select(timeout=0.2):
-                continue
-            line = process.stderr.readline()
-            seen.append(line)
-            found = _LISTENING.search(line)
-            if found:
-                _drain(process)
-                return Server(process, found.group(1).rstrip("/."))
-    process.kill()
-    process.wait(timeout=5)
-    raise RuntimeError("metaagent serve did not start:\n" + "".join(seen))
+    found: list[str] = []
+    listening = threading.Event()
 
-
-def _drain(process: subprocess.Popen[str]) -> None:
-    """Keep reading the server's stderr so that it never blocks on a full pipe."""
-    import threading
-
-    def read() -> None:
+    def read() -> None:  # keeps reading, so that the server never blocks on a full pipe
         assert process.stderr is not None
-        for _ in process.stderr:
-            pass
+        for line in process.stderr:
+            seen.append(line)
+            match = _LISTENING.search(line)
+            if match and not found:
+                found.append(match.group(1).rstrip("/."))
+                listening.set()
+        listening.set()
 
-    threading.Thread(target=read, daemon=True).start()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    listening.wait(timeout_s)
+    server = Server(process, found[0] if found else "", reader)
+    if not found:
+        server.stop()
+        raise RuntimeError("metaagent serve did not start:\n" + "".join(seen)[-3000:])
+    return server
 
 
 def rendered_ms(page: Page, url: str, *, timeout_ms: float = 60_000) -> float:

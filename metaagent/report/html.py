@@ -82,7 +82,7 @@ def embed_json(data: object) -> str:
 
 def render_html(stored: StoredRun, *, generated_at: datetime | None = None) -> str:
     """The self-contained HTML report of ``stored``."""
-    data = run_view(stored)
+    data = compact(run_view(stored))
     when = (generated_at or datetime.now(tz=UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     data["generated"] = f"metaagent {__version__}, {when}"
     css = (DASHBOARD / "app.css").read_text(encoding="utf-8")
@@ -98,6 +98,29 @@ def render_html(stored: StoredRun, *, generated_at: datetime | None = None) -> s
         f'<script type="application/json" id="report-data">{embed_json(data)}</script>\n'
         f"<script>\n{bundle()}</script>\n</body>\n</html>\n"
     )
+
+
+_ROUTE_KEPT = ("type", "at", "run_id", "task_id", "agent", "reason", "attempt", "instance", "score")
+
+
+def compact(view: dict[str, object]) -> dict[str, object]:
+    """``view`` without what the page holds twice: the routing weights once (not per task),
+    and route decisions in the feed without their candidates (each task's trail has them)."""
+    trails = view.get("explain")
+    weights: object = None
+    if isinstance(trails, dict):
+        for trail in trails.values():
+            weights = trail.pop("weights", weights)
+            if trail.get("weights_note") is None:
+                trail.pop("weights_note", None)
+    view["weights"] = weights
+    decisions = view.get("decisions")
+    if isinstance(decisions, list):
+        view["decisions"] = [
+            {k: d[k] for k in _ROUTE_KEPT if k in d} if d.get("type") == "route_task" else d
+            for d in decisions
+        ]
+    return view
 
 
 def write_html(stored: StoredRun, path: Path) -> int:

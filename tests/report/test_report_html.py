@@ -34,6 +34,7 @@ agents:
     runner: {{type: command, argv: ["{python}", "{step}", "{{prompt}}"]}}
   - name: weak
     capabilities: {{python: 0.5, testing: 0.9}}
+    concurrency: 4  # never busy: every routing of a python task scores both agents
     runner: {{type: command, argv: ["{python}", "{step}", "{{prompt}}"]}}
 tasks:
   - {{id: design, capability: python, prompt: "0.05"}}
@@ -132,6 +133,13 @@ def test_the_report_is_one_self_contained_file_with_every_task(
     assert data["state"] == "failed"
     assert data["run_id"] == run_id
     # The routing trail of every routed task: candidates with breakdowns, and why.
+    assert data["weights"] == {
+        "capability": 0.35,
+        "fit": 0.15,
+        "load": 0.2,
+        "success": 0.2,
+        "speed": 0.1,
+    }
     trail = data["explain"]["api"]  # type: ignore[index]
     route = next(d["route"] for d in trail["decisions"] if d["type"] == "route_task")
     assert route["instance"] == tasks["api"]["agent_instance"] == "strong"

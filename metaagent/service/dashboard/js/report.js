@@ -9,7 +9,8 @@ const model = new RunModel(data);
 const explain = data.explain || {};
 const view = new RunView(document.getElementById("app"), model, {
   live: false,
-  task: async (id) => ({ task: model.byId.get(id), explain: explain[id] || { decisions: [], weights: {} } }),
+  task: async (id) => ({ task: model.byId.get(id),
+    explain: { decisions: [], ...explain[id], weights: data.weights || {} } }),
 });
 view.render();
 document.getElementById("generated").textContent = data.generated || "";

@@ -47,7 +47,10 @@ export class RunView {
     if (this.source.live) {  // running attempts grow on the timeline between events
       this.ticker = setInterval(() => {
         if (!document.body.contains(this.root) || !this.model.live) return clearInterval(this.ticker);
-        if (this.model.now() > this.model.span()) this.gantt.update();
+        if (this.model.now() > this.model.span()) {
+          this.gantt.update();
+          this.renderHeader();
+        }
       }, 1000);
     }
   }
@@ -85,7 +88,7 @@ export class RunView {
       el("p", { class: "counts" },
         STATES.filter((s) => counts[s]).map((s) => el("span", { class: "count", "data-state": s },
           el("i", { style: { background: colourOf(s) } }), `${counts[s]} ${s}`)),
-        el("span", { class: "muted" }, ` · makespan ${fmtSeconds(r.makespan_s ?? m.span())}` +
+        el("span", { class: "muted" }, ` · makespan ${fmtSeconds(Math.max(r.makespan_s ?? 0, m.now()))}` +
           ` · utilisation ${fmtNum((r.utilisation ?? 0) * 100, 0)}%` +
           ` · speed-up ${fmtNum(r.speedup ?? 0, 2)}×`)));
   }
@@ -127,6 +130,7 @@ export class RunView {
     try {
       const { task, explain } = await this.source.task(id);
       if (this.openId !== id) return;
+      if (typeof task.ready_at !== "number") task.ready_at = this.readyAt(task);
       const actions = [];
       if (this.source.actions?.cancelTask && !["succeeded", "failed", "cancelled", "skipped"].includes(task.state)) {
         const b = el("button", { class: "danger", id: "cancel-task" }, "cancel task");
@@ -137,6 +141,18 @@ export class RunView {
     } catch (e) {
       if (this.openId === id) this.drawer.error(id, String(e.message || e));
     }
+  }
+
+  // When a task became ready, if the report does not say: when its last dependency finished
+  // (a root: when the run started).
+  readyAt(task) {
+    let at = 0;
+    for (const d of task.depends_on || this.model.byId.get(task.id)?.depends_on || []) {
+      const dep = this.model.byId.get(d);
+      if (!dep || typeof dep.finished_at !== "number") return null;
+      at = Math.max(at, dep.finished_at);
+    }
+    return at;
   }
 
   closeTask() {

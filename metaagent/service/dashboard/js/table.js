@@ -91,6 +91,7 @@ export class TaskTable {
     this.rows = rows;
     this.summary.textContent = `${rows.length} of ${this.model.tasks.length} tasks`;
     this.spacer.style.height = `${rows.length * ROW_H}px`;
+    this.viewport.style.height = `${Math.min(420, Math.max(rows.length, 3) * ROW_H + 2)}px`;
     this.paintedKey = "";
     this.paint();
   }
