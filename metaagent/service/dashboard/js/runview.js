@@ -9,6 +9,12 @@ import { GanttView } from "./gantt.js";
 import { TaskTable } from "./table.js";
 import { STATES, clear, colourOf, el, fmtNum, fmtSeconds, stateBadge, timeThrottle } from "./util.js";
 
+// Escape closes the drawer of the run view on the page (one listener, whichever view).
+let current = null;
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && current && current.openId && document.body.contains(current.root)) current.closeTask();
+});
+
 // source: { task(id) -> Promise<{task, explain}>, actions?: {cancelRun, retryRun, cancelTask},
 //           onTaskOpened?(id) }
 export class RunView {
@@ -35,6 +41,7 @@ export class RunView {
       el("section", { class: "panel" }, el("h2", {}, "decisions"), feedBox),
       drawerRoot);
     this.drawer = new TaskDrawer(drawerRoot, () => this.closeTask());
+    current = this;
     this.dag = new DagView(dagBox, this.model, open);
     this.gantt = new GanttView(ganttBox, this.model, open);
     this.table = new TaskTable(tableBox, this.model, open);
