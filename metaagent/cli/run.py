@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.live import Live
 
+from metaagent.cli import remote
 from metaagent.cli.console import ExitCode, err, invalid_input
 from metaagent.cli.inputs import (
     DbOption,
@@ -124,11 +125,15 @@ def run_command(
     journal: Annotated[
         bool, typer.Option("--journal/--no-journal", help="Record the run (to resume it).")
     ] = True,
+    server: remote.ServerOption = None,
 ) -> None:
     """Run a workflow: live progress, then a summary table. Exit 0 if every task succeeded.
 
     The run is journaled; running the same workflow again after a crash resumes it.
     """
+    if server:
+        check_report_path(json_out)
+        return remote.run(server, workflow, json_out, quiet)
     wf = load_workflow_file(workflow)
     if not workdir.is_dir():
         raise invalid_input(f"--workdir {workdir}: not a directory")
