@@ -84,6 +84,12 @@ def _dashboard(argv: Sequence[str] | None) -> dict[str, object]:
     return dashboard.main(argv)
 
 
+def _service(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import service
+
+    return service.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -132,6 +138,10 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "dashboard": (
         _dashboard,
         "dashboard first render of a 5,000-task run in Chromium (serve vs the HTML report)",
+    ),
+    "service": (
+        _service,
+        "metaagent serve: 10,000-task submit ack, WebSocket fan-out to 100 clients, idle RSS",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""

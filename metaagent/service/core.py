@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import sys
 import threading
@@ -23,7 +24,7 @@ from metaagent.service.eventlog import EventLog
 from metaagent.service.events import Announcer
 from metaagent.service.pool import ServiceOrchestrator
 from metaagent.service.store import ServiceRun, ServiceStore
-from metaagent.workflow.build import load_workflow, parse_workflow_text
+from metaagent.workflow.build import load_workflow, parse_workflow, parse_workflow_text
 from metaagent.workflow.identity import identity_change
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class Submission:
     idempotency_key: str | None = None
     priority: int = 0
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    doc: object = None  # the JSON document already parsed from ``text``, if it is one
 
 
 class Submitted(NamedTuple):
@@ -66,6 +68,29 @@ class Submitted(NamedTuple):
     state: str
     tasks: int
     created: bool  # False: the idempotency key's earlier run
+
+
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in pairs:
+        if k in out:
+            raise WorkflowError(f"duplicate key {k!r}", where="<request>")
+        out[k] = v
+    return out
+
+
+def loads_document(data: str | bytes) -> object:
+    """A JSON document, duplicate keys refused; ``WorkflowError`` naming what is wrong."""
+    try:
+        return json.loads(data, object_pairs_hook=_unique)
+    except RecursionError:
+        raise WorkflowError("nested too deeply", where="<request>") from None
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(f"not UTF-8 ({exc.reason})", where="<request>") from None
+    except json.JSONDecodeError as exc:
+        raise WorkflowError(
+            f"invalid JSON: {exc.msg}", where=f"<request>:{exc.lineno}:{exc.colno}"
+        ) from None
 
 
 def _with_priority(tasks: list[AgentTask], priority: int) -> list[AgentTask]:
@@ -136,10 +161,16 @@ class Service:
             raise WorkflowError(f"the workflow file {source} changed since ({changed})")
         return wf
 
-    def _parse(self, text: str, is_json: bool) -> Workflow:
-        return parse_workflow_text(
-            text, source="<request>", base_dir=Path(self._here), json=is_json
-        )
+    def _parse(self, text: str, is_json: bool, doc: object = None) -> Workflow:
+        """A submitted workflow: YAML text through the workflow reader (budgets, duplicate
+        keys), a JSON document (its duplicate keys refused when it was parsed) validated as
+        it is."""
+        base = Path(self._here)
+        if not is_json:
+            return parse_workflow_text(text, source="<request>", base_dir=base)
+        if doc is None:
+            doc = loads_document(text)
+        return parse_workflow(doc, source="<request>", base_dir=base)
 
     async def aclose(self) -> None:
         """Stop every attempt (journaled lost: resumed at the next start), then the log."""
@@ -172,7 +203,7 @@ class Service:
     async def submit(self, sub: Submission) -> Submitted:
         """Validate, journal and start a run. ``WorkflowError`` (422), ``CapacityError``
         (429); the same idempotency key again: the earlier run."""
-        wf = await asyncio.to_thread(self._parse, sub.text, sub.is_json)
+        wf = await asyncio.to_thread(self._parse, sub.text, sub.is_json, sub.doc)
         tasks = _with_priority(wf.tasks, sub.priority)
         async with self._submit_lock:
             key = sub.idempotency_key

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from metaagent.errors import WorkflowError
 from metaagent.report.explain import explain_task
 from metaagent.report.stored import stored_report
-from metaagent.service.core import NotFound, Submission
+from metaagent.service.core import NotFound, Submission, loads_document
 from metaagent.service.store import RUN_STATES, ListQuery, decode_cursor
 
 if TYPE_CHECKING:
@@ -57,13 +57,37 @@ def _service(request: Request) -> Service:
     return service
 
 
-def _submission(body: SubmitBody) -> Submission:
-    if isinstance(body.workflow, str):
-        text, is_json = body.workflow, False  # YAML is a superset of JSON: read it as YAML
-    else:
-        doc = body.workflow if body.workflow is not None else dict(body.model_extra or {})
-        text, is_json = json.dumps(doc), True
-    return Submission(text, is_json, body.idempotency_key, body.priority, dict(body.labels))
+def _submission(body: object) -> Submission:
+    """The submission a request body holds (see ``SubmitBody``); ``WorkflowError`` (422)
+    naming the field at fault."""
+    if not isinstance(body, dict):
+        raise WorkflowError("the body must be a JSON object", where="<request>")
+    doc = dict(body)
+    key = doc.pop("idempotency_key", None)
+    priority = doc.pop("priority", 0)
+    labels = doc.pop("labels", {})
+    if key is not None and not (isinstance(key, str) and 0 < len(key) <= 256):
+        raise WorkflowError("idempotency_key: a string of 1 to 256 characters", where="<request>")
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 1_000_000:
+        raise WorkflowError("priority: an integer within -1000000..1000000", where="<request>")
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise WorkflowError("labels: an object of strings", where="<request>")
+    workflow = doc.pop("workflow", None) if "workflow" in doc else doc
+    if isinstance(workflow, str):  # YAML is a superset of JSON: read it as YAML
+        return Submission(workflow, False, key, priority, labels)
+    if workflow is None:
+        raise WorkflowError(
+            "workflow: the workflow's text or document is missing", where="<request>"
+        )
+    return Submission(json.dumps(workflow), True, key, priority, labels, doc=workflow)
+
+
+_SUBMIT_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": SubmitBody.model_json_schema()}},
+    }
+}
 
 
 @router.post(
@@ -73,9 +97,13 @@ def _submission(body: SubmitBody) -> Submission:
     responses={200: {"model": Submitted, "description": "The idempotency key's earlier run"},
                413: {}, 422: {}, 429: {}},
     tags=["runs"],
+    openapi_extra=_SUBMIT_SCHEMA,
 )  # fmt: skip
-async def submit_run(request: Request, body: Annotated[SubmitBody, Body()]) -> Any:
-    """Submit a workflow; 201 once its run is journaled."""
+async def submit_run(request: Request) -> Any:
+    """Submit a workflow; 201 once its run is journaled. The body is read here (not by the
+    framework) so that a 10,000-task document is parsed once, duplicate keys refused."""
+    raw = await request.body()
+    body = await asyncio.to_thread(loads_document, raw)
     done = await _service(request).submit(_submission(body))
     answer = {"run_id": done.run_id, "state": done.state, "tasks": done.tasks}
     return JSONResponse(answer, status_code=201 if done.created else 200)

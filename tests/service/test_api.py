@@ -144,7 +144,19 @@ def test_a_bad_workflow_gets_422_with_the_message_the_cli_prints(
         garbage = c.post(
             "/v1/runs", content=b"\xff\xfe not json", headers={"content-type": "application/json"}
         )
-        assert garbage.status_code == 400  # not JSON at all: a bad request, not a bad workflow
+        assert garbage.status_code == 422
+        headers = {"content-type": "application/json"}
+        assert garbage.json()["detail"].startswith("<request>")
+        dup = c.post("/v1/runs", content=b'{"name": "a", "name": "b"}', headers=headers)
+        assert dup.status_code == 422
+        assert "duplicate key 'name'" in dup.json()["detail"]
+        deep = c.post("/v1/runs", content=b"[" * 100_000 + b"]" * 100_000, headers=headers)
+        assert deep.status_code == 422
+        assert "nested too deeply" in deep.json()["detail"]
+        for bad in ({"workflow": doc, "priority": "high"}, {"workflow": doc, "labels": [1]},
+                    {"workflow": None}, {"workflow": doc, "idempotency_key": ""}, [1]):  # fmt: skip
+            r = c.post("/v1/runs", json=bad)
+            assert r.status_code == 422, bad
     wf = tmp_path / "cycle.json"
     wf.write_text(json.dumps(doc))
     cli = subprocess.run(

@@ -1,0 +1,274 @@
+"""The service (``metaagent serve``) under load, each figure against a baseline in the same run:
+
+- submit: a 10,000-task workflow in one ``POST /v1/runs``, acknowledged (journaled) - against
+  ``Orchestrator.submit`` of the same tasks in-process on a SQLite journal;
+- fan-out: the events of that run to 100 WebSocket clients at once: events per second in total
+  and the latency of each event (from the server recording it to a client reading it), p50 and
+  p99 - against one client;
+- idle RSS of the server after start - against a bare Python interpreter.
+
+The server is a real ``metaagent serve`` child process on 127.0.0.1; its agent is a no-op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench._table import print_json, print_table, stamp
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-token"
+SUBMIT_TARGET_S = 1.0
+RATE_TARGET = 20_000.0  # events per second, all clients together
+P99_TARGET_S = 0.100
+RSS_TARGET_MB = 150.0
+
+
+def workflow(n: int) -> dict[str, Any]:
+    return {
+        "name": f"bench-{n}",
+        "agents": [{
+            "name": "noop", "capabilities": {"noop": 1.0}, "concurrency": 64,
+            "runner": {"type": "function", "function": "bench._service_agent:noop"},
+        }],
+        "tasks": [{"id": f"t{i}", "capability": "noop"} for i in range(n)],
+    }  # fmt: skip
+
+
+class Server:
+    """``metaagent serve`` in a child process, stopped by its pid."""
+
+    def __init__(self, tmp: Path) -> None:
+        env = {**os.environ, "METAAGENT_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", "metaagent.cli", "serve", "--port", "0", "--db",
+               str(tmp / "journal.db"), "--workdir", str(tmp), "--max-queued", "1000000",
+               "--max-concurrency", "256"]  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        found = threading.Event()
+        self.url = ""
+
+        def read() -> None:
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                if "listening on " in line and not self.url:
+                    self.url = line.split("listening on ", 1)[1].split()[0]
+                    found.set()
+            found.set()
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+        found.wait(60)
+        if not self.url:
+            self.stop()
+            raise RuntimeError("metaagent serve did not start")
+
+    def rss_mb(self) -> float:
+        return _rss_mb(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+        self._reader.join(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bare_python_rss_mb() -> float:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, text=True
+    )
+    time.sleep(0.3)
+    try:
+        return _rss_mb(proc.pid)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(10)
+
+
+async def in_process_submit(n: int, tmp: Path) -> float:
+    """Seconds for ``Orchestrator.submit`` of ``n`` tasks on a SQLite journal (journaled)."""
+    from bench import _service_agent
+    from metaagent import AgentSpec, AgentTask, FunctionRunner, Orchestrator, OrchestratorConfig
+    from metaagent.journal.sqlite import SqliteJournal
+
+    tasks = [AgentTask(f"t{i}", "noop") for i in range(n)]
+    spec = AgentSpec("noop", {"noop": 1.0}, FunctionRunner(_service_agent.noop), concurrency=64)
+    journal = SqliteJournal(tmp / f"inproc-{time.monotonic_ns()}.db")
+    config = OrchestratorConfig(max_concurrency=256, max_queued=max(n, 1))
+    try:
+        async with Orchestrator([spec], config, journal=journal) as orch:
+            t0 = time.perf_counter()
+            handle = await orch.submit(tasks, name="inproc")
+            elapsed = time.perf_counter() - t0
+            await handle.result()
+    finally:
+        journal.close()
+    return elapsed
+
+
+async def fan_out(url: str, n: int, clients: int) -> dict[str, float]:
+    """Connect ``clients`` followers, submit an ``n``-task run, read every event to its end."""
+    import httpx
+    from websockets.asyncio.client import connect
+
+    ws_url = "ws" + url.removeprefix("http") + "/v1/events"
+    received = [0] * clients
+    latencies: list[float] = []
+    first_last: list[float] = []
+    done = asyncio.Event()
+    run: dict[str, str] = {}
+    ready = 0
+
+    async def follow(i: int) -> None:
+        nonlocal ready
+        async with connect(ws_url, max_size=None, open_timeout=60) as ws:
+            await ws.send(json.dumps({"token": TOKEN}))
+            await ws.recv()  # hello
+            ready += 1
+            while True:
+                frame = json.loads(await ws.recv())
+                now = time.time()
+                finished = False
+                for ev in frame["events"]:
+                    received[i] += 1
+                    latencies.append(now - ev["ts"])
+                    if ev["type"] == "run" and ev["state"] == "finished":
+                        finished = ev["run_id"] == run.get("id")
+                first_last.append(now)
+                if finished:
+                    return
+
+    followers = [asyncio.ensure_future(follow(i)) for i in range(clients)]
+    while ready < clients:  # noqa: ASYNC110 (counts the followers' hellos)
+        await asyncio.sleep(0.01)
+    body = json.dumps({"workflow": workflow(n)})
+    async with httpx.AsyncClient(timeout=120) as c:
+        t0 = time.perf_counter()
+        r = await c.post(
+            f"{url}/v1/runs", content=body,
+            headers={"Authorization": f"Bearer {TOKEN}", "content-type": "application/json"},
+        )  # fmt: skip
+        ack = time.perf_counter() - t0
+    r.raise_for_status()
+    run["id"] = r.json()["run_id"]
+    start = time.time()
+    await asyncio.wait_for(asyncio.gather(*followers), 600)
+    done.set()
+    span = max(first_last) - start
+    total = sum(received)
+    latencies.sort()
+    return {
+        "ack_s": ack,
+        "events_per_client": total / clients,
+        "events_total": float(total),
+        "span_s": span,
+        "rate": total / span if span > 0 else float("nan"),
+        "p50_s": latencies[len(latencies) // 2],
+        "p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(prog="python -m bench service", description=__doc__)
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks of the run (10000)")
+    parser.add_argument("--clients", type=int, default=100, help="WebSocket clients (100)")
+    parser.add_argument("--repeat", type=int, default=3, help="submits timed per side (3)")
+    args = parser.parse_args(argv)
+    for name in ("tasks", "clients", "repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    n: int = args.tasks
+    with tempfile.TemporaryDirectory(prefix="bench-service-") as d:
+        tmp = Path(d)
+        server = Server(tmp)
+        try:
+            time.sleep(1.0)
+            idle_rss = server.rss_mb()
+            many = asyncio.run(fan_out(server.url, n, args.clients))
+            one = asyncio.run(fan_out(server.url, n, 1))
+            acks = [many["ack_s"], one["ack_s"]]
+            acks += [
+                asyncio.run(fan_out(server.url, n, 1))["ack_s"] for _ in range(args.repeat - 2)
+            ]
+            loaded_rss = server.rss_mb()
+        finally:
+            server.stop()
+        inproc = [asyncio.run(in_process_submit(n, tmp)) for _ in range(args.repeat)]
+    bare_rss = bare_python_rss_mb()
+    ack_best, ack_median = min(acks), statistics.median(acks)
+    ip_best, ip_median = min(inproc), statistics.median(inproc)
+    print(f"The service: a {n:,}-task run submitted in one request, its events to "
+          f"{args.clients} WebSocket clients; {len(acks)} submits timed per side")  # fmt: skip
+    print_table(
+        "Submit acknowledged (journaled)",
+        ["path", "best ms", "median ms", "target"],
+        [["POST /v1/runs (YAML-free JSON)", 1e3 * ack_best, 1e3 * ack_median, "< 1,000 ms"],
+         ["Orchestrator.submit in-process", 1e3 * ip_best, 1e3 * ip_median, "baseline"]],
+    )  # fmt: skip
+    print_table(
+        "Event fan-out over the WebSocket",
+        ["clients", "events/client", "events/s total", "p50 ms", "p99 ms", "target"],
+        [[args.clients, many["events_per_client"], many["rate"], 1e3 * many["p50_s"],
+          1e3 * many["p99_s"], ">= 20,000/s, p99 < 100 ms"],
+         [1, one["events_per_client"], one["rate"], 1e3 * one["p50_s"], 1e3 * one["p99_s"],
+          "baseline"]],
+    )  # fmt: skip
+    print_table(
+        "Resident memory",
+        ["process", "RSS MB", "target"],
+        [["metaagent serve, idle after start", idle_rss, "< 150 MB"],
+         ["metaagent serve, after the runs", loaded_rss, "-"],
+         ["bare python", bare_rss, "baseline"]],
+    )  # fmt: skip
+    result: dict[str, object] = {
+        "bench": "service",
+        "when": stamp(),
+        "tasks": n,
+        "clients": args.clients,
+        "submit_ms": {"best": 1e3 * ack_best, "median": 1e3 * ack_median},
+        "in_process_submit_ms": {"best": 1e3 * ip_best, "median": 1e3 * ip_median},
+        "fanout": {"clients": many, "one_client": one},
+        "rss_mb": {"idle": idle_rss, "after_runs": loaded_rss, "bare_python": bare_rss},
+        "targets": {
+            "submit_under_1s": {
+                "value_ms": 1e3 * ack_median, "target_met": ack_median < SUBMIT_TARGET_S
+            },
+            "fanout_rate": {"value": many["rate"], "target_met": many["rate"] >= RATE_TARGET},
+            "fanout_p99": {
+                "value_ms": 1e3 * many["p99_s"], "target_met": many["p99_s"] < P99_TARGET_S
+            },
+            "idle_rss": {"value_mb": idle_rss, "target_met": idle_rss < RSS_TARGET_MB},
+        },
+    }  # fmt: skip
+    print_json(result)
+    return result
