@@ -97,30 +97,35 @@ export class DagView {
     return root;
   }
 
-  // Groups: levels merged into ranges when there are too many, split by capability.
+  // Groups: levels merged into ranges when there are too many, split by capability when
+  // there are few capabilities; never more than MAX_GROUPS groups.
   groups() {
     const m = this.model;
     const levels = m.maxLevel + 1;
-    const perBucket = Math.max(1, Math.ceil(levels / Math.max(1, Math.floor(MAX_GROUPS / 2))));
+    const caps = new Set(m.tasks.map((t) => t.capability)).size;
+    const byCap = caps <= MAX_GROUPS / 8;
+    const slots = Math.max(1, Math.floor(MAX_GROUPS / (byCap ? caps : 1)));
+    const perBucket = Math.max(1, Math.ceil(levels / slots));
+    const keyOf = (t) => `${Math.floor(t.level / perBucket)}|${byCap ? t.capability : "*"}`;
     const groups = new Map();
     for (const t of m.tasks) {
-      const bucket = Math.floor(t.level / perBucket);
-      const key = `${bucket}|${t.capability}`;
+      const key = keyOf(t);
       let g = groups.get(key);
       if (!g) {
+        const bucket = Math.floor(t.level / perBucket);
         const lo = bucket * perBucket, hi = Math.min(levels - 1, lo + perBucket - 1);
-        g = { key, bucket, capability: t.capability, tasks: [], counts: {},
-          label: lo === hi ? `L${lo}` : `L${lo}–${hi}` };
+        g = { key, bucket, capability: byCap ? t.capability : `${caps} capabilities`, tasks: [],
+          counts: {}, label: lo === hi ? `L${lo}` : `L${lo}–${hi}` };
         groups.set(key, g);
       }
       g.tasks.push(t);
       g.counts[t.state] = (g.counts[t.state] || 0) + 1;
     }
-    return { groups, perBucket };
+    return { groups, keyOf };
   }
 
   groupGraph() {
-    const { groups, perBucket } = this.groups();
+    const { groups, keyOf } = this.groups();
     const columns = [];
     for (const g of groups.values()) (columns[g.bucket] ||= []).push(g);
     const pos = new Map();
@@ -142,12 +147,12 @@ export class DagView {
     }
     const root = svg("svg", { width: width + PAD, height: height + PAD, class: "dag collapsed",
       role: "img", "aria-label": "task graph by level" });
-    root.append(this.groupEdges(groups, pos, perBucket));
+    root.append(this.groupEdges(groups, pos, keyOf));
     for (const g of groups.values()) root.append(this.groupNode(g, pos.get(g.key)));
     return root;
   }
 
-  groupEdges(groups, pos, perBucket) {
+  groupEdges(groups, pos, keyOf) {
     const layer = svg("g", { class: "edges" });
     const seen = new Set();
     for (const g of groups.values()) {
@@ -155,7 +160,7 @@ export class DagView {
         for (const d of t.depends_on || []) {
           const dep = this.model.byId.get(d);
           if (!dep) continue;
-          const from = `${Math.floor(dep.level / perBucket)}|${dep.capability}`;
+          const from = keyOf(dep);
           const pair = `${from}>${g.key}`;
           if (from === g.key || seen.has(pair)) continue;
           seen.add(pair);

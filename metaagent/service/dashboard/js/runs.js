@@ -86,7 +86,8 @@ export class RunsList {
     const bar = el("div", { class: "progress", title: `${done} of ${total} done` },
       STATES.filter((s) => counts[s]).map((s) => el("span", {
         style: { width: `${total ? (100 * counts[s]) / total : 0}%`, background: colourOf(s) } })));
-    const end = r.finished_at || Date.now() / 1000;
+    // An interrupted run has no end yet and no clock running: its duration is unknown.
+    const end = r.finished_at || (r.state === "running" ? Date.now() / 1000 : null);
     const link = el("a", { href: `?view=run&run=${encodeURIComponent(r.run_id)}`, class: "run-link" }, r.name || r.run_id);
     link.addEventListener("click", (e) => {
       e.preventDefault();
@@ -97,7 +98,7 @@ export class RunsList {
       el("td", {}, link),
       el("td", {}, Object.entries(r.labels || {}).map(([k, v]) => el("span", { class: "label" }, `${k}:${v}`))),
       el("td", { class: "progress-cell" }, bar, el("small", { class: "muted" }, `${done} / ${total}`)),
-      el("td", {}, r.created_at ? fmtSeconds(end - r.created_at) : "–"),
+      el("td", {}, r.created_at && end ? fmtSeconds(end - r.created_at) : "–"),
       el("td", {}, fmtEpoch(r.created_at)),
       el("td", {}, el("code", {}, r.run_id)));
   }
