@@ -151,17 +151,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         SELECT RAISE(ABORT, 'a terminal state is final');
     END;
     """,
-    # 8: the service's event log (``seq`` per journal, never reused) and what it keeps of the
-    # runs submitted to it; both go with their run when ``gc`` deletes it.
+    # 8: what the service keeps of the runs submitted to it (the document, to resume them);
+    # the row goes with its run when ``gc`` deletes it. (Its events are in a file of their own
+    # beside the journal, so that storing them never holds the journal's write lock.)
     """
-    CREATE TABLE events (
-        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id  TEXT NOT NULL,
-        type    TEXT NOT NULL,
-        ts      REAL NOT NULL,                -- wall-clock seconds since the epoch
-        data    TEXT NOT NULL                 -- the whole event as JSON, seq left out
-    );
-    CREATE INDEX events_run ON events(run_id, seq);
     CREATE TABLE service_runs (
         run_id          TEXT PRIMARY KEY REFERENCES runs(run_id),
         idempotency_key TEXT UNIQUE,
@@ -173,7 +166,6 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE TRIGGER service_rows_go_with_run AFTER DELETE ON runs
     BEGIN
-        DELETE FROM events WHERE run_id = OLD.run_id;
         DELETE FROM service_runs WHERE run_id = OLD.run_id;
     END;
     """,

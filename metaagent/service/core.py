@@ -111,7 +111,7 @@ class Service:
         self._side = SqliteJournal(db)  # reads and admin writes, in worker threads
         self._side_lock = threading.Lock()
         self.store = ServiceStore(db)
-        self.events = EventLog(db)
+        self.events = EventLog(db.with_name(db.name + "-events"))
         self.orch = ServiceOrchestrator((), config, journal=self.journal)
         self.announce = Announcer(self.events, self.orch)
         self._submit_lock = asyncio.Lock()
@@ -122,6 +122,7 @@ class Service:
 
     async def start(self) -> None:
         """Start the event log, then resume every open run of the journal this server can."""
+        await asyncio.to_thread(self.events.prune, self.db)
         self.events.start()
         await asyncio.to_thread(self.store.clear_orphans)
         for run_id, source, workdir in await asyncio.to_thread(self.store.open_runs):

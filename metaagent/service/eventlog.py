@@ -1,8 +1,9 @@
 """The service's event log: every event stored with its ``seq`` before any client sees it.
 
-Events are appended on the event loop; a writer thread stores them in the journal file's
-``events`` table (one transaction per batch, ``seq`` from SQLite's AUTOINCREMENT: per journal,
-+1 per event, never reused) and hands each stored batch back to the loop, where it is fanned out
+Events are appended on the event loop; a writer thread stores them in an SQLite file of their
+own beside the journal (``<journal>-events``: storing them never holds the journal's write
+lock), one transaction per batch, ``seq`` from SQLite's AUTOINCREMENT (per journal, +1 per
+event, never reused), and hands each stored batch back to the loop, where it is fanned out
 to the subscribers in ``seq`` order. A client that reconnects reads what it missed from the
 table (``read``) and then goes on live, so it sees every event exactly once.
 """
@@ -17,13 +18,13 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-__all__ = ["EventLog", "Subscriber"]
+__all__ = ["Chunk", "EventLog", "Subscriber"]
 
 _BUSY_MS = 10_000
 _RETRIES = 5
@@ -31,39 +32,66 @@ MAX_BACKLOG = 10_000
 """Events queued for one subscriber at most; past it the subscriber is dropped (it reconnects
 with its last seq and loses nothing)."""
 _PAGE = 2_000
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS events (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id  TEXT NOT NULL,
+        type    TEXT NOT NULL,
+        ts      REAL NOT NULL,
+        data    TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_run ON events(run_id, seq)",
+)
+
+
+class Chunk(NamedTuple):
+    """Events in ``seq`` order, with their JSON lines joined once for every client."""
+
+    first: int
+    last: int
+    items: list[tuple[int, str]]  # (seq, the event as JSON)
+    text: str  # the lines joined by commas: the inside of a JSON array
+
+
+def chunk_of(items: list[tuple[int, str]]) -> Chunk:
+    return Chunk(items[0][0], items[-1][0], items, ",".join(line for _, line in items))
 
 
 class Subscriber:
-    """One client's live feed: stored events (as JSON lines) queued in ``seq`` order."""
+    """One client's live feed: chunks of stored events queued in ``seq`` order."""
 
-    __slots__ = ("_wake", "closed", "last_seq", "overflowed", "pending", "run_id")
+    __slots__ = ("_wake", "closed", "last_seq", "overflowed", "pending", "queued", "run_id")
 
     def __init__(self, run_id: str | None) -> None:
         self.run_id = run_id
-        self.pending: deque[tuple[int, str]] = deque()
+        self.pending: deque[Chunk] = deque()
+        self.queued = 0  # events in ``pending``
         self.last_seq = 0  # the last seq handed to the client: later ones only
         self.closed = False
         self.overflowed = False
         self._wake = asyncio.Event()
 
-    def offer(self, batch: list[tuple[int, str, str]]) -> None:
+    def offer(self, chunk: Chunk) -> None:
         if self.closed:
             return
-        rid = self.run_id
-        for seq, run_id, line in batch:
-            if rid is None or run_id == rid:
-                self.pending.append((seq, line))
-        if len(self.pending) > MAX_BACKLOG:
+        self.pending.append(chunk)
+        self.queued += len(chunk.items)
+        if self.queued > MAX_BACKLOG:
             self.overflowed = True
             self.close()
-        elif self.pending:
+        else:
             self._wake.set()
+
+    def drop_through(self, seq: int) -> None:
+        """Forget the queued events up to ``seq`` (the client got them another way)."""
+        while self.pending and self.pending[0].last <= seq:
+            self.queued -= len(self.pending.popleft().items)
 
     def close(self) -> None:
         self.closed = True
         self._wake.set()
 
-    async def next_batch(self, timeout_s: float | None = None) -> list[tuple[int, str]]:
+    async def next_batch(self, timeout_s: float | None = None) -> list[Chunk]:
         """The events queued since the last call, after ``last_seq`` (waiting for one);
         empty when closed or after ``timeout_s``."""
         while not self.pending and not self.closed:
@@ -72,13 +100,17 @@ class Subscriber:
                 await asyncio.wait_for(self._wake.wait(), timeout_s)
             except TimeoutError:
                 return []
-        out: list[tuple[int, str]] = []
+        out: list[Chunk] = []
         last = self.last_seq
         while self.pending:
-            seq, line = self.pending.popleft()
-            if seq > last:
-                out.append((seq, line))
-                last = seq
+            c = self.pending.popleft()
+            self.queued -= len(c.items)
+            if c.last <= last:
+                continue
+            if c.first <= last:  # overlaps what the client already has: the rest of it
+                c = chunk_of([item for item in c.items if item[0] > last])
+            out.append(c)
+            last = c.last
         self.last_seq = last
         return out
 
@@ -102,6 +134,9 @@ class EventLog:
         self.stored = 0  # events stored by this process
         self.failure: BaseException | None = None
         self._reader = self._connect()
+        self._reader.execute("PRAGMA journal_mode = WAL")
+        for statement in _SCHEMA:
+            self._reader.execute(statement)
         self._read_lock = threading.Lock()
         self._head = self._max_seq(self._reader)
         self._thread = threading.Thread(target=self._write_loop, name="event-log", daemon=True)
@@ -208,8 +243,20 @@ class EventLog:
 
     def _publish(self, stored: list[tuple[int, str, str]]) -> None:
         self._head = stored[-1][0]
+        whole: Chunk | None = None
+        per_run: dict[str, Chunk | None] = {}
         for sub in list(self._subs):
-            sub.offer(stored)
+            rid = sub.run_id
+            if rid is None:
+                whole = whole or chunk_of([(seq, line) for seq, _, line in stored])
+                sub.offer(whole)
+            else:
+                if rid not in per_run:
+                    mine = [(seq, line) for seq, r, line in stored if r == rid]
+                    per_run[rid] = chunk_of(mine) if mine else None
+                part = per_run[rid]
+                if part is not None:
+                    sub.offer(part)
             if sub.closed:
                 self._subs.discard(sub)
 
@@ -247,7 +294,7 @@ class EventLog:
             rows = self._reader.execute(sql, args).fetchall()
         return [(int(seq), event_line(int(seq), data)) for seq, data in rows]
 
-    async def catch_up(self, sub: Subscriber, after: int) -> AsyncIterator[list[tuple[int, str]]]:
+    async def catch_up(self, sub: Subscriber, after: int) -> AsyncIterator[Chunk]:
         """What ``sub``'s client missed after ``after``: the stored events, page by page,
         oldest first, up to where its live feed takes over. Start it right after
         ``subscribe`` (before awaiting anything else), so that nothing falls between."""
@@ -256,11 +303,24 @@ class EventLog:
             page = await asyncio.to_thread(self.read, sub.last_seq, sub.run_id)
             if page:
                 sub.last_seq = page[-1][0]
-                while sub.pending and sub.pending[0][0] <= sub.last_seq:
-                    sub.pending.popleft()  # the live feed's copy of what the page holds
-                yield page
+                sub.drop_through(sub.last_seq)  # the live feed's copy of what the page holds
+                yield chunk_of(page)
             if len(page) < _PAGE:
                 return
+
+    def prune(self, journal: Path) -> int:
+        """Delete the events of runs the journal no longer has (``gc`` deleted them); how
+        many. Blocking: call it in a thread, before ``start``."""
+        with self._read_lock:
+            conn = self._reader
+            conn.execute("ATTACH DATABASE ? AS journal", (str(journal),))
+            try:
+                cur = conn.execute(
+                    "DELETE FROM events WHERE run_id NOT IN (SELECT run_id FROM journal.runs)"
+                )
+                return cur.rowcount
+            finally:
+                conn.execute("DETACH DATABASE journal")
 
     # --- closing ---------------------------------------------------------------------------
 

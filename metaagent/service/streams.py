@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from metaagent.service.auth import Tokens
     from metaagent.service.core import Service
-    from metaagent.service.eventlog import EventLog, Subscriber
+    from metaagent.service.eventlog import Chunk, EventLog, Subscriber
 
 __all__ = ["AUTH_TIMEOUT_S", "CLOSE_SLOW", "CLOSE_UNAUTHORIZED", "stream_router"]
 
@@ -33,11 +33,11 @@ CLOSE_SLOW = 4408
 CLOSE_GOING_AWAY = 1001
 
 
-def _sse(page: list[tuple[int, str]]) -> tuple[str, bool]:
-    """SSE messages of ``page``, and whether the run's ``finished`` event is among them."""
+def _sse(chunks: list[Chunk]) -> tuple[str, bool]:
+    """SSE messages of ``chunks``, and whether the run's ``finished`` event is among them."""
     parts: list[str] = []
     finished = False
-    for seq, line in page:
+    for seq, line in (item for c in chunks for item in c.items):
         ev = json.loads(line)
         finished = finished or (ev.get("type") == "run" and ev.get("state") == "finished")
         parts.append(f"id: {seq}\nevent: {ev.get('type')}\ndata: {line}\n\n")
@@ -68,7 +68,7 @@ async def run_events(
     async def stream() -> AsyncIterator[str]:
         try:
             async for page in log.catch_up(sub, after):
-                text, finished = _sse(page)
+                text, finished = _sse([page])
                 yield text
                 if finished:
                     return
@@ -93,8 +93,8 @@ async def run_events(
     )
 
 
-def _frame(page: list[tuple[int, str]]) -> str:
-    return '{"type":"events","events":[' + ",".join(line for _, line in page) + "]}"
+def _frame(chunks: list[Chunk]) -> str:
+    return '{"type":"events","events":[' + ",".join(c.text for c in chunks) + "]}"
 
 
 async def _authenticate(ws: WebSocket, tokens: Tokens) -> Access:
@@ -140,7 +140,7 @@ async def events_ws(
 
 async def _feed(ws: WebSocket, log: EventLog, sub: Subscriber, after: int) -> None:
     async for page in log.catch_up(sub, after):
-        await ws.send_text(_frame(page))
+        await ws.send_text(_frame([page]))
     while True:
         batch = await sub.next_batch()
         if batch:

@@ -360,3 +360,46 @@ def test_an_unreadable_token_file_exits_2(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "--token-file" in done.stderr
+
+
+def test_the_dashboard_is_served_at_the_root_without_a_token(server: Server) -> None:
+    with server.client(token=None) as anon:
+        page = anon.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert anon.get("/no-such-asset.js").status_code == 404
+
+
+def test_an_empty_dashboard_folder_is_tolerated(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from metaagent.runtime.config import OrchestratorConfig
+    from metaagent.service.app import create_app
+    from metaagent.service.auth import Tokens
+    from metaagent.service.core import Service
+
+    empty = tmp_path / "assets"
+    empty.mkdir()
+    service = Service(tmp_path / "j.db", OrchestratorConfig(workdir=str(tmp_path)))
+    app = create_app(service, Tokens("t"), dashboard=empty)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="on")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(uv.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    port = uv.servers[0].sockets[0].getsockname()[1]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            assert c.get("/").status_code == 404
+            assert c.get("/healthz").status_code == 200
+            assert c.get("/v1/runs", headers={"Authorization": "Bearer t"}).status_code == 200
+    finally:
+        uv.should_exit = True
+        thread.join(30)

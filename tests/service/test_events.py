@@ -16,6 +16,7 @@ from websockets.sync.client import connect
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -141,3 +142,33 @@ def test_the_websocket_filtered_by_run(server: Server) -> None:
         got = receive_until(ws, lambda got: got and got[-1]["state"] == "finished")
     assert got == sse(server, one)
     assert {e["run_id"] for e in got} == {one}
+
+
+def test_gc_takes_a_runs_submission_and_then_its_events(tmp_path: Path) -> None:
+    import sqlite3
+    import subprocess
+    import sys
+
+    with running_server(tmp_path) as s:
+        rid = run_to_end(s, 1)
+        kept = run_to_end(s, 1)
+    events = tmp_path / "journal.db-events"
+    done = subprocess.run(
+        [sys.executable, "-m", "metaagent.cli", "gc", "--older-than", "0s", "--db",
+         str(tmp_path / "journal.db")], capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with running_server(tmp_path) as s, s.client() as c:
+        assert c.get(f"/v1/runs/{rid}").status_code == 404
+        assert c.get(f"/v1/runs/{kept}").status_code == 404
+    conn = sqlite3.connect(events)
+    try:
+        left = conn.execute("SELECT count(*) FROM events WHERE run_id IN (?, ?)", (rid, kept))
+        assert left.fetchone() == (0,)
+    finally:
+        conn.close()
+    journal = sqlite3.connect(tmp_path / "journal.db")
+    try:
+        assert journal.execute("SELECT count(*) FROM service_runs").fetchone() == (0,)
+    finally:
+        journal.close()
