@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from server_helpers import TOKEN, Server, running_server, wait_for_state
+from server_helpers import READ_TOKEN, TOKEN, Server, running_server, wait_for_state
 
 from bench.dashboard import chromium_path, launch
 
@@ -229,6 +229,7 @@ def test_cancel_a_running_run_with_its_button(server: Server, gates: Gates, page
     signed_in(page, server, f"view=run&run={run_id}")
     wait_state(page, "stuck", "running")
     page.click("#cancel-run")
+    page.wait_for_selector(".action-note:has-text('cancel run: requested')")
     wait_state(page, "stuck", "cancelled")
     assert state_of(page, "after") in ("cancelled", "skipped")
     with server.client() as c:
@@ -237,6 +238,23 @@ def test_cancel_a_running_run_with_its_button(server: Server, gates: Gates, page
     page.wait_for_selector(".run-title .badge:has-text('cancelled')")
     shot(page, "run-cancelled")
     gates.release("stuck")
+
+
+def test_a_read_only_token_watches_but_its_cancel_is_refused(
+    server: Server, gates: Gates, page: Page
+) -> None:
+    gates.hold("watched")
+    run_id = submit(server, gates.workflow("read-only", [{"id": "watched", "capability": "work"}]))
+    page.goto(f"{server.url}/?view=run&run={run_id}#token={READ_TOKEN}")
+    wait_state(page, "watched", "running")
+    page.click("#cancel-run")
+    page.wait_for_selector(".action-error:has-text('403')")
+    assert "may only read" in page.locator(".action-error").inner_text()
+    assert state_of(page, "watched") == "running"  # nothing was cancelled
+    gates.release("watched")
+    wait_state(page, "watched", "succeeded")  # and it still watches, live
+    page.wait_for_selector(".run-title .badge:has-text('succeeded')")
+    assert page.locator("#cancel-run").is_disabled()  # the run is over
 
 
 def test_the_runs_list_keeps_its_filters_in_the_url(

@@ -196,3 +196,41 @@ def test_the_run_model_follows_the_event_schema(tmp_path: Path, page: Page) -> N
     assert out["run"] == "failed"
     assert out["lanes"] == [["spec-1", 1], ["spec-2", 1]]
     assert out["decisions"] == ["route_task", "retry_task", "route_task"]
+
+
+GROUPS_CHECK = """async ([caps, tasks, width]) => {
+  const { RunModel } = await import('/js/model.js');
+  const { DagView } = await import('/js/dag.js');
+  const list = [];
+  for (let i = 0; i < tasks; i++) {
+    const layer = Math.floor(i / width);
+    list.push({ id: `t${i}`, capability: `cap${i % caps}`, state: i % 2 ? 'succeeded' : 'running',
+      attempts: [], depends_on: layer ? [`t${i - width}`] : [] });
+  }
+  const box = document.createElement('div');
+  document.body.append(box);
+  const model = new RunModel({ run_id: 'r', tasks: list, decisions: [] });
+  new DagView(box, model, () => {}).render();
+  const groups = [...box.querySelectorAll('.dag-group')];
+  return [box.dataset.mode, groups.length, groups.reduce((n, g) => n + Number(g.dataset.count), 0),
+    box.querySelectorAll('.edges path').length > 0];
+}"""
+
+
+@pytest.mark.parametrize(
+    ("caps", "tasks", "width"),
+    [(3, 5000, 10), (50, 5000, 100), (1, 10_000, 1)],  # long and narrow, many capabilities, a chain
+)
+def test_a_collapsed_graph_never_passes_its_bound(
+    tmp_path: Path, page: Page, caps: int, tasks: int, width: int
+) -> None:
+    server = start_server(tmp_path)
+    try:
+        page.goto(server.url + "/")
+        mode, groups, counted, edges = page.evaluate(GROUPS_CHECK, [caps, tasks, width])
+    finally:
+        server.stop()
+    assert mode == "groups"
+    assert 0 < groups <= 160
+    assert counted == tasks
+    assert edges

@@ -107,19 +107,25 @@ export class RunView {
     cancel.addEventListener("click", () => this.act(cancel, () => a.cancelRun()));
     const retry = el("button", { id: "retry-run" }, "retry failed");
     retry.addEventListener("click", () => this.act(retry, () => a.retryRun()));
-    return el("span", { class: "actions" }, cancel, retry);
+    const note = this.actionNote
+      ? el("span", { class: this.actionNote.ok ? "muted action-note" : "error action-error" }, this.actionNote.text)
+      : null;
+    return el("span", { class: "actions" }, note, cancel, retry);
   }
 
+  // Run an action of a button; a refusal (a read-only token: 403) is shown beside the buttons.
   async act(button, fn) {
     button.disabled = true;
+    const label = button.textContent;
     try {
       await fn();
-      button.textContent = `${button.textContent.replace(/ ✓$/, "")} ✓`;
+      this.actionNote = { ok: true, text: `${label}: requested` };
     } catch (e) {
-      button.title = String(e.message || e);
+      this.actionNote = { ok: false, text: `${label}: ${e.message || e}` };
       button.classList.add("failed");
     } finally {
       button.disabled = false;
+      this.renderHeader();
     }
   }
 
