@@ -48,6 +48,16 @@ def browser() -> Iterator[Browser]:
             b.close()
 
 
+@pytest.fixture(scope="module")
+def idle_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server for the checks that only need the dashboard's modules."""
+    server = start_server(tmp_path_factory.mktemp("idle"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -178,13 +188,9 @@ MODEL_CHECK = """async () => {
 }"""
 
 
-def test_the_run_model_follows_the_event_schema(tmp_path: Path, page: Page) -> None:
-    server = start_server(tmp_path)
-    try:
-        page.goto(server.url + "/")
-        out = page.evaluate(MODEL_CHECK)
-    finally:
-        server.stop()
+def test_the_run_model_follows_the_event_schema(idle_server: Server, page: Page) -> None:
+    page.goto(idle_server.url + "/")
+    out = page.evaluate(MODEL_CHECK)
     assert out["levels"] == [0, 1, 2]
     first = {"number": 1, "agent": "spec", "agent_instance": "spec-2", "started_at": 0.5}
     assert out["running"] == [{**first, "finished_at": None, "outcome": None}]
@@ -222,14 +228,10 @@ GROUPS_CHECK = """async ([caps, tasks, width]) => {
     [(3, 5000, 10), (50, 5000, 100), (1, 10_000, 1)],  # long and narrow, many capabilities, a chain
 )
 def test_a_collapsed_graph_never_passes_its_bound(
-    tmp_path: Path, page: Page, caps: int, tasks: int, width: int
+    idle_server: Server, page: Page, caps: int, tasks: int, width: int
 ) -> None:
-    server = start_server(tmp_path)
-    try:
-        page.goto(server.url + "/")
-        mode, groups, counted, edges = page.evaluate(GROUPS_CHECK, [caps, tasks, width])
-    finally:
-        server.stop()
+    page.goto(idle_server.url + "/")
+    mode, groups, counted, edges = page.evaluate(GROUPS_CHECK, [caps, tasks, width])
     assert mode == "groups"
     assert 0 < groups <= 160
     assert counted == tasks
