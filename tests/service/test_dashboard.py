@@ -34,6 +34,8 @@ task, gates = sys.argv[1], pathlib.Path(sys.argv[2])
 deadline = time.monotonic() + 120
 while (gates / ("hold-" + task)).exists() and time.monotonic() < deadline:
     time.sleep(0.05)
+if task.startswith("flaky") and not (gates / ("fixed-" + task)).exists():
+    sys.exit("failing " + task + " on purpose")
 sys.stderr.write("did " + task + "\\n")
 print("done " + task)
 """
@@ -255,6 +257,31 @@ def test_a_read_only_token_watches_but_its_cancel_is_refused(
     wait_state(page, "watched", "succeeded")  # and it still watches, live
     page.wait_for_selector(".run-title .badge:has-text('succeeded')")
     assert page.locator("#cancel-run").is_disabled()  # the run is over
+
+
+def test_retry_a_failed_run_with_its_button(server: Server, gates: Gates, page: Page) -> None:
+    run_id = submit(server, gates.workflow("to-retry", [
+        {"id": "fine", "capability": "work"},
+        {"id": "flaky", "capability": "work", "max_attempts": 1},
+        {"id": "later", "capability": "work", "depends_on": ["flaky"]},
+    ]))  # fmt: skip
+    signed_in(page, server, f"view=run&run={run_id}")
+    wait_state(page, "flaky", "failed")
+    wait_state(page, "later", "skipped")
+    page.wait_for_selector(".run-title .badge:has-text('failed')")
+    page.locator('#dag [data-task-id="flaky"]').click()
+    page.wait_for_selector("#drawer .task-error:has-text('failing flaky on purpose')")
+    (gates.folder / "fixed-flaky").write_text("")
+    page.keyboard.press("Escape")
+    page.click("#retry-run")
+    page.wait_for_function("rid => !location.search.includes(rid)", arg=run_id)
+    assert "view=run" in page.url
+    wait_state(page, "later", "succeeded")
+    assert state_of(page, "flaky") == "succeeded"
+    assert state_of(page, "fine") == "succeeded"  # kept from the first run
+    with server.client() as c:
+        new_id = page.evaluate("new URLSearchParams(location.search).get('run')")
+        assert c.get(f"/v1/runs/{new_id}").json()["retry_of"] == run_id
 
 
 def test_the_runs_list_keeps_its_filters_in_the_url(
