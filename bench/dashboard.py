@@ -49,7 +49,9 @@ def launch(pw: Playwright) -> Browser:
     path = chromium_path()
     if path is None:
         raise RuntimeError("chromium is not installed (apt-get install chromium)")
-    return pw.chromium.launch(executable_path=path, args=["--disable-gpu", "--no-sandbox"])
+    return pw.chromium.launch(
+        executable_path=path, args=["--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage"]
+    )
 
 
 def journal_run(db: Path, tasks: int, *, width: int = 100, instances: int = 8) -> str:

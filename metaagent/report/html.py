@@ -100,6 +100,10 @@ def render_html(stored: StoredRun, *, generated_at: datetime | None = None) -> s
     )
 
 
+TEXT_CAP = 64 * 1024
+"""Characters of a task's output, and of an attempt's log, the report keeps (the rest is named
+by a marker: ``metaagent show --json`` and ``metaagent logs`` have it all)."""
+
 _ROUTE_KEPT = ("type", "at", "run_id", "task_id", "agent", "reason", "attempt", "instance", "score")
 
 
@@ -114,6 +118,11 @@ def compact(view: dict[str, object]) -> dict[str, object]:
             if trail.get("weights_note") is None:
                 trail.pop("weights_note", None)
     view["weights"] = weights
+    tasks = view.get("tasks")
+    for task in tasks if isinstance(tasks, list) else []:
+        task["output"] = capped(task.get("output"), "metaagent show RUN --json")
+        for attempt in task.get("attempts") or []:
+            attempt["log"] = capped(attempt.get("log"), "metaagent logs RUN TASK")
     decisions = view.get("decisions")
     if isinstance(decisions, list):
         view["decisions"] = [
@@ -121,6 +130,17 @@ def compact(view: dict[str, object]) -> dict[str, object]:
             for d in decisions
         ]
     return view
+
+
+def capped(value: object, where: str, cap: int = TEXT_CAP) -> object:
+    """``value`` itself when its text (a string, or else its JSON) is at most ``cap``
+    characters; else the first ``cap`` of it and a marker saying how much more and where."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) <= cap:
+        return value
+    return f"{text[:cap]}\n[... {len(text) - cap:,} more characters in the journal: {where}]"
 
 
 def write_html(stored: StoredRun, path: Path) -> int:

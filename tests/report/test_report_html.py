@@ -14,7 +14,7 @@ import pytest
 
 from bench.dashboard import chromium_path, journal_run, launch
 from metaagent.journal.sqlite import SqliteJournal
-from metaagent.report.html import BundleError, bundle, embed_json, render_html
+from metaagent.report.html import BundleError, bundle, capped, embed_json, render_html
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -198,6 +198,19 @@ def test_the_bundler_keeps_modules_apart_and_refuses_what_it_cannot_inline(
         bundle(("d",), tmp_path)
     # The shipped modules bundle as they are.
     assert "// --- report.js" in bundle()
+
+
+def test_long_outputs_and_logs_are_capped_with_a_marker() -> None:
+    assert capped("short", "here", cap=10) == "short"
+    assert capped({"a": 1}, "here", cap=10) == {"a": 1}
+    assert capped(None, "here") is None
+    assert capped("x" * 25, "metaagent logs RUN TASK", cap=10) == (
+        "xxxxxxxxxx\n[... 15 more characters in the journal: metaagent logs RUN TASK]"
+    )
+    assert (
+        capped({"k": "y" * 20}, "there", cap=8)
+        == '{"k": "y\n[... 21 more characters in the journal: there]'
+    )
 
 
 def test_embedded_json_cannot_end_its_script_early() -> None:
