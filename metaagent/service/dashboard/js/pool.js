@@ -88,7 +88,15 @@ export class PoolView {
     for (const spec of data.specs || []) {
       for (const [cap, v] of Object.entries(spec.capabilities || {})) declared.set(`${spec.name}|${cap}`, v);
     }
-    this.paintLearned((data.stats || []).map((s) => statFields(s, declared)));
+    const stats = (data.stats || []).map((s) => statFields(s, declared));
+    const seen = new Set(stats.map((s) => `${s.agent}|${s.capability}`));
+    for (const [key, value] of declared) {  // what nothing was learned of yet: declared only
+      if (seen.has(key)) continue;
+      const [agent, capability] = key.split("|");
+      stats.push({ agent, capability, learned: null, n: 0, declared: value, mean: null,
+        kind: "nothing learned yet" });
+    }
+    this.paintLearned(stats);
   }
 
   paintCards(instances, data) {
@@ -134,6 +142,13 @@ export class PoolView {
         ctx.stroke();
       }
       ctx.setLineDash([]);
+      const last = this.history[this.history.length - 1];
+      if (last) {  // the latest sample as a dot: a single sample is a point, not a line
+        ctx.fillStyle = colour;
+        ctx.beginPath();
+        ctx.arc(x(last.t), y(last.specs[name]?.n ?? 0), 3, 0, 2 * Math.PI);
+        ctx.fill();
+      }
       ctx.fillStyle = colour;
       ctx.fillText(name, width - 110, 16 + k * 14);
     });
@@ -170,7 +185,8 @@ export class PoolView {
         if (!s) return el("td", {});
         return el("td", { title: `${s.kind} over ${s.n} attempts; declared ${fmtNum(s.declared, 2)}; ` +
           `mean ${fmtNum(s.mean, 2)} s`, "data-cell": `${a}|${c}` },
-        el("b", {}, fmtNum(s.learned, 2)), el("span", { class: "muted" }, ` (declared ${fmtNum(s.declared, 2)}, n=${s.n})`));
+        el("b", {}, s.learned === null ? "–" : fmtNum(s.learned, 2)),
+        el("span", { class: "muted" }, ` (declared ${fmtNum(s.declared, 2)}, n=${s.n})`));
       })))))
       : el("p", { class: "muted" }, "nothing learned yet"));
   }
