@@ -109,3 +109,49 @@ def test_sigterm_journals_attempts_lost_and_the_next_start_resumes(tmp_path: Pat
         assert outcomes == ["lost", "succeeded"]
     finally:
         again.stop()
+
+
+def test_a_run_the_cli_left_open_is_resumed_by_the_server(tmp_path: Path) -> None:
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    import yaml
+    from server_helpers import HERE
+
+    doc = workflow(3, agent="slow", input_=0.5, chain=True, name="from-cli")
+    (tmp_path / "wf.yaml").write_text(yaml.safe_dump(doc))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "metaagent.cli", "run", "wf.yaml", "--db", "journal.db", "-q"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:  # until its first attempt is journaled
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        if not (tmp_path / "journal.db").exists():
+            continue
+        conn = sqlite3.connect(tmp_path / "journal.db")
+        try:
+            started = conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
+        except sqlite3.OperationalError:
+            started = 0
+        finally:
+            conn.close()
+        if started:
+            break
+    cli.kill()
+    cli.wait(30)
+    server = start_server(tmp_path)
+    try:
+        assert "resumed 1 open runs" in server.stderr()
+        with server.client() as c:
+            (run,) = c.get("/v1/runs").json()["runs"]
+            report = wait_for_state(c, run["run_id"], ["succeeded"])
+        assert report["name"] == "from-cli"
+        assert [t["output"] for t in report["tasks"]] == ["t0", "t1", "t2"]
+    finally:
+        server.stop()
