@@ -136,8 +136,8 @@ class Service:
         wf = await self._workflow_of(run_id, source, workdir)
         self.orch.add_agents(wf.agents)
         listener = self.announce.listener(run_id, "resumed")
-        await self.orch.resume(run_id, on_event=listener)
-        listener.announce()
+        handle = await self.orch.resume(run_id, on_event=listener)
+        listener.announce(handle)
         self.resumed.append(run_id)
 
     async def _workflow_of(self, run_id: str, source: str | None, workdir: str | None) -> Workflow:
@@ -223,11 +223,13 @@ class Service:
                 listener = self.announce.listener(
                     run_id, "submitted", name=wf.name, labels=sub.labels, priority=sub.priority
                 )
-                await self.orch.submit(tasks, name=wf.name, run_id=run_id, on_event=listener)
+                handle = await self.orch.submit(
+                    tasks, name=wf.name, run_id=run_id, on_event=listener
+                )
             except BaseException:
                 await asyncio.to_thread(self.store.drop, run_id)
                 raise
-            listener.announce()
+            listener.announce(handle)
             return Submitted(run_id, "running", len(tasks), True)
 
     # --- cancel and retry ------------------------------------------------------------------
@@ -286,6 +288,6 @@ class Service:
             )
         )  # fmt: skip
         listener = self.announce.listener(new_id, "resumed", retry_of=run_id)
-        await self.orch.resume(new_id, on_event=listener)
-        listener.announce()
+        handle = await self.orch.resume(new_id, on_event=listener)
+        listener.announce(handle)
         return {"run_id": new_id, "retry_of": run_id, "rerun": plan.rerun, "kept": list(plan.kept)}

@@ -35,7 +35,7 @@ _PAGE = 2_000
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS events (
         seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id  TEXT NOT NULL,
+        run_id  TEXT,                         -- NULL: a pool decision of no run
         type    TEXT NOT NULL,
         ts      REAL NOT NULL,
         data    TEXT NOT NULL
@@ -126,9 +126,9 @@ class EventLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[tuple[str, str, float, str]] = []
+        self._pending: list[tuple[str | None, str, float, str]] = []
         self._scheduled = False
-        self._queue: queue.Queue[list[tuple[str, str, float, str]] | None] = queue.Queue()
+        self._queue: queue.Queue[list[tuple[str | None, str, float, str]] | None] = queue.Queue()
         self._subs: set[Subscriber] = set()
         self._head = 0
         self.stored = 0  # events stored by this process
@@ -167,11 +167,13 @@ class EventLog:
     # --- appending (on the loop) -----------------------------------------------------------
 
     def append(self, event: dict[str, object]) -> None:
-        """Queue ``event`` (JSON-able, with ``type`` and ``run_id``) to be stored and sent."""
+        """Queue ``event`` (JSON-able, with ``type`` and ``run_id``, None for a pool decision
+        that belongs to no run) to be stored and sent."""
         ts = time.time()
         event["ts"] = ts
         data = json.dumps(event, separators=(",", ":"), default=str)
-        self._pending.append((str(event["run_id"]), str(event["type"]), ts, data))
+        rid = event["run_id"]
+        self._pending.append((None if rid is None else str(rid), str(event["type"]), ts, data))
         if not self._scheduled and self._loop is not None:
             self._scheduled = True
             self._loop.call_soon(self._hand_over)
@@ -214,12 +216,12 @@ class EventLog:
             self._idle.set()
 
     def _store(
-        self, conn: sqlite3.Connection, batch: list[tuple[str, str, float, str]]
-    ) -> list[tuple[int, str, str]]:
+        self, conn: sqlite3.Connection, batch: list[tuple[str | None, str, float, str]]
+    ) -> list[tuple[int, str | None, str]]:
         for attempt in range(_RETRIES):
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                out: list[tuple[int, str, str]] = []
+                out: list[tuple[int, str | None, str]] = []
                 cur = conn.cursor()
                 for run_id, kind, ts, data in batch:
                     cur.execute(
@@ -241,7 +243,7 @@ class EventLog:
                 time.sleep(0.05 * (attempt + 1))
         return []
 
-    def _publish(self, stored: list[tuple[int, str, str]]) -> None:
+    def _publish(self, stored: list[tuple[int, str | None, str]]) -> None:
         self._head = stored[-1][0]
         whole: Chunk | None = None
         per_run: dict[str, Chunk | None] = {}

@@ -13,7 +13,9 @@ from metaagent.service.store import run_state
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from metaagent.core.decisions import Decision
     from metaagent.runtime.events import Event
+    from metaagent.runtime.handle import RunHandle
     from metaagent.runtime.orchestrator import Orchestrator
     from metaagent.service.eventlog import EventLog
 
@@ -22,6 +24,7 @@ __all__ = ["EVENT_TYPES", "RUN_EVENT_STATES", "TASK_EVENT_STATES", "Announcer", 
 EVENT_TYPES = ("run", "task", "decision")
 RUN_EVENT_STATES = ("submitted", "resumed", "cancel_requested", "finished")
 TASK_EVENT_STATES = ("running", "succeeded", "retrying", "failed", "skipped", "cancelled")
+_POOL_SEEN = 10_000
 _FIELDS = ("task_id", "state", "agent", "instance", "detail", "decision")
 
 
@@ -61,13 +64,19 @@ class Listener:
         self._extra = extra
         self._opened = False
 
-    def announce(self) -> None:
-        """Record the opening run event, if no event of the run came before it."""
+    def announce(self, handle: RunHandle | None = None) -> None:
+        """Record the opening run event, if no event of the run came before it; with the
+        run's ``handle``, also the pool decisions it holds that were never published (the
+        agents started with the first run)."""
+        a = self._announcer
         if not self._opened:
             self._opened = True
-            a = self._announcer
             tasks = a.task_count(self.run_id)
             a.run_event(self.run_id, self._opening, tasks=tasks, **self._extra)
+        if handle is not None:
+            for d in handle.decisions:
+                if d.run_id is None:
+                    a.pool_decision(d)
 
     def __call__(self, ev: Event) -> None:
         self.announce()
@@ -76,6 +85,9 @@ class Listener:
             observe(ev)
         if ev.kind == "run":
             a.finished(ev)
+            return
+        if ev.kind == "decision" and ev.decision is not None and ev.decision.run_id is None:
+            a.pool_decision(ev.decision)  # every open run is told: recorded once, of no run
             return
         instance = a.instance_of(ev) if ev.state == "succeeded" else None
         a.log.append(event_doc(ev, instance))
@@ -88,6 +100,7 @@ class Announcer:
         self.log = log
         self.orch = orch
         self.observers: list[Callable[[Event], None]] = []  # told every runtime event
+        self._pool_seen: dict[int, None] = {}  # pool decisions recorded, oldest first
 
     def listener(self, run_id: str, opening: str, **extra: object) -> Listener:
         return Listener(self, run_id, opening, extra)
@@ -97,6 +110,23 @@ class Announcer:
         doc.update(dict.fromkeys(_FIELDS))
         doc["state"] = state
         doc.update(extra)
+        self.log.append(doc)
+
+    def pool_decision(self, d: Decision) -> None:
+        """Record a decision about the pool that belongs to no run (``run_id`` null), once."""
+        key = id(d)  # decisions live on in their runs' handles while those are in memory
+        if key in self._pool_seen:
+            return
+        self._pool_seen[key] = None
+        if len(self._pool_seen) > _POOL_SEEN:
+            self._pool_seen.pop(next(iter(self._pool_seen)))
+        decision = d.to_json()
+        decision["at"] = None  # the orchestrator's clock: ``ts`` says when
+        doc: dict[str, object] = {"type": "decision", "run_id": None, "at": None}
+        doc.update(dict.fromkeys(_FIELDS))
+        doc.update(agent=d.agent, detail=d.reason, decision=decision)
+        instance = decision.get("instance")
+        doc["instance"] = instance if isinstance(instance, str) else None
         self.log.append(doc)
 
     def task_count(self, run_id: str) -> int:

@@ -62,15 +62,15 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
         await super().startup(sockets)  # type: ignore[arg-type]
+        resumed = self.service.resumed  # said first: the listening line means ready
+        if resumed:
+            print(f"metaagent serve: resumed {len(resumed)} open runs: {', '.join(resumed[:10])}",
+                  file=sys.stderr, flush=True)  # fmt: skip
         for server in self.servers:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
                 print(f"metaagent serve: listening on http://{host}:{port}{self.note}",
                       file=sys.stderr, flush=True)  # fmt: skip
-        resumed = self.service.resumed
-        if resumed:
-            print(f"metaagent serve: resumed {len(resumed)} open runs: {', '.join(resumed[:10])}",
-                  file=sys.stderr, flush=True)  # fmt: skip
 
 
 def serve(

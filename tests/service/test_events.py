@@ -172,3 +172,21 @@ def test_gc_takes_a_runs_submission_and_then_its_events(tmp_path: Path) -> None:
         assert journal.execute("SELECT count(*) FROM service_runs").fetchone() == (0,)
     finally:
         journal.close()
+
+
+def test_pool_decisions_are_events_of_no_run_recorded_once(tmp_path: Path) -> None:
+    with running_server(tmp_path) as s:
+        with s.client() as c:
+            slow = c.post("/v1/runs", json={"workflow": workflow(1, agent="slow", input_=2)})
+            slow_id = slow.json()["run_id"]
+        quick = run_to_end(s, 2)  # its agent joins the pool while the slow run is open
+        with s.client() as c:
+            wait_for_state(c, slow_id, ["succeeded"])
+        with ws_connect(s, "?after_seq=0") as ws:
+            head = json.loads(ws.recv(timeout=30))["head_seq"]
+            got = receive_until(ws, lambda got: got and got[-1]["seq"] >= head)
+        mine = sse(s, quick)
+    spawns = [e for e in got if e["decision"] and e["decision"]["type"] == "spawn_agent"]
+    assert sorted(e["agent"] for e in spawns) == ["quick", "slow"]
+    assert all(e["run_id"] is None and e["type"] == "decision" for e in spawns)
+    assert all(e["run_id"] == quick for e in mine)  # a run's own stream has only its events
