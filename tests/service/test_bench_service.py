@@ -10,7 +10,8 @@ pytestmark = [pytest.mark.usefixtures("bench_on_path"), pytest.mark.timeout(300)
 
 
 def test_service_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--tasks", "40", "--clients", "3", "--repeat", "2", "--paced-tasks", "20"]
+    argv = ["--tasks", "40", "--clients", "3", "--repeat", "2", "--paced-tasks", "20",
+            "--dashboard-tasks", "0"]  # fmt: skip
     out = run_bench("service", argv, capsys)
     assert set(out["targets"]) == {"submit_under_1s", "fanout_rate", "fanout_p99", "idle_rss"}
     fanout = out["fanout"]
