@@ -96,6 +96,18 @@ def _worktrees(argv: Sequence[str] | None) -> dict[str, object]:
     return worktrees.main(argv)
 
 
+def _dashboard(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import dashboard
+
+    return dashboard.main(argv)
+
+
+def _service(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import service
+
+    return service.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -152,6 +164,14 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "worktrees": (
         _worktrees,
         "git worktree creation + merge per coding task on a 10,000-file repository",
+    ),
+    "dashboard": (
+        _dashboard,
+        "dashboard first render of a 5,000-task run in Chromium (serve vs the HTML report)",
+    ),
+    "service": (
+        _service,
+        "metaagent serve: 10,000-task submit ack, WebSocket fan-out to 100 clients, idle RSS",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""

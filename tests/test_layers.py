@@ -62,19 +62,20 @@ CORE_MAY_IMPORT = ("metaagent.core", "metaagent.errors")  # of the package, only
 ARROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # layer       may not import, at run time
     ("core",      ("runtime", "backends", "agents", "sandbox", "workspace", "journal", "workflow",
-                   "catalog", "sim", "report", "cli", "server", "mcp")),
+                   "catalog", "sim", "report", "cli", "server", "service", "mcp")),
     ("sandbox",   ("runtime", "backends", "agents", "workspace", "journal", "cli", "server",
-                   "mcp")),
+                   "service", "mcp")),
     ("workspace", ("runtime", "backends", "agents", "sandbox", "journal", "workflow", "cli",
-                   "server", "mcp")),
-    ("agents",    ("runtime", "backends", "journal", "cli", "server", "mcp")),
-    ("backends",  ("runtime", "journal", "cli", "server", "mcp")),
-    ("journal",   ("runtime", "backends", "agents", "sandbox", "cli", "server", "mcp")),
-    ("runtime",   ("cli", "server", "mcp")),
-    ("workflow",  ("cli", "server", "mcp")),
-    ("sim",       ("runtime", "cli", "server", "mcp")),
-    ("report",    ("cli", "server", "mcp")),
-    ("catalog",   ("runtime", "cli", "server", "mcp")),
+                   "server", "service", "mcp")),
+    ("agents",    ("runtime", "backends", "journal", "cli", "server", "service", "mcp")),
+    ("backends",  ("runtime", "journal", "cli", "server", "service", "mcp")),
+    ("journal",   ("runtime", "backends", "agents", "sandbox", "cli", "server", "service",
+                   "mcp")),
+    ("runtime",   ("cli", "server", "service", "mcp")),
+    ("workflow",  ("cli", "server", "service", "mcp")),
+    ("sim",       ("runtime", "cli", "server", "service", "mcp")),
+    ("report",    ("cli", "server", "service", "mcp")),
+    ("catalog",   ("runtime", "cli", "server", "service", "mcp")),
 )
 # fmt: on
 

@@ -19,8 +19,10 @@ from metaagent.cli.definitions import agents_command, validate_command
 from metaagent.cli.explain import explain_command
 from metaagent.cli.gc import gc_command
 from metaagent.cli.logs import logs_command
+from metaagent.cli.report import report_command
 from metaagent.cli.retry import retry_command
 from metaagent.cli.run import resume_command, run_command
+from metaagent.cli.serve import serve_command
 from metaagent.cli.simulate import simulate_command
 from metaagent.cli.stored import runs_command, show_command
 from metaagent.cli.watch import watch_command
@@ -53,6 +55,8 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "agents": agents_command,
     "simulate": simulate_command,
     "explain": explain_command,
+    "report": report_command,
+    "serve": serve_command,
 }
 """Command name -> function, in the order ``metaagent --help`` lists them."""
 

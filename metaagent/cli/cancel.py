@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from metaagent.cli import remote
 from metaagent.cli.console import invalid_input, out
 from metaagent.cli.inputs import DbOption, RunIdArgument, stored_journal
 from metaagent.journal.sqlite import DEFAULT_PATH
@@ -29,8 +30,11 @@ def cancel_command(
         ),
     ] = None,
     db: DbOption = DEFAULT_PATH,
+    server: remote.ServerOption = None,
 ) -> None:
     """Cancel a run, or some of its tasks, that another process executes."""
+    if server:
+        return remote.cancel(server, run_id, task)
     store = stored_journal(db)
     try:
         store.request_cancel(run_id, task or None)

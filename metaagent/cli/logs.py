@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from metaagent.cli import remote
 from metaagent.cli.console import err, invalid_input
 from metaagent.cli.inputs import DbOption, RunIdArgument, stored_journal
 from metaagent.journal.sqlite import DEFAULT_PATH
@@ -58,8 +59,11 @@ def logs_command(
         typer.Option("--attempt", min=1, help="Attempt number (default: the last one)."),
     ] = None,
     db: DbOption = DEFAULT_PATH,
+    server: remote.ServerOption = None,
 ) -> None:
     """Print the log of a task's attempt (its last one by default), then its error."""
+    if server:
+        return remote.logs(server, run_id, task_id, attempt)
     store = stored_journal(db)
     try:
         stored = store.load_run(run_id, decisions=False)

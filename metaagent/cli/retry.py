@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from metaagent.cli import remote
 from metaagent.cli.console import ExitCode, err, invalid_input
 from metaagent.cli.inputs import (
     DbOption,
@@ -52,12 +53,15 @@ def retry_command(
     force: Annotated[
         bool, typer.Option("--force", help="Retry even if the workflow file changed since.")
     ] = False,
+    server: remote.ServerOption = None,
 ) -> None:
     """Run a finished run's failed, cancelled and skipped tasks again in a new run.
 
     The tasks that succeeded are kept with their outputs; the new run's id comes first.
     """
     check_report_path(json_out)
+    if server:
+        return remote.retry(server, run_id, json_out, quiet)
     store = stored_journal(db)
     wf, workdir = reopen_workflow(store, run_id, db, force=force)
     config = orchestrator_config(wf.settings, workdir=workdir, task_count=len(wf.tasks))

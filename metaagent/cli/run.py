@@ -17,6 +17,7 @@ import typer
 from rich.live import Live
 
 from metaagent.backends.base import node_of, pending_of
+from metaagent.cli import remote
 from metaagent.cli.console import ExitCode, err, invalid_input
 from metaagent.cli.inputs import (
     DbOption,
@@ -161,11 +162,15 @@ def run_command(
         typer.Option("--ray-address", help="Backend ray: auto or the head's HOST:PORT."),
     ] = None,
     keep_worktrees: KeepWorktreesOption = False,
+    server: remote.ServerOption = None,
 ) -> None:
     """Run a workflow: live progress, then a summary table. Exit 0 if every task succeeded.
 
     The run is journaled; running the same workflow again after a crash resumes it.
     """
+    if server:
+        check_report_path(json_out)
+        return remote.run(server, workflow, json_out, quiet)
     wf = load_workflow_file(workflow)
     keep_failed_worktrees(wf, keep_worktrees)
     if not workdir.is_dir():

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from metaagent.cli import remote
 from metaagent.cli.console import invalid_input, out
 from metaagent.cli.inputs import DbOption, RunIdArgument, stored_journal
 from metaagent.journal.sqlite import DEFAULT_PATH
@@ -68,8 +69,11 @@ def runs_command(
         RunState | None, typer.Option("--state", help="Only the runs in this state.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+    server: remote.ServerOption = None,
 ) -> None:
     """List journaled runs, newest first."""
+    if server:
+        return remote.runs(server, limit, None if state is None else state.value, as_json)
     store = stored_journal(db)
     try:
         infos = _listed(store, limit, state)
@@ -111,8 +115,11 @@ def show_command(
     run_id: RunIdArgument,
     db: DbOption = DEFAULT_PATH,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+    server: remote.ServerOption = None,
 ) -> None:
     """Show one run: tasks, attempts and decisions (``--json``: the shape of ``run --json``)."""
+    if server:
+        return remote.show(server, run_id, as_json)
     store = stored_journal(db)
     try:
         stored = store.load_run(run_id)

@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from metaagent.cli import remote
 from metaagent.cli.console import ExitCode, invalid_input, out
 from metaagent.cli.inputs import DbOption, RunIdArgument, stored_journal
 from metaagent.journal.sqlite import DEFAULT_PATH
@@ -97,11 +98,14 @@ def watch_command(
     interval_s: Annotated[
         float, typer.Option("--interval", min=0.01, help="Seconds between two reads.")
     ] = 1.0,
+    server: remote.ServerOption = None,
 ) -> None:
     """Follow a run another process executes, from the journal, until it finishes.
 
     Exit 0 if every task succeeded, 1 if not.
     """
+    if server:
+        return remote.watch(server, run_id)
     store = stored_journal(db)
     try:
         final = _follow(store, run_id, interval_s, db=db)

@@ -165,6 +165,24 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE attempts ADD COLUMN usage TEXT;
     """,
+    # 10: what the service keeps of the runs submitted to it (the document, to resume them);
+    # the row goes with its run when ``gc`` deletes it. (Its events are in a file of their own
+    # beside the journal, so that storing them never holds the journal's write lock.)
+    """
+    CREATE TABLE service_runs (
+        run_id          TEXT PRIMARY KEY REFERENCES runs(run_id),
+        idempotency_key TEXT UNIQUE,
+        workflow        TEXT NOT NULL,        -- the submitted document, as JSON
+        priority        INTEGER NOT NULL,
+        labels          TEXT NOT NULL,        -- JSON object of strings
+        retry_of        TEXT,
+        submitted_at    REAL NOT NULL
+    );
+    CREATE TRIGGER service_rows_go_with_run AFTER DELETE ON runs
+    BEGIN
+        DELETE FROM service_runs WHERE run_id = OLD.run_id;
+    END;
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

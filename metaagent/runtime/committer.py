@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,17 @@ if TYPE_CHECKING:
     from metaagent.journal.base import Journal
 
 __all__ = ["Committer"]
+
+
+def _timed(fn: Callable[[], None]) -> Callable[[], float]:
+    """``fn``, returning how long it took on the thread that runs it (seconds)."""
+
+    def run() -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    return run
 
 
 class _Job:
@@ -65,7 +77,7 @@ class Committer:
 
     __slots__ = (
         "_commit_job", "_executor", "_idle", "_idle_calls", "_inflight", "_jobs", "_learning",
-        "_loop", "_on_failed", "_section", "failed", "journal", "sink", "threaded",
+        "_loop", "_on_failed", "_section", "failed", "journal", "on_commit", "sink", "threaded",
     )  # fmt: skip
 
     def __init__(
@@ -90,6 +102,8 @@ class Committer:
         self._idle: list[asyncio.Future[None]] = []
         self._idle_calls: list[Callable[[], None]] = []
         self.failed: JournalError | None = None
+        # Told, on the loop, how long each commit's write took (seconds): a metrics hook.
+        self.on_commit: Callable[[float], None] | None = None
 
     # --- what the orchestrator asks for -------------------------------------------------------
 
@@ -105,7 +119,10 @@ class Committer:
             return False
         if not self._bind():
             try:
+                start = time.perf_counter()
                 self.sink.commit(self._learning)
+                if self.on_commit is not None:
+                    self.on_commit(time.perf_counter() - start)
             except JournalError as exc:
                 self._fail(exc)
                 return False
@@ -202,6 +219,8 @@ class Committer:
                     for then in job.thens:
                         then()
                     continue
+                if self.on_commit is not None:
+                    fn = _timed(fn)
             if self._executor is None:
                 self._executor = concurrent.futures.ThreadPoolExecutor(
                     1, thread_name_prefix="metaagent-journal"
@@ -220,6 +239,9 @@ class Committer:
         if exc is None:
             if job.done is not None:
                 job.done(fut.result())
+            took = fut.result()
+            if job.fn is None and self.on_commit is not None and isinstance(took, float):
+                self.on_commit(took)
             for then in job.thens:
                 then()
         elif job.fn is not None and job.failed is not None and isinstance(exc, JournalError):

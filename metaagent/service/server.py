@@ -1,0 +1,97 @@
+"""Running the service: uvicorn on one event loop with the app, until SIGTERM or SIGINT.
+
+On a stop signal uvicorn stops taking requests and closes the app: every attempt in flight is
+journaled ``lost`` (the next start resumes its run and routes it again, uncharged), then the
+orchestrator closes, the events are stored and the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from metaagent.core.tasks import Outcome, TaskState
+from metaagent.service.app import MAX_BODY_BYTES, create_app
+from metaagent.service.auth import load_tokens
+from metaagent.service.core import Service
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from metaagent.runtime.config import OrchestratorConfig
+    from metaagent.runtime.orchestrator import Orchestrator
+
+__all__ = ["record_lost", "serve"]
+
+GRACE_S = 3  # open event streams get this long to end at a stop
+
+
+def record_lost(orch: Orchestrator, reason: str) -> int:
+    """Journal every attempt in flight as lost (a copy: the scheduler's records are not
+    touched), before the close commits the journal; how many."""
+    now = orch.clock.now()
+    count = 0
+    for run in orch.scheduler.runs.values():
+        if run.finished_at is not None:
+            continue
+        for rec in run.tasks.values():
+            if rec.state is not TaskState.RUNNING or not rec.attempts:
+                continue
+            last = rec.attempts[-1]
+            if last.finished_at is not None or last.number != rec.attempt:
+                continue
+            ended = dataclasses.replace(
+                last, finished_at=now - run.started_at, outcome=Outcome.LOST, error=reason
+            )
+            orch.journal.attempt_finished(run.id, rec.task.id, ended)
+            count += 1
+    return count
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, saying where it listens once it does."""
+
+    def __init__(self, config: uvicorn.Config, service: Service, note: str) -> None:
+        super().__init__(config)
+        self.service = service
+        self.note = note
+
+    async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        await super().startup(sockets)  # type: ignore[arg-type]
+        resumed = self.service.resumed  # said first: the listening line means ready
+        if resumed:
+            print(f"metaagent serve: resumed {len(resumed)} open runs: {', '.join(resumed[:10])}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                print(f"metaagent serve: listening on http://{host}:{port}{self.note}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+
+
+def serve(
+    *,
+    host: str,
+    port: int,
+    db: Path,
+    config: OrchestratorConfig,
+    token_file: Path | None,
+    durability: str = "normal",
+    max_body: int = MAX_BODY_BYTES,
+) -> None:
+    """Serve until stopped. Prints where it listens (and a generated token's file) on stderr."""
+    tokens = load_tokens(token_file, db.parent)
+    service = Service(db, config, durability=durability)
+    app = create_app(service, tokens, max_body=max_body)
+    note = f" (journal {db})"
+    if tokens.generated is not None:
+        note += f"; token written to {tokens.generated} (mode 0600)"
+    uv = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", ws="websockets-sansio",
+        timeout_graceful_shutdown=GRACE_S, access_log=False,
+    )  # fmt: skip
+    asyncio.run(_Server(uv, service, note).serve())
