@@ -13,6 +13,7 @@ import typer
 
 from metaagent.cli.console import invalid_input
 from metaagent.cli.inputs import DbOption, DurabilityChoice, DurabilityOption
+from metaagent.cli.run import BackendChoice  # noqa: TC001 - typer reads annotations at run time
 from metaagent.journal.sqlite import DEFAULT_PATH
 from metaagent.workflow.schema import SettingsModel
 from metaagent.workflow.settings import Overrides, orchestrator_config
@@ -47,6 +48,14 @@ def serve_command(
         int, typer.Option("--max-body-mb", min=1, help="Request bodies at most (413 past).")
     ] = 64,
     durability: DurabilityOption = DurabilityChoice.normal,
+    backend: Annotated[
+        BackendChoice | None,
+        typer.Option("--backend", help="How agents run (local; ray: docs/ray.md)."),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Backend ray: auto or the head's HOST:PORT."),
+    ] = None,
 ) -> None:
     """Serve the REST + WebSocket API and the dashboard; resume the journal's open runs."""
     try:
@@ -56,7 +65,10 @@ def serve_command(
         raise invalid_input(f"{exc}: install it with pip install 'metaagent[server]'") from None
     if not workdir.is_dir():
         raise invalid_input(f"--workdir {workdir}: not a directory")
-    flags = Overrides(max_concurrency=max_concurrency, max_queued=max_queued, max_agents=max_agents)
+    flags = Overrides(
+        max_concurrency=max_concurrency, max_queued=max_queued, max_agents=max_agents,
+        backend=None if backend is None else backend.value, ray_address=ray_address,
+    )  # fmt: skip
     config = orchestrator_config(SettingsModel(), flags, workdir=workdir, task_count=0)
     try:
         serve(
