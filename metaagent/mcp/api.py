@@ -1,0 +1,217 @@
+"""How the MCP server reaches runs: the REST API v1 of ``metaagent serve``, so that an assistant,
+the dashboard and the CLI see the same runs with the same validation and the same messages.
+
+- attached (``--server URL``): a running service, over HTTP (httpx) with its bearer token;
+- embedded (the default): an own ``Service`` in this process (its own orchestrator on the
+  local SQLite journal, holding the runs' leases), reached through its app in process;
+- mounted (``/mcp`` on ``metaagent serve``): the serving process's own service, likewise.
+
+Besides requests, an ``Api`` follows events: one run's (``run_events``, ending with its
+``finished`` event) and every run's (``all_events``, for resource subscriptions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from metaagent.runtime.config import OrchestratorConfig
+    from metaagent.service.core import Service
+
+__all__ = ["Api", "ApiError", "attached", "embedded", "in_process"]
+
+Event = dict[str, Any]
+READ_TIMEOUT_S = 60.0
+RECONNECT_S = 1.0
+
+
+class ApiError(Exception):
+    """A request the service refused (or could not be made): its status and message."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status  # 0: the service could not be reached
+        self.detail = detail
+
+
+class Feed(Protocol):
+    def run_events(self, run_id: str) -> AsyncIterator[Event]: ...
+    def all_events(self) -> AsyncIterator[Event]: ...
+
+
+class Api:
+    """Requests to the v1 API and the feeds of its events."""
+
+    def __init__(self, http: httpx.AsyncClient, where: str, feed: Feed) -> None:
+        self.http = http
+        self.where = where  # for messages: the server's URL, or the embedded journal
+        self.feed = feed
+
+    async def call(self, method: str, path: str, *, body: Any = None, params: Any = None) -> Any:
+        """The answer's JSON; ``ApiError`` with the service's own message otherwise."""
+        try:
+            r = await self.http.request(method, path, json=body, params=params)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"{self.where}: {exc or type(exc).__name__}") from None
+        if r.status_code >= 400:
+            raise ApiError(r.status_code, _detail(r))
+        return r.json()
+
+    def run_events(self, run_id: str) -> AsyncIterator[Event]:
+        """The run's events from its first, then live ones, until its ``finished`` event."""
+        return self.feed.run_events(run_id)
+
+    def all_events(self) -> AsyncIterator[Event]:
+        """Every run's events from now on, for as long as it is iterated."""
+        return self.feed.all_events()
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        doc = r.json()
+    except ValueError:
+        return r.text[:500] or f"HTTP {r.status_code}"
+    detail = doc.get("detail") if isinstance(doc, dict) else None
+    if isinstance(detail, str):
+        return detail
+    return json.dumps(detail if detail is not None else doc)[:2000]
+
+
+# --- attached: a service over the network ------------------------------------------------------
+
+
+class _RemoteFeed:
+    """Events of a service over the network: SSE for one run, the WebSocket for all."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str, token: str) -> None:
+        self.http = http
+        self.url = url
+        self.token = token
+
+    async def run_events(self, run_id: str) -> AsyncIterator[Event]:
+        timeout = httpx.Timeout(10.0, read=None)
+        async with self.http.stream("GET", f"/v1/runs/{run_id}/events", timeout=timeout) as r:
+            if r.status_code >= 400:
+                await r.aread()
+                raise ApiError(r.status_code, _detail(r))
+            async for line in r.aiter_lines():
+                if line.startswith("data:"):
+                    yield json.loads(line[5:])
+
+    async def all_events(self) -> AsyncIterator[Event]:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import WebSocketException
+
+        ws_url = "ws" + self.url.removeprefix("http") + "/v1/events"
+        headers = {"Authorization": f"Bearer {self.token}"}
+        after: int | None = None
+        while True:
+            query = "" if after is None else f"?after_seq={after}"
+            try:
+                async with connect(ws_url + query, additional_headers=headers) as ws:
+                    async for raw in ws:
+                        frame = json.loads(raw)
+                        if frame.get("type") == "hello" and after is None:
+                            after = int(frame.get("head_seq", 0))
+                        for ev in frame.get("events", ()):
+                            after = max(after or 0, int(ev.get("seq", 0)))
+                            yield ev
+            except (OSError, WebSocketException):
+                pass
+            await asyncio.sleep(RECONNECT_S)  # the server restarted or dropped us: catch up
+
+
+@asynccontextmanager
+async def attached(url: str, token: str) -> AsyncIterator[Api]:
+    """An ``Api`` of the service at ``url``."""
+    url = url.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    timeout = httpx.Timeout(10.0, read=READ_TIMEOUT_S)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout) as http:
+        yield Api(http, f"--server {url}", _RemoteFeed(http, url, token))
+
+
+# --- in process: a service of this process ---------------------------------------------------
+
+
+class _LocalFeed:
+    """Events of a service of this process, from its event log (what its SSE serves)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def run_events(self, run_id: str) -> AsyncIterator[Event]:
+        log = self.service.events
+        sub = log.subscribe(run_id)
+        try:
+            async for page in log.catch_up(sub, 0):
+                for _, line in page:
+                    ev = json.loads(line)
+                    yield ev
+                    if _finished(ev):
+                        return
+            while not sub.closed:
+                for _, line in await sub.next_batch():
+                    ev = json.loads(line)
+                    yield ev
+                    if _finished(ev):
+                        return
+        finally:
+            log.unsubscribe(sub)
+
+    async def all_events(self) -> AsyncIterator[Event]:
+        log = self.service.events
+        while True:
+            sub = log.subscribe(None)
+            try:
+                while not sub.closed:
+                    for _, line in await sub.next_batch():
+                        yield json.loads(line)
+            finally:
+                log.unsubscribe(sub)
+            await asyncio.sleep(RECONNECT_S)  # dropped for falling behind: a cue is a cue
+
+
+def _finished(ev: Event) -> bool:
+    return ev.get("type") == "run" and ev.get("state") == "finished"
+
+
+def in_process(service: Service, app: Any, token: str, where: str) -> Api:
+    """An ``Api`` of ``app`` (the service's FastAPI app) called in process with ``token``."""
+    transport = httpx.ASGITransport(app=app)
+    http = httpx.AsyncClient(
+        transport=transport,
+        base_url="http://metaagent.invalid",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=READ_TIMEOUT_S,
+    )
+    return Api(http, where, _LocalFeed(service))
+
+
+@asynccontextmanager
+async def embedded(db: Path, config: OrchestratorConfig) -> AsyncIterator[Api]:
+    """An own service on the journal ``db``: started (its open runs resumed), then closed
+    (attempts in flight journaled lost, resumed by the next start)."""
+    from metaagent.service.app import create_app
+    from metaagent.service.auth import Tokens
+    from metaagent.service.core import Service
+
+    service = Service(db, config)
+    token = secrets.token_urlsafe(32)  # never leaves this process
+    app = create_app(service, Tokens(token))  # no /mcp of its own: this is the MCP server
+    await service.start()
+    api = in_process(service, app, token, f"journal {db}")
+    try:
+        yield api
+    finally:
+        await api.http.aclose()
+        await service.aclose()
