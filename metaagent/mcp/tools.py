@@ -222,10 +222,11 @@ async def _wait(api: Api, run_id: str, timeout_s: float, ctx: Context) -> dict[s
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(timeout_s, MAX_WAIT_S)
     report = await api.call("GET", f"/v1/runs/{run_id}")
-    if report.get("finished"):
-        return run_summary(report) | {"still_running": False}
     states = {t["id"]: t["state"] for t in report.get("tasks", [])}
     progress = Progress(len(states), ctx.report_progress)
+    if report.get("finished"):
+        await progress.update(states, "finished")
+        return run_summary(report) | {"still_running": False}
     await progress.update(states, "waiting")
     try:
         async with asyncio.timeout_at(deadline):
