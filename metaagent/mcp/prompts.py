@@ -40,9 +40,10 @@ same and answers with the message naming what and where):
 - every agent: a unique `name`, a `runner` (type `command` with `argv`, `{prompt}`,
   `{task_id}` filled in; `persistent`; `function`; `llm`), and `capabilities` or a catalog
   `role` (its fields are used where the entry leaves them out);
-- every task: a unique `id`, a `capability` that some agent offers (an unknown one is refused
-  with the list of the known ones), a `prompt`; optional `depends_on` (ids of tasks in the
-  same workflow), `priority`, `max_attempts`, `timeout_s`, `resources`;
+- every task: a unique `id` and a `capability` that some agent offers (an unknown one is
+  refused with the list of the known ones); optional `prompt` (what the agent is asked),
+  `depends_on` (ids of tasks in the same workflow), `priority`, `max_attempts`, `timeout_s`,
+  `resources` (held exclusively), `verify: {argv: [...]}` (a check that must exit 0);
 - the dependencies form no cycle; `settings.min_instances` stays within `max_agents`."""
 
 
