@@ -7,7 +7,8 @@ the dashboard and the CLI see the same runs with the same validation and the sam
 - mounted (``/mcp`` on ``metaagent serve``): the serving process's own service, likewise.
 
 Besides requests, an ``Api`` follows events: one run's (``run_events``, ending with its
-``finished`` event) and every run's (``all_events``, for resource subscriptions).
+``finished`` event, for ``wait_run``) and what changes (``changes``: which runs, and whether
+the pool, coalesced, for resource subscriptions).
 """
 
 from __future__ import annotations
@@ -16,20 +17,26 @@ import asyncio
 import json
 import secrets
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+
+from metaagent.core.decisions import QuarantineAgent, SpawnAgent, TerminateAgent
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
     from metaagent.runtime.config import OrchestratorConfig
+    from metaagent.runtime.events import Event as RuntimeEvent
     from metaagent.service.core import Service
 
-__all__ = ["Api", "ApiError", "attached", "embedded", "in_process"]
+__all__ = ["POOL_DECISIONS", "Api", "ApiError", "Changes", "attached", "embedded", "in_process"]
 
 Event = dict[str, Any]
+POOL_DECISIONS = frozenset({"spawn_agent", "terminate_agent", "quarantine_agent"})
+_POOL_TYPES = (SpawnAgent, TerminateAgent, QuarantineAgent)
 READ_TIMEOUT_S = 60.0
 RECONNECT_S = 1.0
 
@@ -43,9 +50,23 @@ class ApiError(Exception):
         self.detail = detail
 
 
+@dataclass(slots=True)
+class Changes:
+    """What changed since the last ``Changes``: these runs, and the pool or not."""
+
+    runs: set[str] = field(default_factory=set)
+    agents: bool = False
+
+    def add(self, run_id: object, kind: object, decision_type: object) -> None:
+        if isinstance(run_id, str) and run_id:
+            self.runs.add(run_id)
+        if kind == "task" or decision_type in POOL_DECISIONS:
+            self.agents = True  # a task moving changes an instance's load
+
+
 class Feed(Protocol):
     def run_events(self, run_id: str) -> AsyncIterator[Event]: ...
-    def all_events(self) -> AsyncIterator[Event]: ...
+    def changes(self) -> AsyncIterator[Changes]: ...
 
 
 class Api:
@@ -70,9 +91,10 @@ class Api:
         """The run's events from its first, then live ones, until its ``finished`` event."""
         return self.feed.run_events(run_id)
 
-    def all_events(self) -> AsyncIterator[Event]:
-        """Every run's events from now on, for as long as it is iterated."""
-        return self.feed.all_events()
+    def changes(self) -> AsyncIterator[Changes]:
+        """What changes from now on, coalesced (a burst of events is one ``Changes``), for as
+        long as it is iterated."""
+        return self.feed.changes()
 
 
 def _detail(r: httpx.Response) -> str:
@@ -107,7 +129,9 @@ class _RemoteFeed:
                 if line.startswith("data:"):
                     yield json.loads(line[5:])
 
-    async def all_events(self) -> AsyncIterator[Event]:
+    async def changes(self) -> AsyncIterator[Changes]:
+        """From the service's WebSocket: one ``Changes`` per frame; after a drop it reconnects
+        with the last ``seq`` it saw, so nothing is missed."""
         from websockets.asyncio.client import connect
         from websockets.exceptions import WebSocketException
 
@@ -122,9 +146,13 @@ class _RemoteFeed:
                         frame = json.loads(raw)
                         if frame.get("type") == "hello" and after is None:
                             after = int(frame.get("head_seq", 0))
+                        got = Changes()
                         for ev in frame.get("events", ()):
                             after = max(after or 0, int(ev.get("seq", 0)))
-                            yield ev
+                            decision = ev.get("decision") or {}
+                            got.add(ev.get("run_id"), ev.get("type"), decision.get("type"))
+                        if got.runs or got.agents:
+                            yield got
             except (OSError, WebSocketException):
                 pass
             await asyncio.sleep(RECONNECT_S)  # the server restarted or dropped us: catch up
@@ -168,17 +196,29 @@ class _LocalFeed:
         finally:
             log.unsubscribe(sub)
 
-    async def all_events(self) -> AsyncIterator[Event]:
-        log = self.service.events
-        while True:
-            sub = log.subscribe(None)
-            try:
-                while not sub.closed:
-                    for _, line in await sub.next_batch():
-                        yield json.loads(line)
-            finally:
-                log.unsubscribe(sub)
-            await asyncio.sleep(RECONNECT_S)  # dropped for falling behind: a cue is a cue
+    async def changes(self) -> AsyncIterator[Changes]:
+        """From the service's own observers (told every runtime event, in the loop that runs
+        the attempts): a set add per event, nothing parsed; drained between bursts."""
+        pending = Changes()
+        wake = asyncio.Event()
+
+        def observe(ev: RuntimeEvent) -> None:
+            pool = isinstance(ev.decision, _POOL_TYPES)
+            pending.add(ev.run_id, ev.kind, "spawn_agent" if pool else None)
+            wake.set()
+
+        observers = self.service.announce.observers
+        observers.append(observe)
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                got = Changes(set(pending.runs), pending.agents)
+                pending.runs.clear()
+                pending.agents = False
+                yield got
+        finally:
+            observers.remove(observe)
 
 
 def _finished(ev: Event) -> bool:

@@ -38,7 +38,6 @@ INSTRUCTIONS = (
     "and ask explain_task why a task went where it went. Errors come back as results with "
     "error.code and error.message: fix what the message names and call again."
 )
-_POOL_DECISIONS = {"spawn_agent", "terminate_agent", "quarantine_agent"}
 
 
 def run_uri(run_id: str) -> str:
@@ -89,15 +88,13 @@ class MetaagentMCP:
 
     async def watch(self) -> None:
         """Publish a change of every run that has an event (its report and DAG), and of the
-        agents on pool decisions, to the clients subscribed to them; forever."""
-        async for ev in self.api.all_events():
-            run_id = ev.get("run_id")
-            if isinstance(run_id, str):
+        agents when tasks move or the pool changes, to the clients subscribed; forever. A
+        burst of events is one update per URI."""
+        async for changed in self.api.changes():
+            for run_id in sorted(changed.runs):
                 await self.bus.publish(ResourceUpdated(uri=run_uri(run_id)))
                 await self.bus.publish(ResourceUpdated(uri=dag_uri(run_id)))
-            decision = ev.get("decision")
-            kind = decision.get("type") if isinstance(decision, dict) else None
-            if kind in _POOL_DECISIONS or (ev.get("type") == "task" and ev.get("agent")):
+            if changed.agents:
                 await self.bus.publish(ResourceUpdated(uri=AGENTS_URI))
 
     @contextlib.asynccontextmanager

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mcp import Client
+    from mcp.client.subscriptions import Subscription
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -77,16 +78,25 @@ async def test_a_subscribed_client_is_told_when_its_run_changes(tmp_path: Path) 
         uri = run_uri(answer["run_id"])
         async with client.listen(resource_subscriptions=[uri]) as sub:
             # The run is still sleeping: its end is an event published after the listen.
-            async def first() -> ResourceUpdated:
-                async for event in sub:
-                    if isinstance(event, ResourceUpdated):
-                        return event
-                raise AssertionError("the stream ended without an update")
-
-            event = await asyncio.wait_for(first(), 30)
+            event = await asyncio.wait_for(_first_update(sub), 30)
         assert event.uri == uri
         report = await read_json(client, uri)
         assert report["run_id"] == answer["run_id"]
+
+
+async def test_the_agents_resource_is_updated_when_the_pool_works(tmp_path: Path) -> None:
+    async with in_memory(tmp_path) as client:
+        async with client.listen(resource_subscriptions=[AGENTS_URI]) as sub:
+            doc(await client.call_tool("submit_run", {"workflow_yaml": CONTRACT}))
+            event = await asyncio.wait_for(_first_update(sub), 30)
+        assert event.uri == AGENTS_URI
+
+
+async def _first_update(sub: Subscription) -> ResourceUpdated:
+    async for event in sub:
+        if isinstance(event, ResourceUpdated):
+            return event
+    raise AssertionError("the stream ended without an update")
 
 
 async def test_plan_workflow_names_the_catalog_roles_and_the_validate_rules(
