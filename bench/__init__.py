@@ -84,6 +84,12 @@ def _dashboard(argv: Sequence[str] | None) -> dict[str, object]:
     return dashboard.main(argv)
 
 
+def _mcp(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import mcp
+
+    return mcp.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -132,6 +138,10 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "dashboard": (
         _dashboard,
         "dashboard first render of a 5,000-task run in Chromium (serve vs the HTML report)",
+    ),
+    "mcp": (
+        _mcp,
+        "MCP tool calls vs the REST call (in memory, stdio), big submit, wait_run's return lag",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""

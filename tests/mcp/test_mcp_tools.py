@@ -11,6 +11,7 @@ from contract import CONTRACT  # tests/ is on the path (rootdir conftest)
 from mcp_helpers import FAILING, doc, error, in_memory, sleeper
 
 from metaagent.mcp.tools import MAX_WAIT_S, TOOL_NAMES
+from metaagent.mcp.views import OUTPUT_CHARS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -272,3 +273,28 @@ async def test_list_agents_by_capability_and_an_unknown_one_lists_the_known(
         assert [s["name"] for s in python["specs"]] == ["fast-coder"]
         err = error(await client.call_tool("list_agents", {"capability": "cobol"}))
         assert err["message"] == "unknown capability 'cobol'; known capabilities: python, testing"
+
+
+LOUD = """\
+name: loud
+agents:
+  - name: talker
+    capabilities: {talk: 0.9}
+    runner: {type: command, argv: ["python3", "-c", "import sys; print('o' * 20000); sys.stderr.write('e' * 9000 + 'END')"]}
+tasks:
+  - {id: talk, capability: talk}
+"""  # noqa: E501
+
+
+async def test_a_long_output_is_capped_with_a_marker_and_the_log_is_its_tail(
+    tmp_path: Path,
+) -> None:
+    async with in_memory(tmp_path) as client:
+        run_id = await submit(client, LOUD)
+        await wait(client, run_id)
+        task = doc(await client.call_tool("get_task", {"run_id": run_id, "task_id": "talk"}))
+        assert task["output_chars"] == 20_000
+        assert task["output"].startswith("o" * OUTPUT_CHARS)
+        assert task["output"].endswith("[metaagent: output cut here, 12000 more characters]")
+        assert task["log_tail"].endswith("eEND")
+        assert task["log_tail"].startswith("[metaagent: 5003 earlier characters cut]\n")
