@@ -2,8 +2,9 @@
 
 Embedded by default: its own orchestrator on the journal ``--db``. With ``--server URL`` (or
 ``METAAGENT_SERVER``, token in ``METAAGENT_TOKEN``) it forwards to a running ``metaagent serve``,
-so the assistant, the dashboard and the CLI see the same runs. Needs the ``mcp`` extra. Exit 2
-for bad options or a server that cannot be reached.
+so the assistant, the dashboard and the CLI see the same runs. Needs the ``mcp`` extra. Exit 0
+when the client closes stdin; 2 for bad options or a server that cannot be reached; 143 / 130
+after SIGTERM / SIGINT.
 """
 
 from __future__ import annotations

@@ -85,7 +85,12 @@ class Api:
             raise ApiError(0, f"{self.where}: {exc or type(exc).__name__}") from None
         if r.status_code >= 400:
             raise ApiError(r.status_code, _detail(r))
-        return r.json()
+        try:
+            return r.json()
+        except ValueError:
+            raise ApiError(
+                r.status_code, f"{self.where}: not a metaagent server's answer: {r.text[:200]!r}"
+            ) from None
 
     def run_events(self, run_id: str) -> AsyncIterator[Event]:
         """The run's events from its first, then live ones, until its ``finished`` event."""
@@ -248,9 +253,9 @@ async def embedded(db: Path, config: OrchestratorConfig) -> AsyncIterator[Api]:
     service = Service(db, config)
     token = secrets.token_urlsafe(32)  # never leaves this process
     app = create_app(service, Tokens(token))  # no /mcp of its own: this is the MCP server
-    await service.start()
     api = in_process(service, app, token, f"journal {db}")
     try:
+        await service.start()
         yield api
     finally:
         await api.http.aclose()

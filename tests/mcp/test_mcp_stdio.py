@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import pytest
 from contract import CONTRACT  # tests/ is on the path (rootdir conftest)
 from mcp import Client, StdioServerParameters, stdio_client
-from mcp_helpers import doc
+from mcp_helpers import doc, sleeper
 
 from metaagent.mcp.tools import MAX_WAIT_S, TOOL_NAMES
 
@@ -93,3 +97,47 @@ def test_a_server_that_does_not_answer_is_said_at_once(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--server http://127.0.0.1:9" in done.stderr
     assert done.stdout == ""  # stdout carries only the protocol
+
+
+async def _running(client: Client, run_id: str) -> None:
+    """Until the run's task is under way (bounded by the test's timeout)."""
+    while True:
+        run = doc(await client.call_tool("get_run", {"run_id": run_id}))
+        if run["running"]:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_sigterm_journals_the_attempt_lost_and_the_next_start_resumes_it(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "journal.db"
+    server = params(tmp_path, "--db", str(db), "--workdir", str(tmp_path))
+    with (tmp_path / "stderr.txt").open("w") as errlog:
+        async with Client(stdio_client(server, errlog=errlog)) as client:
+            run_id = doc(await client.call_tool("submit_run", {"workflow_yaml": sleeper(2)}))[
+                "run_id"
+            ]
+            await _running(client, run_id)
+            with sqlite3.connect(db) as conn:
+                [(pid,)] = conn.execute("SELECT pid FROM leases WHERE run_id = ?", (run_id,))
+            os.kill(pid, signal.SIGTERM)  # the embedded server, which holds the run's lease
+            await asyncio.to_thread(_gone, pid)
+        async with Client(stdio_client(server, errlog=errlog)) as client:  # resumes the run
+            final = doc(await client.call_tool("wait_run", {"run_id": run_id, "timeout_s": 50}))
+            assert final["state"] == "succeeded"
+            task = doc(await client.call_tool("get_task", {"run_id": run_id, "task_id": "nap"}))
+    assert [a["outcome"] for a in task["attempts"]] == ["lost", "succeeded"]
+    assert "stopped" in (task["attempts"][0]["error"] or "")
+
+
+def _gone(pid: int) -> None:
+    """Until ``pid`` has exited (a zombie waiting for its parent's wait counts as exited)."""
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                if f.read().split(") ", 1)[1][:1] == "Z":
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.05)
