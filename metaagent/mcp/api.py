@@ -65,7 +65,8 @@ class Changes:
 
 
 class Feed(Protocol):
-    def run_events(self, run_id: str) -> AsyncIterator[Event]: ...
+    async def head(self) -> int: ...
+    def run_events(self, run_id: str, after: int) -> AsyncIterator[Event]: ...
     def changes(self) -> AsyncIterator[Changes]: ...
 
 
@@ -92,9 +93,14 @@ class Api:
                 r.status_code, f"{self.where}: not a metaagent server's answer: {r.text[:200]!r}"
             ) from None
 
-    def run_events(self, run_id: str) -> AsyncIterator[Event]:
-        """The run's events from its first, then live ones, until its ``finished`` event."""
-        return self.feed.run_events(run_id)
+    async def head(self) -> int:
+        """The ``seq`` of the last event stored: follow a run from there, nothing is missed."""
+        return await self.feed.head()
+
+    def run_events(self, run_id: str, after: int = 0) -> AsyncIterator[Event]:
+        """The run's events after ``seq`` ``after`` (stored ones first), then live ones, until
+        its ``finished`` event."""
+        return self.feed.run_events(run_id, after)
 
     def changes(self) -> AsyncIterator[Changes]:
         """What changes from now on, coalesced (a burst of events is one ``Changes``), for as
@@ -124,9 +130,18 @@ class _RemoteFeed:
         self.url = url
         self.token = token
 
-    async def run_events(self, run_id: str) -> AsyncIterator[Event]:
+    async def head(self) -> int:
+        try:
+            r = await self.http.get("/healthz")
+            return int(r.json()["events_head"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return 0  # from the run's first event, then
+
+    async def run_events(self, run_id: str, after: int) -> AsyncIterator[Event]:
         timeout = httpx.Timeout(10.0, read=None)
-        async with self.http.stream("GET", f"/v1/runs/{run_id}/events", timeout=timeout) as r:
+        headers = {"Last-Event-ID": str(after)} if after else {}
+        path = f"/v1/runs/{run_id}/events"
+        async with self.http.stream("GET", path, timeout=timeout, headers=headers) as r:
             if r.status_code >= 400:
                 await r.aread()
                 raise ApiError(r.status_code, _detail(r))
@@ -182,11 +197,14 @@ class _LocalFeed:
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    async def run_events(self, run_id: str) -> AsyncIterator[Event]:
+    async def head(self) -> int:
+        return self.service.events.head
+
+    async def run_events(self, run_id: str, after: int) -> AsyncIterator[Event]:
         log = self.service.events
         sub = log.subscribe(run_id)
         try:
-            async for page in log.catch_up(sub, 0):
+            async for page in log.catch_up(sub, after):
                 for _, line in page:
                     ev = json.loads(line)
                     yield ev

@@ -221,6 +221,7 @@ def register_tools(server: MCPServer[Any], api: Api) -> None:
 async def _wait(api: Api, run_id: str, timeout_s: float, ctx: Context) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(timeout_s, MAX_WAIT_S)
+    head = await api.head()  # before the report: no event after it is missed
     report = await api.call("GET", f"/v1/runs/{run_id}")
     states = {t["id"]: t["state"] for t in report.get("tasks", [])}
     progress = Progress(len(states), ctx.report_progress)
@@ -230,7 +231,7 @@ async def _wait(api: Api, run_id: str, timeout_s: float, ctx: Context) -> dict[s
     await progress.update(states, "waiting")
     try:
         async with asyncio.timeout_at(deadline):
-            async for ev in api.run_events(run_id):
+            async for ev in api.run_events(run_id, head):
                 tid = ev.get("task_id")
                 if ev.get("type") == "task" and isinstance(tid, str) and ev.get("state"):
                     states[tid] = ev["state"]
