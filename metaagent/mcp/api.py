@@ -25,7 +25,7 @@ import httpx
 from metaagent.core.decisions import QuarantineAgent, SpawnAgent, TerminateAgent
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator
     from pathlib import Path
 
     from metaagent.runtime.config import OrchestratorConfig
@@ -66,8 +66,8 @@ class Changes:
 
 class Feed(Protocol):
     async def head(self) -> int: ...
-    def run_events(self, run_id: str, after: int) -> AsyncIterator[Event]: ...
-    def changes(self) -> AsyncIterator[Changes]: ...
+    def run_events(self, run_id: str, after: int) -> AsyncGenerator[Event, None]: ...
+    def changes(self) -> AsyncGenerator[Changes, None]: ...
 
 
 class Api:
@@ -97,12 +97,12 @@ class Api:
         """The ``seq`` of the last event stored: follow a run from there, nothing is missed."""
         return await self.feed.head()
 
-    def run_events(self, run_id: str, after: int = 0) -> AsyncIterator[Event]:
+    def run_events(self, run_id: str, after: int = 0) -> AsyncGenerator[Event, None]:
         """The run's events after ``seq`` ``after`` (stored ones first), then live ones, until
         its ``finished`` event."""
         return self.feed.run_events(run_id, after)
 
-    def changes(self) -> AsyncIterator[Changes]:
+    def changes(self) -> AsyncGenerator[Changes, None]:
         """What changes from now on, coalesced (a burst of events is one ``Changes``), for as
         long as it is iterated."""
         return self.feed.changes()
@@ -137,7 +137,7 @@ class _RemoteFeed:
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return 0  # from the run's first event, then
 
-    async def run_events(self, run_id: str, after: int) -> AsyncIterator[Event]:
+    async def run_events(self, run_id: str, after: int) -> AsyncGenerator[Event, None]:
         timeout = httpx.Timeout(10.0, read=None)
         headers = {"Last-Event-ID": str(after)} if after else {}
         path = f"/v1/runs/{run_id}/events"
@@ -149,7 +149,7 @@ class _RemoteFeed:
                 if line.startswith("data:"):
                     yield json.loads(line[5:])
 
-    async def changes(self) -> AsyncIterator[Changes]:
+    async def changes(self) -> AsyncGenerator[Changes, None]:
         """From the service's WebSocket: one ``Changes`` per frame; after a drop it reconnects
         with the last ``seq`` it saw, so nothing is missed."""
         from websockets.asyncio.client import connect
@@ -200,7 +200,7 @@ class _LocalFeed:
     async def head(self) -> int:
         return self.service.events.head
 
-    async def run_events(self, run_id: str, after: int) -> AsyncIterator[Event]:
+    async def run_events(self, run_id: str, after: int) -> AsyncGenerator[Event, None]:
         log = self.service.events
         sub = log.subscribe(run_id)
         try:
@@ -219,7 +219,7 @@ class _LocalFeed:
         finally:
             log.unsubscribe(sub)
 
-    async def changes(self) -> AsyncIterator[Changes]:
+    async def changes(self) -> AsyncGenerator[Changes, None]:
         """From the service's own observers (told every runtime event, in the loop that runs
         the attempts): a set add per event, nothing parsed; drained between bursts."""
         pending = Changes()

@@ -26,7 +26,7 @@ from metaagent.mcp.views import dag_view
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from metaagent.mcp.api import Api
+    from metaagent.mcp.api import Api, Changes
 
 __all__ = ["AGENTS_URI", "INSTRUCTIONS", "MetaagentMCP", "dag_uri", "run_uri"]
 
@@ -90,7 +90,11 @@ class MetaagentMCP:
         """Publish a change of every run that has an event (its report and DAG), and of the
         agents when tasks move or the pool changes, to the clients subscribed; forever. A
         burst of events is one update per URI."""
-        async for changed in self.api.changes():
+        async with contextlib.aclosing(self.api.changes()) as changes:
+            await self._publish(changes)
+
+    async def _publish(self, changes: AsyncIterator[Changes]) -> None:
+        async for changed in changes:
             for run_id in sorted(changed.runs):
                 await self.bus.publish(ResourceUpdated(uri=run_uri(run_id)))
                 await self.bus.publish(ResourceUpdated(uri=dag_uri(run_id)))

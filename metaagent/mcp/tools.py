@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context  # noqa: TC002 (the SDK reads annotations)
@@ -224,18 +225,16 @@ async def _wait(api: Api, run_id: str, timeout_s: float, ctx: Context) -> dict[s
     head = await api.head()  # before the report: no event after it is missed
     report = await api.call("GET", f"/v1/runs/{run_id}")
     states = {t["id"]: t["state"] for t in report.get("tasks", [])}
-    progress = Progress(len(states), ctx.report_progress)
+    progress = Progress(states, ctx.report_progress)
     if report.get("finished"):
-        await progress.update(states, "finished")
+        await progress.send("finished")
         return run_summary(report) | {"still_running": False}
-    await progress.update(states, "waiting")
+    await progress.send("waiting")
     try:
-        async with asyncio.timeout_at(deadline):
-            async for ev in api.run_events(run_id, head):
-                tid = ev.get("task_id")
-                if ev.get("type") == "task" and isinstance(tid, str) and ev.get("state"):
-                    states[tid] = ev["state"]
-                    await progress.update(states, f"{tid}: {ev['state']}")
+        async with asyncio.timeout_at(deadline), aclosing(api.run_events(run_id, head)) as events:
+            async for ev in events:
+                if progress.moved(ev):
+                    await progress.send(f"{ev['task_id']}: {ev['state']}")
     except TimeoutError:
         pass
     report = await api.call("GET", f"/v1/runs/{run_id}")
@@ -251,16 +250,31 @@ async def _wait(api: Api, run_id: str, timeout_s: float, ctx: Context) -> dict[s
 
 
 class Progress:
-    """Progress notifications: tasks finished of all, sent only when the count grows (the
-    protocol wants it increasing)."""
+    """Progress notifications: tasks finished of all (counted as they move, decomposed tasks
+    joining the total), sent only when the count grows (the protocol wants it increasing)."""
 
-    def __init__(self, total: int, send: Callable[[float, float | None, str | None], Any]):
-        self.total = total
+    def __init__(
+        self, states: dict[str, str], send: Callable[[float, float | None, str | None], Any]
+    ) -> None:
+        self.states = states
+        self.done = sum(1 for s in states.values() if s in TERMINAL)
         self.sent = -1
         self._send = send
 
-    async def update(self, states: dict[str, str], message: str) -> None:
-        done = sum(1 for s in states.values() if s in TERMINAL)
-        if done > self.sent:
-            self.sent = done
-            await self._send(done, self.total or None, f"{done}/{self.total} tasks done; {message}")
+    def moved(self, ev: dict[str, Any]) -> bool:
+        """Record a task event's new state; whether the count of finished tasks grew."""
+        task_id, state = ev.get("task_id"), ev.get("state")
+        if ev.get("type") != "task" or not isinstance(task_id, str) or not isinstance(state, str):
+            return False
+        before = self.states.get(task_id)
+        self.states[task_id] = state
+        if state in TERMINAL and before not in TERMINAL:
+            self.done += 1
+            return True
+        return False
+
+    async def send(self, message: str) -> None:
+        if self.done > self.sent:
+            self.sent = self.done
+            total = len(self.states)
+            await self._send(self.done, total or None, f"{self.done}/{total} tasks done; {message}")
