@@ -108,6 +108,12 @@ def _service(argv: Sequence[str] | None) -> dict[str, object]:
     return service.main(argv)
 
 
+def _mcp(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import mcp
+
+    return mcp.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -172,6 +178,10 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "service": (
         _service,
         "metaagent serve: 10,000-task submit ack, WebSocket fan-out to 100 clients, idle RSS",
+    ),
+    "mcp": (
+        _mcp,
+        "MCP tool calls vs the REST call (in memory, stdio), big submit, wait_run's return lag",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""

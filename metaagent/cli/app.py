@@ -19,6 +19,7 @@ from metaagent.cli.definitions import agents_command, validate_command
 from metaagent.cli.explain import explain_command
 from metaagent.cli.gc import gc_command
 from metaagent.cli.logs import logs_command
+from metaagent.cli.mcp import mcp_command
 from metaagent.cli.report import report_command
 from metaagent.cli.retry import retry_command
 from metaagent.cli.run import resume_command, run_command
@@ -57,6 +58,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "explain": explain_command,
     "report": report_command,
     "serve": serve_command,
+    "mcp": mcp_command,
 }
 """Command name -> function, in the order ``metaagent --help`` lists them."""
 

@@ -3,6 +3,7 @@ streams, ``/metrics``, ``/healthz`` and the dashboard's static files at ``/``.""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -43,7 +44,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _OPEN = ("/healthz",)
-_GUARDED = ("/v1/", "/metrics", "/openapi.json")
+_GUARDED = ("/v1/", "/metrics", "/openapi.json", "/mcp")
 _READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -126,8 +127,10 @@ def create_app(
     *,
     max_body: int = MAX_BODY_BYTES,
     dashboard: Path | None = None,
+    mcp_host: str | None = None,
 ) -> FastAPI:
-    """The app serving ``service``; the service is started and closed with the app."""
+    """The app serving ``service``; the service is started and closed with the app. With
+    ``mcp_host`` (the address it is bound to) the MCP server is mounted at ``/mcp``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -166,6 +169,10 @@ def create_app(
 
     app.include_router(router)
     app.include_router(stream_router)
+    if mcp_host is not None and importlib.util.find_spec("mcp") is not None:
+        from metaagent.mcp.http import mount_mcp  # /mcp, with the mcp extra installed
+
+        mount_mcp(app, service, tokens, mcp_host, max_body)
     folder = dashboard or DASHBOARD_DIR
     app.mount("/", StaticFiles(directory=folder, html=True, check_dir=False), name="dashboard")
     app.add_middleware(Guard, tokens=tokens, max_body=max_body)

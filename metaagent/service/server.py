@@ -86,7 +86,7 @@ def serve(
     """Serve until stopped. Prints where it listens (and a generated token's file) on stderr."""
     tokens = load_tokens(token_file, db.parent)
     service = Service(db, config, durability=durability)
-    app = create_app(service, tokens, max_body=max_body)
+    app = create_app(service, tokens, max_body=max_body, mcp_host=host)
     note = f" (journal {db})"
     if tokens.generated is not None:
         note += f"; token written to {tokens.generated} (mode 0600)"
