@@ -174,6 +174,9 @@ async def get_run(request: Request, run_id: str) -> Any:
     # The state first: a report read after it is never behind it (a finished run reads whole).
     row = await _thread(service, lambda: service.store.row(run_id))
     stored = await _stored(service, run_id)
+    if row is not None and row.finished_at is None and stored.info.finished:
+        # It finished between the two reads (its end was committed meanwhile): read it again.
+        row = await _thread(service, lambda: service.store.row(run_id))
     report = stored_report(stored)
     tasks: list[dict[str, Any]] = report["tasks"]  # type: ignore[assignment]
     depends = {t.id: list(t.depends_on) for t in stored.tasks}
