@@ -14,11 +14,13 @@ import math
 import os
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
+from metaagent.agents.ratelimit import ProviderLimiter, admit
 from metaagent.core.retry import RetryPolicy, compute_backoff
 from metaagent.core.tasks import Usage
 from metaagent.errors import AgentFailure, WorkflowError
@@ -32,6 +34,7 @@ Provider = Literal["openai", "anthropic"]
 Sleep = Callable[[float], Awaitable[None]]
 
 ANTHROPIC_VERSION = "2023-06-01"
+_IN_OUT = ("input_tokens", "output_tokens")
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
 _BACKTICKS = re.compile("`+")
 _JSON_INSTRUCTION = (
@@ -62,6 +65,8 @@ class LlmConfig:
     max_retries: int = 3
     backoff: RetryPolicy = field(default_factory=lambda: RetryPolicy(base_s=1.0, max_s=30.0))
     max_upstream_chars: int = 24_000
+    requests_per_min: float | None = None  # per provider key (``agents.ratelimit``)
+    tokens_per_min: int | None = None
 
     def __post_init__(self) -> None:
         if self.provider not in _PROVIDERS:
@@ -385,7 +390,7 @@ class LlmRunner:
 
     kind = "llm"
 
-    __slots__ = ("_api_key", "_local", "_rng", "_sleep", "config")
+    __slots__ = ("_api_key", "_clock", "_local", "_rng", "_sleep", "config")
 
     def __init__(
         self,
@@ -394,6 +399,7 @@ class LlmRunner:
         env: Mapping[str, str] | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         _require_httpx()
         self.config = config
@@ -405,6 +411,7 @@ class LlmRunner:
                 f"{config.key_env} (or name another with api_key_env)"
             )
         self._sleep = sleep
+        self._clock = clock  # with ``sleep``: the rate limits' time
         self._rng = rng if rng is not None else random.Random()
 
     async def run(self, ctx: AttemptContext) -> object:
@@ -413,8 +420,10 @@ class LlmRunner:
         user = build_user_message(
             ctx, json_output=cfg.json_output, max_upstream_chars=cfg.max_upstream_chars
         )
-        data = await self._post(protocol.body(cfg, user), protocol.headers(self._api_key))
+        data, entry = await self._post(protocol.body(cfg, user), protocol.headers(self._api_key))
         answer = protocol.parse(cfg, data)
+        if entry is not None:  # the request's tokens count against its key's tokens_per_min
+            ProviderLimiter.spent(entry, sum(answer.usage.get(k, 0) for k in _IN_OUT))
         if answer.usage:  # the attempt's tokens (the API gives no money: cost_usd stays null)
             ctx.usage = Usage(answer.usage["input_tokens"], answer.usage["output_tokens"])
         if not answer.text.strip():
@@ -424,7 +433,9 @@ class LlmRunner:
             return {"text": result, "usage": answer.usage, "model": answer.model or cfg.model}
         return result
 
-    async def _post(self, body: dict[str, object], headers: dict[str, str]) -> object:
+    async def _post(
+        self, body: dict[str, object], headers: dict[str, str]
+    ) -> tuple[object, list[float] | None]:
         import httpx
 
         cfg = self.config
@@ -434,13 +445,14 @@ class LlmRunner:
         async with httpx.AsyncClient(timeout=cfg.timeout_s, trust_env=not self._local) as client:
             for n in range(1, tries + 1):
                 wait_s: float | None = None
+                entry = await admit(cfg, self._clock, self._sleep)  # the key's rate limits
                 try:
                     resp = await client.post(cfg.url, json=body, headers=headers)
                 except httpx.TransportError as exc:
                     last = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 else:
                     if resp.is_success:
-                        return _decode(resp)
+                        return _decode(resp), entry
                     message = api_error_message(resp.status_code, resp.content)
                     if resp.status_code not in _TRANSIENT_STATUS:
                         raise AgentFailure(

@@ -153,6 +153,8 @@ class LlmRunnerModel(RunnerModel):
     timeout_s: float = Field(default=120.0, gt=0, le=MAX_SECONDS)
     max_retries: int = Field(default=3, ge=0)
     max_upstream_chars: int = Field(default=24_000, ge=0)
+    requests_per_min: float | None = Field(default=None, gt=0)  # per provider key
+    tokens_per_min: int | None = Field(default=None, ge=1)  # per provider key
 
 
 # --- the table --------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from metaagent.cli.inputs import (
 )
 from metaagent.cli.progress import ProgressView, agents_table, summary_table
 from metaagent.cli.report_file import check_report_path, human_console, write_report
+from metaagent.cli.spend import spend_table
 from metaagent.errors import MetaAgentError, RunFailed, RunOwned
 from metaagent.journal import JournalError
 from metaagent.journal.sqlite import DEFAULT_PATH
@@ -40,7 +41,7 @@ from metaagent.runtime.config import OrchestratorConfig
 from metaagent.runtime.orchestrator import Orchestrator
 from metaagent.runtime.signals import stop_on_signals
 from metaagent.workflow.identity import identity_change, workflow_key
-from metaagent.workflow.settings import Overrides, orchestrator_config
+from metaagent.workflow.settings import Overrides, orchestrator_config, with_budget
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -316,6 +317,8 @@ def finish(batch: BatchResult, json_out: Path | None) -> None:
     human.print(summary_table(batch, human.width))
     if len(batch.agents) > 1:
         human.print(agents_table(batch))
+    if (spent := spend_table(batch)) is not None:
+        human.print(spent)
     if json_out is not None:
         write_report(batch.to_json(), json_out)
     raise typer.Exit(ExitCode.OK if batch.ok else ExitCode.FAILED)
@@ -358,7 +361,7 @@ async def execute(
         hint += f" --db {journal.path}"
     # SIGTERM/SIGINT: attempts stopped and journaled lost, how to resume printed, exit 143/130.
     async with (
-        Orchestrator(wf.agents, config, journal=journal) as orch,
+        Orchestrator(wf.agents, with_budget(config, wf), journal=journal) as orch,
         stop_on_signals(orch, resume=hint),
     ):
 

@@ -54,6 +54,7 @@ class Outcome(StrEnum):
     VERIFY_FAILED = "verify_failed"  # the task's check rejected the output
     CANCELLED = "cancelled"
     LOST = "lost"  # the orchestrator stopped mid-attempt; not charged against max_attempts
+    BUDGET_EXCEEDED = "budget_exceeded"  # not started: a budget it falls under is spent; final
 
     @property
     def failed(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from metaagent.core.budget import spend_by_agent, spend_of
 from metaagent.core.tasks import TaskResult, TaskState
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class BatchResult:
             "tasks": [_task_json(r) for r in self.results],
             "decisions": [self._decision_json(d) for d in self.decisions],
             "cost_usd": total_cost_usd(self.results),
+            "spend": run_spend(self.results),
         }
 
     def _decision_json(self, d: Decision) -> dict[str, object]:
@@ -100,6 +102,13 @@ def total_cost_usd(results: Sequence[TaskResult]) -> float:
     )
 
 
+def run_spend(results: Sequence[TaskResult]) -> dict[str, object]:
+    """The run's spend (``metaagent.core.budget``): in total and by agent (spec)."""
+    total = spend_of(a for r in results for a in r.attempts)
+    by_agent = {name: s.to_json() for name, s in spend_by_agent(results).items()}
+    return {**total.to_json(), "by_agent": by_agent}
+
+
 def _task_json(r: TaskResult) -> dict[str, object]:
     return {
         "id": r.task_id,
@@ -111,6 +120,7 @@ def _task_json(r: TaskResult) -> dict[str, object]:
         "error": r.error,
         "ready_at": r.ready_at,
         "finished_at": r.finished_at,
+        "spend": spend_of(r.attempts).to_json(),
         "attempts": [
             {
                 "number": a.number,

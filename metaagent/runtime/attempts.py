@@ -7,7 +7,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from metaagent.agents.base import AttemptContext
-from metaagent.core.tasks import TaskState
+from metaagent.core.tasks import Outcome, TaskState
+from metaagent.runtime.budget import BudgetGuard
 from metaagent.runtime.verify import verify_output
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from metaagent.backends.base import Backend
     from metaagent.core.decisions import RouteTask
     from metaagent.core.scheduler.scheduler import Scheduler
-    from metaagent.core.tasks import AgentTask, Outcome
+    from metaagent.core.tasks import AgentTask
     from metaagent.runtime.config import OrchestratorConfig
 
 
@@ -29,7 +30,16 @@ class Attempts:
     ``AttemptReport``.
     """
 
-    __slots__ = ("_backend", "_config", "_loop", "_on_bug", "_on_end", "_running", "_scheduler")
+    __slots__ = (
+        "_backend",
+        "_config",
+        "_loop",
+        "_on_bug",
+        "_on_end",
+        "_running",
+        "_scheduler",
+        "budget",
+    )
 
     def __init__(
         self,
@@ -46,6 +56,7 @@ class Attempts:
         self._on_bug = on_bug
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.budget = BudgetGuard(scheduler, config.budget, config.pricing)
 
     def __len__(self) -> int:
         return len(self._running)
@@ -69,6 +80,10 @@ class Attempts:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+        refused = self.budget.refusal(run.id, task.id, d.spec)
+        if refused is not None:  # never started: it ends at once, failed for good
+            loop.call_soon(self._refused, ctx, refused)
+            return
         coro = self._backend.attempt(ctx, runner, limit_s, self)
         self._running[(ctx.run_id, ctx.task.id)] = loop.create_task(coro)
 
@@ -82,8 +97,11 @@ class Attempts:
         key = (ctx.run_id, ctx.task.id)
         if self._running.get(key) is asyncio.current_task():
             del self._running[key]
-        if ctx.log is not None or ctx.usage is not None:
-            self._keep_log(ctx)
+        usage = ctx.usage
+        if usage is not None:
+            usage = ctx.usage = self.budget.priced(usage, ctx.agent)
+        if (ctx.log is not None or usage is not None) and self._keep_log(ctx) and usage:
+            self.budget.charge(ctx.run_id, ctx.task.id, ctx.agent, usage)
         try:
             self._on_end(ctx, outcome, output, error)
         except Exception as exc:
@@ -92,17 +110,28 @@ class Attempts:
             )
             raise
 
-    def _keep_log(self, ctx: AttemptContext) -> None:
-        """Put the runner's log on the attempt's record, before its end is recorded."""
+    def _refused(self, ctx: AttemptContext, reason: str) -> None:
+        try:
+            self._on_end(ctx, Outcome.BUDGET_EXCEEDED, None, reason)
+        except Exception as exc:
+            self._on_bug(
+                RuntimeError(f"the orchestrator failed while refusing an attempt: {exc!r}")
+            )
+            raise
+
+    def _keep_log(self, ctx: AttemptContext) -> bool:
+        """Put the runner's log and usage on the attempt's record, before its end is recorded;
+        False when the attempt has no record any more."""
         run = self._scheduler.runs.get(ctx.run_id)
         rec = None if run is None else run.tasks.get(ctx.task.id)
         if rec is None:
-            return
+            return False
         for a in reversed(rec.attempts):
             if a.number == ctx.attempt:
                 a.log = ctx.log
                 a.usage = ctx.usage
-                return
+                return True
+        return False
 
     def stop(self, run_id: str, task_id: str) -> None:
         """Stop the attempt of a task, if one is running (its outcome is already recorded)."""

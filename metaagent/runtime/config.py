@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from metaagent.core.budget import BudgetPlan
 from metaagent.core.health import HealthPolicy
 from metaagent.core.retry import RetryPolicy
 from metaagent.core.routing import RoutingWeights
@@ -14,6 +15,7 @@ from metaagent.core.scheduler.config import SchedulerConfig
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from metaagent.core.budget import Price
     from metaagent.core.learning import RoutingMode
 
 # The core's defaults, which the runtime keeps where it does not set its own: each default is
@@ -50,6 +52,10 @@ class OrchestratorConfig:
     capability_limits: Mapping[str, int] = field(default_factory=dict)  # running at once
     resource_limits: Mapping[str, int] = field(default_factory=dict)  # holders at once
     aging_interval_s: float = _CORE.aging_interval_s  # each interval waited: +1 priority
+    # Spend caps of each run, its tasks and agents (docs/workflows.md#budgets); model prices
+    # per million tokens for usage without its own cost (None: the shipped pricing.yaml).
+    budget: BudgetPlan = field(default_factory=BudgetPlan)
+    pricing: Mapping[str, Price] | None = None
 
     def scheduler_config(self) -> SchedulerConfig:
         """The core's part of this config; the knobs this layer does not set keep its defaults."""

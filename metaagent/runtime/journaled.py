@@ -50,7 +50,7 @@ def known_run(journal: Journal, tasks: Sequence[AgentTask], key: str | None) -> 
 
 
 def restore_run(
-    scheduler: Scheduler, journal: Journal, run_id: str, now: float
+    scheduler: Scheduler, journal: Journal, run_id: str, now: float, lazy: bool = True
 ) -> tuple[RunRecord, DeferredPart | None]:
     """Rebuild a journaled run in ``scheduler`` for ``accept``, lazily: the tasks that
     succeeded (outside decompositions) stay in the returned part, to read back once work is
@@ -58,7 +58,7 @@ def restore_run(
 
     Raises ``KeyError`` for a run the journal does not hold.
     """
-    stored = journal.load_run(run_id, decisions=False, lazy=True)
+    stored = journal.load_run(run_id, decisions=False, lazy=lazy)
     part = stored.deferred
     run = scheduler.restore(
         run_id,

@@ -206,10 +206,10 @@ class Orchestrator:
         self._lease.acquire(run_id)
         # A large run makes objects by the hundred thousand, none cyclic: no collector passes.
         with paused_gc():
-            # Lazily: the tasks that succeeded (outside decompositions) are read back after
-            # the first dispatch turn, so work starts again without waiting for them.
-            now = self.clock.now()
-            run, part = restore_run(self.scheduler, self.journal, run_id, now)
+            # Lazily (unless budgets need every attempt's spend): the tasks that succeeded
+            # (outside decompositions) are read back after the first dispatch turn.
+            now, lazy = self.clock.now(), self.config.budget.empty
+            run, part = restore_run(self.scheduler, self.journal, run_id, now, lazy)
             handle = self._start_run(run, now, on_event)
             if part is not None:
                 self._unread.append((run_id, part))

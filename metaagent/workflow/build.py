@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from metaagent.agents.registry import BuildContext, build_runner, runner_types
+from metaagent.core.budget import BudgetPlan
 from metaagent.core.graph import TaskGraph
 from metaagent.core.placement import Placement
 from metaagent.core.specs import AgentSpec
 from metaagent.core.tasks import AgentTask, Decompose, VerifySpec
 from metaagent.errors import UnknownCapabilityError, WorkflowError
+from metaagent.workflow.budgets import budget_plan, workflow_pricing
 from metaagent.workflow.coding import attach, make_workspace
 from metaagent.workflow.limits import check_limit_keys
 from metaagent.workflow.reader import describe_errors, parse_bytes, read_yaml
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from metaagent.catalog import Catalog
+    from metaagent.core.budget import Price
     from metaagent.workflow.schema import AgentModel, DecomposeModel, SettingsModel, TaskModel
     from metaagent.workspace import Workspace
 
@@ -50,6 +53,8 @@ class Workflow:
     description: str = ""
     roles: dict[str, str] = field(default_factory=dict)
     workspace: Workspace | None = None  # where coding agents work, one worktree per task
+    budget: BudgetPlan = field(default_factory=BudgetPlan)  # the run's, tasks', agents'
+    pricing: dict[str, Price] | None = None  # model prices (None: the shipped table)
 
 
 def load_workflow(path: str | Path, *, catalog: Catalog | None = None) -> Workflow:
@@ -99,7 +104,16 @@ def parse_workflow(
     )
     roles = {spec.name: spec.role for spec in agents if spec.role is not None}
     return Workflow(
-        model.name, agents, tasks, model.settings, source, model.description, roles, workspace
+        model.name,
+        agents,
+        tasks,
+        model.settings,
+        source,
+        model.description,
+        roles,
+        workspace,
+        budget_plan(model, source),
+        workflow_pricing(model),
     )
 
 

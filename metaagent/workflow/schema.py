@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from metaagent.agents.registry import MAX_SECONDS, NulFree, RunnerConfig
 
 __all__ = [
     "AgentModel",
+    "BudgetModel",
     "DecomposeModel",
+    "PriceModel",
     "RayPlacementModel",
     "SandboxModel",
     "SettingsModel",
@@ -27,6 +29,31 @@ __all__ = [
 ]
 
 _STRICT = ConfigDict(extra="forbid")
+
+
+class BudgetModel(BaseModel):
+    """A ``budget:`` (of the run in ``settings``, of a task, of an agent): a cap on money and
+    tokens (input plus output) spent; at least one of them."""
+
+    model_config = _STRICT
+
+    usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    tokens: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _something(self) -> BudgetModel:
+        if self.usd is None and self.tokens is None:
+            raise ValueError("a budget needs usd, tokens or both")
+        return self
+
+
+class PriceModel(BaseModel):
+    """One model's price in ``settings: {pricing: ...}``, US dollars per million tokens."""
+
+    model_config = _STRICT
+
+    input_per_mtok_usd: float = Field(ge=0, allow_inf_nan=False)
+    output_per_mtok_usd: float = Field(ge=0, allow_inf_nan=False)
 
 
 class RayPlacementModel(BaseModel):
@@ -80,6 +107,7 @@ class AgentModel(BaseModel):
     runner: RunnerConfig
     ray: RayPlacementModel | None = None  # placement on the Ray backend (others ignore it)
     sandbox: SandboxModel | None = None
+    budget: BudgetModel | None = None  # over this agent's attempts in a run
 
 
 class VerifyModel(BaseModel):
@@ -114,6 +142,7 @@ class TaskModel(BaseModel):
     group: str | None = None
     key: str | None = None
     decompose: DecomposeModel | None = None
+    budget: BudgetModel | None = None  # over this task's attempts
 
 
 class SettingsModel(BaseModel):
@@ -141,6 +170,8 @@ class SettingsModel(BaseModel):
     retention_days: float | None = Field(default=None, gt=0, le=36_500)
     backend: Literal["local", "ray"] | None = None
     ray_address: NulFree | None = Field(default=None, min_length=1)
+    budget: BudgetModel | None = None  # over the run's attempts
+    pricing: dict[Annotated[str, Field(min_length=1)], PriceModel] = Field(default_factory=dict)
 
 
 class WorkflowModel(BaseModel):

@@ -15,6 +15,7 @@ from metaagent.runtime.config import OrchestratorConfig
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from metaagent.workflow.build import Workflow
     from metaagent.workflow.schema import SettingsModel
 
 _T = TypeVar("_T")
@@ -57,6 +58,12 @@ def orchestrator_config(
     base = OrchestratorConfig(workdir=str(workdir.resolve()))
     base = replace(base, max_queued=max(base.max_queued, task_count))
     return _with_overrides(_with_settings(base, settings), overrides)
+
+
+def with_budget(config: OrchestratorConfig, wf: Workflow) -> OrchestratorConfig:
+    """``config`` with the workflow's budgets and price table (``settings.budget``/``pricing``
+    and the ``budget:`` of its tasks and agents)."""
+    return replace(config, budget=wf.budget, pricing=wf.pricing)
 
 
 def _with_settings(c: OrchestratorConfig, s: SettingsModel) -> OrchestratorConfig:

@@ -124,6 +124,8 @@ class Outcomes(Decomposing):
             self._complete(rec.run, now, out)
             return out
         spec = inst.spec.name
+        if outcome is Outcome.BUDGET_EXCEEDED:  # refused before it ran: not the agent's doing
+            return self._drain(self._failed_attempt(rec, spec, outcome, error, now), now)
         # The breaker counts agent faults only: an error, timeout or rejected check is the
         # task's outcome, and a task that fails on every agent fails alone (``max_attempts``).
         if is_agent_fault(outcome, inst.id, rec.attempts[:-1]):
@@ -185,7 +187,7 @@ class Outcomes(Decomposing):
         if outcome is Outcome.VERIFY_FAILED and error:
             rec.feedback = (error,)  # the check's output goes to the retry as feedback
         charged = sum(1 for a in rec.attempts if a.outcome is not Outcome.LOST)
-        if charged < task.max_attempts:
+        if charged < task.max_attempts and outcome is not Outcome.BUDGET_EXCEEDED:
             # When its agent was lost, the task goes to another agent after the first step of
             # the back-off however many attempts it made: the agent failed, and failover must
             # stay fast. (Attempts still count against max_attempts; restarts back off.)
