@@ -63,7 +63,11 @@ class Outcomes(Decomposing):
         inst = self._end_attempt(rec, outcome, now, error)
         assert inst is not None
         self.pool.on_success(inst)
-        self.learning.record(inst.spec.name, rec.task.capability, True, rec.attempts[-1].duration_s)
+        task = rec.task
+        self.learning.record(
+            inst.spec.name, task.capability, True, rec.attempts[-1].duration_s, task.complexity
+        )
+        self._learned(task.capability)
         rec.output = output
         rec.error = None
         self._terminal(rec, TaskState.SUCCEEDED, now)
@@ -76,6 +80,8 @@ class Outcomes(Decomposing):
         self._drain(out, now)
         if run.open == 0:  # the common case, a task of many, costs no call
             self._complete(run, now, out)
+        if self._revise or self._stale_runs:
+            self._revise_ranks()
         return out
 
     def _plan_returned(self, rec: TaskRecord, output: object, now: float) -> list[Output]:
@@ -97,7 +103,10 @@ class Outcomes(Decomposing):
         inst = self._end_attempt(rec, _SUCCESS, now, None)
         assert inst is not None
         self.pool.on_success(inst)
-        self.learning.record(inst.spec.name, rec.task.capability, True, rec.attempts[-1].duration_s)
+        task = rec.task
+        self.learning.record(
+            inst.spec.name, task.capability, True, rec.attempts[-1].duration_s, task.complexity
+        )
         rec.feedback = ()
         self._expand(rec, steps, now, f"planner {inst.spec.name}")
         return self._drain([], now)
@@ -129,7 +138,7 @@ class Outcomes(Decomposing):
         if is_agent_fault(outcome, inst.id, rec.attempts[:-1]):
             out.extend(self.pool.on_failure(inst, now))
         duration = rec.attempts[-1].duration_s if outcome is Outcome.ERROR else None
-        self.learning.record(spec, rec.task.capability, False, duration)
+        self.learning.record(spec, rec.task.capability, False, duration, rec.task.complexity)
         out.extend(self._failed_attempt(rec, spec, outcome, error, now))
         return self._drain(out, now)
 
@@ -151,6 +160,7 @@ class Outcomes(Decomposing):
                 inst.idle_since = now
             if inst.state is _AREADY and inst.running < inst.slots:
                 self.router.adjust_free(inst, +1)
+            self.router.ended(inst)
         self.running -= 1
         self._running_cap[rec.task.capability] -= 1
         if rec.task.resources:
@@ -190,14 +200,19 @@ class Outcomes(Decomposing):
             step = 1 if agent_lost else rec.attempt
             delay = compute_backoff(self.config.retry, step, self.rng)
             rec.avoid = rec.avoid | {spec}
+            # Soft fallback: the failed specs pay the back-off once more in the retry's cost,
+            # so another agent that can start within it is preferred, and they take it back
+            # when none can.
+            rec.penalty_s = delay
             rec.state = TaskState.READY
             rec.not_before = now + delay
             self.queues.delay(rec, rec.not_before)
             others = self.router.specs_for(task.capability) - rec.avoid
             where = (
-                f"preferring another agent ({', '.join(sorted(others))})"
+                f"preferring another agent ({', '.join(sorted(others))}) unless none can start "
+                f"within {rec.penalty_s:.2f}s"
                 if others
-                else "no other agent offers this capability, so any may take it"
+                else "no other agent offers this capability, so the same may take it"
             )
             out.append(
                 RetryTask(
