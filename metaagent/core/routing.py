@@ -18,7 +18,8 @@ that cost, so a higher score is better:
   pending work over their slots, at most 1): using the sole auditor for code while audits wait
   costs about the code task's duration;
 - ``penalty``: the retry of a task that failed on this spec pays the back-off again (soft
-  fallback: the failed spec is priced, not forbidden);
+  fallback: the failed spec is left out while another capable spec can start within the
+  back-off, and priced, not forbidden, when none can);
 - ``success``: ``p`` itself, weight 0 by default: shown in the breakdown.
 
 A busy spec that wins means the task *waits* for it: it stays queued, and the spec's next slot
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from metaagent.core.decisions import SCORE_PARTS, Candidate
 from metaagent.core.instances import AgentInstance, AgentState
+from metaagent.core.routing_weights import RoutingWeights
 from metaagent.core.spec_entry import SpecEntry
 from metaagent.core.tasks import TaskState
 
@@ -47,27 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["Choice", "Chooser", "Router", "RoutingWeights", "SpecEntry"]
 
 _MIN_SUCCESS = 0.02  # expected success is never taken below this (costs stay finite)
-
-
-@dataclass(frozen=True, slots=True)
-class RoutingWeights:
-    """Weights of the cost's parts (seconds per second; ``success`` per unit of probability,
-    counted as a gain). Defaults: expected finish plus expected retry time, scarcity and the
-    soft-fallback penalty all at face value."""
-
-    wait: float = 1.0
-    run: float = 1.0
-    retry: float = 1.0
-    scarcity: float = 1.0
-    penalty: float = 1.0
-    success: float = 0.0
-
-    def signed(self) -> dict[str, float]:
-        """Each part's weight in the score (``score = sum(signed * part)``): costs negative."""
-        return {
-            "wait": -self.wait, "run": -self.run, "retry": -self.retry,
-            "scarcity": -self.scarcity, "penalty": -self.penalty, "success": self.success,
-        }  # fmt: skip
+_MIN_RUN_S = 1e-6  # nor a duration below this (instant agents still differ in success)
 
 
 Parts = tuple[float, float, float, float, float, float]
@@ -239,6 +221,12 @@ class Router:
         """The specs with an instance (not lost) that offers ``capability``."""
         return {e.name for e in self._by_cap.get(capability, ())}
 
+    def entries_for(self, capability: str) -> Sequence[SpecEntry]:
+        return self._by_cap.get(capability, ())
+
+    def entry(self, spec: str) -> SpecEntry:
+        return self._entries[spec]
+
     def best_proficiency(self, capability: str) -> float:
         """The highest declared proficiency a live spec offers for ``capability`` (-1: none)."""
         return max(
@@ -269,8 +257,12 @@ class Router:
         if self._free.get(cap, 0) <= 0:
             return None
         if self.chooser is not None:
-            return self._chosen(task, cap, avoid, floor)
-        scored = self._score(task, cap, now, avoid, penalty_s, floor)
+            from metaagent.core.routing_chooser import chosen
+
+            return chosen(self, task, avoid, floor)
+        scored = self._score(task, cap, now, avoid, penalty_s, floor, prune=not avoid)
+        if avoid:
+            scored = _fallback(scored, avoid, penalty_s)
         if not scored:
             return None
         best = scored[0]
@@ -324,7 +316,7 @@ class Router:
         cached = self._static_cache.get(cap)
         if cached is not None and cached[0] == version:
             return cached[2]
-        cap_unit = learning.capability_unit(cap) or 1.0
+        cap_unit = _or_one(learning.capability_unit(cap))
         if cached is None:
             rows = [self._row(entry, cap, cap_unit) for entry in self._by_cap.get(cap, ())]
         else:
@@ -355,7 +347,7 @@ class Router:
             kp = learning.capability_prior
             prof = (kp * declared + ok) / (kp + ok + bad)
         unit = learning.units.get((entry.name, cap))
-        mine = unit[1] if unit is not None else cap_unit
+        mine = max(unit[1] if unit is not None else cap_unit, _MIN_RUN_S)
         return (mine * (a + b) / a, a, b, prof, mine, entry)
 
     def _score(
@@ -379,7 +371,7 @@ class Router:
         ww, wr, wy, wsc, wp, wsu = w.wait, w.run, w.retry, w.scarcity, w.penalty, w.success
         learning = self.learning
         sample = learning.rng.betavariate if learning.mode == "thompson" else None
-        cap_unit = learning.capability_unit(cap) or 1.0
+        cap_unit = _or_one(learning.capability_unit(cap))
         complexity = task.complexity
         estimate = task.estimate_s
         factor = 0.5 + complexity if estimate is None else estimate / cap_unit
@@ -433,33 +425,23 @@ class Router:
             total += (own / slots) * min(1.0, demand / slots)
         return total
 
-    def _chosen(
-        self, task: AgentTask, cap: str, avoid: Collection[str], floor: float
-    ) -> Choice | None:
-        """Let the pluggable ``chooser`` (a baseline policy) pick among the free instances of
-        the specs not avoided (every spec when all are)."""
-        assert self.chooser is not None
-        entries = [e for e in self._by_cap.get(cap, ()) if e.spec.capabilities[cap] >= floor]
-        if avoid and not all(e.name in avoid for e in entries):
-            entries = [e for e in entries if e.name not in avoid]
-        free = [i for e in entries for i in e.free_insts]
-        if not free:
-            return None
-        inst = self.chooser(task, free)
-        if inst is None:
-            return None
-        entry = self._entries[inst.spec.name]
-        unit = self.learning.units.get((entry.name, cap))
-        run = (unit[1] if unit is not None else 1.0) * (0.5 + task.complexity)
-        parts: Parts = (0.0, run, 0.0, 0.0, 0.0, 1.0)
-        return Choice(inst, entry, -run, parts, ((inst.id, -run, parts),), run)
-
     def score(self, task: AgentTask, spec: str, now: float) -> tuple[float, dict[str, float]]:
         """The score of one spec for one task, with its parts (for explanations)."""
         for s in self._score(task, task.capability, now, (), 0.0, 0.0, prune=False):
             if s[2].name == spec:
                 return s[0], dict(zip(SCORE_PARTS, s[3], strict=True))
         raise KeyError(f"{spec!r} is not a candidate for {task.capability!r} now")
+
+
+def _fallback(
+    scored: list[tuple[float, int, SpecEntry, Parts]], avoid: Collection[str], penalty_s: float
+) -> list[tuple[float, int, SpecEntry, Parts]]:
+    """Soft fallback: the specs that failed the task are left out while another spec can
+    start within the back-off (``penalty_s``); otherwise they stay, paying the penalty."""
+    others = [s for s in scored if s[2].name not in avoid]
+    if any(s[3][0] <= penalty_s for s in others):
+        return others
+    return scored
 
 
 def _ranked(
@@ -495,3 +477,8 @@ _INF = float("inf")
 
 _READY = AgentState.READY
 _RUNNING = TaskState.RUNNING
+
+
+def _or_one(unit: float | None) -> float:
+    """A capability's unit duration, 1 s when nothing is learned (a learned 0 stays 0)."""
+    return 1.0 if unit is None else unit

@@ -114,6 +114,15 @@ class AgentTask:
     estimate_s: float | None = None  # expected duration: ranks and routing use it when given
     min_proficiency: float | None = None  # agents declaring less for its capability never take it
 
+    def _scheduling_problems(self) -> list[str]:
+        out: list[str] = []
+        est = self.estimate_s
+        if est is not None and not (est > 0 and math.isfinite(est)):
+            out.append(f"estimate_s: must be a positive number of seconds, got {est}")
+        if self.min_proficiency is not None and not (0.0 <= self.min_proficiency <= 1.0):
+            out.append(f"min_proficiency: must be within 0..1, got {self.min_proficiency}")
+        return out
+
     def problems(self) -> list[str]:
         """Return what is wrong with this task's fields (empty when valid)."""
         out: list[str] = []
@@ -127,12 +136,7 @@ class AgentTask:
             self.timeout_s > 0 and math.isfinite(self.timeout_s)
         ):
             out.append(f"timeout_s: must be a positive number of seconds, got {self.timeout_s}")
-        if self.estimate_s is not None and not (
-            self.estimate_s > 0 and math.isfinite(self.estimate_s)
-        ):
-            out.append(f"estimate_s: must be a positive number of seconds, got {self.estimate_s}")
-        if self.min_proficiency is not None and not (0.0 <= self.min_proficiency <= 1.0):
-            out.append(f"min_proficiency: must be within 0..1, got {self.min_proficiency}")
+        out.extend(self._scheduling_problems())
         if self.max_attempts < 1:
             out.append(f"max_attempts: must be at least 1, got {self.max_attempts}")
         if isinstance(self.depends_on, str):

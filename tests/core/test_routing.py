@@ -178,7 +178,7 @@ def test_a_failed_spec_is_penalised_for_the_retry_not_forbidden(
         assert r is not None
         assert (r.task_id, r.spec) == ("t", "alpha")
         assert r.breakdown["penalty"] == 1.0
-        assert "penalised, not barred" in r.reason
+        assert "penalised by the back-off, not barred" in r.reason
     else:
         assert r is None  # it waits for beta
         s.finish("b", "busy", 1, Outcome.SUCCEEDED, 1.0 + beta_busy_s)

@@ -213,5 +213,8 @@ class Dispatching(SchedulerBase):
             why += f"; waited {now - waited[1]:.3g}s for {waited[0]} while {waited[2]} was free"
             rec.waited = None
         if rec.avoid:
-            why += f"; {', '.join(sorted(rec.avoid))} failed it before (penalised, not barred)"
+            why += (
+                f"; avoiding {', '.join(sorted(rec.avoid))} after a failed attempt (penalised "
+                "by the back-off, not barred)"
+            )
         return why
