@@ -364,8 +364,9 @@ class Router:
 
         Specs are visited cheapest bound first (duration per unit over expected success: no
         cost can be below it, since waiting, scarcity and penalties only add), and the visit
-        stops when the bound passes the best cost found: every spec is considered, none
-        needs scoring in full once it cannot win. Thompson sampling scores them all.
+        stops when the bound passes the second-best cost found (the runner-up is shown):
+        every spec is considered, none is scored in full once it cannot place. Thompson
+        sampling scores them all.
         """
         w = self.weights
         ww, wr, wy, wsc, wp, wsu = w.wait, w.run, w.retry, w.scarcity, w.penalty, w.success
@@ -378,10 +379,10 @@ class Router:
         prune = prune and sample is None and min(ww, wr, wy, wsc, wp, wsu) >= 0
         least = factor * min(wr, wy) if prune else 0.0
         pressure = self._pressure
-        best = _INF
+        best = second = _INF  # the two lowest costs so far: the runner-up is kept too
         scored: list[tuple[float, int, SpecEntry, Parts]] = []
         for bound, a, b, prof, mine, entry in self._static(cap):
-            if prune and bound * least - wsu >= best:
+            if prune and bound * least - wsu >= second:
                 break
             if entry.spec.capabilities[cap] < floor:
                 continue
@@ -398,8 +399,11 @@ class Router:
             penalty = penalty_s if entry.name in avoid else 0.0
             wait = start - now
             cost = ww * wait + wr * run + wy * retry + wsc * scarce + wp * penalty - wsu * p
-            if cost < best:
-                best = cost
+            if cost < second:
+                if cost < best:
+                    best, second = cost, best
+                else:
+                    second = cost
             scored.append((-cost, -len(scored), entry, (wait, run, retry, scarce, penalty, p)))
         if len(scored) > 1:
             scored.sort(key=_score_key, reverse=True)
