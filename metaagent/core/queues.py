@@ -88,7 +88,10 @@ class ReadyQueues:
     run served.
     """
 
-    __slots__ = ("aging_interval_s", "delayed", "lanes", "parked", "seq", "vnow", "waiting")
+    __slots__ = (
+        "aging_interval_s", "delayed", "lanes", "need_res", "parked", "parked_n", "seq", "vnow",
+        "waiting",
+    )  # fmt: skip
 
     def __init__(self, aging_interval_s: float) -> None:
         if aging_interval_s <= 0:
@@ -97,6 +100,8 @@ class ReadyQueues:
         self.lanes: dict[str, dict[str, Lane]] = {}
         self.waiting: dict[str, int] = {}
         self.parked: dict[str, list[QueueKey]] = {}  # entries by the held resource they wait on
+        self.parked_n: dict[str, int] = {}  # parked entries per capability
+        self.need_res: dict[str, int] = {}  # waiting tasks that need a resource, per capability
         self.delayed: list[Delayed] = []
         self.seq = 0
         self.vnow = 0.0
@@ -125,6 +130,8 @@ class ReadyQueues:
         """Queue ``rec`` (ready) under a new entry; an older entry of it becomes stale."""
         cap = rec.task.capability
         self.waiting[cap] = self.waiting.get(cap, 0) + 1
+        if rec.task.resources:
+            self.need_res[cap] = self.need_res.get(cap, 0) + 1
         run = rec.run
         if run.ready_n == 0 and run.vt < self.vnow:
             run.vt = self.vnow  # back from idle: no credit for the time it had nothing queued
@@ -203,6 +210,8 @@ class ReadyQueues:
         """
         cap = rec.task.capability
         self.waiting[cap] -= 1
+        if rec.task.resources:
+            self.need_res[cap] -= 1
         run = rec.run
         run.ready_n -= 1
         if run.ready_n == 0:  # nothing of the run is queued any more: drop its lanes
@@ -245,12 +254,17 @@ class ReadyQueues:
         """Set a popped entry aside until ``resource`` (held to its limit) is released, so a
         waiter costs nothing per round and cannot hide the work queued behind it."""
         self.parked.setdefault(resource, []).append(key)
+        cap = key[K_RECORD].task.capability
+        self.parked_n[cap] = self.parked_n.get(cap, 0) + 1
 
     def unpark(self, resource: str) -> None:
         """``resource`` was released: the live entries parked on it go back to their lanes,
         each in its old place."""
         parked = self.parked.pop(resource, None)
         if parked is not None:
+            counts = self.parked_n
+            for k in parked:
+                counts[k[K_RECORD].task.capability] -= 1
             self.put_back(k for k in parked if _live(k))
 
     def parked_count(self) -> dict[str, int]:
@@ -284,6 +298,18 @@ class ReadyQueues:
     def depth(self) -> dict[str, int]:
         """Waiting tasks per capability, for those with any."""
         return {cap: n for cap, n in self.waiting.items() if n}
+
+    def runnable(self, places: int) -> dict[str, int]:
+        """Waiting tasks per capability that more agents could serve (what scaling counts):
+        of those that need an exclusive resource, at most ``places`` (the resource places
+        free now, at least one), since the others would only wait for a holder to end."""
+        need = self.need_res
+        if not any(need.values()):
+            return self.waiting
+        return {
+            cap: n - need.get(cap, 0) + min(need.get(cap, 0), places)
+            for cap, n in self.waiting.items()
+        }
 
 
 def _live(key: QueueKey) -> bool:

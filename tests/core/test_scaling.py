@@ -1314,3 +1314,26 @@ def test_the_target_rule_keeps_what_the_busy_slots_need_and_waits_out_the_cooldo
     assert decisions_of(p.tick(4.0), TerminateAgent) == []  # within the cooldown of the growth
     # Six busy slots need seven instances at 90%: no surplus, only the idle timeout is due.
     assert p.s.next_wakeup() == 61.0
+
+
+def test_tasks_parked_on_a_held_resource_do_not_make_the_pool_grow() -> None:
+    # 20 tasks need one exclusive lock: at most one can run, so one instance is enough.
+    p = Pool([spec("w", {"x": 0.9}, hi=10)])
+    p.submit("r", tasks(20, resources=("lock",)), 0.0)
+    now = 0.0
+    for _ in range(40):
+        p.tick(now)
+        running = p.running()
+        if running:
+            now += 1.0
+            p.finish(running[0], now)
+        else:
+            now += 1.0
+    assert len(p.live("w")) == 1
+    assert p.s.queues.runnable(1)["x"] <= 1
+    # Without the lock the same queue grows the pool.
+    q = Pool([spec("w", {"x": 0.9}, hi=10)])
+    q.submit("r", tasks(20), 0.0)
+    q.tick(0.0)
+    q.tick(10.0)
+    assert len(q.live("w")) > 1

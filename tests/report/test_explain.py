@@ -210,4 +210,3 @@ def test_other_weights_are_flagged(stored: StoredRun) -> None:
     trail = explain_task(stored, "a", weights=RoutingWeights(retry=3.0))
     assert trail.weights_note is not None
     assert "other weights" in trail.weights_note
-

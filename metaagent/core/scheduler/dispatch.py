@@ -153,8 +153,11 @@ class Dispatching(SchedulerBase):
         # Attempt times are relative to the run's start: reports use them as they are.
         rec.attempts.append(Attempt(rec.attempt, spec, inst.id, now - run.started_at))
         cap = task.capability
-        self.queues.waiting[cap] -= 1
-        self.queues.served(run, rec.est)
+        queues = self.queues
+        queues.waiting[cap] -= 1
+        if task.resources:
+            queues.need_res[cap] -= 1
+        queues.served(run, rec.est)
         rec.queued = 0
         inst.busy_s -= now  # slot-seconds: the attempt's end adds ``now`` back
         had_free = inst.state is _AREADY and inst.running < inst.slots

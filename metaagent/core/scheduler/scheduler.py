@@ -236,14 +236,24 @@ class Scheduler(Restoring):
         pool = self.pool
         out: list[Output] = []
         if not pool.quiet():
-            out.extend(pool.tick(now, queues.waiting, self.running, self._running_cap))
+            # Scaling counts runnable demand only: tasks that wait on a held resource do not
+            # make the pool grow (capability limits are applied by the pool itself).
+            out.extend(pool.tick(now, self._runnable(), self.running, self._running_cap))
         out.extend(self.dispatch(now))
         return self._drain(out, now)
+
+    def _runnable(self) -> dict[str, int]:
+        """Waiting tasks per capability, those that need a held resource counted only up to
+        the resource places free now (at least one)."""
+        held = self._held
+        limits = self.config.resource_limits
+        free = sum(max(0, limits.get(r, 1) - n) for r, n in held.items())
+        return self.queues.runnable(max(1, free))
 
     def next_wakeup(self) -> float | None:
         """The earliest time at which ``tick`` has something to do, if any."""
         wake = self.queues.next_delayed()
-        pool = self.pool.next_wakeup(self.queues.waiting)
+        pool = self.pool.next_wakeup(self._runnable())
         if pool is not None and (wake is None or pool < wake):
             return pool
         return wake
