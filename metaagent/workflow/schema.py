@@ -72,6 +72,8 @@ class TaskModel(BaseModel):
     group: str | None = None
     key: str | None = None
     decompose: DecomposeModel | None = None
+    estimate_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    min_proficiency: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class SettingsModel(BaseModel):
@@ -95,6 +97,10 @@ class SettingsModel(BaseModel):
     aging_interval_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     capability_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     resource_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    # per capability: agents declaring less never take its tasks (applied to each task)
+    min_proficiency: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=dict
+    )
 
 
 class WorkflowModel(BaseModel):
