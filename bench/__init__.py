@@ -78,6 +78,18 @@ def _affinity(argv: Sequence[str] | None) -> dict[str, object]:
     return affinity.main(argv)
 
 
+def _hetero(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import hetero
+
+    return hetero.main(argv)
+
+
+def _fairness(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import fairness
+
+    return fairness.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -122,6 +134,14 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "affinity": (
         _affinity,
         "agent switches and dispatches per task of task groups, with and without affinity",
+    ),
+    "hetero": (
+        _hetero,
+        "heterogeneous pools, scarce agents: makespan vs bound, searched reference, old router",
+    ),
+    "fairness": (
+        _fairness,
+        "a 5-task run submitted after a 100,000-task run: its makespan against alone",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""

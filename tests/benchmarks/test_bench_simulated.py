@@ -14,7 +14,9 @@ pytestmark = pytest.mark.usefixtures("bench_on_path")
 @pytest.mark.parametrize(
     ("name", "argv"),
     [
-        ("learning", ["--tasks", "300", "--worlds", "1"]),
+        ("learning", ["--tasks", "300", "--worlds", "1", "--overclaim-tasks", "200"]),
+        ("hetero", ["--dags", "3", "--min-tasks", "24", "--max-tasks", "60", "--restarts", "2"]),
+        ("fairness", ["--big", "2000", "--slots", "8", "--at", "10"]),
         ("makespan", ["--tasks", "120", "--layers", "6", "--dags", "1", "--agents", "4"]),
         ("affinity", ["--groups", "60", "--seeds", "1"]),
     ],
