@@ -5,10 +5,10 @@ the slot where it finishes earliest (HEFT's assignment, without insertion)."""
 from __future__ import annotations
 
 import heapq
-import random
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import Callable, Mapping, Sequence
 
     from metaagent.core.tasks import AgentTask
@@ -59,10 +59,10 @@ def list_schedule(
         est = ready_at[task.id]
         best_k, best_f = -1, float("inf")
         for k, agent in enumerate(slots):
-            d = duration(task, agent)
-            if d is None:
+            took = duration(task, agent)
+            if took is None:
                 continue
-            f = max(est, free[k]) + d
+            f = max(est, free[k]) + took
             if f < best_f:
                 best_k, best_f = k, f
         if best_k < 0:

@@ -105,7 +105,7 @@ def lower_bound(tasks: Sequence[AgentTask]) -> float:
 
 
 def _spec(tasks: list[AgentTask], seed: int) -> SimSpec:
-    profiles = {
+    profiles: dict[tuple[str | None, str | None], Profile] = {
         (s.name, c): Profile(Duration("fixed", BASE[c] / p, 0.0), 0.0)
         for s in POOL
         for c, p in s.capabilities.items()
