@@ -100,8 +100,19 @@ class Learning:
                 cap = self._cap_duration[capability] = ArmStats()
             _add_duration(cap, duration_s)
             unit = duration_s / (0.5 + complexity)
-            self.units[key] = _add_unit(self.units.get(key), unit)
-            self._cap_unit[capability] = _add_unit(self._cap_unit.get(capability), unit)
+            units = self.units
+            old = units.get(key)
+            if old is None:
+                units[key] = (1, unit)
+            else:
+                n = old[0] + 1
+                units[key] = (n, old[1] + (unit - old[1]) / n)
+            old = self._cap_unit.get(capability)
+            if old is None:
+                self._cap_unit[capability] = (1, unit)
+            else:
+                n = old[0] + 1
+                self._cap_unit[capability] = (n, old[1] + (unit - old[1]) / n)
 
     def drain_dirty(self) -> set[tuple[str, str]]:
         """The (spec, capability) pairs updated since the last call (to persist them)."""

@@ -89,8 +89,8 @@ class Router:
     """
 
     __slots__ = (
-        "_by_cap", "_claimed", "_entries", "_free", "_seq", "_slots", "_static_cache", "chooser",
-        "learning", "pending", "waiting", "weights",
+        "_by_cap", "_claimed", "_entries", "_free", "_least", "_prunable", "_seq", "_slots",
+        "_static_cache", "chooser", "learning", "pending", "waiting", "weights",
     )  # fmt: skip
 
     def __init__(
@@ -101,7 +101,10 @@ class Router:
     ) -> None:
         self.chooser = chooser
         self.learning = learning
-        self.weights = weights or RoutingWeights()
+        self.weights = w = weights or RoutingWeights()
+        # The bound prunes only when no part can lower a cost (every weight non-negative).
+        self._prunable = min(w.wait, w.run, w.retry, w.scarcity, w.penalty, w.success) >= 0
+        self._least = min(w.run, w.retry)
         self._entries: dict[str, SpecEntry] = {}
         self._by_cap: dict[str, list[SpecEntry]] = {}
         self._free: dict[str, int] = {}  # capability -> free slots of ready instances
@@ -173,17 +176,11 @@ class Router:
         if entry is None:
             return
         self._seq += 1
-        entry.running += 1
         ends = entry.ends
-        if len(ends) > 2 * entry.running + 16:  # stale entries of ended attempts: compact
+        if len(ends) > 2 * entry.slots + 16:  # stale entries of ended attempts: compact
             ends[:] = [e for e in ends if e[2].state is _RUNNING and e[2].attempt == e[3]]  # type: ignore[attr-defined]
             heapq.heapify(ends)
         heapq.heappush(ends, (now + run_s, self._seq, rec, attempt, run_s))
-
-    def ended(self, inst: AgentInstance) -> None:
-        entry = self._entries.get(inst.spec.name)
-        if entry is not None and entry.running:
-            entry.running -= 1
 
     def begin_round(self) -> None:
         """Forget the claims of the last dispatch round."""
@@ -348,7 +345,8 @@ class Router:
             prof = (kp * declared + ok) / (kp + ok + bad)
         unit = learning.units.get((entry.name, cap))
         mine = max(unit[1] if unit is not None else cap_unit, _MIN_RUN_S)
-        return (mine * (a + b) / a, a, b, prof, mine, entry)
+        return (mine * (a + b) / a, a, b, prof, mine, entry, a / (a + b),
+                len(entry.spec.capabilities) > 1)  # fmt: skip
 
     def _score(
         self,
@@ -376,28 +374,32 @@ class Router:
         complexity = task.complexity
         estimate = task.estimate_s
         factor = 0.5 + complexity if estimate is None else estimate / cap_unit
-        prune = prune and sample is None and min(ww, wr, wy, wsc, wp, wsu) >= 0
-        least = factor * min(wr, wy) if prune else 0.0
+        prune = prune and sample is None and self._prunable
+        least = factor * self._least if prune else 0.0
         pressure = self._pressure
         best = second = _INF  # the two lowest costs so far: the runner-up is kept too
         scored: list[tuple[float, int, SpecEntry, Parts]] = []
-        for bound, a, b, prof, mine, entry in self._static(cap):
+        for bound, a, b, prof, mine, entry, mean_p, multi in self._static(cap):
             if prune and bound * least - wsu >= second:
                 break
-            if entry.spec.capabilities[cap] < floor:
+            if floor and entry.spec.capabilities[cap] < floor:
                 continue
-            start = entry.next_free(now)
-            if start is None:
-                continue
+            if entry.free > 0:
+                wait = 0.0
+            else:
+                start = entry.next_free(now)
+                if start is None:
+                    continue
+                wait = start - now
             run = mine * factor
-            fit = 1.0 - (complexity - prof) if complexity > prof else 1.0
-            p = (sample(a, b) if sample is not None else a / (a + b)) * fit
+            p = sample(a, b) if sample is not None else mean_p
+            if complexity > prof:
+                p *= 1.0 - (complexity - prof)  # the fit of a hard task to a weak agent
             if p < _MIN_SUCCESS:
                 p = _MIN_SUCCESS
             retry = run * (1.0 - p) / p
-            scarce = run * pressure(entry, cap) if len(entry.spec.capabilities) > 1 else 0.0
-            penalty = penalty_s if entry.name in avoid else 0.0
-            wait = start - now
+            scarce = run * pressure(entry, cap) if multi else 0.0
+            penalty = penalty_s if avoid and entry.name in avoid else 0.0
             cost = ww * wait + wr * run + wy * retry + wsc * scarce + wp * penalty - wsu * p
             if cost < second:
                 if cost < best:
@@ -406,7 +408,7 @@ class Router:
                     second = cost
             scored.append((-cost, -len(scored), entry, (wait, run, retry, scarce, penalty, p)))
         if len(scored) > 1:
-            scored.sort(key=_score_key, reverse=True)
+            scored.sort(reverse=True)  # (score, -index) are unique: entries are never compared
         return scored
 
     def _pressure(self, entry: SpecEntry, cap: str) -> float:
@@ -469,7 +471,7 @@ def _score_key(s: tuple[float, int, SpecEntry, Parts]) -> tuple[float, int]:
     return s[0], s[1]
 
 
-_Static = tuple[float, float, float, float, float, SpecEntry]
+_Static = tuple[float, float, float, float, float, SpecEntry, float, bool]
 
 
 def _bound_key(row: _Static) -> float:

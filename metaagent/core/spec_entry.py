@@ -19,7 +19,7 @@ class SpecEntry:
     expected ends (a heap, stale entries dropped lazily) and this round's claims."""
 
     __slots__ = (
-        "claims", "ends", "free", "free_insts", "instances", "name", "running", "slots", "spec",
+        "claims", "ends", "free", "free_insts", "instances", "name", "slots", "spec",
     )  # fmt: skip
 
     def __init__(self, spec: AgentSpec) -> None:
@@ -29,7 +29,6 @@ class SpecEntry:
         self.free_insts: dict[AgentInstance, None] = {}
         self.free = 0
         self.slots = 0  # slots of its live instances
-        self.running = 0
         # (expected end, seq, record, attempt, expected duration)
         self.ends: list[tuple[float, int, object, int, float]] = []
         self.claims: list[float] | None = None  # this round's slot times, once one is claimed

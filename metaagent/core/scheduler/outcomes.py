@@ -160,7 +160,6 @@ class Outcomes(Decomposing):
                 inst.idle_since = now
             if inst.state is _AREADY and inst.running < inst.slots:
                 self.router.adjust_free(inst, +1)
-            self.router.ended(inst)
         self.running -= 1
         self._running_cap[rec.task.capability] -= 1
         if rec.task.resources:
