@@ -75,11 +75,11 @@ class Learning:
         success: bool,
         duration_s: float | None,
         complexity: float = 0.5,
-    ) -> None:
+    ) -> int:
         """Add one attempt's outcome (``duration_s`` only for attempts that ran to an answer,
-        of a task of ``complexity``)."""
+        of a task of ``complexity``); return how many durations the capability has seen."""
         if self.frozen:
-            return
+            return 0
         self.version += 1
         key = (spec, capability)
         self.arm_version[key] = self.cap_version[capability] = (
@@ -110,9 +110,11 @@ class Learning:
             old = self._cap_unit.get(capability)
             if old is None:
                 self._cap_unit[capability] = (1, unit)
-            else:
-                n = old[0] + 1
-                self._cap_unit[capability] = (n, old[1] + (unit - old[1]) / n)
+                return 1
+            n = old[0] + 1
+            self._cap_unit[capability] = (n, old[1] + (unit - old[1]) / n)
+            return n
+        return 0
 
     def drain_dirty(self) -> set[tuple[str, str]]:
         """The (spec, capability) pairs updated since the last call (to persist them)."""

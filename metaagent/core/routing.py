@@ -453,17 +453,11 @@ def _fallback(
 def _ranked(
     scored: list[tuple[float, int, SpecEntry, Parts]], winner: AgentInstance | None
 ) -> tuple[tuple[str, float, tuple[float, ...]], ...]:
-    """The best three, each named by the instance it would start on now (the winner's own),
-    or by its spec when it is busy."""
-    out = []
-    for k, (score, _, entry, parts) in enumerate(scored[:3]):
-        if k == 0 and winner is not None:
-            name = winner.id
-        elif entry.free > 0:
-            name = next(iter(entry.free_insts)).id
-        else:
-            name = entry.name
-        out.append((name, score, parts))
+    """The best three: the winner by the instance it starts on (when it starts now), the
+    others by spec."""
+    out = [(s[2].name, s[0], s[3]) for s in scored[:3]]
+    if winner is not None:
+        out[0] = (winner.id, out[0][1], out[0][2])
     return tuple(out)
 
 

@@ -63,8 +63,8 @@ class SchedulerBase:
         self._pending_cap: dict[str, int] = {}  # capability -> tasks waiting on dependencies
         self.router.waiting = self.queues.waiting
         self.router.pending = self._pending_cap
-        # capability -> (learned unit duration ranks assume, samples it rested on)
-        self._basis: dict[str, tuple[float, int]] = {}
+        self._basis: dict[str, float] = {}  # capability -> learned unit duration ranks assume
+        self._check_at: dict[str, int] = {}  # capability -> samples at which to check again
         self._revise: set[str] = set()  # capabilities whose estimate moved materially
         self._stale_runs: dict[str, RunRecord] = {}  # runs whose ranks wait for a revision
         self._results = 0  # results that revised ranks (the clock of ``revised_at``)
@@ -173,21 +173,19 @@ class SchedulerBase:
         total = sum(i.slots for i in self.pool.instances.values())
         return max(1, min(total, self.config.max_concurrency))
 
-    def _learned(self, capability: str) -> None:
-        """A duration was learned for ``capability``: ranks resting on it are revised when it
-        moved by more than a quarter from what they assume, and its evidence has at least
-        doubled since the last revision."""
-        learning = self.learning
-        new = learning.capability_unit(capability)
+    def _learned(self, capability: str, samples: int) -> None:
+        """``capability`` has seen ``samples`` durations, twice as many as when this was last
+        checked: ranks resting on its learned duration are revised when it moved by more than
+        a quarter from what they assume. Checked at each doubling of the evidence only, so
+        O(log n) checks and revisions per capability."""
+        self._check_at[capability] = 2 * samples
+        new = self.learning.capability_unit(capability)
         if new is None:
             return
-        basis, seen = self._basis.get(capability, (1.0, 0))
+        basis = self._basis.get(capability, 1.0)
         if basis * 0.8 <= new <= basis * 1.25:
             return
-        samples = learning.capability_samples(capability)
-        if samples < 2 * seen:
-            return  # at most once per doubling of the evidence: O(log n) revisions
-        self._basis[capability] = (new, samples)
+        self._basis[capability] = new
         self._revise.add(capability)
 
     def _revise_ranks(self) -> None:

@@ -157,7 +157,11 @@ class Dispatching(SchedulerBase):
         queues.waiting[cap] -= 1
         if task.resources:
             queues.need_res[cap] -= 1
-        queues.served(run, rec.est)
+        run.ready_n -= 1  # fair share: the run is charged the task's expected slot-seconds
+        vt = run.vt
+        if vt > queues.vnow:
+            queues.vnow = vt
+        run.vt = vt + rec.est / run.weight
         rec.queued = 0
         inst.busy_s -= now  # slot-seconds: the attempt's end adds ``now`` back
         had_free = inst.state is _AREADY and inst.running < inst.slots
@@ -200,12 +204,10 @@ class Dispatching(SchedulerBase):
                 "of the best"
             )
         else:
-            why = (
-                f"earliest expected finish for {task.capability!r}: starts now, runs "
-                f"~{parts[1]:.3g}s, success {parts[5]:.2f}"
-            )
+            why = f"earliest expected finish for {task.capability!r}: starts now"
         ranked = choice.ranked
         if len(ranked) > 1 and ranked[1][2][0] > 0:
+            why += f", runs ~{parts[1]:.3g}s, success {parts[5]:.2f}"
             rival = ranked[1]
             why += (
                 f"; waiting {rival[2][0]:.3g}s for {rival[0]} would cost {-rival[1]:.3g}s "

@@ -64,10 +64,11 @@ class Outcomes(Decomposing):
         assert inst is not None
         self.pool.on_success(inst)
         task = rec.task
-        self.learning.record(
+        seen = self.learning.record(
             inst.spec.name, task.capability, True, rec.attempts[-1].duration_s, task.complexity
         )
-        self._learned(task.capability)
+        if seen >= self._check_at.get(task.capability, 1):
+            self._learned(task.capability, seen)
         rec.output = output
         rec.error = None
         self._terminal(rec, TaskState.SUCCEEDED, now)
