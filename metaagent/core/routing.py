@@ -377,6 +377,7 @@ class Router:
         prune = prune and sample is None and self._prunable
         least = factor * self._least if prune else 0.0
         pressure = self._pressure
+        penalties = dict.fromkeys(avoid, penalty_s) if avoid else _NO_PENALTY
         best = second = _INF  # the two lowest costs so far: the runner-up is kept too
         scored: list[tuple[float, int, SpecEntry, Parts]] = []
         for bound, a, b, prof, mine, entry, mean_p, multi in self._static(cap):
@@ -395,11 +396,10 @@ class Router:
             p = sample(a, b) if sample is not None else mean_p
             if complexity > prof:
                 p *= 1.0 - (complexity - prof)  # the fit of a hard task to a weak agent
-            if p < _MIN_SUCCESS:
-                p = _MIN_SUCCESS
+            p = max(p, _MIN_SUCCESS)
             retry = run * (1.0 - p) / p
             scarce = run * pressure(entry, cap) if multi else 0.0
-            penalty = penalty_s if avoid and entry.name in avoid else 0.0
+            penalty = penalties.get(entry.name, 0.0)
             cost = ww * wait + wr * run + wy * retry + wsc * scarce + wp * penalty - wsu * p
             if cost < second:
                 if cost < best:
@@ -473,6 +473,7 @@ def _bound_key(row: _Static) -> float:
 
 
 _INF = float("inf")
+_NO_PENALTY: dict[str, float] = {}
 
 
 _READY = AgentState.READY
