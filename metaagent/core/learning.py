@@ -36,7 +36,7 @@ class Learning:
 
     __slots__ = (
         "_cap_duration", "_cap_unit", "_dirty", "arm_version", "arms", "cap_version",
-        "capability_prior",
+        "capability_prior", "changed",
         "frozen", "mode", "prior_strength", "rng", "units", "version",
     )  # fmt: skip
 
@@ -66,6 +66,8 @@ class Learning:
         self._cap_unit: dict[str, tuple[int, float]] = {}
         self.cap_version: dict[str, int] = {}  # capability -> changes of its statistics
         self.arm_version: dict[tuple[str, str], int] = {}  # its capability's, at its last change
+        # capability -> specs whose statistics changed, until the router takes them
+        self.changed: dict[str, list[str]] = {}
         self.version = 0  # bumped by every change, so caches of estimates know they are stale
 
     def record(
@@ -85,6 +87,11 @@ class Learning:
         self.arm_version[key] = self.cap_version[capability] = (
             self.cap_version.get(capability, 0) + 1
         )
+        changed = self.changed.get(capability)
+        if changed is None:
+            self.changed[capability] = [spec]
+        elif len(changed) < 64:
+            changed.append(spec)
         self._dirty.add(key)
         arm = self.arms.get(key)
         if arm is None:

@@ -306,25 +306,35 @@ class Router:
         ``(bound, a, b, proficiency, unit, entry)``, where ``a, b`` is the Beta posterior of
         success and ``unit`` the duration per unit of complexity. Kept between calls: when
         the capability learns, only the rows of the specs that changed are computed again
-        (all those without a duration of their own when the capability's mean moved), and
-        the nearly sorted list is sorted again."""
+        (and those without a duration of their own when the capability's mean moved by more
+        than 5%), and the nearly sorted list is sorted again."""
         learning = self.learning
         version = learning.cap_version.get(cap, 0)
         cached = self._static_cache.get(cap)
         if cached is not None and cached[0] == version:
             return cached[2]
         cap_unit = _or_one(learning.capability_unit(cap))
+        names = learning.changed.pop(cap, None)
         if cached is None:
             rows = [self._row(entry, cap, cap_unit) for entry in self._by_cap.get(cap, ())]
         else:
             seen, old_unit, rows = cached[0], cached[1], cached[2]
-            changed = learning.arm_version
             units = learning.units
-            for i, row in enumerate(rows):
-                entry = row[5]
-                key = (entry.name, cap)
-                if changed.get(key, 0) > seen or (old_unit != cap_unit and key not in units):
-                    rows[i] = self._row(entry, cap, cap_unit)
+            if abs(cap_unit - old_unit) <= 0.05 * old_unit:
+                # Specs with no duration of their own keep the capability's mean until it
+                # moves by more than 5%: their rows are not rebuilt at every result.
+                cap_unit = old_unit
+            if old_unit != cap_unit or names is None or len(names) >= 64:
+                changed = learning.arm_version  # every row that may have moved
+                for i, row in enumerate(rows):
+                    key = (row[5].name, cap)
+                    if changed.get(key, 0) > seen or (old_unit != cap_unit and key not in units):
+                        rows[i] = self._row(row[5], cap, cap_unit)
+            else:  # only the specs that learned: O(changed) look-ups, then a near-sorted sort
+                moved = set(names)
+                for i, row in enumerate(rows):
+                    if row[5].name in moved:
+                        rows[i] = self._row(row[5], cap, cap_unit)
         rows.sort(key=_bound_key)
         self._static_cache[cap] = (version, cap_unit, rows)
         return rows
