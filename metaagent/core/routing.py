@@ -12,7 +12,8 @@ that cost, so a higher score is better:
   ``estimate_s`` instead when given (times the spec's learned speed against the capability's);
 - ``retry``: ``run * (1 - p) / p``, where ``p`` is the expected success (learned Beta posterior
   times the fit of a hard task to a weak agent): ``run + retry = run / p`` is the expected time
-  until a success if failed attempts were repeated alike;
+  until a success if failed attempts were repeated alike; on a task's last attempt, when a
+  failure fails the task, it counts ten times;
 - ``scarcity``: the delay taking this spec costs other work: ``run`` times, over the spec's
   other capabilities, its share of their slots times their pressure (queued plus half the
   pending work over their slots, at most 1): using the sole auditor for code while audits wait
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["Choice", "Chooser", "Router", "RoutingWeights", "SpecEntry"]
 
 _MIN_SUCCESS = 0.02  # expected success is never taken below this (costs stay finite)
+_FINAL = 10.0  # on a task's last attempt its expected retry time counts this many times
 _MIN_RUN_S = 1e-6  # nor a duration below this (instant agents still differ in success)
 
 
@@ -202,11 +204,9 @@ class Router:
         return self._free.get(capability, 0)
 
     def slots(self, capability: str) -> int:
-        """Slots of the live instances that offer ``capability``."""
         return self._slots.get(capability, 0)
 
     def instances(self, capability: str) -> list[AgentInstance]:
-        """The instances that offer ``capability``."""
         return list(self.members(capability))
 
     def members(self, capability: str) -> Iterable[AgentInstance]:
@@ -242,6 +242,7 @@ class Router:
         prefer: AgentInstance | None = None,
         margin: float = 0.0,
         floor: float = 0.0,
+        final: bool = False,
     ) -> Choice | None:
         """The cheapest spec for ``task`` and a free instance of it (or ``None`` as instance:
         wait for the busy winner); ``None`` when no candidate can start at all.
@@ -257,7 +258,7 @@ class Router:
             from metaagent.core.routing_chooser import chosen
 
             return chosen(self, task, avoid, floor)
-        scored = self._score(task, cap, now, avoid, penalty_s, floor, prune=not avoid)
+        scored = self._score(task, cap, now, avoid, penalty_s, floor, not avoid, final)
         if avoid:
             scored = _fallback(scored, avoid, penalty_s)
         if not scored:
@@ -367,6 +368,7 @@ class Router:
         penalty_s: float,
         floor: float,
         prune: bool = True,
+        final: bool = False,
     ) -> list[tuple[float, int, SpecEntry, Parts]]:
         """The candidate specs' scores (minus their costs) and parts, best first.
 
@@ -378,6 +380,8 @@ class Router:
         """
         w = self.weights
         ww, wr, wy, wsc, wp, wsu = w.wait, w.run, w.retry, w.scarcity, w.penalty, w.success
+        if final:
+            wy *= _FINAL  # no retry is left: a failure fails the task
         learning = self.learning
         sample = learning.rng.betavariate if learning.mode == "thompson" else None
         cap_unit = _or_one(learning.capability_unit(cap))

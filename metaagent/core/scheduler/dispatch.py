@@ -118,8 +118,9 @@ class Dispatching(SchedulerBase):
         floor = task.min_proficiency or 0.0
         if floors:
             floor = max(floor, floors.get(task.capability, 0.0))
+        final = task.max_attempts - rec.attempt <= 1  # a failure now fails the task
         choice = self.router.route(
-            task, now, rec.avoid, rec.penalty_s, prefer, self.config.affinity_margin, floor
+            task, now, rec.avoid, rec.penalty_s, prefer, self.config.affinity_margin, floor, final
         )
         if choice is None:
             return False
