@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["Choice", "Chooser", "Router", "RoutingWeights", "SpecEntry"]
 
 _MIN_SUCCESS = 0.02  # expected success is never taken below this (costs stay finite)
-_FINAL = 10.0  # on a task's last attempt its expected retry time counts this many times
+_FINAL = (1.0, 10.0)  # on a task's last attempt its expected retry time counts ten times
 _MIN_RUN_S = 1e-6  # nor a duration below this (instant agents still differ in success)
 
 
@@ -379,9 +379,8 @@ class Router:
         sampling scores them all.
         """
         w = self.weights
-        ww, wr, wy, wsc, wp, wsu = w.wait, w.run, w.retry, w.scarcity, w.penalty, w.success
-        if final:
-            wy *= _FINAL  # no retry is left: a failure fails the task
+        ww, wr, wsc, wp, wsu = w.wait, w.run, w.scarcity, w.penalty, w.success
+        wy = w.retry * _FINAL[final]  # on the last attempt a failure fails the task
         learning = self.learning
         sample = learning.rng.betavariate if learning.mode == "thompson" else None
         cap_unit = _or_one(learning.capability_unit(cap))
