@@ -143,29 +143,33 @@ class SchedulerBase:
         of complexity times ``0.5 + complexity`` (1 s per unit when nothing is learned)."""
         return self._estimator(history)(task)
 
-    def _rank(self, run: RunRecord, estimate: Callable[[AgentTask], float]) -> dict[str, float]:
+    def _rank(
+        self, run: RunRecord, estimate: Callable[[AgentTask], float], fresh: bool = False
+    ) -> dict[str, float]:
         """Upward ranks of the run's open tasks and its horizon (critical path plus work over
-        the slots); notes which capabilities' learned durations the ranks rest on."""
+        the slots); notes which capabilities' learned durations the ranks rest on. ``fresh``:
+        no task of the run has ended yet (one pass less)."""
         graph = run.graph
         tasks = run.tasks
-        done = [tid for tid, rec in tasks.items() if rec.state.terminal]
-        ests = {t.id: estimate(t) for t in graph.tasks.values()}
-        rank = graph.upward_rank(lambda t: ests[t.id], done)
-        for tid, rec in tasks.items():
-            rec.est = ests.get(tid, rec.est)
-        learned = set()
+        ests: dict[str, float] = {}
+        learned: set[str] = set()
         fixed = False
         history = run.history
-        for t in graph.tasks.values():
-            if t.estimate_s is not None or (history and t.id in history):
+        work = 0.0
+        for tid, rec in tasks.items():
+            t = rec.task
+            e = ests[tid] = rec.est = estimate(t)
+            work += e
+            if t.estimate_s is not None or (history and tid in history):
                 fixed = True
             else:
                 learned.add(t.capability)
+        done = () if fresh else [tid for tid, rec in tasks.items() if rec.state.terminal]
+        get = ests.get
+        rank = graph.upward_rank(lambda t: get(t.id) or estimate(t), done)
         run.learned = frozenset(learned)
         run.fixed = fixed
-        work = sum(ests.values())
-        slots = self.router_slots()
-        run.horizon = (max(rank.values(), default=0.0)) + work / slots
+        run.horizon = max(rank.values(), default=0.0) + work / self.router_slots()
         return rank
 
     def router_slots(self) -> int:

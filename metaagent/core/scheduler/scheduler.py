@@ -173,7 +173,7 @@ class Scheduler(Restoring):
         for task in tasks:
             seq += 1
             run.tasks[task.id] = TaskRecord(task, run, seq)
-        rank = self._rank(run, self._estimator(run.history))
+        rank = self._rank(run, self._estimator(run.history), fresh=True)
         for task in tasks:
             run.tasks[task.id].rank = rank[task.id]
         return run
