@@ -224,13 +224,6 @@ class Router:
     def entry(self, spec: str) -> SpecEntry:
         return self._entries[spec]
 
-    def best_proficiency(self, capability: str) -> float:
-        """The highest declared proficiency a live spec offers for ``capability`` (-1: none)."""
-        return max(
-            (e.spec.capabilities[capability] for e in self._by_cap.get(capability, ())),
-            default=-1.0,
-        )
-
     # --- the choice ---------------------------------------------------------------------------
 
     def route(
@@ -329,8 +322,12 @@ class Router:
                 changed = learning.arm_version  # every row that may have moved
                 for i, row in enumerate(rows):
                     key = (row[5].name, cap)
-                    if changed.get(key, 0) > seen or (old_unit != cap_unit and key not in units):
+                    if changed.get(key, 0) > seen:
                         rows[i] = self._row(row[5], cap, cap_unit)
+                    elif old_unit != cap_unit and key not in units:  # rescaled, not rebuilt
+                        mine = max(cap_unit, _MIN_RUN_S)
+                        rows[i] = (row[0] * mine / row[4], row[1], row[2], row[3], mine,
+                                   *row[5:])  # fmt: skip
             else:  # only the specs that learned: O(changed) look-ups, then a near-sorted sort
                 moved = set(names)
                 for i, row in enumerate(rows):
