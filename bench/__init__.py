@@ -114,6 +114,18 @@ def _mcp(argv: Sequence[str] | None) -> dict[str, object]:
     return mcp.main(argv)
 
 
+def _hetero(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import hetero
+
+    return hetero.main(argv)
+
+
+def _fairness(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import fairness
+
+    return fairness.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -182,6 +194,14 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "mcp": (
         _mcp,
         "MCP tool calls vs the REST call (in memory, stdio), big submit, wait_run's return lag",
+    ),
+    "hetero": (
+        _hetero,
+        "heterogeneous pools, scarce agents: makespan vs bound, searched reference, old router",
+    ),
+    "fairness": (
+        _fairness,
+        "a 5-task run submitted after a 100,000-task run: its makespan against alone",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""

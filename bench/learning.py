@@ -12,8 +12,15 @@ of the routing choice.
 
 Policies, on the very same arrivals and per-task luck (common random numbers): the scheduler's
 learned routing (posterior mean, and Thompson sampling); the fixed-weight score users have today
-(0.4 capability, 0.3 load, 0.2 success, 0.1 speed, never learning); random; round-robin;
-least-loaded; and an oracle that knows the true rates and speeds and picks the best free agent.
+(the previous router's score, 0.4 capability, 0.3 load, 0.2 success, 0.1 speed, never
+learning); the previous router learning (``sim.legacy``: free instances only, at most 32 by
+declared proficiency); random; round-robin; least-loaded; and an oracle that knows the true
+rates and speeds and picks the best free agent.
+
+The overclaimer case: ``--overclaimers`` (40) instances of one spec that declares 0.95 and fails
+every task, beside one honest spec declaring 0.5 (four slots, true success 0.9); 2,000 tasks at
+40% of the honest agent's capacity. The old router, blind past 32 candidates indexed by declared
+proficiency, gave every task to the overclaimers.
 
 Cumulative regret is, summed over tasks, the true success rate of the best agent for the
 task's capability minus that of the agent chosen (the oracle's own regret is what capacity
@@ -28,10 +35,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from bench._table import print_json, print_table, stamp
-from metaagent.core.routing import RoutingWeights
 from metaagent.core.specs import AgentSpec
 from metaagent.core.tasks import TaskState
 from metaagent.sim.driver import Simulation
+from metaagent.sim.legacy import LegacyWeights, previous_router
 from metaagent.sim.policies import least_loaded, oracle, random_choice, round_robin
 from metaagent.sim.spec import (
     SIMULATED,
@@ -46,9 +53,10 @@ from metaagent.sim.workload import Workload
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from metaagent.core.learning import Learning
     from metaagent.core.routing import Chooser
 
-FIXED = RoutingWeights(capability=0.4, fit=0.0, load=0.3, success=0.2, speed=0.1)
+FIXED = LegacyWeights(capability=0.4, fit=0.0, load=0.3, success=0.2, speed=0.1)
 TARGET_ORACLE_GAP = 0.02  # learned success rate at most this far below the oracle's
 TARGET_FIXED_LEAD = 0.10  # and at least this far above the fixed-weight score's
 
@@ -100,10 +108,10 @@ def build_world(n_agents: int, n_caps: int, seed: int, truth: Truth = "bimodal")
 class Policy:
     name: str
     settings: SimSettings
-    chooser: Callable[[World, int], Chooser | None]
+    chooser: Callable[[World, int, Learning], Chooser | None]
 
 
-def _none(world: World, seed: int) -> Chooser | None:
+def _none(world: World, seed: int, learning: Learning) -> Chooser | None:
     return None
 
 
@@ -114,12 +122,22 @@ def _truth(world: World) -> Callable[[str, str], tuple[float, float]]:
 POLICIES: tuple[Policy, ...] = (
     Policy("learned", SimSettings(), _none),
     Policy("learned (thompson)", SimSettings(routing="thompson"), _none),
-    Policy("fixed weights", SimSettings(learn=False, weights=FIXED), _none),
-    Policy("random", SimSettings(), lambda w, s: random_choice(s)),
-    Policy("round-robin", SimSettings(), lambda w, s: round_robin()),
-    Policy("least-loaded", SimSettings(), lambda w, s: least_loaded()),
-    Policy("oracle", SimSettings(), lambda w, s: oracle(_truth(w))),
+    Policy("fixed weights", SimSettings(learn=False), lambda w, s, k: previous_router(k, FIXED)),
+    Policy("previous router", SimSettings(), lambda w, s, k: previous_router(k)),
+    Policy("random", SimSettings(), lambda w, s, k: random_choice(s)),
+    Policy("round-robin", SimSettings(), lambda w, s, k: round_robin()),
+    Policy("least-loaded", SimSettings(), lambda w, s, k: least_loaded()),
+    Policy("oracle", SimSettings(), lambda w, s, k: oracle(_truth(w))),
 )
+
+
+def overclaimer_world(overclaimers: int) -> World:
+    """One spec of ``overclaimers`` instances declaring 0.95 that fails everything, and one
+    honest spec declaring 0.5 (one instance, four slots) that succeeds nine times in ten."""
+    liar = AgentSpec("overclaimer", {"code": 0.95}, SIMULATED)
+    honest = AgentSpec("honest", {"code": 0.5}, SIMULATED, concurrency=4)
+    truth = {("overclaimer", "code"): (0.0, 20.0), ("honest", "code"): (0.9, 20.0)}
+    return World((AgentPool(liar, overclaimers), AgentPool(honest, 1)), truth, 4 / 20.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +172,8 @@ def run_policy(
         seed=seed,
         scale_by_complexity=False,
     )
-    sim = Simulation(spec, chooser=policy.chooser(world, seed))
+    sim = Simulation(spec)
+    sim.scheduler.router.chooser = policy.chooser(world, seed, sim.scheduler.learning)
     sim.run()
     best = {cap: max(p for (_, c), (p, _) in world.truth.items() if c == cap) for cap in caps}
     regret = 0.0
@@ -187,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         help="how true success rates are drawn (bimodal: good or poor at each capability)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--overclaimers", type=int, default=40, help="overclaimer instances (40)")
+    parser.add_argument("--overclaim-tasks", type=int, default=2000, help="their tasks (2,000)")
     args = parser.parse_args(argv)
     if args.tasks < 10 or args.worlds < 1 or args.agents < 2 or args.capabilities < 1:
         parser.error("need --tasks >= 10, --worlds >= 1, --agents >= 2, --capabilities >= 1")
@@ -201,6 +222,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
             runs[p.name].append(
                 run_policy(p, world, args.tasks, args.load, args.seed + w, checkpoints)
             )
+
+    liars = overclaimer_world(args.overclaimers)
+    over = {
+        p.name: run_policy(p, liars, args.overclaim_tasks, 0.4, args.seed, [args.overclaim_tasks])
+        for p in POLICIES
+        if p.name in ("learned", "learned (thompson)", "previous router", "oracle")
+    }
 
     def avg(values: Sequence[float]) -> float:
         return sum(values) / len(values)
@@ -231,6 +259,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         rows,
     )
 
+    print_table(
+        f"Overclaimers: {args.overclaimers} instances declaring 0.95 that fail every task, one "
+        f"honest 0.5 agent (4 slots, true 0.9); {args.overclaim_tasks:,} tasks",
+        ["policy", "success %"],
+        [[name, round(100 * r.success_rate, 2)] for name, r in over.items()],
+    )
+    over_gap = over["oracle"].success_rate - over["learned"].success_rate
+
     def rate(name: str) -> float:
         return avg([r.success_rate for r in runs[name]])
 
@@ -257,11 +293,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         "truth": args.truth,
         "seed": args.seed,
         "policies": summary,
+        "overclaimers": {name: round(r.success_rate, 5) for name, r in over.items()},
         "targets": {
             "learned_within_2_points_of_oracle": {
                 "target": f"oracle - learned <= {TARGET_ORACLE_GAP} (success rate, all tasks)",
                 "value": round(gap, 5),
                 "target_met": gap <= TARGET_ORACLE_GAP,
+            },
+            "overclaimers_within_2_points_of_oracle": {
+                "target": f"oracle - learned <= {TARGET_ORACLE_GAP} with "
+                f"{args.overclaimers} overclaimers",
+                "value": round(over_gap, 5),
+                "target_met": over_gap <= TARGET_ORACLE_GAP,
             },
             "learned_10_points_above_fixed_weights": {
                 "target": f"learned - fixed weights >= {TARGET_FIXED_LEAD} (success rate)",

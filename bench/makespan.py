@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
+from bench._shapes import run_shapes
 from bench._table import print_json, print_table, stamp
 from metaagent.core.graph import TaskGraph
 from metaagent.core.specs import AgentSpec
@@ -169,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     parser.add_argument("--agents", type=int, default=12, help="agents, 2 slots each (12)")
     parser.add_argument("--dags", type=int, default=5, help="seeded DAGs averaged (5)")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument(
+        "--shape-sizes",
+        default="100,500,2000",
+        help="task counts of the real-workflow shapes (100,500,2000)",
+    )
+    parser.add_argument("--shape-slots", type=int, default=16, help="their identical slots")
     args = parser.parse_args(argv)
     if args.tasks < 2 or not 1 <= args.layers <= args.tasks or args.agents < 1 or args.dags < 1:
         parser.error("need --tasks >= 2, 1 <= --layers <= --tasks, --agents >= 1, --dags >= 1")
@@ -212,6 +219,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
             for d, x in enumerate(dags)
         ],
     )
+    sizes = [int(x) for x in args.shape_sizes.split(",") if x.strip()]
+    shapes = run_shapes(sizes, args.shape_slots, args.seed)
+    print_table(
+        f"Real-workflow shapes on {args.shape_slots} identical slots, the default order: told "
+        "estimate_s vs a HEFT list schedule; told nothing vs ranks by per-capability true means",
+        ["shape", "tasks", "HEFT s", "told s", "told / HEFT", "per-cap ref s", "learned s",
+         "learned / ref"],
+        [[r["shape"], r["tasks"], r["heft_s"], r["told_s"], r["told_vs_heft"],
+          r["per_capability_s"], r["learned_s"], r["learned_vs_per_capability"]]
+         for r in shapes],
+    )  # fmt: skip
+    told_worst = max(float(str(r["told_vs_heft"])) for r in shapes)
+    learned_worst = max(float(str(r["learned_vs_per_capability"])) for r in shapes)
+    default = mean("scheduler default")
     cp = mean("critical path")
     fifo = mean("fifo")
     print(
@@ -228,7 +249,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         "seed": args.seed,
         "mean_ratio": {name: round(mean(name), 4) for name in names},
         "per_dag": [d.to_json() for d in dags],
+        "shapes": shapes,
         "targets": {
+            "default_order_within_1_1x_of_bound": {
+                "target": f"mean makespan / bound <= {TARGET_RATIO} with the default order",
+                "value": round(default, 4),
+                "target_met": default <= TARGET_RATIO,
+            },
+            "told_within_1_03x_of_heft_every_shape": {
+                "target": "default order with estimate_s: makespan / HEFT <= 1.03 on every one",
+                "value": told_worst,
+                "target_met": told_worst <= 1.03,
+            },
+            "learned_within_1_03x_of_per_capability_ranks": {
+                "target": "default order told nothing: makespan / list schedule ranked by true "
+                "per-capability means <= 1.03 on every one",
+                "value": learned_worst,
+                "target_met": learned_worst <= 1.03,
+            },
             "critical_path_within_1_1x_of_bound": {
                 "target": f"mean makespan / bound <= {TARGET_RATIO} with critical-path order",
                 "value": round(cp, 4),

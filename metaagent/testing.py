@@ -110,6 +110,8 @@ class TaskFields(TypedDict, total=False):
     key: str | None
     group: str | None
     decompose: Decompose | None
+    estimate_s: float | None
+    min_proficiency: float | None
 
 
 class SpecFields(TypedDict, total=False):

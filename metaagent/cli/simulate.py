@@ -20,7 +20,7 @@ from metaagent.cli.inputs import stored_journal
 from metaagent.errors import MetaAgentError
 from metaagent.journal.sqlite import DEFAULT_PATH
 from metaagent.sim.driver import simulate
-from metaagent.sim.loading import load_simulation
+from metaagent.sim.from_workflow import load_any
 from metaagent.sim.search import find_smallest_pool
 from metaagent.sim.spec import parse_duration, profiles_from_stats, scale_pools
 
@@ -37,7 +37,10 @@ def _invalid(message: object) -> typer.Exit:
 
 
 def simulate_command(
-    file: Annotated[Path, typer.Argument(help="Simulation YAML file (see docs/simulator.md).")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="Simulation YAML file, or a workflow file (see docs/simulator.md)."),
+    ],
     agents: Annotated[
         int | None,
         typer.Option(
@@ -69,10 +72,18 @@ def simulate_command(
     ] = False,
     db: Annotated[Path, typer.Option("--db", help="Journal file, for --learned.")] = DEFAULT_PATH,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    profile: Annotated[
+        Path | None,
+        typer.Option(
+            "--profile",
+            help="Durations and failure rates for a workflow file's agents "
+            "(default_profile/profiles, as in a simulation file).",
+        ),
+    ] = None,
 ) -> None:
     """Run the scheduler on virtual time: makespan, utilisation, queue waits, decisions."""
     limit_s = _deadline_s(deadline)
-    spec = _load(file)
+    spec = _load(file, profile)
     if agents is not None:
         try:
             spec = spec.with_pools(scale_pools(spec.pools, agents))
@@ -97,9 +108,9 @@ def _deadline_s(deadline: str | None) -> float | None:
         raise _invalid(f"--deadline: {exc}") from None
 
 
-def _load(file: Path) -> SimSpec:
+def _load(file: Path, profile: Path | None) -> SimSpec:
     try:
-        return load_simulation(file)
+        return load_any(file, profile_file=profile)
     except MetaAgentError as exc:
         raise _invalid(exc) from None
 

@@ -35,8 +35,9 @@ class Learning:
     """
 
     __slots__ = (
-        "_cap_duration", "_dirty", "arms", "capability_prior", "frozen", "mode", "prior_strength",
-        "rng", "version",
+        "_cap_duration", "_cap_unit", "_dirty", "arm_version", "arms", "cap_version",
+        "capability_prior", "changed",
+        "frozen", "mode", "prior_strength", "rng", "units", "version",
     )  # fmt: skip
 
     def __init__(
@@ -58,14 +59,39 @@ class Learning:
         self.arms: dict[tuple[str, str], ArmStats] = {}
         self._cap_duration: dict[str, ArmStats] = {}
         self._dirty: set[tuple[str, str]] = set()
+        # Durations per unit of complexity (``duration / (0.5 + complexity)``), as (count, mean):
+        # what routing and ranking scale by a task's complexity. Kept in memory only; seeded
+        # from the plain means of loaded statistics (taken as of complexity 0.5).
+        self.units: dict[tuple[str, str], tuple[int, float]] = {}
+        self._cap_unit: dict[str, tuple[int, float]] = {}
+        self.cap_version: dict[str, int] = {}  # capability -> changes of its statistics
+        self.arm_version: dict[tuple[str, str], int] = {}  # its capability's, at its last change
+        # capability -> specs whose statistics changed, until the router takes them
+        self.changed: dict[str, list[str]] = {}
         self.version = 0  # bumped by every change, so caches of estimates know they are stale
 
-    def record(self, spec: str, capability: str, success: bool, duration_s: float | None) -> None:
-        """Add one attempt's outcome (``duration_s`` only for attempts that ran to an answer)."""
+    def record(
+        self,
+        spec: str,
+        capability: str,
+        success: bool,
+        duration_s: float | None,
+        complexity: float = 0.5,
+    ) -> int:
+        """Add one attempt's outcome (``duration_s`` only for attempts that ran to an answer,
+        of a task of ``complexity``); return how many durations the capability has seen."""
         if self.frozen:
-            return
+            return 0
         self.version += 1
         key = (spec, capability)
+        self.arm_version[key] = self.cap_version[capability] = (
+            self.cap_version.get(capability, 0) + 1
+        )
+        changed = self.changed.get(capability)
+        if changed is None:
+            self.changed[capability] = [spec]
+        elif len(changed) < 64:
+            changed.append(spec)
         self._dirty.add(key)
         arm = self.arms.get(key)
         if arm is None:
@@ -80,6 +106,22 @@ class Learning:
             if cap is None:
                 cap = self._cap_duration[capability] = ArmStats()
             _add_duration(cap, duration_s)
+            unit = duration_s / (0.5 + complexity)
+            units = self.units
+            old = units.get(key)
+            if old is None:
+                units[key] = (1, unit)
+            else:
+                n = old[0] + 1
+                units[key] = (n, old[1] + (unit - old[1]) / n)
+            old = self._cap_unit.get(capability)
+            if old is None:
+                self._cap_unit[capability] = (1, unit)
+                return 1
+            n = old[0] + 1
+            self._cap_unit[capability] = (n, old[1] + (unit - old[1]) / n)
+            return n
+        return 0
 
     def drain_dirty(self) -> set[tuple[str, str]]:
         """The (spec, capability) pairs updated since the last call (to persist them)."""
@@ -89,8 +131,15 @@ class Learning:
     def load(self, spec: str, capability: str, stats: ArmStats) -> None:
         """Seed statistics (for example from a journal of earlier runs)."""
         self.version += 1
+        self.arm_version[(spec, capability)] = self.cap_version[capability] = (
+            self.cap_version.get(capability, 0) + 1
+        )
         self.arms[(spec, capability)] = stats
         if stats.durations:
+            self.units[(spec, capability)] = (stats.durations, stats.mean_duration_s)
+            self._cap_unit[capability] = _add_unit(
+                self._cap_unit.get(capability), stats.mean_duration_s, stats.durations
+            )
             cap = self._cap_duration.setdefault(capability, ArmStats())
             total = cap.mean_duration_s * cap.durations + stats.mean_duration_s * stats.durations
             cap.durations += stats.durations
@@ -144,6 +193,30 @@ class Learning:
         """Mean observed duration of any agent on this capability, if any was seen."""
         cap = self._cap_duration.get(capability)
         return cap.mean_duration_s if cap is not None and cap.durations else None
+
+    def unit_duration(self, spec: str, capability: str) -> float | None:
+        """Mean duration per unit of complexity of this spec on this capability, if seen."""
+        unit = self.units.get((spec, capability))
+        return unit[1] if unit is not None else None
+
+    def capability_samples(self, capability: str) -> int:
+        """How many durations of ``capability`` its unit duration rests on."""
+        unit = self._cap_unit.get(capability)
+        return unit[0] if unit is not None else 0
+
+    def capability_unit(self, capability: str) -> float | None:
+        """Mean duration per unit of complexity of any agent on this capability, if seen:
+        a task of complexity ``c`` is expected to take ``(0.5 + c)`` times this."""
+        unit = self._cap_unit.get(capability)
+        return unit[1] if unit is not None else None
+
+
+def _add_unit(old: tuple[int, float] | None, value: float, weight: int = 1) -> tuple[int, float]:
+    if old is None:
+        return weight, value
+    n, mean = old
+    total = n + weight
+    return total, mean + (value - mean) * weight / total
 
 
 def _add_duration(arm: ArmStats, duration_s: float) -> None:

@@ -23,7 +23,7 @@ __all__ = ["Decompose", "InvalidPlan", "expand", "parse_plan", "sub_id"]
 
 _FIELDS = {
     "id", "capability", "prompt", "input", "depends_on", "priority", "complexity", "timeout_s",
-    "max_attempts", "metadata",
+    "max_attempts", "metadata", "estimate_s", "min_proficiency",
 }  # fmt: skip
 
 
@@ -104,6 +104,10 @@ def expand(
             resources=tuple(dict.fromkeys((*parent.resources, *t.resources))),
             verify=t.verify,
             metadata={**t.metadata, "parent": parent.id},
+            estimate_s=t.estimate_s,
+            min_proficiency=(
+                t.min_proficiency if t.min_proficiency is not None else parent.min_proficiency
+            ),
         )
         for t in subs
     ]
@@ -139,6 +143,8 @@ def _from_mapping(item: Mapping[str, object], i: int, problems: list[str]) -> Ag
             timeout_s=None if item.get("timeout_s") is None else float(item["timeout_s"]),  # type: ignore[arg-type]
             max_attempts=int(item.get("max_attempts", 3)),  # type: ignore[call-overload]
             metadata=dict(item.get("metadata") or {}),  # type: ignore[call-overload]
+            estimate_s=_opt_float(item.get("estimate_s")),
+            min_proficiency=_opt_float(item.get("min_proficiency")),
         )
     except (TypeError, ValueError) as exc:
         problems.append(f"{where}: {exc}")
@@ -146,3 +152,7 @@ def _from_mapping(item: Mapping[str, object], i: int, problems: list[str]) -> Ag
     bad = task.problems()
     problems.extend(f"{where}.{p}" for p in bad)
     return None if bad else task
+
+
+def _opt_float(v: object) -> float | None:
+    return None if v is None else float(v)  # type: ignore[arg-type]

@@ -1,11 +1,23 @@
-"""The ready queues: one heap per capability, entries parked on a held resource, back-off.
+"""The ready queues: one lane per (capability, run), entries parked on a held resource, back-off.
 
 Every method is synchronous and only changes the queues' own state, in the manner of
 ``asyncio.Queue``'s ``*_nowait`` methods; the scheduler decides what to push, when a task
 starts and which resource an entry waits on. A record has at most one live entry: its
 ``queued`` field holds that entry's sequence number (0 when it has none), and an entry whose
-number is not its record's any more (the task was cancelled, skipped or queued again) is
-stale: it is dropped when it reaches the top of its heap.
+number is not its record's any more (the task was cancelled, skipped, queued again or re-keyed)
+is stale: it is dropped when it reaches the top of its heap.
+
+Two orders make the queue. **Between runs**, weighted fair share: each run has a virtual time,
+the expected slot-seconds it was given divided by its weight (``2 ** priority``); the lane of
+the run with the least virtual time goes first, so a small run submitted after a huge one gets
+its share at once. A run that had nothing queued starts again from the virtual time of the
+last run served (no credit for idle time). **Within a run**, a static key: ``max(ready time,
+latest start) - aging_interval_s * priority``, where the latest start is the run's start plus
+its horizon (critical path plus total work over the slots: a bound on a list schedule's
+makespan) minus the task's upward rank. Tasks not yet late go in latest-start order, which is
+the critical path's (HEFT) order; a task that became ready after its latest start ranks by the
+time it became ready: its wait, continuously (no bucket boundary), and each level of priority
+is worth ``aging_interval_s`` seconds of it.
 """
 
 from __future__ import annotations
@@ -18,35 +30,46 @@ from metaagent.core.tasks import TaskState
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from metaagent.core.scheduler.records import TaskRecord
+    from metaagent.core.scheduler.records import RunRecord, TaskRecord
 
 __all__ = [
-    "K_PRIORITY",
     "K_RANK",
     "K_RECORD",
-    "K_RUN",
     "K_SEQ",
+    "K_URGENCY",
     "Delayed",
     "Head",
+    "Lane",
     "QueueKey",
     "ReadyQueues",
 ]
 
-QueueKey: TypeAlias = "tuple[int, int, float, int, TaskRecord]"
-"""A ready-queue entry, smallest first: (priority key with aging, run order, -critical-path
-rank, sequence, record). Within a priority, earlier runs go first and, inside a run, the
-critical path; the sequence number is unique, so records are never compared. A plain tuple
-(read by the positions below), since one is built per queued task."""
+QueueKey: TypeAlias = "tuple[float, float, int, TaskRecord]"
+"""A lane entry, smallest first: (urgency: latest start or ready time, less aging for priority;
+minus the critical-path rank; sequence; record). The sequence number is unique, so records are
+never compared. A plain tuple (read by the positions below), since one is built per queued
+task."""
 
-K_PRIORITY: Final = 0  # intervals waited at queueing minus the priority: aging, lowest first
-K_RUN: Final = 1  # the run's submission order
-K_RANK: Final = 2  # minus the critical-path rank: the longest estimated work below goes first
-K_SEQ: Final = 3  # the entry's sequence number: live while its record's ``queued`` equals it
-K_RECORD: Final = 4  # the TaskRecord
+K_URGENCY: Final = 0  # max(ready time, latest start) - aging_interval_s * priority
+K_RANK: Final = 1  # minus the critical-path rank: the longest estimated work below goes first
+K_SEQ: Final = 2  # the entry's sequence number: live while its record's ``queued`` equals it
+K_RECORD: Final = 3  # the TaskRecord
 
-Head: TypeAlias = "tuple[QueueKey, str]"
-"""The head entry of one capability's queue and that capability, as ordered in a heap of
-heads (its key first)."""
+
+class Lane:
+    """The queued tasks of one run for one capability: a heap of ``QueueKey`` entries."""
+
+    __slots__ = ("cap", "heap", "run", "stale")
+
+    def __init__(self, cap: str, run: RunRecord) -> None:
+        self.cap = cap
+        self.run = run
+        self.heap: list[QueueKey] = []
+        self.stale = 0  # entries made stale by ``discard``
+
+
+Head: TypeAlias = "tuple[tuple[float, QueueKey], Lane]"
+"""A lane's order among lanes, (its run's virtual time, its head entry), and the lane."""
 
 Delayed: TypeAlias = "tuple[float, int, TaskRecord]"
 """A task backing off before a retry: (time it may be queued again, sequence, record)."""
@@ -56,41 +79,82 @@ _COMPACT_AT: Final = 64  # stale entries a heap may hold before ``discard`` rebu
 
 
 class ReadyQueues:
-    """Ready tasks per capability, in priority order; waiting ones set aside.
+    """Ready tasks per capability and run, in order; waiting ones set aside.
 
-    ``heaps`` maps a capability to its heap of ``QueueKey`` entries (stale ones included);
-    ``waiting`` counts, per capability, the tasks with a live entry, in a heap or parked: the
-    scheduler lowers it when one of them starts or ends. ``seq`` is the last sequence number
-    handed out; task records take theirs from the same counter.
+    ``lanes`` maps a capability to its lanes by run (stale entries included); ``waiting``
+    counts, per capability, the tasks with a live entry, in a lane or parked: the scheduler
+    lowers it when one of them starts or ends. ``seq`` is the last sequence number handed out;
+    task records take theirs from the same counter. ``vnow`` is the virtual time of the last
+    run served.
     """
 
-    __slots__ = ("_stale", "aging_interval_s", "delayed", "heaps", "parked", "seq", "waiting")
+    __slots__ = (
+        "aging_interval_s", "delayed", "lanes", "need_res", "parked", "parked_n", "seq", "vnow",
+        "waiting",
+    )  # fmt: skip
 
     def __init__(self, aging_interval_s: float) -> None:
         if aging_interval_s <= 0:
             raise ValueError(f"aging_interval_s must be positive, got {aging_interval_s}")
         self.aging_interval_s = aging_interval_s
-        self.heaps: dict[str, list[QueueKey]] = {}
+        self.lanes: dict[str, dict[str, Lane]] = {}
         self.waiting: dict[str, int] = {}
         self.parked: dict[str, list[QueueKey]] = {}  # entries by the held resource they wait on
+        self.parked_n: dict[str, int] = {}  # parked entries per capability
+        self.need_res: dict[str, int] = {}  # waiting tasks that need a resource, per capability
         self.delayed: list[Delayed] = []
         self.seq = 0
-        self._stale: dict[str, int] = {}  # entries made stale by ``discard``, per capability
+        self.vnow = 0.0
+
+    def key(self, rec: TaskRecord) -> QueueKey:
+        """A new entry for ``rec`` (its sequence number becomes the live one)."""
+        self.seq = seq = self.seq + 1
+        rec.queued = seq
+        run = rec.run
+        rank = rec.rank
+        ready = rec.ready_at if rec.ready_at is not None else run.started_at
+        latest = run.started_at + run.horizon - rank
+        urgency = (ready if ready > latest else latest) - self.aging_interval_s * rec.task.priority
+        return (urgency, -rank, seq, rec)
+
+    def lane(self, rec: TaskRecord) -> Lane:
+        run = rec.run
+        cap = rec.task.capability
+        lane = run.lanes.get(cap)
+        if lane is None:
+            lane = run.lanes[cap] = Lane(cap, run)
+            self.lanes.setdefault(cap, {})[run.id] = lane
+        return lane
 
     def push(self, rec: TaskRecord, now: float) -> None:
         """Queue ``rec`` (ready) under a new entry; an older entry of it becomes stale."""
-        self.seq = seq = self.seq + 1
-        rec.queued = seq
-        task = rec.task
-        cap = task.capability
-        heap = self.heaps.get(cap)
-        if heap is None:
-            heap = self.heaps[cap] = []
+        cap = rec.task.capability
         self.waiting[cap] = self.waiting.get(cap, 0) + 1
-        # Aging: the key is static, yet a task that has waited k intervals longer than another
-        # ranks as if its priority were k higher, so low priorities cannot starve.
-        age = int(now // self.aging_interval_s)
-        heappush(heap, (age - task.priority, rec.run.order, -rec.rank, seq, rec))
+        if rec.task.resources:
+            self.need_res[cap] = self.need_res.get(cap, 0) + 1
+        run = rec.run
+        if run.ready_n == 0 and run.vt < self.vnow:
+            run.vt = self.vnow  # back from idle: no credit for the time it had nothing queued
+        run.ready_n += 1
+        heappush(self.lane(rec).heap, self.key(rec))
+
+    def rekey(self, run: RunRecord) -> None:
+        """Rebuild the lanes of ``run`` after its ranks changed: O(queued) with no stale
+        entries left behind (parked entries keep their keys until they come back)."""
+        key = self.key
+        for lane in run.lanes.values():
+            heap = [key(k[K_RECORD]) for k in lane.heap if _live(k)]
+            heapify(heap)
+            lane.heap = heap
+            lane.stale = 0
+
+    def served(self, run: RunRecord, cost_s: float) -> None:
+        """A task of ``run`` started, expected to take ``cost_s`` slot-seconds."""
+        run.ready_n -= 1
+        vt = run.vt
+        if vt > self.vnow:
+            self.vnow = vt
+        run.vt = vt + cost_s / run.weight
 
     @staticmethod
     def clean_head(heap: list[QueueKey]) -> bool:
@@ -104,66 +168,114 @@ class ReadyQueues:
         return False
 
     def head(self, capability: str) -> QueueKey | None:
-        """The live entry that ``capability``'s queue would give next (stale ones dropped)."""
-        heap = self.heaps.get(capability)
-        return heap[0] if heap is not None and self.clean_head(heap) else None
+        """The live entry that ``capability``'s lanes would give next (stale ones dropped)."""
+        best: tuple[float, QueueKey] | None = None
+        for lane in self.lanes.get(capability, {}).values():
+            if self.clean_head(lane.heap):
+                cand = (lane.run.vt, lane.heap[0])
+                if best is None or cand < best:
+                    best = cand
+        return best[1] if best is not None else None
 
     def pop(self, capability: str) -> QueueKey | None:
-        """Take the live head entry of ``capability``'s queue, if any.
-
-        The task still counts as waiting: it is parked, put back, or started (when the
-        scheduler lowers ``waiting``).
-        """
-        heap = self.heaps.get(capability)
-        return heappop(heap) if heap is not None and self.clean_head(heap) else None
+        """Take the live entry that ``capability``'s lanes would give next, if any (the task
+        still counts as waiting until it starts or is parked or put back)."""
+        best: Lane | None = None
+        for lane in self.lanes.get(capability, {}).values():
+            if self.clean_head(lane.heap) and (
+                best is None or (lane.run.vt, lane.heap[0]) < (best.run.vt, best.heap[0])
+            ):
+                best = lane
+        return heappop(best.heap) if best is not None else None
 
     def heads(self, can_serve: Callable[[str], bool]) -> list[Head]:
-        """A heap of the live head of every queue whose capability ``can_serve`` accepts."""
+        """A heap of the live head of every lane whose capability ``can_serve`` accepts."""
         clean_head = self.clean_head
-        heads = [(h[0], cap) for cap, h in self.heaps.items() if clean_head(h) and can_serve(cap)]
+        heads = [
+            ((lane.run.vt, lane.heap[0]), lane)
+            for cap, lanes in self.lanes.items()
+            if can_serve(cap)
+            for lane in lanes.values()
+            if clean_head(lane.heap)
+        ]
         heapify(heads)
         return heads
 
     def discard(self, rec: TaskRecord) -> None:
         """``rec``, queued, ended without starting (cancelled, skipped): it waits no more.
 
-        Its entry is stale from now on. A heap whose stale entries outnumber its live ones is
+        Its entry is stale from now on. A lane whose stale entries outnumber its live ones is
         rebuilt, so the records of ended tasks (and of their runs, once forgotten) are not
         kept alive by a queue that is never drained to them.
         """
         cap = rec.task.capability
         self.waiting[cap] -= 1
-        stale = self._stale.get(cap, 0) + 1
-        heap = self.heaps.get(cap)
-        if heap is not None and stale > _COMPACT_AT and stale > self.waiting[cap]:
-            heap[:] = [k for k in heap if _live(k)]
-            heapify(heap)
-            stale = 0
-        self._stale[cap] = stale
+        if rec.task.resources:
+            self.need_res[cap] -= 1
+        run = rec.run
+        run.ready_n -= 1
+        if run.ready_n == 0:  # nothing of the run is queued any more: drop its lanes
+            for c, gone in run.lanes.items():
+                gone.heap.clear()
+                by_run = self.lanes.get(c)
+                if by_run is not None:
+                    by_run.pop(run.id, None)
+                    if not by_run:
+                        del self.lanes[c]
+            run.lanes.clear()
+            return
+        mine = run.lanes.get(cap)
+        if mine is None:
+            return
+        lane = mine
+        lane.stale += 1
+        if lane.stale > _COMPACT_AT and lane.stale > len(lane.heap) // 2:
+            lane.heap[:] = [k for k in lane.heap if _live(k)]
+            heapify(lane.heap)
+            lane.stale = 0
 
     def put_back(self, keys: Iterable[QueueKey]) -> None:
-        """Return popped entries to their queues under their old keys: they keep their place."""
-        heaps = self.heaps
+        """Return popped entries to their lanes under their old keys: they keep their place."""
         for key in keys:
-            heappush(heaps.setdefault(key[K_RECORD].task.capability, []), key)
+            heappush(self.lane(key[K_RECORD]).heap, key)
 
     def prune(self) -> None:
-        """Forget the queues left empty."""
-        heaps = self.heaps
-        for cap in [c for c, h in heaps.items() if not h]:
-            del heaps[cap]
+        """Forget the lanes left empty."""
+        lanes = self.lanes
+        for cap in list(lanes):
+            by_run = lanes[cap]
+            for rid in [r for r, lane in by_run.items() if not lane.heap]:
+                lane = by_run.pop(rid)
+                lane.run.lanes.pop(cap, None)
+            if not by_run:
+                del lanes[cap]
 
     def park(self, resource: str, key: QueueKey) -> None:
         """Set a popped entry aside until ``resource`` (held to its limit) is released, so a
         waiter costs nothing per round and cannot hide the work queued behind it."""
         self.parked.setdefault(resource, []).append(key)
+        cap = key[K_RECORD].task.capability
+        self.parked_n[cap] = self.parked_n.get(cap, 0) + 1
 
     def unpark(self, resource: str) -> None:
-        """``resource`` was released: the live entries parked on it go back to their queues,
+        """``resource`` was released: the live entries parked on it go back to their lanes,
         each in its old place."""
         parked = self.parked.pop(resource, None)
         if parked is not None:
+            counts = self.parked_n
+            for k in parked:
+                counts[k[K_RECORD].task.capability] -= 1
             self.put_back(k for k in parked if _live(k))
+
+    def parked_count(self) -> dict[str, int]:
+        """Live parked entries per capability (they wait on a held resource, not a slot)."""
+        out: dict[str, int] = {}
+        for keys in self.parked.values():
+            for k in keys:
+                if _live(k):
+                    cap = k[K_RECORD].task.capability
+                    out[cap] = out.get(cap, 0) + 1
+        return out
 
     def delay(self, rec: TaskRecord, until: float) -> None:
         """Hold ``rec`` (ready, in no queue) back until ``until``; ``promote`` queues it then."""
@@ -186,6 +298,18 @@ class ReadyQueues:
     def depth(self) -> dict[str, int]:
         """Waiting tasks per capability, for those with any."""
         return {cap: n for cap, n in self.waiting.items() if n}
+
+    def runnable(self, places: int) -> dict[str, int]:
+        """Waiting tasks per capability that more agents could serve (what scaling counts):
+        of those that need an exclusive resource, at most ``places`` (the resource places
+        free now, at least one), since the others would only wait for a holder to end."""
+        need = self.need_res
+        if not any(need.values()):
+            return self.waiting
+        return {
+            cap: n - need.get(cap, 0) + min(need.get(cap, 0), places)
+            for cap, n in self.waiting.items()
+        }
 
 
 def _live(key: QueueKey) -> bool:

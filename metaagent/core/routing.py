@@ -1,52 +1,78 @@
-"""Choosing the agent for a task: a candidate index by capability and a scored choice.
+"""Choosing the agent for a task: earliest expected finish over every capable spec.
 
-The score adds weighted parts, each in 0..1, so a decision can show why its winner won:
-``capability`` (declared proficiency), ``fit`` (hard tasks need strong agents), ``load`` (free
-share of the instance's slots), ``success`` (learned success probability) and ``speed`` (learned
-duration against the capability's mean).
+For a ready task, every spec that offers its capability (at or above the task's
+``min_proficiency``) is a candidate, busy ones included. Each gets a *cost* in seconds, a sum
+of weighted parts (``SCORE_PARTS``), and the cheapest wins; the decision's ``score`` is minus
+that cost, so a higher score is better:
+
+- ``wait``: expected start minus now: 0 with a free slot, else when its first slot frees (the
+  earliest expected end of its running attempts, each started at its expected duration);
+- ``run``: expected duration: learned per spec and capability, per unit of complexity
+  (``duration / (0.5 + complexity)``), times ``0.5 + complexity``; the task's own
+  ``estimate_s`` instead when given (times the spec's learned speed against the capability's);
+- ``retry``: ``run * (1 - p) / p``, where ``p`` is the expected success (learned Beta posterior
+  times the fit of a hard task to a weak agent): ``run + retry = run / p`` is the expected time
+  until a success if failed attempts were repeated alike; on a task's last attempt, when a
+  failure fails the task, it counts ten times;
+- ``scarcity``: the delay taking this spec costs other work: ``run`` times, over the spec's
+  other capabilities, its share of their slots times their pressure (queued plus half the
+  pending work over their slots, at most 1): using the sole auditor for code while audits wait
+  costs about the code task's duration;
+- ``penalty``: the retry of a task that failed on this spec pays the back-off again (soft
+  fallback: the failed spec is left out while another capable spec can start within the
+  back-off, and priced, not forbidden, when none can);
+- ``success``: ``p`` itself, weight 0 by default: shown in the breakdown.
+
+A busy spec that wins means the task *waits* for it: it stays queued, and the spec's next slot
+is claimed for the round, so the next task sees the slot after. A free spec wins when it is
+cheaper than waiting. Another part (a price) adds one name to ``SCORE_PARTS`` and one weight.
 """
 
 from __future__ import annotations
 
-from bisect import insort
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import chain
 from typing import TYPE_CHECKING
 
 from metaagent.core.decisions import SCORE_PARTS, Candidate
 from metaagent.core.instances import AgentInstance, AgentState
+from metaagent.core.routing_weights import RoutingWeights
+from metaagent.core.spec_entry import SpecEntry
+from metaagent.core.tasks import TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Sequence
+    from collections.abc import Collection, Iterable, Mapping, Sequence
 
     from metaagent.core.learning import Learning
     from metaagent.core.tasks import AgentTask
 
+__all__ = ["Choice", "Chooser", "Router", "RoutingWeights", "SpecEntry"]
 
-@dataclass(frozen=True, slots=True)
-class RoutingWeights:
-    """Weights of the score's parts; they need not sum to one."""
+_MIN_SUCCESS = 0.02  # expected success is never taken below this (costs stay finite)
+_FINAL = (1.0, 10.0)  # on a task's last attempt its expected retry time counts ten times
+_MIN_RUN_S = 1e-6  # nor a duration below this (instant agents still differ in success)
 
-    capability: float = 0.35
-    fit: float = 0.15
-    load: float = 0.20
-    success: float = 0.20
-    speed: float = 0.10
+
+Parts = tuple[float, float, float, float, float, float]
 
 
 @dataclass(slots=True)
 class Choice:
-    """The winner of one routing decision and the runners-up it beat.
+    """The outcome of one routing decision: the winning spec, the instance to start on now
+    (``None``: the task waits for the busy winner), the runners-up it beat.
 
-    ``affinity`` is true when the winner was preferred for its group over a slightly better one.
+    ``affinity`` is true when the group's previous instance was taken over a slightly cheaper one.
     """
 
-    instance: AgentInstance
+    instance: AgentInstance | None
+    entry: SpecEntry
     score: float
-    parts: tuple[float, float, float, float, float]
+    parts: Parts
     ranked: tuple[tuple[str, float, tuple[float, ...]], ...]  # (agent, score, parts)
+    duration_s: float
     affinity: bool = False
+    free_alternative: str | None = None  # cheapest free spec, when the winner is busy
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
@@ -58,82 +84,111 @@ Chooser = Callable[["AgentTask", "Sequence[AgentInstance]"], "AgentInstance | No
 
 
 class Router:
-    """Index of agent instances by capability, and the scoring that picks one.
+    """Specs by capability, scored per spec from learned statistics, then a free instance.
 
-    Per capability, instances are kept in order of declared proficiency; a decision scores at
-    most ``max_candidates`` instances that have a free slot, strongest first, so its cost does not
-    grow with the size of the pool.
+    Every spec offering the capability is scored (no candidate cap): specs, not instances, are
+    what learning knows, and a pool has few specs even when it has many instances.
     """
 
     __slots__ = (
-        "_by_cap", "_free", "_levels", "_round", "_round_version", "_specs", "chooser",
-        "learning", "max_candidates", "weights",
+        "_by_cap", "_claimed", "_entries", "_free", "_least", "_prunable", "_seq", "_slots",
+        "_static_cache", "chooser", "learning", "pending", "waiting", "weights",
     )  # fmt: skip
 
     def __init__(
         self,
         learning: Learning,
         weights: RoutingWeights | None = None,
-        max_candidates: int = 32,
         chooser: Chooser | None = None,
     ) -> None:
         self.chooser = chooser
-        self._round: dict[tuple[AgentInstance, str, float], tuple[float, float, float, float]] = {}
-        self._round_version = -1
         self.learning = learning
-        self.weights = weights or RoutingWeights()
-        self.max_candidates = max_candidates
-        # Per capability, the instances in buckets of equal declared proficiency (a dict keeps
-        # their order of arrival), the proficiencies strongest first: adding and removing an
-        # instance costs O(1) however large the pool, and the order is the one a stable sort
-        # by proficiency would give.
-        self._by_cap: dict[str, dict[float, dict[AgentInstance, None]]] = {}
-        self._levels: dict[str, list[float]] = {}  # the buckets' proficiencies, descending
-        self._specs: dict[str, dict[str, int]] = {}  # capability -> spec -> instances
-        self._free: dict[str, int] = {}
+        self.weights = w = weights or RoutingWeights()
+        # The bound prunes only when no part can lower a cost (every weight non-negative).
+        self._prunable = min(w.wait, w.run, w.retry, w.scarcity, w.penalty, w.success) >= 0
+        self._least = min(w.run, w.retry)
+        self._entries: dict[str, SpecEntry] = {}
+        self._by_cap: dict[str, list[SpecEntry]] = {}
+        self._free: dict[str, int] = {}  # capability -> free slots of ready instances
+        self._slots: dict[str, int] = {}  # capability -> slots of live instances
+        self._claimed: list[SpecEntry] = []  # entries with claims this round
+        self._static_cache: dict[str, tuple[int, float, list[_Static]]] = {}
+        self._seq = 0
+        # Work per capability, for scarcity: set by the scheduler to its live counters.
+        self.waiting: Mapping[str, int] = {}
+        self.pending: Mapping[str, int] = {}
 
     # --- the index ----------------------------------------------------------------------------
 
     def add(self, inst: AgentInstance) -> None:
         spec = inst.spec
-        for cap, prof in spec.capabilities.items():
-            buckets = self._by_cap.setdefault(cap, {})
-            bucket = buckets.get(prof)
-            if bucket is None:
-                bucket = buckets[prof] = {}
-                levels = self._levels.setdefault(cap, [])
-                insort(levels, -prof)
-            bucket[inst] = None
-            specs = self._specs.setdefault(cap, {})
-            specs[spec.name] = specs.get(spec.name, 0) + 1
-            self._free[cap] = self._free.get(cap, 0) + inst.free
+        entry = self._entries.get(spec.name)
+        if entry is None:
+            entry = self._entries[spec.name] = SpecEntry(spec)
+            for cap in spec.capabilities:
+                self._by_cap.setdefault(cap, []).append(entry)
+                self._static_cache.pop(cap, None)
+        entry.instances[inst] = None
+        entry.slots += inst.slots
+        for cap in spec.capabilities:
+            self._slots[cap] = self._slots.get(cap, 0) + inst.slots
+            self._free[cap] = self._free.get(cap, 0)
+        self.adjust_free(inst, inst.free)
 
     def remove(self, inst: AgentInstance) -> None:
         """Drop an instance from the index (call after its slots are no longer counted)."""
-        self._round.clear()  # it holds the instance: a retired one must not be kept alive
-        spec = inst.spec
-        for cap, prof in spec.capabilities.items():
-            buckets = self._by_cap.get(cap)
-            bucket = buckets.get(prof) if buckets is not None else None
-            if bucket is None or bucket.pop(inst, False) is False:
-                continue
-            specs = self._specs[cap]
-            specs[spec.name] -= 1
-            if not specs[spec.name]:
-                del specs[spec.name]
-            if bucket:
-                continue
-            del buckets[prof]  # type: ignore[union-attr]
-            self._levels[cap].remove(-prof)
-            if not buckets:
-                for index in (self._by_cap, self._levels, self._specs, self._free):
+        entry = self._entries.get(inst.spec.name)
+        if entry is None or entry.instances.pop(inst, False) is False:
+            return
+        entry.free_insts.pop(inst, None)
+        entry.slots -= inst.slots
+        for cap in inst.spec.capabilities:
+            self._slots[cap] -= inst.slots
+        if entry.instances:
+            return
+        del self._entries[entry.name]
+        for cap in inst.spec.capabilities:
+            self._static_cache.pop(cap, None)
+            specs = self._by_cap[cap]
+            specs.remove(entry)
+            if not specs:
+                for index in (self._by_cap, self._free, self._slots):
                     index.pop(cap, None)
 
     def adjust_free(self, inst: AgentInstance, delta: int) -> None:
-        """Tell the index that ``inst`` gained (+) or lost (-) free slots."""
+        """Tell the index that ``inst`` gained (+) or lost (-) free slots (call after the
+        instance's state or running count changed)."""
         free = self._free
         for cap in inst.spec.capabilities:
             free[cap] += delta
+        entry = self._entries.get(inst.spec.name)
+        if entry is None or inst not in entry.instances:
+            return
+        entry.free += delta
+        if inst.state is _READY and inst.running < inst.slots:
+            entry.free_insts[inst] = None
+        else:
+            entry.free_insts.pop(inst, None)
+
+    def started(
+        self, inst: AgentInstance, rec: object, attempt: int, now: float, run_s: float
+    ) -> None:
+        """An attempt started on ``inst`` at ``now``, expected to take ``run_s``."""
+        entry = self._entries.get(inst.spec.name)
+        if entry is None:
+            return
+        self._seq += 1
+        ends = entry.ends
+        if len(ends) > 2 * entry.slots + 16:  # stale entries of ended attempts: compact
+            ends[:] = [e for e in ends if e[2].state is _RUNNING and e[2].attempt == e[3]]  # type: ignore[attr-defined]
+            heapq.heapify(ends)
+        heapq.heappush(ends, (now + run_s, self._seq, rec, attempt, run_s))
+
+    def begin_round(self) -> None:
+        """Forget the claims of the last dispatch round."""
+        for entry in self._claimed:
+            entry.claims = None
+        self._claimed.clear()
 
     def capabilities(self) -> list[str]:
         return sorted(self._by_cap)
@@ -148,209 +203,293 @@ class Router:
         """Free slots of ready instances that offer ``capability``."""
         return self._free.get(capability, 0)
 
+    def slots(self, capability: str) -> int:
+        return self._slots.get(capability, 0)
+
     def instances(self, capability: str) -> list[AgentInstance]:
-        """The instances that offer ``capability``, strongest declared proficiency first."""
         return list(self.members(capability))
 
     def members(self, capability: str) -> Iterable[AgentInstance]:
-        """The instances of ``capability`` in routing order, without copying them (do not
-        change the index while iterating)."""
-        buckets = self._by_cap.get(capability)
-        if not buckets:
-            return ()
-        if len(buckets) == 1:
-            return next(iter(buckets.values()))
-        return chain.from_iterable(buckets[-p] for p in self._levels[capability])
-
-    def _may_prefer(
-        self, inst: AgentInstance, best: Choice, cap: str, avoid: Collection[str]
-    ) -> bool:
-        """Whether affinity may pick ``inst`` over ``best`` for ``cap``: a free candidate (in
-        the index under ``cap``, not avoided)."""
-        if inst is best.instance or inst.state is not _READY or inst.running >= inst.slots:
-            return False
-        prof = inst.spec.capabilities.get(cap)
-        bucket = self._by_cap.get(cap, {}).get(prof) if prof is not None else None
-        return bucket is not None and inst in bucket and inst.spec.name not in avoid
+        """The instances of ``capability``, spec by spec (do not change the index meanwhile)."""
+        for entry in self._by_cap.get(capability, ()):
+            yield from entry.instances
 
     def specs_for(self, capability: str) -> set[str]:
         """The specs with an instance (not lost) that offers ``capability``."""
-        # Lost instances leave the index as they are lost (``Pool.lost``): every one counted
-        # here is live.
-        return set(self._specs.get(capability, ()))
+        return {e.name for e in self._by_cap.get(capability, ())}
+
+    def entries_for(self, capability: str) -> Sequence[SpecEntry]:
+        return self._by_cap.get(capability, ())
+
+    def entry(self, spec: str) -> SpecEntry:
+        return self._entries[spec]
 
     # --- the choice ---------------------------------------------------------------------------
 
     def route(
         self,
         task: AgentTask,
+        now: float,
         avoid: Collection[str] = (),
+        penalty_s: float = 0.0,
         prefer: AgentInstance | None = None,
         margin: float = 0.0,
+        floor: float = 0.0,
+        final: bool = False,
     ) -> Choice | None:
-        """Best free instance for ``task``, or ``None`` if none is free now.
+        """The cheapest spec for ``task`` and a free instance of it (or ``None`` as instance:
+        wait for the busy winner); ``None`` when no candidate can start at all.
 
-        ``avoid`` names specs that already failed this task: they are passed over while another
-        spec offers the capability, so a retry goes to a different agent when one exists.
-        ``prefer`` (affinity) wins over the best when it has a free slot and, leaving the load
-        part aside, scores within ``margin`` of it.
+        ``avoid`` names specs that failed this task: they cost ``penalty_s`` more. ``prefer``
+        (affinity) is taken when it is free and its spec costs at most ``margin`` (a share)
+        more than the best. ``floor`` is the lowest declared proficiency allowed.
         """
         cap = task.capability
         if self._free.get(cap, 0) <= 0:
             return None
-        pool: Iterable[AgentInstance] = self.members(cap)
-        if not avoid or all(name in avoid for name in self._specs.get(cap, ())):
-            avoid = ()  # nobody else offers it: the avoided specs may serve it again
-        else:
-            # Filtered lazily: scoring stops after ``max_candidates`` free ones.
-            pool = (i for i in pool if i.spec.name not in avoid and i.state is not _LOST)
         if self.chooser is not None:
-            return self._chosen(task, cap, pool)
-        choice = self._best(task, cap, pool)
-        if (
-            choice is not None
-            and prefer is not None
-            and self._may_prefer(prefer, choice, cap, avoid)
-        ):
-            parts = self._parts(task, cap, prefer)
-            total = self._total(parts)
-            # Compared without the load part: the group's agent is busy with a sibling by
-            # nature, and one busy slot alone must not cost it its group.
-            wl = self.weights.load
-            if total - wl * parts[2] >= choice.score - wl * choice.parts[2] - margin:
-                return Choice(prefer, total, parts, choice.ranked, affinity=True)
-        return choice
+            from metaagent.core.routing_chooser import chosen
 
-    def _total(self, p: tuple[float, float, float, float, float]) -> float:
-        w = self.weights
-        return (
-            w.capability * p[0] + w.fit * p[1] + w.load * p[2] + w.success * p[3] + w.speed * p[4]
-        )
-
-    def _chosen(self, task: AgentTask, cap: str, pool: Iterable[AgentInstance]) -> Choice | None:
-        """Let the pluggable ``chooser`` (a baseline policy) pick among the free instances."""
-        assert self.chooser is not None
-        free = [i for i in pool if i.state is _READY and i.running < i.slots]
-        if not free:
-            return None
-        inst = self.chooser(task, free)
-        if inst is None:
-            return None
-        parts = self._parts(task, cap, inst)
-        total = self._total(parts)
-        return Choice(inst, total, parts, ((inst.id, total, parts),))
-
-    def score(self, task: AgentTask, inst: AgentInstance) -> tuple[float, dict[str, float]]:
-        """The score of one instance for one task, with its parts (for explanations)."""
-        parts = self._parts(task, task.capability, inst)
-        w = self.weights
-        total = (
-            w.capability * parts[0]
-            + w.fit * parts[1]
-            + w.load * parts[2]
-            + w.success * parts[3]
-            + w.speed * parts[4]
-        )
-        return total, dict(zip(SCORE_PARTS, parts, strict=True))
-
-    def _parts(
-        self, task: AgentTask, cap: str, inst: AgentInstance, ref: float | None = None
-    ) -> tuple[float, float, float, float, float]:
-        """The score's parts for one instance; ``ref`` is the capability's mean duration."""
-        spec = inst.spec
-        prof = self.learning.proficiency(spec.name, cap, spec.capabilities[cap])
-        fit = 1.0 - (task.complexity - prof if task.complexity > prof else 0.0)
-        load = 1.0 - inst.running / inst.slots
-        success, mine = self.learning.estimate(spec.name, cap, spec.capabilities[cap])
-        if mine is None:
-            speed = 0.5
-        else:
-            if ref is None:
-                ref = self.learning.capability_duration(cap) or mine
-            speed = ref / (ref + mine) if ref + mine > 0 else 0.5
-        return prof, fit, load, success, speed
-
-    def _round_cache(
-        self, version: int
-    ) -> dict[tuple[AgentInstance, str, float], tuple[float, float, float, float]]:
-        """The score parts cached for this round of estimates (``version``: the learning's).
-
-        Cleared when the estimates move, and past a size: with learning frozen they never move,
-        and task complexities are any floats, so the cache must not grow for ever.
-        """
-        cache = self._round
-        if self._round_version != version or len(cache) > _ROUND_KEPT:
-            cache.clear()
-            self._round_version = version
-        return cache
-
-    def _best(self, task: AgentTask, cap: str, pool: Iterable[AgentInstance]) -> Choice | None:
-        # The hot path of every decision: the parts of ``_parts`` are computed inline here
-        # (same formulas), since a call per candidate costs more than the arithmetic.
-        w = self.weights
-        wc, wf, wl, ws, wv = w.capability, w.fit, w.load, w.success, w.speed
-        learning = self.learning
-        arms = learning.arms
-        ps = learning.prior_strength
-        kp = learning.capability_prior
-        sample = learning.rng.betavariate if learning.mode == "thompson" else None
-        ref = learning.capability_duration(cap)
-        complexity = task.complexity
-        limit = self.max_candidates
-        # Between two outcomes the learned estimates do not change, so the parts that do not
-        # depend on load are computed once per (instance, capability, complexity) and reused.
-        cache = self._round_cache(learning.version) if sample is None else None
-        scored: list[tuple[float, int, AgentInstance, tuple[float, float, float, float, float]]]
-        scored = []
-        for inst in pool:
-            running = inst.running
-            slots = inst.slots
-            if inst.state is not _READY or running >= slots:
-                continue
-            load = 1.0 - running / slots
-            key = (inst, cap, complexity)
-            known = cache.get(key) if cache is not None else None
-            if known is None:
-                spec = inst.spec
-                declared = prof = spec.capabilities[cap]
-                a = 1.0 + ps * declared
-                b = 1.0 + ps * (1.0 - declared)
-                speed = 0.5
-                arm = arms.get((spec.name, cap))
-                if arm is not None:
-                    ok, bad = arm.successes, arm.failures
-                    a += ok
-                    b += bad
-                    # Evidence moves the proficiency too: a declared 0.95 that fails half
-                    # the time stops outranking an honest 0.7 (see Learning.proficiency).
-                    prof = (kp * declared + ok) / (kp + ok + bad)
-                    if arm.durations:
-                        mine = arm.mean_duration_s
-                        r = ref or mine
-                        speed = r / (r + mine) if r + mine > 0 else 0.5
-                fit = 1.0 - (complexity - prof) if complexity > prof else 1.0
-                success = sample(a, b) if sample is not None else a / (a + b)
-                if cache is not None:
-                    cache[key] = (prof, fit, success, speed)
-            else:
-                prof, fit, success, speed = known
-            total = wc * prof + wf * fit + wl * load + ws * success + wv * speed
-            scored.append((total, -len(scored), inst, (prof, fit, load, success, speed)))
-            if len(scored) >= limit:
-                break
+            return chosen(self, task, avoid, floor)
+        scored = self._score(task, cap, now, avoid, penalty_s, floor, not avoid, final)
+        if avoid:
+            scored = _fallback(scored, avoid, penalty_s)
         if not scored:
             return None
+        best = scored[0]
+        entry = best[2]
+        if entry.free > 0:
+            inst = next(iter(entry.free_insts))
+            choice = Choice(inst, entry, best[0], best[3], _ranked(scored, inst), best[3][1])
+            if prefer is not None and prefer is not inst:
+                return self._affinity(choice, scored, prefer, margin)
+            return choice
+        alt = None
+        if self._free.get(cap, 0) > 0:  # a free spec lost to waiting (scored or not)
+            alt = next((e.name for e in self._by_cap[cap] if e.free > 0), None)
+        return Choice(None, entry, best[0], best[3], _ranked(scored, None), best[3][1],
+                      free_alternative=alt)  # fmt: skip
+
+    def claim(self, choice: Choice, now: float) -> None:
+        """The task of ``choice`` waits for its (busy) winner: claim its next slot."""
+        entry = choice.entry
+        if entry.claims is None:
+            self._claimed.append(entry)
+        entry.claim(now, choice.duration_s)
+
+    def _affinity(
+        self,
+        choice: Choice,
+        scored: list[tuple[float, int, SpecEntry, Parts]],
+        prefer: AgentInstance,
+        margin: float,
+    ) -> Choice:
+        if prefer.state is not _READY or prefer.running >= prefer.slots:
+            return choice
+        for score, _, entry, parts in scored:
+            if prefer in entry.free_insts:
+                best = -choice.score
+                if -score <= best * (1.0 + margin) + 1e-9:
+                    return Choice(prefer, entry, score, parts, choice.ranked, parts[1],
+                                  affinity=entry is not choice.entry)  # fmt: skip
+                return choice
+        return choice
+
+    def _static(self, cap: str) -> list[_Static]:
+        """The capability's specs with what learning says of them, cheapest bound first:
+        ``(bound, a, b, proficiency, unit, entry)``, where ``a, b`` is the Beta posterior of
+        success and ``unit`` the duration per unit of complexity. Kept between calls: when
+        the capability learns, only the rows of the specs that changed are computed again
+        (and those without a duration of their own when the capability's mean moved by more
+        than 5%), and the nearly sorted list is sorted again."""
+        learning = self.learning
+        version = learning.cap_version.get(cap, 0)
+        cached = self._static_cache.get(cap)
+        if cached is not None and cached[0] == version:
+            return cached[2]
+        cap_unit = _or_one(learning.capability_unit(cap))
+        names = learning.changed.pop(cap, None)
+        if cached is None:
+            rows = [self._row(entry, cap, cap_unit) for entry in self._by_cap.get(cap, ())]
+        else:
+            seen, old_unit, rows = cached[0], cached[1], cached[2]
+            units = learning.units
+            if abs(cap_unit - old_unit) <= 0.05 * old_unit:
+                # Specs with no duration of their own keep the capability's mean until it
+                # moves by more than 5%: their rows are not rebuilt at every result.
+                cap_unit = old_unit
+            if old_unit != cap_unit or names is None or len(names) >= 64:
+                changed = learning.arm_version  # every row that may have moved
+                for i, row in enumerate(rows):
+                    key = (row[5].name, cap)
+                    if changed.get(key, 0) > seen:
+                        rows[i] = self._row(row[5], cap, cap_unit)
+                    elif old_unit != cap_unit and key not in units:  # rescaled, not rebuilt
+                        mine = max(cap_unit, _MIN_RUN_S)
+                        rows[i] = (row[0] * mine / row[4], row[1], row[2], row[3], mine,
+                                   *row[5:])  # fmt: skip
+            else:  # only the specs that learned: O(changed) look-ups, then a near-sorted sort
+                moved = set(names)
+                for i, row in enumerate(rows):
+                    if row[5].name in moved:
+                        rows[i] = self._row(row[5], cap, cap_unit)
+        rows.sort(key=_bound_key)
+        self._static_cache[cap] = (version, cap_unit, rows)
+        return rows
+
+    def _row(self, entry: SpecEntry, cap: str, cap_unit: float) -> _Static:
+        learning = self.learning
+        ps = learning.prior_strength
+        declared = entry.spec.capabilities[cap]
+        a = 1.0 + ps * declared
+        b = 1.0 + ps * (1.0 - declared)
+        prof = declared
+        arm = learning.arms.get((entry.name, cap))
+        if arm is not None:
+            ok, bad = arm.successes, arm.failures
+            a += ok
+            b += bad
+            kp = learning.capability_prior
+            prof = (kp * declared + ok) / (kp + ok + bad)
+        unit = learning.units.get((entry.name, cap))
+        mine = max(unit[1] if unit is not None else cap_unit, _MIN_RUN_S)
+        return (mine * (a + b) / a, a, b, prof, mine, entry, a / (a + b),
+                len(entry.spec.capabilities) > 1)  # fmt: skip
+
+    def _score(
+        self,
+        task: AgentTask,
+        cap: str,
+        now: float,
+        avoid: Collection[str],
+        penalty_s: float,
+        floor: float,
+        prune: bool = True,
+        final: bool = False,
+    ) -> list[tuple[float, int, SpecEntry, Parts]]:
+        """The candidate specs' scores (minus their costs) and parts, best first.
+
+        Specs are visited cheapest bound first (duration per unit over expected success: no
+        cost can be below it, since waiting, scarcity and penalties only add), and the visit
+        stops when the bound passes the second-best cost found (the runner-up is shown):
+        every spec is considered, none is scored in full once it cannot place. Thompson
+        sampling scores them all.
+        """
+        w = self.weights
+        ww, wr, wsc, wp, wsu = w.wait, w.run, w.scarcity, w.penalty, w.success
+        wy = w.retry * _FINAL[final]  # on the last attempt a failure fails the task
+        learning = self.learning
+        sample = learning.rng.betavariate if learning.mode == "thompson" else None
+        cap_unit = _or_one(learning.capability_unit(cap))
+        complexity = task.complexity
+        estimate = task.estimate_s
+        factor = 0.5 + complexity if estimate is None else estimate / cap_unit
+        prune = prune and sample is None and self._prunable
+        least = factor * self._least if prune else 0.0
+        pressure = self._pressure
+        penalties = dict.fromkeys(avoid, penalty_s) if avoid else _NO_PENALTY
+        best = second = _INF  # the two lowest costs so far: the runner-up is kept too
+        scored: list[tuple[float, int, SpecEntry, Parts]] = []
+        for bound, a, b, prof, mine, entry, mean_p, multi in self._static(cap):
+            if prune and bound * least - wsu >= second:
+                break
+            if floor and entry.spec.capabilities[cap] < floor:
+                continue
+            if entry.free > 0:
+                wait = 0.0
+            else:
+                start = entry.next_free(now)
+                if start is None:
+                    continue
+                wait = start - now
+            run = mine * factor
+            p = sample(a, b) if sample is not None else mean_p
+            if complexity > prof:
+                p *= 1.0 - (complexity - prof)  # the fit of a hard task to a weak agent
+            p = max(p, _MIN_SUCCESS)
+            retry = run * (1.0 - p) / p
+            scarce = run * pressure(entry, cap) if multi else 0.0
+            penalty = penalties.get(entry.name, 0.0)
+            cost = ww * wait + wr * run + wy * retry + wsc * scarce + wp * penalty - wsu * p
+            if cost < second:
+                if cost < best:
+                    best, second = cost, best
+                else:
+                    second = cost
+            scored.append((-cost, -len(scored), entry, (wait, run, retry, scarce, penalty, p)))
         if len(scored) > 1:
-            scored.sort(key=_score_key, reverse=True)
-        top = scored[0]
-        cands = tuple([(s[2].id, s[0], s[3]) for s in scored[:3]])
-        return Choice(top[2], top[0], top[3], cands)
+            scored.sort(reverse=True)  # (score, -index) are unique: entries are never compared
+        return scored
+
+    def _pressure(self, entry: SpecEntry, cap: str) -> float:
+        """Over the spec's other capabilities: its share of their slots times their pressure
+        (queued plus half the pending work over their slots, capped at 1)."""
+        waiting = self.waiting
+        pending = self.pending
+        slots_of = self._slots
+        own = entry.slots
+        total = 0.0
+        for other in entry.spec.capabilities:
+            if other == cap:
+                continue
+            demand = waiting.get(other, 0) + 0.5 * pending.get(other, 0)
+            if demand <= 0:
+                continue
+            slots = slots_of.get(other, 0)
+            if slots <= 0:
+                continue
+            total += (own / slots) * min(1.0, demand / slots)
+        return total
+
+    def score(self, task: AgentTask, spec: str, now: float) -> tuple[float, dict[str, float]]:
+        """The score of one spec for one task, with its parts (for explanations)."""
+        for s in self._score(task, task.capability, now, (), 0.0, 0.0, prune=False):
+            if s[2].name == spec:
+                return s[0], dict(zip(SCORE_PARTS, s[3], strict=True))
+        raise KeyError(f"{spec!r} is not a candidate for {task.capability!r} now")
 
 
-def _score_key(s: tuple[float, int, AgentInstance, tuple[float, ...]]) -> tuple[float, int]:
+def _fallback(
+    scored: list[tuple[float, int, SpecEntry, Parts]], avoid: Collection[str], penalty_s: float
+) -> list[tuple[float, int, SpecEntry, Parts]]:
+    """Soft fallback: the specs that failed the task are left out while another spec can
+    start within the back-off (``penalty_s``); otherwise they stay, paying the penalty."""
+    others = [s for s in scored if s[2].name not in avoid]
+    if any(s[3][0] <= penalty_s for s in others):
+        return others
+    return scored
+
+
+def _ranked(
+    scored: list[tuple[float, int, SpecEntry, Parts]], winner: AgentInstance | None
+) -> tuple[tuple[str, float, tuple[float, ...]], ...]:
+    """The best three: the winner by the instance it starts on (when it starts now), the
+    others by spec."""
+    out = [(s[2].name, s[0], s[3]) for s in scored[:3]]
+    if winner is not None:
+        out[0] = (winner.id, out[0][1], out[0][2])
+    return tuple(out)
+
+
+def _score_key(s: tuple[float, int, SpecEntry, Parts]) -> tuple[float, int]:
     return s[0], s[1]
 
 
+_Static = tuple[float, float, float, float, float, SpecEntry, float, bool]
+
+
+def _bound_key(row: _Static) -> float:
+    return row[0]
+
+
+_INF = float("inf")
+_NO_PENALTY: dict[str, float] = {}
+
+
 _READY = AgentState.READY
-_LOST = AgentState.LOST
-_ROUND_KEPT = 4096  # cached score parts of (instance, capability, complexity) at most
+_RUNNING = TaskState.RUNNING
+
+
+def _or_one(unit: float | None) -> float:
+    """A capability's unit duration, 1 s when nothing is learned (a learned 0 stays 0)."""
+    return 1.0 if unit is None else unit

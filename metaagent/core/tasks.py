@@ -112,6 +112,17 @@ class AgentTask:
     key: str | None = None  # idempotency key: resubmitting a known key returns the known task
     group: str | None = None  # related tasks: they prefer the agent that handled their siblings
     decompose: Decompose | None = None  # expand into a sub-graph before (or instead of) routing
+    estimate_s: float | None = None  # expected duration: ranks and routing use it when given
+    min_proficiency: float | None = None  # agents declaring less for its capability never take it
+
+    def _scheduling_problems(self) -> list[str]:
+        out: list[str] = []
+        est = self.estimate_s
+        if est is not None and not (est > 0 and math.isfinite(est)):
+            out.append(f"estimate_s: must be a positive number of seconds, got {est}")
+        if self.min_proficiency is not None and not (0.0 <= self.min_proficiency <= 1.0):
+            out.append(f"min_proficiency: must be within 0..1, got {self.min_proficiency}")
+        return out
 
     def problems(self) -> list[str]:
         """Return what is wrong with this task's fields (empty when valid)."""
@@ -126,6 +137,7 @@ class AgentTask:
             self.timeout_s > 0 and math.isfinite(self.timeout_s)
         ):
             out.append(f"timeout_s: must be a positive number of seconds, got {self.timeout_s}")
+        out.extend(self._scheduling_problems())
         if self.max_attempts < 1:
             out.append(f"max_attempts: must be at least 1, got {self.max_attempts}")
         if isinstance(self.depends_on, str):

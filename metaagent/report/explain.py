@@ -160,7 +160,7 @@ def explain_task(
     if task is None:
         raise KeyError(task_id)
     w = weights or RoutingWeights()
-    wmap = {p: float(getattr(w, p)) for p in SCORE_PARTS}
+    wmap = w.signed()  # each part's weight in the score: costs count against it
     steps: list[Step] = []
     mismatch = 0
     for d in stored.decisions:

@@ -5,11 +5,13 @@ finished run's retry (a new run that keeps what succeeded)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metaagent.core.graph import TaskGraph
 from metaagent.core.tasks import Outcome, TaskState
 from metaagent.errors import WorkflowError
+from metaagent.journal.history import task_durations
 from metaagent.journal.leases import Owner
 
 if TYPE_CHECKING:
@@ -157,3 +159,13 @@ def open_retry(
         journal.task_finished(run_id, tid, r.state, r.output, r.error, 0.0)
     journal.flush()
     journal.release(owner, run_id)
+
+
+def durations_of(journal: Journal, key: str | None) -> dict[str, float]:
+    """How long each task of earlier finished runs with ``key`` took (mean of its succeeded
+    attempts, ``journal.history``): what ranks a new run of the same workflow. Empty without
+    a key or a journal file (a memory journal keeps no history across processes)."""
+    path = getattr(journal, "path", None)
+    if key is None or not isinstance(path, Path):
+        return {}
+    return task_durations(path, key)

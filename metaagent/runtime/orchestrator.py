@@ -35,7 +35,7 @@ from metaagent.runtime.committer import Committer
 from metaagent.runtime.config import OrchestratorConfig
 from metaagent.runtime.handle import EventCallback, RunHandle
 from metaagent.runtime.instances import carry_out
-from metaagent.runtime.journaled import known_run, read_settled, restore_run
+from metaagent.runtime.journaled import durations_of, known_run, read_settled, restore_run
 from metaagent.runtime.lease import LeaseKeeper
 from metaagent.runtime.results import run_result
 from metaagent.runtime.sinks import EventSink, JournalSink, Sink, ends_task
@@ -169,14 +169,14 @@ class Orchestrator:
         on_event: EventCallback | None = None,
         where: str | None = None,
         source: str | None = None,
+        priority: int = 0,
     ) -> RunHandle:
         """Validate and accept a batch and start it; if it is invalid, raise and accept nothing.
 
-        With a journal, the run is recorded before this returns. ``key`` names the batch (for
-        example a hash of a workflow file): if the journal holds an unfinished run with that
-        key, that run is resumed instead. Tasks carrying idempotency keys that the journal
-        already holds are not submitted again: the run that holds them is returned.
-        """
+        With a journal, the run is recorded before this returns. ``key`` names the batch (a
+        workflow's hash): an unfinished run with it is resumed instead; earlier runs with it
+        rank the tasks by their durations. Tasks with idempotency keys the journal holds are
+        not submitted again (the run holding them is returned). ``priority``: its fair share."""
         if self._closed:
             raise RuntimeError("this orchestrator is closed") from self._failure
         await self._committer.idle()  # the journal is used directly until the run starts
@@ -186,10 +186,10 @@ class Orchestrator:
                 return self._handles[known]
             return await self.resume(known, on_event=on_event)
         rid = run_id or f"run-{uuid.uuid4().hex[:10]}"
-        now = self.clock.now()
-        sched = self.scheduler
+        now, sched, history = self.clock.now(), self.scheduler, durations_of(self.journal, key)
         with paused_gc():  # one bulk build of records: no collector passes in the middle of it
-            run = sched.prepare(rid, tasks, now, name=name, where=where)
+            run = sched.prepare(rid, tasks, now, name=name, where=where, priority=priority,
+                                history=history)  # fmt: skip
         raced = self._lease.open_run(rid, run.name, tasks, key, source, self.config.workdir)
         if raced is not None:  # another process journaled this batch's run meanwhile
             return await self.resume(raced, on_event=on_event)

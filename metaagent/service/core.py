@@ -224,7 +224,7 @@ class Service:
                     run_id, "submitted", name=wf.name, labels=sub.labels, priority=sub.priority
                 )
                 handle = await self.orch.submit(
-                    tasks, name=wf.name, run_id=run_id, on_event=listener
+                    tasks, name=wf.name, run_id=run_id, on_event=listener, priority=sub.priority
                 )
             except BaseException:
                 await asyncio.to_thread(self.store.drop, run_id)

@@ -81,7 +81,8 @@ class TaskModel(BaseModel):
     max_attempts: int = Field(default=3, ge=1)
     resources: list[str] = Field(default_factory=list)
     group: str | None = None
-    duration_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    duration_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # what it takes
+    estimate_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # what is told
 
 
 class GenerateModel(BaseModel):
@@ -141,9 +142,9 @@ def parse_simulation(raw: object, *, source: str = "<simulation>", base_dir: Pat
     """Validate a simulation already parsed into Python data (from YAML or JSON)."""
     m = _validate(raw, source)
     pools = _pools(m, source, base_dir)
-    default = Profile(_duration(m.default_profile.duration), m.default_profile.failure_rate)
     known = sorted({c for p in pools for c in p.spec.capabilities})
-    profiles = _profiles(m.profiles, {p.spec.name for p in pools}, known, default, source)
+    names = {p.spec.name for p in pools}
+    default, profiles = profiles_of(m.default_profile, m.profiles, names, known, source)
     if (m.tasks is None) == (m.generate is None):
         raise WorkflowError("give exactly one of `tasks:` (a list) or `generate:`", where=source)
     tasks: tuple[AgentTask, ...] = ()
@@ -168,6 +169,18 @@ def parse_simulation(raw: object, *, source: str = "<simulation>", base_dir: Pat
         ordering=m.ordering,
         warm_start=m.warm_start,
     )
+
+
+def profiles_of(
+    default_model: DefaultProfileModel,
+    models: list[ProfileModel],
+    names: set[str],
+    known: list[str],
+    source: str,
+) -> tuple[Profile, dict[ProfileKey, Profile]]:
+    """The default profile and the profiles by (agent, capability) of a file's sections."""
+    default = Profile(_duration(default_model.duration), default_model.failure_rate)
+    return default, _profiles(models, names, known, default, source)
 
 
 def _validate(raw: object, source: str) -> SimFileModel:
@@ -276,7 +289,7 @@ def _tasks(
         AgentTask(
             t.id, t.capability, priority=t.priority, depends_on=tuple(t.depends_on),
             complexity=t.complexity, timeout_s=t.timeout_s, max_attempts=t.max_attempts,
-            resources=tuple(t.resources), group=t.group,
+            resources=tuple(t.resources), group=t.group, estimate_s=t.estimate_s,
         )
         for t in models
     )  # fmt: skip

@@ -8,7 +8,7 @@ and ``{python}`` (the interpreter running metaagent).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,6 +97,11 @@ def parse_workflow(
     tasks = _tasks(model.tasks, templates, source)
     TaskGraph(tasks, where=source)  # duplicate ids, unknown dependencies, cycles
     known = sorted({cap for spec in agents for cap in spec.capabilities})
+    floors = model.settings.min_proficiency
+    if floors:
+        tasks = _with_floors(tasks, floors, known, source)
+        templates = {k: tuple(_with_floors(list(v), floors, known, source))
+                     for k, v in templates.items()}  # fmt: skip
     _check_templates(templates, known, source)
     _check_tasks(tasks, known, source)
     check_limit_keys(
@@ -184,6 +189,22 @@ def _tasks(models: list[TaskModel], templates: Templates, source: str) -> list[A
     ]
 
 
+def _with_floors(
+    tasks: list[AgentTask], floors: dict[str, float], known: list[str], source: str
+) -> list[AgentTask]:
+    """Apply ``settings.min_proficiency`` (per capability) to each task of that capability."""
+    for cap in floors:
+        if cap not in known:
+            raise UnknownCapabilityError(cap, known, where=f"{source}: settings.min_proficiency")
+    out = []
+    for t in tasks:
+        floor = floors.get(t.capability)
+        if floor is not None and (t.min_proficiency is None or t.min_proficiency < floor):
+            t = replace(t, min_proficiency=floor)
+        out.append(t)
+    return out
+
+
 def _check_templates(templates: Templates, known: list[str], source: str) -> None:
     for name, steps in templates.items():
         TaskGraph(steps, where=f"{source}: templates.{name}")
@@ -236,4 +257,6 @@ def _task(t: TaskModel, decompose: Decompose | None = None) -> AgentTask:
         group=t.group,
         key=t.key,
         decompose=decompose,
+        estimate_s=t.estimate_s,
+        min_proficiency=t.min_proficiency,
     )

@@ -143,6 +143,8 @@ class TaskModel(BaseModel):
     key: str | None = None
     decompose: DecomposeModel | None = None
     budget: BudgetModel | None = None  # over this task's attempts
+    estimate_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    min_proficiency: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class SettingsModel(BaseModel):
@@ -172,6 +174,10 @@ class SettingsModel(BaseModel):
     ray_address: NulFree | None = Field(default=None, min_length=1)
     budget: BudgetModel | None = None  # over the run's attempts
     pricing: dict[Annotated[str, Field(min_length=1)], PriceModel] = Field(default_factory=dict)
+    # per capability: agents declaring less never take its tasks (applied to each task)
+    min_proficiency: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=dict
+    )
 
 
 class WorkflowModel(BaseModel):

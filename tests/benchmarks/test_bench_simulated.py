@@ -14,8 +14,24 @@ pytestmark = pytest.mark.usefixtures("bench_on_path")
 @pytest.mark.parametrize(
     ("name", "argv"),
     [
-        ("learning", ["--tasks", "300", "--worlds", "1"]),
-        ("makespan", ["--tasks", "120", "--layers", "6", "--dags", "1", "--agents", "4"]),
+        ("learning", ["--tasks", "300", "--worlds", "1", "--overclaim-tasks", "200"]),
+        ("hetero", ["--dags", "3", "--min-tasks", "24", "--max-tasks", "60", "--restarts", "2"]),
+        ("fairness", ["--big", "2000", "--slots", "8", "--at", "10"]),
+        (
+            "makespan",
+            [
+                "--tasks",
+                "120",
+                "--layers",
+                "6",
+                "--dags",
+                "1",
+                "--agents",
+                "4",
+                "--shape-sizes",
+                "60",
+            ],
+        ),
         ("affinity", ["--groups", "60", "--seeds", "1"]),
     ],
 )
@@ -28,7 +44,9 @@ def test_simulated_bench_runs(
 def test_makespan_orders_meet_the_same_durations(capsys: pytest.CaptureFixture[str]) -> None:
     from bench import makespan
 
-    out = makespan.main(["--tasks", "200", "--layers", "8", "--dags", "1", "--agents", "3"])
+    out = makespan.main(
+        ["--tasks", "200", "--layers", "8", "--dags", "1", "--agents", "3", "--shape-sizes", "40"]
+    )
     capsys.readouterr()
     ratios = out["mean_ratio"]
     assert isinstance(ratios, dict)

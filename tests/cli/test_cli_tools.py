@@ -161,8 +161,8 @@ def test_explain_renders_the_trail(db: Path) -> None:
     out = " ".join(result.stdout.split())
     assert "a (code) in run run-1: succeeded on strong" in out
     assert "route_task -> strong" in out
-    assert "why: strong won with 0.855 over weak (0.675)" in out
-    assert "capability" in out
+    assert "why: strong won with -1.429 over weak (-2.000)" in out
+    assert "retry" in out
     assert "attempts" in out
 
 
@@ -173,9 +173,9 @@ def test_explain_as_json(db: Path) -> None:
     route = data["decisions"][0]["route"]
     assert route["instance"] == "strong"
     assert route["runner_up"] == "weak"
-    assert route["margin"] == pytest.approx(0.18)
+    assert route["margin"] == pytest.approx(0.5714, abs=1e-3)
     assert [c["agent"] for c in route["candidates"]] == ["strong", "weak"]
-    assert route["contributions"][0]["part"] == "capability"
+    assert route["contributions"][0]["part"] == "retry"
 
 
 @pytest.mark.parametrize(

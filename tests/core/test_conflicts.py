@@ -83,25 +83,22 @@ def test_counting_resources_allow_up_to_their_limit() -> None:
 def test_aging_lets_an_old_low_priority_task_overtake_new_high_priority_ones(
     make_spec: Callable[..., AgentSpec],
 ) -> None:
-    s = Scheduler(SchedulerConfig(aging_interval_s=60.0))
-    s.add_agent(make_spec("solo", {"code": 0.9}), 0.0)
-    s.submit("old", [AgentTask("busy", "code"), AgentTask("low", "code", priority=0)], 0.0)
-    (first,) = s.dispatch(0.0)
-    assert first.task_id == "busy"
-    # Three minutes later, a stream of priority-2 work arrives while "low" still waits.
-    s.submit("new", [AgentTask(f"hi{i}", "code", priority=2) for i in range(3)], 180.0)
-    s.finish("old", "busy", first.attempt, Outcome.SUCCEEDED, 180.0)
-    (nxt,) = s.dispatch(180.0)
-    assert nxt.task_id == "low"  # 3 intervals of waiting outweigh 2 levels of priority
-    # Without enough waiting, priority wins.
-    s2 = Scheduler(SchedulerConfig(aging_interval_s=60.0))
-    s2.add_agent(make_spec("solo", {"code": 0.9}), 0.0)
-    s2.submit("old", [AgentTask("busy", "code"), AgentTask("low", "code")], 0.0)
-    (busy,) = s2.dispatch(0.0)
-    s2.submit("new", [AgentTask("hi", "code", priority=2)], 61.0)
-    s2.finish("old", "busy", busy.attempt, Outcome.SUCCEEDED, 61.0)
-    (nxt2,) = s2.dispatch(61.0)
-    assert nxt2.task_id == "hi"
+    # Within a run (runs share slots by fair share), "low" is ready at 0; priority-2 work
+    # is released when "busy" ends. Aging is continuous: a level of priority is worth 60 s.
+    def run(released_at: float) -> str:
+        s = Scheduler(SchedulerConfig(aging_interval_s=60.0))
+        s.add_agent(make_spec("solo", {"code": 0.9}), 0.0)
+        tasks = [AgentTask("busy", "code", priority=5), AgentTask("low", "code", priority=0)]
+        tasks += [AgentTask(f"hi{i}", "code", priority=2, depends_on=("busy",)) for i in range(3)]
+        s.submit("r", tasks, 0.0)
+        (first,) = s.dispatch(0.0)
+        assert first.task_id == "busy"
+        s.finish("r", "busy", first.attempt, Outcome.SUCCEEDED, released_at)
+        (nxt,) = s.dispatch(released_at)
+        return nxt.task_id or ""
+
+    assert run(180.0) == "low"  # 3 minutes of waiting outweigh 2 levels of priority
+    assert run(61.0) == "hi0"  # without enough waiting, priority wins
 
 
 async def test_real_concurrent_tasks_never_share_an_exclusive_resource() -> None:

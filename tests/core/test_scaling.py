@@ -1195,18 +1195,15 @@ def test_priorities_hold_under_overload() -> None:
 
 
 def test_aging_lets_a_long_waiting_task_pass_a_newer_higher_priority_one() -> None:
-    p = Pool([spec("w", {"x": 0.9})], aging_interval_s=60.0)
-    p.submit("a", [AgentTask("blocker", "x"), AgentTask("old", "x", priority=0)], 0.0)
-    (blocker,) = decisions_of(p.tick(0.0), RouteTask)
-    p.submit("b", [AgentTask("young", "x", priority=1)], 125.0)  # two intervals later
-    p.finish(blocker, 130.0)
-    assert [r.task_id for r in decisions_of(p.tick(130.0), RouteTask)] == ["old"]
-    q = Pool([spec("w", {"x": 0.9})], aging_interval_s=60.0)
-    q.submit("a", [AgentTask("blocker", "x"), AgentTask("old", "x", priority=0)], 0.0)
-    (blocker,) = decisions_of(q.tick(0.0), RouteTask)
-    q.submit("b", [AgentTask("young", "x", priority=3)], 125.0)  # more urgent than its age
-    q.finish(blocker, 130.0)
-    assert [r.task_id for r in decisions_of(q.tick(130.0), RouteTask)] == ["young"]
+    # Within one run: "young" is released when the blocker ends, 130 s (two intervals) later.
+    for priority, first in ((1, "old"), (3, "young")):  # 3 levels are more than its age
+        p = Pool([spec("w", {"x": 0.9})], aging_interval_s=60.0)
+        p.submit("a", [AgentTask("blocker", "x", priority=9), AgentTask("old", "x", priority=0),
+                       AgentTask("young", "x", priority=priority, depends_on=("blocker",))],
+                 0.0)  # fmt: skip
+        (blocker,) = decisions_of(p.tick(0.0), RouteTask)
+        p.finish(blocker, 130.0)
+        assert [r.task_id for r in decisions_of(p.tick(130.0), RouteTask)] == [first]
 
 
 # --- a poison task, on virtual time ---------------------------------------------------------------
@@ -1317,3 +1314,26 @@ def test_the_target_rule_keeps_what_the_busy_slots_need_and_waits_out_the_cooldo
     assert decisions_of(p.tick(4.0), TerminateAgent) == []  # within the cooldown of the growth
     # Six busy slots need seven instances at 90%: no surplus, only the idle timeout is due.
     assert p.s.next_wakeup() == 61.0
+
+
+def test_tasks_parked_on_a_held_resource_do_not_make_the_pool_grow() -> None:
+    # 20 tasks need one exclusive lock: at most one can run, so one instance is enough.
+    p = Pool([spec("w", {"x": 0.9}, hi=10)])
+    p.submit("r", tasks(20, resources=("lock",)), 0.0)
+    now = 0.0
+    for _ in range(40):
+        p.tick(now)
+        running = p.running()
+        if running:
+            now += 1.0
+            p.finish(running[0], now)
+        else:
+            now += 1.0
+    assert len(p.live("w")) == 1
+    assert p.s.queues.runnable(1)["x"] <= 1
+    # Without the lock the same queue grows the pool.
+    q = Pool([spec("w", {"x": 0.9}, hi=10)])
+    q.submit("r", tasks(20), 0.0)
+    q.tick(0.0)
+    q.tick(10.0)
+    assert len(q.live("w")) > 1

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from metaagent.journal.base import StoredRun
 
-W = {"capability": 0.35, "fit": 0.15, "load": 0.2, "success": 0.2, "speed": 0.1}
+W = RoutingWeights().signed()  # costs count against the score
 
 
 def ok(ctx: AttemptContext) -> str:
@@ -75,18 +75,21 @@ def test_the_winner_and_its_margin_over_the_runner_up(stored: StoredRun) -> None
     assert why is not None
     assert (why.instance, why.runner_up) == ("strong", "weak")
     assert [c.agent for c in why.candidates] == ["strong", "weak"]
-    # Nothing learned yet: success is the prior from the declared proficiency, (1 + 2p) / 4.
+    # Nothing learned yet: 1 s per unit of complexity, success the prior from the declared
+    # proficiency, (1 + 2p) / 4; the cost is run / success.
     assert why.candidates[0].breakdown == {
-        "capability": 0.9, "fit": 1.0, "load": 1.0, "success": 0.7, "speed": 0.5,
+        "wait": 0.0, "run": 1.0, "retry": 0.4286, "scarcity": 0.0, "penalty": 0.0,
+        "success": 0.7,
     }  # fmt: skip
     assert why.candidates[1].breakdown["success"] == 0.5
-    assert why.margin == pytest.approx(0.35 * 0.4 + 0.2 * 0.2)
-    # The margin comes from capability first, then success; equal parts contribute nothing.
-    assert [c.part for c in why.contributions[:2]] == ["capability", "success"]
-    assert why.contributions[0].delta == pytest.approx(0.14)
-    assert sum(c.delta for c in why.contributions) == pytest.approx(why.margin)
-    assert why.summary.startswith("strong won with 0.855 over weak (0.675), by 0.180")
-    assert "capability (+0.140" in why.summary
+    # weak is the only docs agent and task "c" (docs) waits: taking weak for code costs the
+    # docs work its duration (scarcity 1.0), on top of its longer expected retry time.
+    assert why.candidates[1].breakdown["scarcity"] == 1.0
+    assert why.margin == pytest.approx(1.0 + 1 / 0.5 - 1 / 0.7, abs=1e-3)
+    assert [c.part for c in why.contributions[:2]] == ["scarcity", "retry"]
+    assert sum(c.delta for c in why.contributions) == pytest.approx(why.margin, abs=1e-3)
+    assert why.summary.startswith("strong won with -1.429 over weak (-3.000), by 1.571")
+    assert "scarcity (+1.000" in why.summary
     assert not why.affinity
     assert trail.weights == W
     assert trail.weights_note is None
@@ -157,8 +160,10 @@ async def test_the_ready_order_decision_names_the_task_place(tmp_path: Path) -> 
 # --- pure: literal decisions ----------------------------------------------------------------------
 
 
-def _cand(agent: str, capability: float, load: float, success: float) -> dict[str, object]:
-    parts = {"capability": capability, "fit": 1.0, "load": load, "success": success, "speed": 0.5}
+def _cand(agent: str, wait: float, run: float, success: float) -> dict[str, object]:
+    retry = run * (1 - success) / success
+    parts = {"wait": wait, "run": run, "retry": retry, "scarcity": 0.0, "penalty": 0.0,
+             "success": success}  # fmt: skip
     return {"agent": agent, "score": round(sum(W[k] * v for k, v in parts.items()), 4),
             "breakdown": parts}  # fmt: skip
 
@@ -172,35 +177,36 @@ def _route(winner: dict[str, object], *others: dict[str, object], reason: str = 
     }  # fmt: skip
 
 
-def test_a_load_advantage_shows_as_a_share_and_a_loss_as_despite() -> None:
-    win = _cand("x#1", 0.8, 1.0, 0.6)
-    lose = _cand("x#2", 0.9, 0.5, 0.6)
+def test_a_wait_advantage_shows_as_a_share_and_a_loss_as_despite() -> None:
+    win = _cand("x#1", 0.0, 10.0, 0.8)  # free now, a little slower
+    lose = _cand("x#2", 4.0, 8.0, 0.8)  # faster, but busy for 4 s
     why = explain_route(_route(win, lose), W)
-    assert why.margin == pytest.approx(0.2 * 0.5 - 0.35 * 0.1)
-    assert why.contributions[0].part == "load"
-    assert why.contributions[-1].part == "capability"
-    assert "mostly load (+0.100" in why.summary
-    assert "despite capability (-0.035" in why.summary
+    assert why.margin == pytest.approx(14.0 - 12.5, abs=1e-3)
+    assert why.contributions[0].part == "wait"
+    assert why.contributions[-1].part == "run"
+    assert "mostly wait (+4.000" in why.summary
+    assert "despite" in why.summary
+    assert "run (-2.000" in why.summary
 
 
 def test_affinity_explains_a_winner_that_scored_less() -> None:
-    best = _cand("x#1", 0.9, 1.0, 0.7)
-    kept = _cand("x#2", 0.9, 0.5, 0.7)
+    best = _cand("x#1", 0.0, 10.0, 0.8)
+    kept = _cand("x#2", 0.0, 10.2, 0.8)
     d = _route(kept, best, reason="affinity: x#2 handled earlier tasks of group 'g'")
     d["candidates"] = [best]  # the runners-up are those of the best, as the router records them
     why = explain_route(d, W)
     assert why.affinity
     assert why.runner_up == "x#1"
-    assert why.margin == pytest.approx(-0.1)
+    assert why.margin == pytest.approx(-0.25, abs=1e-3)
     assert "chosen for group affinity" in why.summary
 
 
 def test_a_tie_is_called_a_tie() -> None:
-    a, b = _cand("x#1", 0.9, 1.0, 0.7), _cand("x#2", 0.9, 1.0, 0.7)
+    a, b = _cand("x#1", 0.0, 10.0, 0.7), _cand("x#2", 0.0, 10.0, 0.7)
     assert "tied with x#2" in explain_route(_route(a, b), W).summary
 
 
 def test_other_weights_are_flagged(stored: StoredRun) -> None:
-    trail = explain_task(stored, "a", weights=RoutingWeights(capability=1.0))
+    trail = explain_task(stored, "a", weights=RoutingWeights(retry=3.0))
     assert trail.weights_note is not None
     assert "other weights" in trail.weights_note

@@ -146,3 +146,26 @@ async def test_a_commit_that_fails_on_the_writer_thread_fails_the_runs(tmp_path:
     assert len(started) <= len(journaled_attempts(tmp_path / "j.db"))
     with contextlib.suppress(JournalError):  # the fault is still there
         journal.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_new_run_of_a_workflow_is_ranked_by_its_earlier_runs(tmp_path: Path) -> None:
+    """The durations of earlier finished runs with the same key reach the scheduler."""
+    from metaagent.runtime.journaled import durations_of
+
+    async def work(ctx: AttemptContext) -> None:
+        await asyncio.sleep(0.01 if ctx.task.id.startswith("c0") else 0.0)
+
+    journal = SqliteJournal(tmp_path / "j.db")
+    spec = AgentSpec("w", {"work": 1.0}, FunctionRunner(work), concurrency=2)
+    assert durations_of(journal, "wf:k") == {}
+    async with Orchestrator([spec], OrchestratorConfig(), journal=journal) as orch:
+        first = await orch.submit(chains(2, 3), name="first", key="wf:k")
+        await first.result()
+        learned = durations_of(journal, "wf:k")
+        assert set(learned) == {f"c{c}-{i}" for c in range(2) for i in range(3)}
+        assert min(learned[f"c0-{i}"] for i in range(3)) > max(learned[f"c1-{i}"] for i in range(3))
+        second = await orch.submit(chains(2, 3), name="second", key="wf:k")
+        await second.result()
+    journal.close()
+    assert durations_of(journal, None) == {}

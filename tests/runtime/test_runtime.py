@@ -500,4 +500,4 @@ async def test_decisions_are_kept_with_times_relative_to_the_run() -> None:
     )
     # The instance was started with the orchestrator, just before the run.
     assert [d["at"] <= 0.0 for d in decisions if d["type"] == "spawn_agent"] == [True]
-    assert all(set(d["breakdown"]) >= {"capability", "load"} for d in routes)
+    assert all(set(d["breakdown"]) >= {"wait", "run", "success"} for d in routes)

@@ -26,7 +26,6 @@ class SchedulerConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     weights: RoutingWeights = field(default_factory=RoutingWeights)
     routing: RoutingMode = "deterministic"
-    max_candidates: int = 32  # instances scored per routing decision
     seed: int = 0
     learn: bool = True  # False: routing keeps declared proficiencies and never learns
     affinity_margin: float = 0.05  # score a group's previous agent may lose and still be chosen
@@ -35,6 +34,8 @@ class SchedulerConfig:
     health: HealthPolicy = field(default_factory=HealthPolicy)
     capability_limits: Mapping[str, int] = field(default_factory=dict)  # running at once
     resource_limits: Mapping[str, int] = field(default_factory=dict)  # holders at once (default 1)
+    min_proficiency: Mapping[str, float] = field(default_factory=dict)  # per capability
+    lookahead: int = 8  # tasks of one capability passed over per round (4x over all of them)
 
     def problems(self) -> list[str]:
         out = []
@@ -54,4 +55,10 @@ class SchedulerConfig:
                 f"{name} limit of {k!r} must be at least 1, got {n}" for k, n in limits.items()
                 if n < 1
             )  # fmt: skip
+        out.extend(
+            f"min_proficiency of {k!r} must be within 0..1, got {v}"
+            for k, v in self.min_proficiency.items() if not 0.0 <= v <= 1.0
+        )  # fmt: skip
+        if self.lookahead < 1:
+            out.append(f"lookahead must be at least 1, got {self.lookahead}")
         return out + self.pool.problems()

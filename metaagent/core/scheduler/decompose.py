@@ -38,9 +38,14 @@ class Decomposing(Dispatching):
         recs = []
         tasks = run.tasks
         push = self.queues.push
+        pending = self._pending_cap
         for tid in ids:
             rec = tasks[tid]
             rec.ready_at = now
+            cap = rec.task.capability
+            n = pending.get(cap, 0)
+            if n:
+                pending[cap] = n - 1
             plan = rec.task.decompose
             if plan is not None and plan.template:
                 self._expand_template(rec, plan.template, now)
@@ -81,13 +86,17 @@ class Decomposing(Dispatching):
                 raise InvalidPlan([f"sub-task id {t.id!r} already exists in the run"])
         released = run.graph.extend(subs, where=f"plan of {rec.task.id!r}")
         local = TaskGraph(subs)
-        below = rec.rank - self._estimate(rec.task)
-        ranks = local.upward_rank(self._estimate)
+        estimate = self._estimator(run.history)
+        below = rec.rank - estimate(rec.task)
+        ranks = local.upward_rank(estimate)
         queues = self.queues
+        pending = self._pending_cap
         for t in subs:
             queues.seq += 1
-            child = TaskRecord(t, run, queues.seq, rank=ranks[t.id] + below, parent=rec)
+            child = TaskRecord(t, run, queues.seq, rank=ranks[t.id] + below, parent=rec,
+                               est=estimate(t))  # fmt: skip
             run.tasks[t.id] = child
+            pending[t.capability] = pending.get(t.capability, 0) + 1
         run.open += len(subs)
         self.queued += len(subs)
         rec.state = _RUNNING  # waiting on its sub-graph; no attempt runs for it
@@ -112,6 +121,11 @@ class Decomposing(Dispatching):
         if rec.state is _READY and rec.queued:
             rec.state = state  # its queue entry is stale from now on
             self.queues.discard(rec)
+        elif rec.state is _PENDING:
+            cap = rec.task.capability
+            n = self._pending_cap.get(cap, 0)
+            if n:
+                self._pending_cap[cap] = n - 1
         rec.state = state
         rec.finished_at = now
         rec.run.open -= 1

@@ -63,7 +63,12 @@ class Outcomes(Decomposing):
         inst = self._end_attempt(rec, outcome, now, error)
         assert inst is not None
         self.pool.on_success(inst)
-        self.learning.record(inst.spec.name, rec.task.capability, True, rec.attempts[-1].duration_s)
+        task = rec.task
+        seen = self.learning.record(
+            inst.spec.name, task.capability, True, rec.attempts[-1].duration_s, task.complexity
+        )
+        if seen >= self._check_at.get(task.capability, 1):
+            self._learned(task.capability, seen)
         rec.output = output
         rec.error = None
         self._terminal(rec, TaskState.SUCCEEDED, now)
@@ -76,6 +81,8 @@ class Outcomes(Decomposing):
         self._drain(out, now)
         if run.open == 0:  # the common case, a task of many, costs no call
             self._complete(run, now, out)
+        if self._revise or self._stale_runs:
+            self._revise_ranks()
         return out
 
     def _plan_returned(self, rec: TaskRecord, output: object, now: float) -> list[Output]:
@@ -97,7 +104,10 @@ class Outcomes(Decomposing):
         inst = self._end_attempt(rec, _SUCCESS, now, None)
         assert inst is not None
         self.pool.on_success(inst)
-        self.learning.record(inst.spec.name, rec.task.capability, True, rec.attempts[-1].duration_s)
+        task = rec.task
+        self.learning.record(
+            inst.spec.name, task.capability, True, rec.attempts[-1].duration_s, task.complexity
+        )
         rec.feedback = ()
         self._expand(rec, steps, now, f"planner {inst.spec.name}")
         return self._drain([], now)
@@ -131,7 +141,7 @@ class Outcomes(Decomposing):
         if is_agent_fault(outcome, inst.id, rec.attempts[:-1]):
             out.extend(self.pool.on_failure(inst, now))
         duration = rec.attempts[-1].duration_s if outcome is Outcome.ERROR else None
-        self.learning.record(spec, rec.task.capability, False, duration)
+        self.learning.record(spec, rec.task.capability, False, duration, rec.task.complexity)
         out.extend(self._failed_attempt(rec, spec, outcome, error, now))
         return self._drain(out, now)
 
@@ -194,14 +204,19 @@ class Outcomes(Decomposing):
             step = 1 if agent_lost else rec.attempt
             delay = compute_backoff(self.config.retry, step, self.rng)
             rec.avoid = rec.avoid | {spec}
+            # Soft fallback: the failed specs pay the back-off once more in the retry's cost,
+            # so another agent that can start within it is preferred, and they take it back
+            # when none can.
+            rec.penalty_s = delay
             rec.state = TaskState.READY
             rec.not_before = now + delay
             self.queues.delay(rec, rec.not_before)
             others = self.router.specs_for(task.capability) - rec.avoid
             where = (
-                f"preferring another agent ({', '.join(sorted(others))})"
+                f"preferring another agent ({', '.join(sorted(others))}) unless none can start "
+                f"within {rec.penalty_s:.2f}s"
                 if others
-                else "no other agent offers this capability, so any may take it"
+                else "no other agent offers this capability, so the same may take it"
             )
             out.append(
                 RetryTask(

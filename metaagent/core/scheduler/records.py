@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from metaagent.core.graph import TaskGraph
     from metaagent.core.instances import AgentInstance
+    from metaagent.core.queues import Lane
 
 _PENDING = TaskState.PENDING
 
@@ -33,6 +34,9 @@ class TaskRecord:
     instance: AgentInstance | None = None
     avoid: frozenset[str] = frozenset()  # specs that failed it (a new set per failure: rare)
     rank: float = 0.0
+    est: float = 1.0  # expected seconds, as ranked (fair share charges its run this much)
+    penalty_s: float = 0.0  # what the specs in ``avoid`` pay for the retry (its back-off)
+    waited: tuple[str, float, str] | None = None  # (spec, since, free one): it chose to wait
     not_before: float = 0.0
     queued: int = 0  # key of its live ready-queue entry (stale entries are skipped)
     output: object = None
@@ -61,6 +65,17 @@ class RunRecord:
     unread: UnreadPart | None = None  # a lazily restored run's settled tasks, not read yet
     # group -> the instance of its latest attempt (affinity); kept here, so it goes with the run
     affinity: dict[str, AgentInstance] = field(default_factory=dict)
+    priority: int = 0  # the run's weight in fair share is 2 ** priority
+    weight: float = 1.0
+    vt: float = 0.0  # virtual time: expected slot-seconds started / weight
+    ready_n: int = 0  # tasks with a live queue entry
+    lanes: dict[str, Lane] = field(default_factory=dict)  # capability -> its queued tasks
+    horizon: float = 0.0  # critical path + work / slots, estimated: latest starts count from it
+    ranked: bool = True  # ranks follow the estimates (revised on material change)
+    learned: frozenset[str] = frozenset()  # capabilities whose learned duration ranks use
+    fixed: bool = False  # some ranks come from estimate_s or history (not revised)
+    revised_at: int = 0  # the scheduler's result count when its ranks were last computed
+    history: Mapping[str, float] = field(default_factory=dict)  # task id -> seconds, earlier runs
 
     def output_of(self, task_id: str) -> object:
         """The output of a task of this run (``KeyError`` for an unknown one), settled tasks of

@@ -72,6 +72,13 @@ class Restoring(Outcomes):
             last_at = _latest(results, attempts)
         run = RunRecord(run_id, name or run_id, graph, now - last_at, open=open_tasks)
         seq = self._restore_records(run, tasks, rank, results)
+        estimate = self._estimator()
+        work = 0.0
+        for rec in run.tasks.values():
+            if not rec.state.terminal:
+                rec.est = estimate(rec.task)
+                work += rec.est
+        run.horizon = max(rank.values(), default=0.0) + work / self.router_slots()
         _close_attempts(run.tasks, attempts, last_at)
         if settled is not None and order is not None:
             run.unread = UnreadPart(settled, order, seq)

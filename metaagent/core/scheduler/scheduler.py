@@ -22,7 +22,7 @@ from metaagent.core.tasks import Outcome, TaskResult, TaskState
 from metaagent.errors import WorkflowError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from metaagent.core.instances import AgentInstance
     from metaagent.core.specs import AgentSpec
@@ -121,13 +121,20 @@ class Scheduler(Restoring):
         *,
         name: str | None = None,
         where: str | None = None,
+        priority: int = 0,
+        history: Mapping[str, float] | None = None,
     ) -> list[Output]:
         """Accept a batch as a new run (all or nothing) and release its root tasks.
 
         Raises ``WorkflowError``/``CycleError`` for a bad graph, ``UnknownCapabilityError`` for a
         capability no agent offers, ``CapacityError`` when the queue bound would be passed.
+        ``priority`` weighs the run in fair share (``2 ** priority``); ``history`` gives task
+        durations seen in earlier runs of the same workflow, by task id, for ranking.
         """
-        return self.accept(self.prepare(run_id, tasks, now, name=name, where=where), now)
+        run = self.prepare(
+            run_id, tasks, now, name=name, where=where, priority=priority, history=history
+        )
+        return self.accept(run, now)
 
     def prepare(
         self,
@@ -137,6 +144,8 @@ class Scheduler(Restoring):
         *,
         name: str | None = None,
         where: str | None = None,
+        priority: int = 0,
+        history: Mapping[str, float] | None = None,
     ) -> RunRecord:
         """Validate a batch and build its run without accepting it (nothing changes yet).
 
@@ -148,19 +157,41 @@ class Scheduler(Restoring):
         # What the pool's specs offer, live instances or not: a spec scaled to zero still
         # takes work (the pool spawns an instance for it).
         known = self.pool.capabilities()
+        floors = self.config.min_proficiency
         for i, task in enumerate(tasks):
             self._check_capability(task, i, known, where)
+            if task.min_proficiency is not None or floors:
+                self._check_floor(task, i, where)
         open_tasks = len(graph)
         self._check_room(open_tasks)
-        run = RunRecord(run_id, name or run_id, graph, now, open=open_tasks)
+        weight = 2.0 ** max(-10, min(10, priority))
+        run = RunRecord(run_id, name or run_id, graph, now, open=open_tasks, priority=priority,
+                        weight=weight, history=history or {})  # fmt: skip
         self._runs_seen += 1
         run.order = self._runs_seen
-        rank = graph.upward_rank(self._estimate)
         seq = self.queues.seq
         for task in tasks:
             seq += 1
-            run.tasks[task.id] = TaskRecord(task, run, seq, rank=rank[task.id])
+            run.tasks[task.id] = TaskRecord(task, run, seq)
+        rank = self._rank(run, self._estimator(run.history), fresh=True)
+        for task in tasks:
+            run.tasks[task.id].rank = rank[task.id]
         return run
+
+    def _check_floor(self, task: AgentTask, index: int, where: str | None) -> None:
+        """Raise ``WorkflowError`` for a task whose ``min_proficiency`` no spec meets."""
+        cap = task.capability
+        floor = max(task.min_proficiency or 0.0, self.config.min_proficiency.get(cap, 0.0))
+        best = max((p.spec.capabilities.get(cap, -1.0) for p in self.pool.specs.values()),
+                   default=-1.0)  # fmt: skip
+        if best >= floor or (task.decompose is not None and task.decompose.template):
+            return
+        place = f"tasks[{index}] (id {task.id!r}).min_proficiency"
+        raise WorkflowError(
+            f"no agent offers {cap!r} at proficiency {floor:g} or more (the best declares "
+            f"{max(best, 0.0):g})",
+            where=f"{where}: {place}" if where else place,
+        )
 
     def accept(self, run: RunRecord, now: float) -> list[Output]:
         """Take a prepared run: its open tasks count against the bound; roots are released."""
@@ -169,6 +200,13 @@ class Scheduler(Restoring):
         self.queues.seq += len(run.tasks) if run.unread is None else len(run.unread.order)
         self.runs[run.id] = run
         self.queued += run.open
+        if run.vt < self.queues.vnow:
+            run.vt = self.queues.vnow  # a new run starts at the current virtual time
+        pending = self._pending_cap
+        for rec in run.tasks.values():
+            if rec.state is _PENDING:
+                cap = rec.task.capability
+                pending[cap] = pending.get(cap, 0) + 1
         out: list[Output] = []
         graph = run.graph
         releasable = [
@@ -198,14 +236,24 @@ class Scheduler(Restoring):
         pool = self.pool
         out: list[Output] = []
         if not pool.quiet():
-            out.extend(pool.tick(now, queues.waiting, self.running, self._running_cap))
+            # Scaling counts runnable demand only: tasks that wait on a held resource do not
+            # make the pool grow (capability limits are applied by the pool itself).
+            out.extend(pool.tick(now, self._runnable(), self.running, self._running_cap))
         out.extend(self.dispatch(now))
         return self._drain(out, now)
+
+    def _runnable(self) -> dict[str, int]:
+        """Waiting tasks per capability, those that need a held resource counted only up to
+        the resource places free now (at least one)."""
+        held = self._held
+        limits = self.config.resource_limits
+        free = sum(max(0, limits.get(r, 1) - n) for r, n in held.items())
+        return self.queues.runnable(max(1, free))
 
     def next_wakeup(self) -> float | None:
         """The earliest time at which ``tick`` has something to do, if any."""
         wake = self.queues.next_delayed()
-        pool = self.pool.next_wakeup(self.queues.waiting)
+        pool = self.pool.next_wakeup(self._runnable())
         if pool is not None and (wake is None or pool < wake):
             return pool
         return wake

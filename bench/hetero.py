@@ -1,0 +1,203 @@
+"""Makespan on heterogeneous pools with scarce capabilities, against a capability-aware lower
+bound, a searched reference schedule and the previous router.
+
+Each seeded DAG has 24..500 tasks in layers (a task depends on one to three tasks of the one to
+three layers above it) over three capabilities, ``code`` (60%), ``docs`` (25%) and ``audit``
+(15%). The pool is the one the issue names: coder-a {code 0.8, docs 0.3; 2 slots}, coder-b
+{code 0.6}, auditor {audit 0.9, code 0.2}, writer {docs 0.9}: audits have one server, and it
+is also the worst coder. An agent's proficiency sets its speed: a task of base duration ``b``
+(code 10 s, docs 6 s, audit 8 s, times 0.5 + complexity) takes ``b / proficiency`` on it,
+fixed (no noise, no failures), so the reference below knows exactly what the router faces.
+The router starts from statistics learned in earlier runs (``warm_start``: each agent's mean
+duration per capability), the previous router likewise.
+
+- **bound**: max(critical path at each task's fastest agent, and for every set of
+  capabilities, their work at the fastest agents over the slots that serve them, each slot
+  counted at its speed there against the fastest agent's: a fractional relaxation);
+- **reference**: the best of list schedules with perfect knowledge (``_listsched``: HEFT's
+  rank order and ``--restarts`` random perturbations of it, each task on the slot where it
+  finishes first), so the bound's looseness is not counted against the router;
+- **previous router**: the old scored choice among free instances (``sim.legacy``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+from typing import TYPE_CHECKING
+
+from bench._listsched import searched, upward_rank
+from bench._table import print_json, print_table, stamp
+from metaagent.core.specs import AgentSpec
+from metaagent.core.tasks import AgentTask
+from metaagent.sim.driver import Simulation
+from metaagent.sim.legacy import previous_router
+from metaagent.sim.spec import SIMULATED, AgentPool, Duration, Profile, SimSettings, SimSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+TARGET_BOUND = 1.05
+TARGET_REF_MEAN = 1.03
+TARGET_REF_MAX = 1.10
+TARGET_WORSE_SHARE = 0.05
+BASE = {"code": 10.0, "docs": 6.0, "audit": 8.0}
+MIX = (("code", 0.60), ("docs", 0.25), ("audit", 0.15))
+POOL = (
+    AgentSpec("coder-a", {"code": 0.8, "docs": 0.3}, SIMULATED, concurrency=2),
+    AgentSpec("coder-b", {"code": 0.6}, SIMULATED),
+    AgentSpec("auditor", {"audit": 0.9, "code": 0.2}, SIMULATED),
+    AgentSpec("writer", {"docs": 0.9}, SIMULATED),
+)
+
+
+def random_dag(n: int, rng: random.Random) -> list[AgentTask]:
+    layers = max(2, round(n**0.5 / 1.5))
+    widths = [rng.uniform(0.3, 1.7) for _ in range(layers)]
+    total = sum(widths)
+    sizes = [max(1, round(n * w / total)) for w in widths]
+    sizes[-1] = max(1, sizes[-1] + n - sum(sizes))
+    caps = [c for c, _ in MIX]
+    weights = [w for _, w in MIX]
+    tasks: list[AgentTask] = []
+    levels: list[list[str]] = []
+    for layer, width in enumerate(sizes):
+        ids = []
+        for i in range(width):
+            tid = f"t{layer}.{i}"
+            above = [t for lv in levels[max(0, layer - 3) :] for t in lv]
+            deps = tuple(rng.sample(above, min(len(above), rng.randint(1, 3)))) if above else ()
+            cap = rng.choices(caps, weights)[0]
+            tasks.append(AgentTask(tid, cap, depends_on=deps, complexity=round(rng.random(), 2)))
+            ids.append(tid)
+        levels.append(ids)
+    return tasks
+
+
+def duration(task: AgentTask, agent: str) -> float | None:
+    spec = next(s for s in POOL if s.name == agent)
+    prof = spec.capabilities.get(task.capability)
+    if prof is None:
+        return None
+    return BASE[task.capability] * (0.5 + task.complexity) / prof
+
+
+def fastest(task: AgentTask) -> float:
+    return min(d for s in POOL if (d := duration(task, s.name)) is not None)
+
+
+def lower_bound(tasks: Sequence[AgentTask]) -> float:
+    cp = max(upward_rank(tasks, fastest).values())
+    caps = sorted(BASE)
+    best = cp
+    for mask in range(1, 1 << len(caps)):
+        chosen = {c for k, c in enumerate(caps) if mask >> k & 1}
+        work = sum(fastest(t) for t in tasks if t.capability in chosen)
+        # Each slot counted at its best speed on these capabilities against the fastest
+        # agent's (a fractional relaxation: still a lower bound, tighter than whole slots).
+        top = {c: max(s.capabilities.get(c, 0.0) for s in POOL) for c in chosen}
+        slots = sum(
+            s.concurrency * max(s.capabilities.get(c, 0.0) / top[c] for c in chosen) for s in POOL
+        )
+        best = max(best, work / slots)
+    return best
+
+
+def _spec(tasks: list[AgentTask], seed: int) -> SimSpec:
+    profiles: dict[tuple[str | None, str | None], Profile] = {
+        (s.name, c): Profile(Duration("fixed", BASE[c] / p, 0.0), 0.0)
+        for s in POOL
+        for c, p in s.capabilities.items()
+    }
+    return SimSpec(
+        pools=tuple(AgentPool(s, 1) for s in POOL), tasks=tuple(tasks), profiles=profiles,
+        settings=SimSettings(), seed=seed, warm_start=20,
+    )  # fmt: skip
+
+
+def simulated(tasks: list[AgentTask], seed: int, previous: bool) -> float:
+    sim = Simulation(_spec(tasks, seed))
+    if previous:
+        sim.scheduler.router.chooser = previous_router(sim.scheduler.learning)
+    return sim.run().makespan_s
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(prog="python -m bench hetero", description=__doc__)
+    parser.add_argument("--dags", type=int, default=200, help="random DAGs (200)")
+    parser.add_argument("--min-tasks", type=int, default=24)
+    parser.add_argument("--max-tasks", type=int, default=500)
+    parser.add_argument("--restarts", type=int, default=20, help="reference search restarts")
+    parser.add_argument("--seed", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.dags < 1 or not 2 <= args.min_tasks <= args.max_tasks:
+        parser.error("need --dags >= 1 and 2 <= --min-tasks <= --max-tasks")
+    rng = random.Random(args.seed)
+    slots = [s.name for s in POOL for _ in range(s.concurrency)]
+    rows: list[dict[str, float]] = []
+    for k in range(args.dags):
+        n = rng.randint(args.min_tasks, args.max_tasks)
+        tasks = random_dag(n, rng)
+        mean = lambda t: statistics.mean(  # noqa: E731 - the rank's cost: the mean over agents
+            d for s in POOL if (d := duration(t, s.name)) is not None
+        )
+        ref = searched(tasks, slots, duration, mean, args.restarts, random.Random(k))
+        rows.append({
+            "tasks": n, "bound": lower_bound(tasks), "reference": ref,
+            "router": simulated(tasks, k, previous=False),
+            "previous": simulated(tasks, k, previous=True),
+        })  # fmt: skip
+    vs_bound = [r["router"] / r["bound"] for r in rows]
+    vs_ref = [r["router"] / r["reference"] for r in rows]
+    prev_bound = [r["previous"] / r["bound"] for r in rows]
+    worse = sum(r["router"] > r["previous"] * (1 + 1e-9) for r in rows) / len(rows)
+    table = [
+        ["router", round(statistics.mean(vs_bound), 4), round(max(vs_bound), 4),
+         round(statistics.mean(vs_ref), 4), round(max(vs_ref), 4)],
+        ["previous router", round(statistics.mean(prev_bound), 4), round(max(prev_bound), 4),
+         round(statistics.mean(r["previous"] / r["reference"] for r in rows), 4),
+         round(max(r["previous"] / r["reference"] for r in rows), 4)],
+        ["reference search", round(statistics.mean(r["reference"] / r["bound"] for r in rows), 4),
+         round(max(r["reference"] / r["bound"] for r in rows), 4), 1.0, 1.0],
+    ]  # fmt: skip
+    print(f"{args.dags} random DAGs of {args.min_tasks}-{args.max_tasks} tasks on the pool "
+          "coder-a/coder-b/auditor/writer (audits: one server)")  # fmt: skip
+    print_table("Makespan ratios", ["policy", "mean / bound", "max / bound", "mean / ref",
+                                    "max / ref"], table)  # fmt: skip
+    print(f"\nrouter worse than the previous router on {worse:.1%} of the DAGs")
+    targets = {
+        "mean_within_1.05_of_bound": {
+            "target": f"mean router / bound <= {TARGET_BOUND}",
+            "value": round(statistics.mean(vs_bound), 4),
+            "target_met": statistics.mean(vs_bound) <= TARGET_BOUND,
+        },
+        "mean_within_1.03_of_reference": {
+            "target": f"mean router / reference <= {TARGET_REF_MEAN}",
+            "value": round(statistics.mean(vs_ref), 4),
+            "target_met": statistics.mean(vs_ref) <= TARGET_REF_MEAN,
+        },
+        "every_dag_within_1.10_of_reference": {
+            "target": f"max router / reference <= {TARGET_REF_MAX}",
+            "value": round(max(vs_ref), 4),
+            "target_met": max(vs_ref) <= TARGET_REF_MAX,
+        },
+        "worse_than_previous_on_at_most_5pct": {
+            "target": f"share of DAGs where router > previous <= {TARGET_WORSE_SHARE}",
+            "value": round(worse, 4),
+            "target_met": worse <= TARGET_WORSE_SHARE,
+        },
+    }
+    out: dict[str, object] = {
+        "bench": "hetero", "date": stamp(), "dags": args.dags, "min_tasks": args.min_tasks,
+        "max_tasks": args.max_tasks, "restarts": args.restarts, "seed": args.seed,
+        "router_vs_bound": {"mean": round(statistics.mean(vs_bound), 4),
+                            "max": round(max(vs_bound), 4)},
+        "router_vs_reference": {"mean": round(statistics.mean(vs_ref), 4),
+                                "max": round(max(vs_ref), 4)},
+        "previous_vs_bound": {"mean": round(statistics.mean(prev_bound), 4),
+                              "max": round(max(prev_bound), 4)},
+        "worse_than_previous_share": round(worse, 4), "targets": targets,
+    }  # fmt: skip
+    print_json(out)
+    return out
