@@ -8,6 +8,7 @@ cgroups cannot be made), and it dies with the orchestrator (``--die-with-parent`
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 from typing import TYPE_CHECKING
@@ -73,7 +74,7 @@ class BwrapSandbox:
         spec = self.spec
         box = [self._program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                "--tmpfs", "/tmp"]  # fmt: skip
-        for path in read_only:
+        for path in (*read_only, *_hidden_by_tmp(argv, env)):
             box += ["--ro-bind", path, path]
         for path in (*spec.writable, *writable, workdir):
             box += ["--bind", path, path]
@@ -102,3 +103,23 @@ class BwrapSandbox:
             if not busy:
                 return
             await asyncio.sleep(0.05)
+
+
+def _hidden_by_tmp(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """Directories under ``/tmp`` the program needs (its own, and those of ``PATH``), which
+    the private ``/tmp`` would hide: bound back read-only (a checkout or a tool kept in a
+    temporary directory, as CI machines and tests do)."""
+    dirs: list[str] = []
+    if argv and os.path.isabs(argv[0]):
+        dirs.append(os.path.dirname(argv[0]))
+    dirs += env.get("PATH", os.environ.get("PATH", "")).split(os.pathsep)
+    seen: list[str] = []
+    for d in dirs:
+        real = os.path.realpath(d) if d else ""
+        if (
+            (real == "/tmp" or real.startswith("/tmp/"))
+            and os.path.isdir(real)
+            and real not in seen
+        ):
+            seen.append(real)
+    return seen

@@ -10,6 +10,7 @@ simulation file), else the default profile (lognormal, mean 1 s, cv 0.5).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,11 +53,33 @@ class _ProfileFile(BaseModel):
     profiles: list[ProfileModel] = Field(default_factory=list)
 
 
+def _unrun(raw: object) -> object:
+    """The workflow without what only running it needs: its workspace, the agents' sandboxes,
+    and their runners (each replaced by a stand-in), so that a tool that is not installed, a
+    repository a setup step makes, or a sandbox this machine cannot set up do not stop the
+    simulation of the schedule."""
+    if not isinstance(raw, dict):
+        return raw
+    out = {k: v for k, v in raw.items() if k != "workspace"}
+    agents = out.get("agents")
+    if isinstance(agents, list):
+        out["agents"] = [
+            {**{k: v for k, v in a.items() if k != "sandbox"}, "runner": _STAND_IN}
+            if isinstance(a, dict) and "runner" in a
+            else a
+            for a in agents
+        ]
+    return out
+
+
+_STAND_IN = {"type": "command", "argv": [sys.executable]}  # never started: simulated
+
+
 def workflow_simulation(
     raw: object, *, source: str, base_dir: Path, profile_file: Path | None = None
 ) -> SimSpec:
     """A ``SimSpec`` for a workflow file already parsed (see the module's docstring)."""
-    wf = parse_workflow(raw, source=source, base_dir=base_dir)
+    wf = parse_workflow(_unrun(raw), source=source, base_dir=base_dir)
     pools = tuple(
         AgentPool(replace(spec, runner=SIMULATED), max(1, spec.max_instances)) for spec in wf.agents
     )

@@ -86,7 +86,8 @@ async def test_contract_run_submitted_waited_with_progress_read_and_explained(
         route = why["decisions"][0]["route"]
         assert route["spec"] == "careful-tester"
         assert route["runner_up"] == "fast-coder"
-        assert route["contributions"][0]["part"] == "capability"
+        # It won on expected retry time: the tester fails less often than the coder.
+        assert route["contributions"][0]["part"] == "retry"
 
 
 async def test_wait_run_returns_still_running_at_its_timeout(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ Chromium (skipped without one) where the run view draws every task and explains 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bench.dashboard import chromium_path, journal_run, launch
+from metaagent.core.routing_weights import RoutingWeights
 from metaagent.journal.sqlite import SqliteJournal
 from metaagent.report.html import BundleError, bundle, capped, embed_json, render_html
 
@@ -133,13 +135,7 @@ def test_the_report_is_one_self_contained_file_with_every_task(
     assert data["state"] == "failed"
     assert data["run_id"] == run_id
     # The routing trail of every routed task: candidates with breakdowns, and why.
-    assert data["weights"] == {
-        "capability": 0.35,
-        "fit": 0.15,
-        "load": 0.2,
-        "success": 0.2,
-        "speed": 0.1,
-    }
+    assert data["weights"] == dataclasses.asdict(RoutingWeights())
     trail = data["explain"]["api"]  # type: ignore[index]
     route = next(d["route"] for d in trail["decisions"] if d["type"] == "route_task")
     assert route["instance"] == tasks["api"]["agent_instance"] == "strong"

@@ -14,6 +14,8 @@ from server_helpers import TOKEN, Server, running_server, wait_for_state, workfl
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from metaagent.core.decisions import SCORE_PARTS
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
@@ -75,7 +77,7 @@ def test_sse_tells_a_run_from_submitted_to_finished_and_resumes(server: Server) 
     route = next(e for e in events if e["state"] == "running")
     assert route["decision"]["type"] == "route_task"
     assert route["instance"] == route["decision"]["instance"]
-    assert set(route["decision"]["breakdown"]) == {"capability", "fit", "load", "success", "speed"}
+    assert set(route["decision"]["breakdown"]) == set(SCORE_PARTS)
     assert all({"seq", "type", "run_id", "ts", "at", "task_id", "state"} <= set(e) for e in events)
     # Resumed after the third event: exactly the rest.
     assert sse(server, rid, last=events[2]["seq"]) == events[3:]
