@@ -133,30 +133,9 @@ class StopOnSignals:
             self._say("resume with: " + self._resume.format(run_id=rid))
 
     def _record_lost(self, sig: signal.Signals) -> int:
-        """Journal every attempt in flight as lost (before the close commits the journal).
-
-        A copy is journaled: the scheduler's own records are not touched from here, and a run
-        resumed from the journal routes these tasks again without charging the attempt.
-        """
-        orch = self.orchestrator
-        now = orch.clock.now()
-        reason = f"the orchestrator was stopped by {sig.name} during this attempt"
-        count = 0
-        for run in orch.scheduler.runs.values():
-            if run.finished_at is not None:
-                continue
-            for rec in run.tasks.values():
-                if rec.state is not TaskState.RUNNING or not rec.attempts:
-                    continue
-                last = rec.attempts[-1]
-                if last.finished_at is not None or last.number != rec.attempt:
-                    continue  # a decomposed task waiting on its sub-tasks, not an attempt
-                ended = dataclasses.replace(
-                    last, finished_at=now - run.started_at, outcome=Outcome.LOST, error=reason
-                )
-                orch.journal.attempt_finished(run.id, rec.task.id, ended)
-                count += 1
-        return count
+        return record_lost(
+            self.orchestrator, f"the orchestrator was stopped by {sig.name} during this attempt"
+        )
 
     def _uninstall(self) -> None:
         loop = self._loop
@@ -186,3 +165,26 @@ def stop_on_signals(
     not the default one). Only in the main thread of a process (signal handlers live there).
     """
     return StopOnSignals(orchestrator, out=out, resume=resume, exit_process=exit_process)
+
+
+def record_lost(orch: Orchestrator, reason: str) -> int:
+    """Journal every attempt in flight as lost, before the close commits the journal; how
+    many. A copy is journaled: the scheduler's own records are not touched, and a run
+    resumed from the journal routes these tasks again without charging the attempt."""
+    now = orch.clock.now()
+    count = 0
+    for run in orch.scheduler.runs.values():
+        if run.finished_at is not None:
+            continue
+        for rec in run.tasks.values():
+            if rec.state is not TaskState.RUNNING or not rec.attempts:
+                continue
+            last = rec.attempts[-1]
+            if last.finished_at is not None or last.number != rec.attempt:
+                continue  # a decomposed task waiting on its sub-tasks, not an attempt
+            ended = dataclasses.replace(
+                last, finished_at=now - run.started_at, outcome=Outcome.LOST, error=reason
+            )
+            orch.journal.attempt_finished(run.id, rec.task.id, ended)
+            count += 1
+    return count

@@ -175,7 +175,7 @@ class Service:
 
     async def aclose(self) -> None:
         """Stop every attempt (journaled lost: resumed at the next start), then the log."""
-        from metaagent.service.server import record_lost
+        from metaagent.runtime.signals import record_lost
 
         lost = record_lost(self.orch, "the server was stopped during this attempt")
         if lost:

@@ -8,13 +8,11 @@ orchestrator closes, the events are stored and the process exits.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import sys
 from typing import TYPE_CHECKING
 
 import uvicorn
 
-from metaagent.core.tasks import Outcome, TaskState
 from metaagent.service.app import MAX_BODY_BYTES, create_app
 from metaagent.service.auth import load_tokens
 from metaagent.service.core import Service
@@ -23,33 +21,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from metaagent.runtime.config import OrchestratorConfig
-    from metaagent.runtime.orchestrator import Orchestrator
 
-__all__ = ["record_lost", "serve"]
+__all__ = ["serve"]
 
 GRACE_S = 3  # open event streams get this long to end at a stop
-
-
-def record_lost(orch: Orchestrator, reason: str) -> int:
-    """Journal every attempt in flight as lost (a copy: the scheduler's records are not
-    touched), before the close commits the journal; how many."""
-    now = orch.clock.now()
-    count = 0
-    for run in orch.scheduler.runs.values():
-        if run.finished_at is not None:
-            continue
-        for rec in run.tasks.values():
-            if rec.state is not TaskState.RUNNING or not rec.attempts:
-                continue
-            last = rec.attempts[-1]
-            if last.finished_at is not None or last.number != rec.attempt:
-                continue
-            ended = dataclasses.replace(
-                last, finished_at=now - run.started_at, outcome=Outcome.LOST, error=reason
-            )
-            orch.journal.attempt_finished(run.id, rec.task.id, ended)
-            count += 1
-    return count
 
 
 class _Server(uvicorn.Server):
