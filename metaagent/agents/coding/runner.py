@@ -13,7 +13,6 @@ branch. The tool's stderr is the attempt's log. The tool also gets ``METAAGENT_R
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -21,8 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metaagent.agents.check import run_check as check_output
 from metaagent.agents.coding.tools import ToolOptions, ToolResult, parse_tool, tool_argv
-from metaagent.agents.command import expand
 from metaagent.agents.llm import build_user_message
 from metaagent.agents.process import (
     DEFAULT_MAX_LOG_MB,
@@ -241,24 +240,4 @@ async def run_check(spec: VerifySpec, ctx: AttemptContext, output: object, workd
     ``{output_file}`` holds the output as JSON)."""
     import json
 
-    data = json.dumps(output, default=str).encode()
-    fd, path = tempfile.mkstemp(prefix=f"metaagent-{ctx.task.id}-", suffix=".out")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    values = {"output_file": path, "task_id": ctx.task.id, "workdir": workdir,
-              "prompt": ctx.task.prompt}  # fmt: skip
-    argv = [expand(a, values) for a in spec.argv]
-    try:
-        async with asyncio.timeout(spec.timeout_s):
-            done = await run_process(
-                argv, stdin=data, cwd=workdir, limits=ProcessLimits(memory_mb=None)
-            )
-    except TimeoutError:
-        raise VerificationFailed(f"check {argv[0]} timed out after {spec.timeout_s}s") from None
-    except OSError as exc:
-        raise VerificationFailed(f"cannot start check {argv[0]!r}: {exc}") from exc
-    finally:
-        os.unlink(path)
-    if done.returncode != 0:
-        detail = tail(done.stdout + b"\n" + done.stderr) or "(no output)"
-        raise VerificationFailed(f"check {argv[0]} exited {done.returncode}: {detail}")
+    await check_output(spec, ctx.task, json.dumps(output, default=str).encode(), workdir)
