@@ -39,9 +39,10 @@ class LocalBackend:
     ``concurrency * max_instances``), never in the loop's default executor, so hung calls of one
     spec cannot starve another spec or the runtime. A thread cannot be killed: when a sync call
     passes its limit, the attempt waits for the thread to return and only then reports
-    ``TIMEOUT``, so the scheduler keeps the attempt's slot and exclusive resources until its
-    work has really stopped. The pools are shut down by ``aclose``, which does not wait for hung
-    threads (each runs on until its function returns; Python joins them at exit).
+    ``TIMEOUT``, and a cancelled one ends only when its thread has returned, so the scheduler
+    keeps the attempt's slot and exclusive resources until its work has really stopped. The
+    pools are shut down by ``aclose``, which does not wait for hung threads (each runs on until
+    its function returns; Python joins them at exit).
     """
 
     name = "local"
@@ -120,11 +121,13 @@ class LocalBackend:
     async def _in_thread(
         self, ctx: AttemptContext, runner: FunctionRunner, limit_s: float | None
     ) -> _Ended:
-        """Run a sync function in its spec's pool; past ``limit_s``, wait for its thread."""
+        """Run a sync function in its spec's pool; past ``limit_s``, wait for its thread.
+
+        A cancel drops a call whose thread has not started; one that is running cannot be
+        interrupted, so the attempt waits for its thread before it ends cancelled (a second
+        cancel, at close, stops that wait)."""
         call = runner.start(ctx, self._pools.get(ctx.agent))
         fut = asyncio.wrap_future(call)
-        if limit_s is None:
-            return Outcome.SUCCEEDED, await fut, None  # a cancel drops a call not yet started
         fut.add_done_callback(_retrieve)
         try:
             async with asyncio.timeout(limit_s) as scope:
@@ -133,8 +136,13 @@ class LocalBackend:
             if not scope.expired():
                 raise
         except asyncio.CancelledError:
-            call.cancel()  # a call not yet started never starts; a running one goes on
+            this = asyncio.current_task()
+            # Running: its slot stays taken until the thread returns, unless this is also the
+            # second cancel (at close), which may arrive together with the first.
+            if not call.cancel() and this is not None and this.cancelling() < 2:
+                await asyncio.wait([fut])
             raise
+        assert limit_s is not None  # only a limit expires
         return Outcome.TIMEOUT, None, await self._outwait(ctx, call, fut, limit_s)
 
     async def _outwait(

@@ -28,6 +28,11 @@ class Attempts:
     stopped here (whoever stopped it already recorded the outcome); if it raises (a bug in the
     bookkeeping), ``on_bug(exc)`` is told before the error propagates. It is the backends'
     ``AttemptReport``.
+
+    A stopped attempt may take a while to stop (a process being killed and reaped, a sync
+    function's thread that cannot be interrupted, a coroutine that cleans up): it is kept among
+    ``stopping`` until its asyncio task is done, then ``on_stopped(run, task, attempt)`` is told,
+    so that the scheduler frees its slot and resources only then.
     """
 
     __slots__ = (
@@ -39,6 +44,8 @@ class Attempts:
         "_running",
         "_scheduler",
         "budget",
+        "on_stopped",
+        "stopping",
     )
 
     def __init__(
@@ -56,6 +63,8 @@ class Attempts:
         self._on_bug = on_bug
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: dict[tuple[str, str, int], asyncio.Task[None]] = {}
+        self.on_stopped: Callable[[str, str, int], None] = _nobody
         self.budget = BudgetGuard(scheduler, config.budget, config.pricing)
 
     def __len__(self) -> int:
@@ -133,11 +142,22 @@ class Attempts:
                 return True
         return False
 
-    def stop(self, run_id: str, task_id: str) -> None:
-        """Stop the attempt of a task, if one is running (its outcome is already recorded)."""
+    def stop(self, run_id: str, task_id: str, attempt: int) -> None:
+        """Stop attempt ``attempt`` of a task (its outcome is already recorded); once its work
+        has stopped (at once if it never started), ``on_stopped`` is told."""
         task = self._running.pop((run_id, task_id), None)
-        if task is not None:
-            task.cancel()
+        key = (run_id, task_id, attempt)
+        if task is None or task.done():
+            if attempt:
+                asyncio.get_running_loop().call_soon(self.on_stopped, *key)
+            return
+        self.stopping[key] = task
+        task.add_done_callback(lambda _: self._stopped(key))
+        task.cancel()
+
+    def _stopped(self, key: tuple[str, str, int]) -> None:
+        if self.stopping.pop(key, None) is not None:
+            self.on_stopped(*key)
 
     def stop_all(self) -> None:
         """Stop every attempt at once, without waiting."""
@@ -145,10 +165,17 @@ class Attempts:
             task.cancel()
 
     async def aclose(self) -> None:
-        """Stop every attempt and wait until each has stopped (runners kill their processes)."""
-        tasks = list(self._running.values())
+        """Stop every attempt and wait until each has stopped (runners kill their processes).
+        Attempts already stopping are told a second time: a sync function's thread, which
+        cannot be interrupted, is then no longer waited for (it runs on; see the backend)."""
+        tasks = [*self._running.values(), *self.stopping.values()]
         for t in tasks:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._running.clear()
+        self.stopping.clear()
+
+
+def _nobody(run_id: str, task_id: str, attempt: int) -> None:
+    """The default ``on_stopped``: nobody to tell."""

@@ -37,7 +37,7 @@ from metaagent.runtime.handle import EventCallback, RunHandle
 from metaagent.runtime.instances import carry_out
 from metaagent.runtime.journaled import durations_of, known_run, read_settled, restore_run
 from metaagent.runtime.lease import LeaseKeeper
-from metaagent.runtime.results import run_result
+from metaagent.runtime.results import fail_unfinished, run_result
 from metaagent.runtime.sinks import EventSink, JournalSink, Sink, ends_task
 
 __all__ = ["EventCallback", "Orchestrator", "OrchestratorConfig", "RunHandle"]
@@ -83,9 +83,10 @@ class Orchestrator:
         self.backend = self._backend = load_backend(  # public: where instances run (node_of)
             cfg.backend, cfg.health, self.clock, cfg.workdir, hooks, address=cfg.ray_address
         )
-        self._attempts = Attempts(
+        self._attempts = a = Attempts(
             self.scheduler, self._backend, cfg, self._finished, self._settle_all
         )
+        a.on_stopped = self._attempt_stopped
         self._agents_started = False
         self._early: list[Decision] = []  # pool decisions made while no run was going
         # What earlier runs learned about the agents feeds this run's routing.
@@ -134,16 +135,7 @@ class Orchestrator:
         await self._committer.idle()  # the journal is used directly below
         if self._unread and self._failure is None:
             self._read_rest(closing=True)  # so that partial results name every task
-        for h in self._handles.values():
-            if not h.done():
-                # Whoever awaits result() must not wait forever for work that will not run.
-                partial = self.batch_result(h.run_id)
-                h.settle(
-                    RunFailed(
-                        f"the orchestrator was closed before run {h.run_id!r} finished",
-                        result=partial,
-                    )
-                )
+        fail_unfinished(self._handles.values(), self.batch_result)
         if self._agents_started:
             await self._backend.aclose(list(self.scheduler.agents.values()))
         if self._failure is None:
@@ -407,11 +399,19 @@ class Orchestrator:
     def _on_cancelled(self, o: Output) -> None:
         assert isinstance(o, CancelTask)
         self._on_decision(o)
-        self._attempts.stop(o.run_id or "", o.task_id or "")
-        owner = self._handles.get(o.run_id or "")
+        rec = self.scheduler.runs[o.run_id or ""].tasks[o.task_id or ""]
+        self._attempts.stop(
+            rec.run.id, rec.task.id, rec.attempts[-1].number if o.was_running else 0
+        )
+        owner = self._handles.get(rec.run.id)
         if o.was_running and owner is not None:
-            rec = self.scheduler.runs[owner.run_id].tasks[o.task_id or ""]
             self._record.attempt_ended(owner, rec.task.id, rec.attempts[-1])
+
+    def _attempt_stopped(self, run_id: str, task_id: str, attempt: int) -> None:
+        """A cancelled attempt's work stopped: its slot and resources are free now."""
+        if not self._closed:
+            self._apply(self.scheduler.stopped(run_id, task_id, attempt, self.clock.now()))
+            self._schedule_dispatch()
 
     def _journal_failed(self, exc: JournalError) -> None:
         self._failure = exc

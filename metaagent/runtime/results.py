@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from metaagent.errors import RunFailed
 from metaagent.gcpause import paused_gc
 from metaagent.report.batch import BatchResult, aggregate
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from metaagent.core.scheduler.scheduler import Scheduler
     from metaagent.runtime.handle import RunHandle
 
@@ -32,3 +35,17 @@ def run_result(
             decisions=handle.decisions, started_at=handle.started_at, agent_slots=slots,
             capacity=offered,
         )  # fmt: skip
+
+
+def fail_unfinished(handles: Iterable[RunHandle], result: Callable[[str], BatchResult]) -> None:
+    """Settle every run still going with ``RunFailed`` carrying its partial result: whoever
+    awaits ``result()`` must not wait forever for work that will not run (at close)."""
+    for h in handles:
+        if not h.done():
+            partial = result(h.run_id)
+            h.settle(
+                RunFailed(
+                    f"the orchestrator was closed before run {h.run_id!r} finished",
+                    result=partial,
+                )
+            )

@@ -382,7 +382,9 @@ def test_stale_results_are_rejected(make_spec: Callable[..., AgentSpec]) -> None
 # --- cancellation -----------------------------------------------------------------------------
 
 
-def test_cancel_running_task_frees_its_slot_and_skips_dependents(one: Scheduler) -> None:
+def test_cancel_running_task_frees_its_slot_once_stopped_and_skips_dependents(
+    one: Scheduler,
+) -> None:
     one.submit("r", [task("a"), task("b", "a"), task("other")], now=0.0)
     assert routed_task_ids(one.dispatch(now=0.0)) == ["a"]
     outs = one.cancel("r", ["a"], now=1.0)
@@ -390,9 +392,18 @@ def test_cancel_running_task_frees_its_slot_and_skips_dependents(one: Scheduler)
     assert (c.task_id, c.was_running, c.instance) == ("a", True, "solo")
     assert [(k.task_id, k.upstream) for k in decisions_of(outs, SkipTask)] == [("b", "a")]
     assert decisions_of(outs, SkipTask)[0].reason == "upstream task 'a' cancelled"
+    assert state(one, "r", "a") is TaskState.CANCELLED
+    # Until the runtime says the attempt's work stopped, its slot stays taken.
+    assert one.agents["solo"].running == 1
+    assert list(one.stopping) == [("r", "a", 1)]
+    assert routed_task_ids(one.dispatch(now=1.2)) == []
+    assert one.stopped("r", "a", 1, now=1.5) == []
+    assert one.stopping == {}
     assert one.agents["solo"].running == 0
     assert one.running == 0
-    assert routed_task_ids(one.dispatch(now=1.0)) == ["other"]
+    assert one.stopped("r", "a", 1, now=1.6) == []  # told twice: nothing more happens
+    assert one.running == 0
+    assert routed_task_ids(one.dispatch(now=1.6)) == ["other"]
     # The cancelled attempt reports afterwards: rejected.
     assert one.finish("r", "a", 1, Outcome.SUCCEEDED, now=2.0) == []
     assert state(one, "r", "a") is TaskState.CANCELLED
@@ -508,6 +519,26 @@ def test_a_resource_blocked_head_does_not_block_the_queue_behind_it(
     assert routed_task_ids(s.tick(now=2.0)) == ["waits"]
 
 
+def test_a_cancelled_attempt_keeps_its_resources_until_its_work_stopped(
+    make_spec: Callable[..., AgentSpec],
+) -> None:
+    s = make([make_spec("a", {"code": 0.8}, concurrency=4)])
+    s.submit("r", [task("holder", resources=("db",))], now=0.0)
+    assert routed_task_ids(s.dispatch(now=0.0)) == ["holder"]
+    s.submit("r2", [task("waits", resources=("db",))], now=0.5)
+    s.cancel("r", ["holder"], now=1.0)
+    # Cancelled, but its work may still be touching "db": nobody else takes it yet.
+    assert state(s, "r", "holder") is TaskState.CANCELLED
+    assert routed_task_ids(s.tick(now=1.0)) == []
+    assert state(s, "r2", "waits") is TaskState.READY
+    assert s.stopped("r", "holder", 2, now=1.5) == []  # not this attempt: nothing freed
+    assert routed_task_ids(s.tick(now=1.5)) == []
+    s.stopped("r", "holder", 1, now=2.0)
+    assert routed_task_ids(s.tick(now=2.0)) == ["waits"]
+    (att,) = s.task("r", "holder").attempts
+    assert att.outcome is Outcome.CANCELLED
+
+
 def test_many_tasks_waiting_on_one_resource_do_not_starve_the_rest(
     make_spec: Callable[..., AgentSpec],
 ) -> None:
@@ -572,7 +603,8 @@ class Sim:
     """Drive a scheduler over virtual time, checking its invariants at every decision.
 
     At ``cancel_at`` the tasks ``cancel_ids`` are cancelled; attempts that were running then
-    report later anyway, and those reports must be rejected.
+    report later anyway, and those reports must be rejected; only then do they stop, and their
+    slots and resources are free.
     """
 
     sched: Scheduler
@@ -606,7 +638,8 @@ class Sim:
             assert s.running <= s.config.max_concurrency
             inst = s.agents[o.instance]
             assert 0 < inst.running <= inst.slots
-            for _, _, other in self._running:
+            # Cancelled attempts still working (orphans) keep their resources too.
+            for _, _, other in [*self._running, *self._orphans]:
                 other_task = s.runs[other.run_id].tasks[other.task_id].task  # type: ignore[index]
                 assert not set(other_task.resources) & set(rec.task.resources)
             self._n += 1
@@ -634,6 +667,7 @@ class Sim:
                 stale = s.stale_results
                 assert s.finish("r", r.task_id, r.attempt, Outcome.SUCCEEDED, self.now) == []  # type: ignore[arg-type]
                 assert s.stale_results == stale + 1
+                self.apply(s.stopped("r", r.task_id, r.attempt, self.now))  # type: ignore[arg-type]
             while self._running and self._running[0][0] <= self.now:
                 _, _, r = heapq.heappop(self._running)
                 assert r.run_id is not None

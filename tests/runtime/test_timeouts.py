@@ -1,6 +1,7 @@
-"""Timeouts that tell the truth: a sync function agent's thread cannot be killed, so its attempt
-keeps its slot and resources until the thread has returned; sync agents run in a bounded pool
-of their spec, so hung ones cannot starve another spec.
+"""Timeouts and cancels that tell the truth: a sync function agent's thread cannot be killed, so
+its attempt keeps its slot and resources until the thread has returned (past its limit, or
+after a cancel); sync agents run in a bounded pool of their spec, so hung ones cannot starve
+another spec.
 
 Timers run on virtual time (``run_virtual``), but a sync agent's thread runs in real time: the
 tests hold threads on ``threading.Event`` gates and release them, never sleeping for real.
@@ -110,6 +111,83 @@ def test_a_timed_out_thread_keeps_its_slot_until_it_returns(gate: threading.Even
         assert starts == ["hung", "next"]
 
     run_virtual(main(), clock=clock, autojump_threshold_s=0.2)
+
+
+def test_a_cancelled_thread_keeps_its_slot_and_resource_until_it_returns(
+    gate: threading.Event,
+) -> None:
+    clock = ManualClock()
+    entered = threading.Event()
+    returned = threading.Event()
+    seen: list[bool] = []  # per start of "waits": had the cancelled thread returned?
+
+    def hung(ctx: AttemptContext) -> str:
+        entered.set()
+        gate.wait()
+        returned.set()
+        return "too late"
+
+    async def other(ctx: AttemptContext) -> str:
+        seen.append(returned.is_set())
+        return ctx.task.id
+
+    async def main() -> None:
+        agents = [
+            agent_spec("slow", {"slow": 1.0}, FunctionRunner(hung)),
+            agent_spec("fast", {"fast": 1.0}, FunctionRunner(other), concurrency=4),
+        ]
+        async with Orchestrator(agents, clock=clock) as orch:
+            first = await orch.submit([task("hung", capability="slow", resources=("R",))])
+            await wait_until(entered.is_set)
+            second = await orch.submit(
+                [task("waits", capability="fast", resources=("R",), priority=5)]
+            )
+            await first.cancel(["hung"])
+            # The cancel is final for the task at once ...
+            assert orch.task_states(first.run_id) == {"hung": TaskState.CANCELLED}
+            # ... but the thread still works inside R: a later run goes through dispatch
+            # turns meanwhile, and "waits" is not started by any of them.
+            probe = await (await orch.submit([task("probe", capability="fast")])).result()
+            assert probe.result("probe").output == "probe"
+            assert seen == [False]  # the probe's start only
+            assert orch.task_states(second.run_id) == {"waits": TaskState.READY}
+            assert list(orch.scheduler.stopping) == [(first.run_id, "hung", 1)]
+            ((inst, _, resources),) = orch.scheduler.stopping.values()
+            assert (inst.spec.name, inst.running, resources) == ("slow", 1, ("R",))
+            gate.set()
+            batch = await second.result()
+            cancelled = await first.result()
+            assert orch.scheduler.stopping == {}
+        assert batch.result("waits").output == "waits"
+        assert seen == [False, True]
+        (att,) = cancelled.result("hung").attempts
+        assert att.outcome is Outcome.CANCELLED
+
+    run_virtual(main(), clock=clock, autojump_threshold_s=0.2)
+
+
+def test_closing_after_a_cancel_does_not_wait_for_the_hung_thread(
+    gate: threading.Event,
+) -> None:
+    clock = ManualClock()
+    entered = threading.Event()
+
+    def hung(ctx: AttemptContext) -> None:
+        entered.set()
+        gate.wait()
+
+    async def main() -> None:
+        orch = Orchestrator([agent_spec("a", {"code": 1.0}, FunctionRunner(hung))], clock=clock)
+        handle = await orch.submit([task("t")])
+        await wait_until(entered.is_set)
+        await handle.cancel()
+        assert list(orch.scheduler.stopping) == [(handle.run_id, "t", 1)]
+        await orch.aclose()  # returns, though the cancelled thread cannot be stopped
+        assert handle.done()
+        assert not gate.is_set()
+        assert orch._attempts.stopping == {}
+
+    run_virtual(main(), clock=clock)
 
 
 def test_hung_sync_agents_of_one_spec_do_not_starve_another(gate: threading.Event) -> None:

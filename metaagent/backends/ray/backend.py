@@ -282,7 +282,8 @@ class RayBackend:
         report: AttemptReport,
     ) -> None:
         """One call of the instance's actor, which runs the attempt within ``limit_s`` on its
-        node; a cancel cancels the call (the actor stops the attempt and its processes)."""
+        node; a cancel cancels the call (the actor stops the attempt and its processes) and
+        ends once the call has ended."""
         rec = self._actors.get(ctx.instance)
         if rec is None:
             report.ended(ctx, Outcome.LOST, None, f"instance {ctx.instance} is gone")
@@ -292,6 +293,10 @@ class RayBackend:
             value, output, error, log = await ref
         except asyncio.CancelledError:
             ray.cancel(ref)
+            this = asyncio.current_task()
+            if this is not None and this.cancelling() < 2:  # not also the second cancel, at close
+                # Its slot stays taken until the actor has really stopped the attempt.
+                await asyncio.wait([asyncio.ensure_future(_settled(ref))])
             raise
         except ray.exceptions.RayActorError as exc:
             reason = f"its Ray actor died: {why(exc)}"
@@ -324,3 +329,9 @@ async def _stop(handle: Handle) -> None:
     except (TimeoutError, ray.exceptions.RayError):
         pass  # dead already, or stuck: killed below
     _kill(handle)
+
+
+async def _settled(ref: Any) -> None:
+    """Wait until a Ray call has ended, however it ended."""
+    with contextlib.suppress(Exception):
+        await ref

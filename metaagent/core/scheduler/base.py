@@ -72,6 +72,9 @@ class SchedulerBase:
         self.decisions = 0  # routing decisions made: to start a task now, or to let it wait
         self._held: dict[str, int] = {}  # resource -> holders
         self._running_cap: dict[str, int] = {}  # capability -> attempts running
+        # Cancelled attempts whose work has not stopped yet, by (run, task, attempt): each
+        # keeps its slot, its capability's count and its resources until ``stopped``.
+        self.stopping: dict[tuple[str, str, int], tuple[AgentInstance, str, tuple[str, ...]]] = {}
         self._runs_seen = 0
         self._settle: list[TaskRecord] = []  # decomposed tasks whose sub-tasks all ended
         self._outbox: list[Output] = []  # decisions made deep inside a call, returned by it

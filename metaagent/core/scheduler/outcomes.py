@@ -146,15 +146,40 @@ class Outcomes(Decomposing):
         return self._drain(out, now)
 
     def _end_attempt(
-        self, rec: TaskRecord, outcome: Outcome, now: float, error: str | None
+        self,
+        rec: TaskRecord,
+        outcome: Outcome,
+        now: float,
+        error: str | None,
+        *,
+        hold: bool = False,
     ) -> AgentInstance | None:
-        """Close the current attempt and free its slot and resources."""
+        """Close the current attempt and free its slot and resources; with ``hold`` (a cancel
+        of an attempt that is still working) they stay taken until ``stopped`` is told."""
         att = rec.attempts[-1]
         att.finished_at = now - rec.run.started_at
         att.outcome = outcome
         att.error = error
         inst = rec.instance
         rec.instance = None
+        task = rec.task
+        if hold and inst is not None:
+            self.stopping[(rec.run.id, task.id, att.number)] = (
+                inst,
+                task.capability,
+                task.resources,
+            )
+            return inst
+        self._free_slot(inst, task.capability, task.resources, now)
+        return inst
+
+    def _free_slot(
+        self,
+        inst: AgentInstance | None,
+        capability: str,
+        resources: tuple[str, ...],
+        now: float,
+    ) -> None:
         if inst is not None:
             inst.running -= 1
             inst.tasks_done += 1
@@ -164,16 +189,23 @@ class Outcomes(Decomposing):
             if inst.state is _AREADY and inst.running < inst.slots:
                 self.router.adjust_free(inst, +1)
         self.running -= 1
-        self._running_cap[rec.task.capability] -= 1
-        if rec.task.resources:
-            self._free_resources(rec)
-        return inst
+        self._running_cap[capability] -= 1
+        if resources:
+            self._free_resources(resources)
 
-    def _free_resources(self, rec: TaskRecord) -> None:
-        """Give back the task's resources; the entries parked on them go back to their queues."""
+    def stopped(self, run_id: str, task_id: str, attempt: int, now: float) -> list[Output]:
+        """A cancelled attempt's work has really stopped (its thread returned, its process was
+        reaped): its slot and resources are free from now. Unknown attempts change nothing."""
+        held = self.stopping.pop((run_id, task_id, attempt), None)
+        if held is not None:
+            self._free_slot(held[0], held[1], held[2], now)
+        return self._drain([], now)
+
+    def _free_resources(self, resources: tuple[str, ...]) -> None:
+        """Give back a task's resources; the entries parked on them go back to their queues."""
         held = self._held
         unpark = self.queues.unpark
-        for r in rec.task.resources:
+        for r in resources:
             left = held[r] - 1
             if left:
                 held[r] = left
@@ -275,7 +307,8 @@ class Outcomes(Decomposing):
             was_running = rec.state is _RUNNING and rec.instance is not None
             instance = rec.instance.id if rec.instance is not None else None
             if was_running:
-                self._end_attempt(rec, Outcome.CANCELLED, now, "cancelled")
+                # Its slot and resources stay taken until the runtime says its work stopped.
+                self._end_attempt(rec, Outcome.CANCELLED, now, "cancelled", hold=True)
             rec.error = "cancelled"
             self._terminal(rec, TaskState.CANCELLED, now)
             out.append(CancelTask(now, run.id, tid, "cancelled on request", was_running, instance))
