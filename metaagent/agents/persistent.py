@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from metaagent.agents.base import AttemptContext
 
 _ENVELOPE = 64 * 1024  # room for a reply's id and keys around an output of the cap
+_STDERR_GRACE_S = 1.0  # how long a dead agent's last stderr lines are waited for
 
 ExitCallback = Callable[[str, str], None]
 """Called with (instance id, reason) when an instance's process ends unasked."""
@@ -250,6 +251,10 @@ class PersistentCommandRunner:
                 fut.set_result(reply)
         code = await inst.proc.wait()
         untrack_group(inst.proc.pid)
+        if inst.err_reader is not None and not inst.dead:
+            # What it wrote to stderr before it died says why: read to its end (bounded, as
+            # a child it left behind may hold the pipe open).
+            await asyncio.wait([inst.err_reader], timeout=_STDERR_GRACE_S)
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
         tail = " | ".join(inst.stderr_tail[-5:])
         reason = inst.dead or f"agent process {how}" + (f": {tail}" if tail else "")

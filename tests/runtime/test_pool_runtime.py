@@ -330,7 +330,7 @@ async def test_an_agent_that_cannot_start_never_takes_a_task() -> None:
     assert {a.agent for r in batch.results for a in r.attempts} == {"good"}
     lost = [d for d in batch.decisions if isinstance(d, TerminateAgent) and d.spec == "broken"]
     assert lost
-    assert "missing configuration" in lost[0].reason or "heartbeat" in lost[0].reason
+    assert "missing configuration" in lost[0].reason or "heartbeat" in lost[0].reason, lost[0]
 
 
 async def test_tasks_wait_with_a_reason_while_no_agent_can_serve_them() -> None:
