@@ -166,30 +166,6 @@ def test_a_cancelled_thread_keeps_its_slot_and_resource_until_it_returns(
     run_virtual(main(), clock=clock, autojump_threshold_s=0.2)
 
 
-def test_closing_after_a_cancel_does_not_wait_for_the_hung_thread(
-    gate: threading.Event,
-) -> None:
-    clock = ManualClock()
-    entered = threading.Event()
-
-    def hung(ctx: AttemptContext) -> None:
-        entered.set()
-        gate.wait()
-
-    async def main() -> None:
-        orch = Orchestrator([agent_spec("a", {"code": 1.0}, FunctionRunner(hung))], clock=clock)
-        handle = await orch.submit([task("t")])
-        await wait_until(entered.is_set)
-        await handle.cancel()
-        assert list(orch.scheduler.stopping) == [(handle.run_id, "t", 1)]
-        await orch.aclose()  # returns, though the cancelled thread cannot be stopped
-        assert handle.done()
-        assert not gate.is_set()
-        assert orch._attempts.stopping == {}
-
-    run_virtual(main(), clock=clock)
-
-
 def test_hung_sync_agents_of_one_spec_do_not_starve_another(gate: threading.Event) -> None:
     # More hung threads than the loop's default executor has (min(32, cpus + 4)).
     hung_n = min(32, (os.cpu_count() or 1) + 4) + 1
@@ -253,7 +229,8 @@ def test_a_thread_that_raises_after_its_limit_says_so(gate: threading.Event) -> 
     run_virtual(main(), clock=clock)
 
 
-def test_closing_does_not_wait_for_a_hung_thread(gate: threading.Event) -> None:
+@pytest.mark.parametrize("how", ["timed out", "cancelled"])
+def test_closing_does_not_wait_for_a_hung_thread(gate: threading.Event, how: str) -> None:
     clock = ManualClock()
     entered = threading.Event()
 
@@ -264,11 +241,16 @@ def test_closing_does_not_wait_for_a_hung_thread(gate: threading.Event) -> None:
     async def main() -> None:
         orch = Orchestrator([agent_spec("a", {"code": 1.0}, FunctionRunner(hung))], clock=clock)
         handle = await orch.submit([task("t", timeout_s=2, max_attempts=1)])
-        await asyncio.sleep(5)  # past the limit: the attempt waits for its thread
+        await wait_until(entered.is_set)
+        if how == "cancelled":
+            await handle.cancel()
+            assert list(orch.scheduler.stopping) == [(handle.run_id, "t", 1)]
+        else:
+            await asyncio.sleep(5)  # past the limit: the attempt waits for its thread
         await orch.aclose()  # returns, though the thread cannot be stopped
         assert handle.done()
-        assert entered.is_set()
         assert not gate.is_set()
+        assert orch._attempts.stopping == {}
 
     run_virtual(main(), clock=clock)
 
