@@ -22,12 +22,10 @@ that cost, so a higher score is better:
   fallback: the failed spec is left out while another capable spec can start within the
   back-off, and priced, not forbidden, when none can);
 - ``success``: ``p`` itself, weight 0 by default: shown in the breakdown;
-- ``cost``: the expected cost of an attempt in USD: the mean ``cost_usd`` its attempts on the
-  capability reported (learned), else the spec's declared ``cost_per_call_usd``, else 0 (an
-  agent that reports no cost and declares none is taken as free). Its weight (seconds per USD)
-  is 0 by default: time alone decides, and the price is shown.
+- ``cost``: the expected cost of an attempt (USD): the mean ``cost_usd`` its attempts reported,
+  else the declared ``cost_per_call_usd``, else 0 (free). Weight 0 by default (shown only).
 
-The objective ``cheapest_meeting`` orders the same candidates by price among those expected to
+The objective ``cheapest_meeting`` orders the candidates by price among those expected to
 succeed often enough (see ``core.routing_order``).
 
 A busy spec that wins means the task *waits* for it: it stays queued, and the spec's next slot
@@ -101,8 +99,8 @@ class Router:
     """
 
     __slots__ = (
-        "_by_cap", "_cheapest", "_claimed", "_entries", "_free", "_least", "_prunable", "_seq",
-        "_slots", "_static_cache", "chooser", "learning", "pending", "waiting", "weights",
+        "_bands", "_by_cap", "_cheapest", "_claimed", "_entries", "_free", "_least", "_prunable",
+        "_seq", "_slots", "_static_cache", "chooser", "learning", "pending", "waiting", "weights",
     )  # fmt: skip
 
     def __init__(
@@ -114,9 +112,12 @@ class Router:
         self.chooser = chooser
         self.learning = learning
         self.weights = w = weights or RoutingWeights()
-        # The bound prunes only when no part can lower a cost (every weight non-negative).
-        self._prunable = min(w.wait, w.run, w.retry, w.scarcity, w.penalty, w.success, w.cost) >= 0
-        self._cheapest = w.objective == "cheapest_meeting"
+        # The bound prunes only when no part can lower a cost (every weight non-negative), and
+        # not for Thompson samples.
+        least = min(w.wait, w.run, w.retry, w.scarcity, w.penalty, w.success, w.cost)
+        self._prunable = least >= 0 and learning.mode != "thompson"
+        self._cheapest = cheapest = w.objective == "cheapest_meeting"
+        self._bands = learning.bands if cheapest else None  # success per complexity band
         self._least = min(w.run, w.retry)
         self._entries: dict[str, SpecEntry] = {}
         self._by_cap: dict[str, list[SpecEntry]] = {}
@@ -393,10 +394,10 @@ class Router:
         """The candidate specs' scores (minus their costs) and parts, best first.
 
         Specs are visited cheapest bound first (duration per unit over expected success: no
-        cost can be below it, since waiting, scarcity and penalties only add), and the visit
-        stops when the bound passes the second-best cost found (the runner-up is shown):
+        cost can be below it, since waiting, scarcity, penalties and price only add), and the
+        visit stops when the bound passes the second-best cost found (the runner-up is shown):
         every spec is considered, none is scored in full once it cannot place. Thompson
-        sampling scores them all.
+        sampling and ``cheapest_meeting`` score them all.
         """
         w = self.weights
         ww, wr, wsc, wp, wsu, wc = w.wait, w.run, w.scarcity, w.penalty, w.success, w.cost
@@ -407,14 +408,14 @@ class Router:
         complexity = task.complexity
         estimate = task.estimate_s
         factor = 0.5 + complexity if estimate is None else estimate / cap_unit
-        prune = prune and sample is None and self._prunable
+        prune = prune and self._prunable
         least = factor * self._least if prune else 0.0
         pressure = self._pressure
         penalties = dict.fromkeys(avoid, penalty_s) if avoid else _NO_PENALTY
         best = second = _INF  # the two lowest costs so far: the runner-up is kept too
         scored: list[tuple[float, int, SpecEntry, Parts]] = []
-        bands = learning.bands if self._cheapest else None
-        band = band_of(complexity) if bands is not None else 0
+        bands = self._bands
+        band = band_of(complexity)
         for bound, a, b, prof, mine, entry, mean_p, multi, price in self._static(cap):
             if prune and bound * least - wsu >= second:
                 break
@@ -489,8 +490,6 @@ def _bound_key(row: _Static) -> float:
 
 _INF = float("inf")
 _NO_PENALTY: dict[str, float] = {}
-
-
 _READY = AgentState.READY
 _RUNNING = TaskState.RUNNING
 
