@@ -85,6 +85,18 @@ def test_bad_costs_and_routing_settings_are_named(parts: dict[str, object], mess
     assert message in str(err.value)
 
 
+def test_a_declared_price_is_part_of_the_workflows_identity_only_when_given() -> None:
+    from dataclasses import replace
+
+    from metaagent.workflow.identity import _canon, batch_key
+
+    spec = load().agents[0]
+    assert "cost_per_call_usd" not in _canon(spec)  # type: ignore[operator]  # keys of older runs
+    priced = replace(spec, cost_per_call_usd=0.01)
+    assert _canon(priced)["cost_per_call_usd"] == 0.01  # type: ignore[index]
+    assert batch_key("w", [], "/w", [spec]) != batch_key("w", [], "/w", [priced])
+
+
 # --- the simulator ------------------------------------------------------------------------------
 
 # (complexity, failure_rate, failure_growth, failure_from) -> chance of failure
