@@ -126,6 +126,12 @@ def _fairness(argv: Sequence[str] | None) -> dict[str, object]:
     return fairness.main(argv)
 
 
+def _cost(argv: Sequence[str] | None) -> dict[str, object]:
+    from bench import cost
+
+    return cost.main(argv)
+
+
 BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "scwt": (
         _scwt,
@@ -202,6 +208,10 @@ BENCHMARKS: dict[str, tuple[BenchMain, str]] = {
     "fairness": (
         _fairness,
         "a 5-task run submitted after a 100,000-task run: its makespan against alone",
+    ),
+    "cost": (
+        _cost,
+        "cost-aware routing (cheapest meeting a success target) vs always-strong, simulated",
     ),
 }
 """Benchmarks by name; modules are imported only when their benchmark is chosen."""

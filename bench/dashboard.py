@@ -82,8 +82,8 @@ def journal_run(db: Path, tasks: int, *, width: int = 100, instances: int = 8) -
             spec = specs[col % instances]
             start, end = layer * 1.0 + (col % 7) * 0.01, layer * 1.0 + 0.9
             ranked = tuple(
-                # (wait, run, retry, scarcity, penalty, success): ``SCORE_PARTS``
-                (s, 0.9 - 0.1 * k, (0.2 * k, 1.0, 0.1 + 0.05 * k, 0.0, 0.0, 0.9 - 0.05 * k))
+                # (wait, run, retry, scarcity, penalty, success, cost): ``SCORE_PARTS``
+                (s, 0.9 - 0.1 * k, (0.2 * k, 1.0, 0.1 + 0.05 * k, 0.0, 0.0, 0.9 - 0.05 * k, 0.0))
                 for k, s in enumerate([spec, *[x for x in specs if x != spec][:2]])
             )
             route = RouteTask(

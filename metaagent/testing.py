@@ -124,6 +124,7 @@ class SpecFields(TypedDict, total=False):
     max_instances: int
     rate_per_min: float | None
     placement: Placement | None
+    cost_per_call_usd: float | None
 
 
 def task(

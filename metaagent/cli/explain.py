@@ -112,7 +112,7 @@ def _render_route(r: RouteWhy, weights: dict[str, float]) -> None:
             mark = "* " if c.agent == r.instance else "  "
             table.add_row(
                 mark + c.agent, f"{c.score:.3f}",
-                *(f"{c.breakdown.get(p, 0.0):.2f}" for p in parts),
+                *(f"{c.breakdown.get(p, 0.0):.{4 if p == 'cost' else 2}f}" for p in parts),
             )  # fmt: skip
         out.print(table)
     out.print(f"  why: {r.summary}", highlight=False, markup=False)

@@ -32,11 +32,12 @@ DecisionType = Literal[
 ]
 
 
-SCORE_PARTS = ("wait", "run", "retry", "scarcity", "penalty", "success")
+SCORE_PARTS = ("wait", "run", "retry", "scarcity", "penalty", "success", "cost")
 """Names of a routing score's parts, in the order ``parts`` tuples hold them: expected wait
 for a slot, expected duration, expected extra time for failures, scarcity, the soft-fallback
-penalty (all seconds) and the expected success (0..1). The score is minus their weighted sum
-(see ``core.routing``); a new part (a price) is a new name here and a weight there."""
+penalty (all seconds), the expected success (0..1) and the expected cost of an attempt (USD).
+The score is minus their weighted sum (see ``core.routing``); a new part is a new name here
+and a weight there."""
 
 
 class Candidate(NamedTuple):

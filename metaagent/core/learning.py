@@ -1,12 +1,16 @@
 """Routing statistics learned from history, per (agent spec, capability).
 
 Success is a Beta posterior whose prior comes from the declared proficiency; duration is a
-running mean. ``success_estimate`` is the posterior mean (deterministic routing) or a Thompson
+running mean, and so is the cost (USD) of an attempt, from the usage its agent reported.
+Success is also counted per complexity band (fifths of 0..1, in memory only), for the routing
+objective that must know whether an agent is good enough for *this* task (``band``).
+``success_estimate`` is the posterior mean (deterministic routing) or a Thompson
 sample from a seeded ``random.Random`` (exploring routing).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -22,6 +26,8 @@ class ArmStats:
     failures: int = 0
     durations: int = 0
     mean_duration_s: float = 0.0
+    costs: int = 0  # attempts that reported a cost
+    mean_cost_usd: float = 0.0
 
     @property
     def attempts(self) -> int:
@@ -35,7 +41,7 @@ class Learning:
     """
 
     __slots__ = (
-        "_cap_duration", "_cap_unit", "_dirty", "arm_version", "arms", "cap_version",
+        "_cap_duration", "_cap_unit", "_dirty", "arm_version", "arms", "bands", "cap_version",
         "capability_prior", "changed",
         "frozen", "mode", "prior_strength", "rng", "units", "version",
     )  # fmt: skip
@@ -68,6 +74,8 @@ class Learning:
         self.arm_version: dict[tuple[str, str], int] = {}  # its capability's, at its last change
         # capability -> specs whose statistics changed, until the router takes them
         self.changed: dict[str, list[str]] = {}
+        # (spec, capability) -> successes then failures per complexity band (2 * BANDS counts)
+        self.bands: dict[tuple[str, str], list[int]] = {}
         self.version = 0  # bumped by every change, so caches of estimates know they are stale
 
     def record(
@@ -77,9 +85,11 @@ class Learning:
         success: bool,
         duration_s: float | None,
         complexity: float = 0.5,
+        cost_usd: float | None = None,
     ) -> int:
         """Add one attempt's outcome (``duration_s`` only for attempts that ran to an answer,
-        of a task of ``complexity``); return how many durations the capability has seen."""
+        of a task of ``complexity``; ``cost_usd`` when its agent reported what it cost); return
+        how many durations the capability has seen."""
         if self.frozen:
             return 0
         self.version += 1
@@ -96,10 +106,18 @@ class Learning:
         arm = self.arms.get(key)
         if arm is None:
             arm = self.arms[key] = ArmStats()
+        bands = self.bands.get(key)
+        if bands is None:
+            bands = self.bands[key] = [0] * (2 * BANDS)
         if success:
             arm.successes += 1
+            bands[band_of(complexity)] += 1
         else:
             arm.failures += 1
+            bands[BANDS + band_of(complexity)] += 1
+        if cost_usd is not None and cost_usd >= 0 and math.isfinite(cost_usd):
+            arm.costs += 1
+            arm.mean_cost_usd += (cost_usd - arm.mean_cost_usd) / arm.costs
         if duration_s is not None:
             _add_duration(arm, duration_s)
             cap = self._cap_duration.get(capability)
@@ -199,6 +217,17 @@ class Learning:
         unit = self.units.get((spec, capability))
         return unit[1] if unit is not None else None
 
+    def cost(self, spec: str, capability: str) -> float | None:
+        """Mean cost (USD) of an attempt of this spec on this capability, if any was reported."""
+        arm = self.arms.get((spec, capability))
+        return arm.mean_cost_usd if arm is not None and arm.costs else None
+
+    def band(self, spec: str, capability: str, complexity: float) -> tuple[float, float] | None:
+        """The successes and failures of this spec on tasks of about this ``complexity`` (its
+        band, and the bands beside it at half weight), if any attempt was seen."""
+        counts = self.bands.get((spec, capability))
+        return None if counts is None else band_counts(counts, band_of(complexity))
+
     def capability_samples(self, capability: str) -> int:
         """How many durations of ``capability`` its unit duration rests on."""
         unit = self._cap_unit.get(capability)
@@ -209,6 +238,27 @@ class Learning:
         a task of complexity ``c`` is expected to take ``(0.5 + c)`` times this."""
         unit = self._cap_unit.get(capability)
         return unit[1] if unit is not None else None
+
+
+BANDS = 10  # complexity bands: [0, 0.1), [0.1, 0.2), ... [0.9, 1]
+
+
+def band_of(complexity: float) -> int:
+    """The complexity band of a task (``BANDS`` of them over 0..1)."""
+    k = int(complexity * BANDS)
+    return BANDS - 1 if k >= BANDS else max(k, 0)
+
+
+def band_counts(counts: list[int], band: int) -> tuple[float, float]:
+    """The successes and failures of ``band``, with those of the bands beside it at half
+    weight (see ``band``)."""
+    ok = float(counts[band])
+    bad = float(counts[BANDS + band])
+    for k in (band - 1, band + 1):
+        if 0 <= k < BANDS:
+            ok += 0.5 * counts[k]
+            bad += 0.5 * counts[BANDS + k]
+    return ok, bad
 
 
 def _add_unit(old: tuple[int, float] | None, value: float, weight: int = 1) -> tuple[int, float]:

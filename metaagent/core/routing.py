@@ -21,11 +21,16 @@ that cost, so a higher score is better:
 - ``penalty``: the retry of a task that failed on this spec pays the back-off again (soft
   fallback: the failed spec is left out while another capable spec can start within the
   back-off, and priced, not forbidden, when none can);
-- ``success``: ``p`` itself, weight 0 by default: shown in the breakdown.
+- ``success``: ``p`` itself, weight 0 by default: shown in the breakdown;
+- ``cost``: the expected cost of an attempt (USD): the mean ``cost_usd`` its attempts reported,
+  else the declared ``cost_per_call_usd``, else 0 (free). Weight 0 by default (shown only).
+
+The objective ``cheapest_meeting`` orders the candidates by price among those expected to
+succeed often enough (see ``core.routing_order``).
 
 A busy spec that wins means the task *waits* for it: it stays queued, and the spec's next slot
 is claimed for the round, so the next task sees the slot after. A free spec wins when it is
-cheaper than waiting. Another part (a price) adds one name to ``SCORE_PARTS`` and one weight.
+cheaper than waiting. Another part adds one name to ``SCORE_PARTS`` and one weight.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from typing import TYPE_CHECKING
 
 from metaagent.core.decisions import SCORE_PARTS, Candidate
 from metaagent.core.instances import AgentInstance, AgentState
+from metaagent.core.learning import band_of
+from metaagent.core.routing_order import banded, cheapest_first, fallback, ranked
 from metaagent.core.routing_weights import RoutingWeights
 from metaagent.core.spec_entry import SpecEntry
 from metaagent.core.tasks import TaskState
@@ -54,7 +61,7 @@ _FINAL = (1.0, 10.0)  # on a task's last attempt its expected retry time counts 
 _MIN_RUN_S = 1e-6  # nor a duration below this (instant agents still differ in success)
 
 
-Parts = tuple[float, float, float, float, float, float]
+Parts = tuple[float, float, float, float, float, float, float]
 
 
 @dataclass(slots=True)
@@ -73,6 +80,7 @@ class Choice:
     duration_s: float
     affinity: bool = False
     free_alternative: str | None = None  # cheapest free spec, when the winner is busy
+    met: bool | None = None  # cheapest_meeting: whether the winner reaches the target
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
@@ -91,8 +99,8 @@ class Router:
     """
 
     __slots__ = (
-        "_by_cap", "_claimed", "_entries", "_free", "_least", "_prunable", "_seq", "_slots",
-        "_static_cache", "chooser", "learning", "pending", "waiting", "weights",
+        "_bands", "_by_cap", "_cheapest", "_claimed", "_entries", "_free", "_least", "_prunable",
+        "_seq", "_slots", "_static_cache", "chooser", "learning", "pending", "waiting", "weights",
     )  # fmt: skip
 
     def __init__(
@@ -104,8 +112,12 @@ class Router:
         self.chooser = chooser
         self.learning = learning
         self.weights = w = weights or RoutingWeights()
-        # The bound prunes only when no part can lower a cost (every weight non-negative).
-        self._prunable = min(w.wait, w.run, w.retry, w.scarcity, w.penalty, w.success) >= 0
+        # The bound prunes only when no part can lower a cost (every weight non-negative), and
+        # not for Thompson samples.
+        least = min(w.wait, w.run, w.retry, w.scarcity, w.penalty, w.success, w.cost)
+        self._prunable = least >= 0 and learning.mode != "thompson"
+        self._cheapest = cheapest = w.objective == "cheapest_meeting"
+        self._bands = learning.bands if cheapest else None  # success per complexity band
         self._least = min(w.run, w.retry)
         self._entries: dict[str, SpecEntry] = {}
         self._by_cap: dict[str, list[SpecEntry]] = {}
@@ -251,24 +263,32 @@ class Router:
             from metaagent.core.routing_chooser import chosen
 
             return chosen(self, task, avoid, floor)
-        scored = self._score(task, cap, now, avoid, penalty_s, floor, not avoid, final)
+        cheapest = self._cheapest
+        prune = not avoid and not cheapest
+        scored = self._score(task, cap, now, avoid, penalty_s, floor, prune, final)
         if avoid:
-            scored = _fallback(scored, avoid, penalty_s)
+            scored = fallback(scored, avoid, penalty_s)
         if not scored:
             return None
+        met = None
+        if cheapest:
+            scored, met = cheapest_first(scored, self.weights.quality_target)
         best = scored[0]
         entry = best[2]
         if entry.free > 0:
             inst = next(iter(entry.free_insts))
-            choice = Choice(inst, entry, best[0], best[3], _ranked(scored, inst), best[3][1])
-            if prefer is not None and prefer is not inst:
+            if cheapest and prefer is not None and prefer in entry.free_insts:
+                inst = prefer  # the group's instance, when it is of the cheapest spec
+            choice = Choice(inst, entry, best[0], best[3], ranked(scored, inst), best[3][1],
+                            met=met)  # fmt: skip
+            if prefer is not None and prefer is not inst and not cheapest:
                 return self._affinity(choice, scored, prefer, margin)
             return choice
         alt = None
         if self._free.get(cap, 0) > 0:  # a free spec lost to waiting (scored or not)
             alt = next((e.name for e in self._by_cap[cap] if e.free > 0), None)
-        return Choice(None, entry, best[0], best[3], _ranked(scored, None), best[3][1],
-                      free_alternative=alt)  # fmt: skip
+        return Choice(None, entry, best[0], best[3], ranked(scored, None), best[3][1],
+                      free_alternative=alt, met=met)  # fmt: skip
 
     def claim(self, choice: Choice, now: float) -> None:
         """The task of ``choice`` waits for its (busy) winner: claim its next slot."""
@@ -353,8 +373,12 @@ class Router:
             prof = (kp * declared + ok) / (kp + ok + bad)
         unit = learning.units.get((entry.name, cap))
         mine = max(unit[1] if unit is not None else cap_unit, _MIN_RUN_S)
+        if arm is not None and arm.costs:
+            price = arm.mean_cost_usd  # learned: what its attempts reported
+        else:
+            price = entry.spec.cost_per_call_usd or 0.0  # declared, else taken as free
         return (mine * (a + b) / a, a, b, prof, mine, entry, a / (a + b),
-                len(entry.spec.capabilities) > 1)  # fmt: skip
+                len(entry.spec.capabilities) > 1, price)  # fmt: skip
 
     def _score(
         self,
@@ -370,13 +394,13 @@ class Router:
         """The candidate specs' scores (minus their costs) and parts, best first.
 
         Specs are visited cheapest bound first (duration per unit over expected success: no
-        cost can be below it, since waiting, scarcity and penalties only add), and the visit
-        stops when the bound passes the second-best cost found (the runner-up is shown):
+        cost can be below it, since waiting, scarcity, penalties and price only add), and the
+        visit stops when the bound passes the second-best cost found (the runner-up is shown):
         every spec is considered, none is scored in full once it cannot place. Thompson
-        sampling scores them all.
+        sampling and ``cheapest_meeting`` score them all.
         """
         w = self.weights
-        ww, wr, wsc, wp, wsu = w.wait, w.run, w.scarcity, w.penalty, w.success
+        ww, wr, wsc, wp, wsu, wc = w.wait, w.run, w.scarcity, w.penalty, w.success, w.cost
         wy = w.retry * _FINAL[final]  # on the last attempt a failure fails the task
         learning = self.learning
         sample = learning.rng.betavariate if learning.mode == "thompson" else None
@@ -384,13 +408,15 @@ class Router:
         complexity = task.complexity
         estimate = task.estimate_s
         factor = 0.5 + complexity if estimate is None else estimate / cap_unit
-        prune = prune and sample is None and self._prunable
+        prune = prune and self._prunable
         least = factor * self._least if prune else 0.0
         pressure = self._pressure
         penalties = dict.fromkeys(avoid, penalty_s) if avoid else _NO_PENALTY
         best = second = _INF  # the two lowest costs so far: the runner-up is kept too
         scored: list[tuple[float, int, SpecEntry, Parts]] = []
-        for bound, a, b, prof, mine, entry, mean_p, multi in self._static(cap):
+        bands = self._bands
+        band = band_of(complexity)
+        for bound, a, b, prof, mine, entry, mean_p, multi, price in self._static(cap):
             if prune and bound * least - wsu >= second:
                 break
             if floor and entry.spec.capabilities[cap] < floor:
@@ -406,17 +432,23 @@ class Router:
             p = sample(a, b) if sample is not None else mean_p
             if complexity > prof:
                 p *= 1.0 - (complexity - prof)  # the fit of a hard task to a weak agent
+            if bands is not None:
+                p = banded(p, bands.get((entry.name, cap)), band, learning.prior_strength,
+                           sample)  # fmt: skip
             p = max(p, _MIN_SUCCESS)
             retry = run * (1.0 - p) / p
             scarce = run * pressure(entry, cap) if multi else 0.0
             penalty = penalties.get(entry.name, 0.0)
-            cost = ww * wait + wr * run + wy * retry + wsc * scarce + wp * penalty - wsu * p
+            cost = (ww * wait + wr * run + wy * retry + wsc * scarce + wp * penalty - wsu * p
+                    + wc * price)  # fmt: skip
             if cost < second:
                 if cost < best:
                     best, second = cost, best
                 else:
                     second = cost
-            scored.append((-cost, -len(scored), entry, (wait, run, retry, scarce, penalty, p)))
+            scored.append(
+                (-cost, -len(scored), entry, (wait, run, retry, scarce, penalty, p, price))
+            )
         if len(scored) > 1:
             scored.sort(reverse=True)  # (score, -index) are unique: entries are never compared
         return scored
@@ -449,33 +481,7 @@ class Router:
         raise KeyError(f"{spec!r} is not a candidate for {task.capability!r} now")
 
 
-def _fallback(
-    scored: list[tuple[float, int, SpecEntry, Parts]], avoid: Collection[str], penalty_s: float
-) -> list[tuple[float, int, SpecEntry, Parts]]:
-    """Soft fallback: the specs that failed the task are left out while another spec can
-    start within the back-off (``penalty_s``); otherwise they stay, paying the penalty."""
-    others = [s for s in scored if s[2].name not in avoid]
-    if any(s[3][0] <= penalty_s for s in others):
-        return others
-    return scored
-
-
-def _ranked(
-    scored: list[tuple[float, int, SpecEntry, Parts]], winner: AgentInstance | None
-) -> tuple[tuple[str, float, tuple[float, ...]], ...]:
-    """The best three: the winner by the instance it starts on (when it starts now), the
-    others by spec."""
-    out = [(s[2].name, s[0], s[3]) for s in scored[:3]]
-    if winner is not None:
-        out[0] = (winner.id, out[0][1], out[0][2])
-    return tuple(out)
-
-
-def _score_key(s: tuple[float, int, SpecEntry, Parts]) -> tuple[float, int]:
-    return s[0], s[1]
-
-
-_Static = tuple[float, float, float, float, float, SpecEntry, float, bool]
+_Static = tuple[float, float, float, float, float, SpecEntry, float, bool, float]
 
 
 def _bound_key(row: _Static) -> float:
@@ -484,8 +490,6 @@ def _bound_key(row: _Static) -> float:
 
 _INF = float("inf")
 _NO_PENALTY: dict[str, float] = {}
-
-
 _READY = AgentState.READY
 _RUNNING = TaskState.RUNNING
 

@@ -30,5 +30,7 @@ def chosen(router: Router, task: AgentTask, avoid: Collection[str], floor: float
     entry = router.entry(inst.spec.name)
     unit = router.learning.units.get((entry.name, cap))
     run = (unit[1] if unit is not None else 1.0) * (0.5 + task.complexity)
-    parts: Parts = (0.0, run, 0.0, 0.0, 0.0, 1.0)
+    arm = router.learning.arms.get((entry.name, cap))
+    price = arm.mean_cost_usd if arm is not None and arm.costs else entry.spec.cost_per_call_usd
+    parts: Parts = (0.0, run, 0.0, 0.0, 0.0, 1.0, price or 0.0)
     return Choice(inst, entry, -run, parts, ((inst.id, -run, parts),), run)

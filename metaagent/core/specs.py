@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ class AgentSpec:
     max_instances: int = 1
     rate_per_min: float | None = None  # attempts started per minute over all its instances
     placement: Placement | None = None  # where a cluster backend (ray) places its instances
+    cost_per_call_usd: float | None = None  # declared cost of an attempt (routing's price)
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -48,6 +50,9 @@ class AgentSpec:
             )
         if self.rate_per_min is not None and self.rate_per_min <= 0:
             out.append(f"rate_per_min: must be positive, got {self.rate_per_min}")
+        c = self.cost_per_call_usd
+        if c is not None and not (math.isfinite(c) and c >= 0):
+            out.append(f"cost_per_call_usd: must be a finite number of USD >= 0, got {c}")
         if self.placement is not None:
             out.extend(self.placement.problems())
         return out

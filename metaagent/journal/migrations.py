@@ -183,6 +183,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         DELETE FROM service_runs WHERE run_id = OLD.run_id;
     END;
     """,
+    # 11: the mean cost (USD) of an attempt per (spec, capability), learned from the usage the
+    # attempts reported: routing's price (``RoutingWeights.objective``), kept across runs.
+    """
+    ALTER TABLE stats ADD COLUMN costs INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE stats ADD COLUMN mean_cost_usd REAL NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -202,8 +202,9 @@ class SqliteJournal:
     def save_stats(self, stats: Iterable[tuple[str, str, ArmStats]]) -> None:
         for spec, cap, arm in stats:
             self._batch.stats[(spec, cap)] = ArmStats(
-                arm.successes, arm.failures, arm.durations, arm.mean_duration_s
-            )
+                arm.successes, arm.failures, arm.durations, arm.mean_duration_s, arm.costs,
+                arm.mean_cost_usd,
+            )  # fmt: skip
 
     @property
     def pending(self) -> int:
@@ -352,9 +353,10 @@ class SqliteJournal:
 
     def load_stats(self) -> list[tuple[str, str, ArmStats]]:
         rows = self._conn.execute(
-            "SELECT spec, capability, successes, failures, durations, mean_duration_s FROM stats"
+            "SELECT spec, capability, successes, failures, durations, mean_duration_s, costs, "
+            "mean_cost_usd FROM stats"
         ).fetchall()
-        return [(s, c, ArmStats(ok, bad, n, mean)) for s, c, ok, bad, n, mean in rows]
+        return [(s, c, ArmStats(*arm)) for s, c, *arm in rows]
 
     def find_unfinished(self, key: str) -> str | None:
         return _unfinished(self._conn, key)

@@ -130,11 +130,12 @@ class Batch:
             )
         if self.stats:
             conn.executemany(
-                "INSERT INTO stats VALUES (?,?,?,?,?,?) ON CONFLICT (spec, capability) DO "
+                "INSERT INTO stats VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (spec, capability) DO "
                 "UPDATE SET successes = excluded.successes, failures = excluded.failures, "
-                "durations = excluded.durations, mean_duration_s = excluded.mean_duration_s",
-                [(s, c, a.successes, a.failures, a.durations, a.mean_duration_s)
-                 for (s, c), a in self.stats.items()],
+                "durations = excluded.durations, mean_duration_s = excluded.mean_duration_s, "
+                "costs = excluded.costs, mean_cost_usd = excluded.mean_cost_usd",
+                [(s, c, a.successes, a.failures, a.durations, a.mean_duration_s, a.costs,
+                  a.mean_cost_usd) for (s, c), a in self.stats.items()],
             )  # fmt: skip
 
 

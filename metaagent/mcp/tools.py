@@ -182,9 +182,9 @@ def register_tools(server: MCPServer[Any], api: Api) -> None:
     @server.tool(annotations=read)
     async def explain_task(run_id: RunId, task_id: TaskId) -> CallToolResult:
         """Why a task went to the agent it went to: each routing decision with the candidates'
-        scores by part (capability, fit, load, success, speed) and weights, the runner-up and
-        what decided the margin; retries and waits too (what `metaagent explain --json`
-        prints)."""
+        scores by part (wait, run, retry, scarcity, penalty, success, cost in USD) and weights,
+        the runner-up and what decided the margin; retries and waits too (what `metaagent
+        explain --json` prints)."""
         return await guarded(api.call("GET", f"/v1/runs/{run_id}/tasks/{task_id}/explain"))
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=True, open_world_hint=False))

@@ -250,8 +250,10 @@ def explain_route(d: Mapping[str, object], weights: Mapping[str, float]) -> Rout
         cands.append(CandidateView(str(c.get("agent", "")), _num(c.get("score")), parts, weighted))
     cands.sort(key=lambda c: -c.score)
     others = [c for c in cands if c.agent != instance]
-    affinity = "affinity" in str(d.get("reason", "")) or (
-        bool(others) and others[0].score > score + _TOLERANCE
+    reason = str(d.get("reason", ""))
+    cheapest = reason.startswith("cheapest meeting")  # objective cheapest_meeting: by price
+    affinity = "affinity" in reason or (
+        not cheapest and bool(others) and others[0].score > score + _TOLERANCE
     )
     if not others:
         summary = (
@@ -272,6 +274,8 @@ def explain_route(d: Mapping[str, object], weights: Mapping[str, float]) -> Rout
         key=lambda c: -c.delta,
     )
     summary = _summary(instance, score, rival, margin, contributions, affinity)
+    if cheapest:
+        summary = _cheapest_summary(instance, winner_parts, rival, "no candidate" in reason)
     return RouteWhy(_int(d.get("attempt")), instance, spec, score, tuple(cands), rival.agent,
                     margin, tuple(contributions), affinity, summary)  # fmt: skip
 
@@ -303,6 +307,25 @@ def _summary(
     if hurt:
         text += "; despite " + ", ".join(_share(c) for c in hurt[:2])
     return text
+
+
+def _cheapest_summary(
+    instance: str, parts: Mapping[str, float], rival: CandidateView, none_met: bool
+) -> str:
+    """The objective ``cheapest_meeting``: price and expected success decided, not the score."""
+    cost, p = parts.get("cost", 0.0), parts.get("success", 0.0)
+    theirs = f"{rival.agent} (${rival.breakdown.get('cost', 0.0):.4g}, success " + (
+        f"{rival.breakdown.get('success', 0.0):.2f})"
+    )
+    if none_met:
+        return (
+            f"{instance} had the best expected success ({p:.2f}, ${cost:.4g} per attempt) with "
+            f"no candidate reaching the success target; runner-up {theirs}"
+        )
+    return (
+        f"{instance} was the cheapest candidate reaching the success target: ${cost:.4g} per "
+        f"attempt, success {p:.2f}; runner-up {theirs}"
+    )
 
 
 def _share(c: Contribution) -> str:

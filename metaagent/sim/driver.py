@@ -20,7 +20,7 @@ from metaagent.core.learning import ArmStats
 from metaagent.core.retry import RetryPolicy
 from metaagent.core.scheduler.config import SchedulerConfig
 from metaagent.core.scheduler.scheduler import Scheduler
-from metaagent.core.tasks import AgentTask, Outcome, TaskState
+from metaagent.core.tasks import AgentTask, Outcome, TaskState, Usage
 from metaagent.sim.result import AgentUse, SimResult, percentile
 from metaagent.sim.spec import sample
 from metaagent.sim.workload import Arrival, generate_tasks
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from metaagent.core.decisions import Output
     from metaagent.core.routing import Chooser
-    from metaagent.sim.spec import Sampler, SimSpec
+    from metaagent.sim.spec import Profile, Sampler, SimSpec
 
 PoolShape = Literal["demand", "proportional"]
 
@@ -48,6 +48,7 @@ class _Completion(NamedTuple):
     task_id: str
     attempt: int
     outcome: Outcome
+    cost_usd: float = 0.0
 
 
 class _Luck(NamedTuple):
@@ -63,6 +64,7 @@ class _Odds(NamedTuple):
 
     sampler: Sampler
     failure_rate: float
+    profile: Profile  # for failures that grow with complexity, and the cost
 
 
 @dataclass(slots=True)
@@ -109,7 +111,10 @@ def _attempt(
         d = sample(odds.sampler, luck.z, luck.v)
         if scale:
             d *= 0.5 + task.complexity
-    outcome = Outcome.SUCCEEDED if luck.u >= odds.failure_rate else Outcome.ERROR
+    failure = odds.failure_rate
+    if odds.profile.failure_growth:
+        failure = odds.profile.failure_at(task.complexity)
+    outcome = Outcome.SUCCEEDED if luck.u >= failure else Outcome.ERROR
     if task.timeout_s is not None and d > task.timeout_s:
         return task.timeout_s, Outcome.TIMEOUT
     return d, outcome
@@ -147,6 +152,7 @@ class Simulation:
         self._last_instance: dict[tuple[str, str], str] = {}  # (run, group) -> instance
         self._switches = 0
         self._dispatches = 0
+        self._cost_usd = 0.0
         for pool in spec.pools:
             for k in range(pool.count):
                 self.scheduler.add_agent(pool.spec, 0.0, instance_id=f"{pool.spec.name}#{k}")
@@ -160,7 +166,9 @@ class Simulation:
             for cap in pool.spec.capabilities:
                 prof = self.spec.profile(name, cap)
                 ok = round(n * (1.0 - prof.failure_rate))
-                learning.load(name, cap, ArmStats(ok, n - ok, n, prof.duration.mean_s))
+                paid = n if prof.cost_usd > 0 else 0
+                stats = ArmStats(ok, n - ok, n, prof.duration.mean_s, paid, prof.cost_usd)
+                learning.load(name, cap, stats)
 
     def _arrivals(self) -> list[Arrival]:
         spec = self.spec
@@ -238,7 +246,16 @@ class Simulation:
         while heap and heap[0].at_s <= now:
             c = heapq.heappop(heap)
             err = None if c.outcome is Outcome.SUCCEEDED else _FAILED
+            if c.cost_usd:
+                self._bill(c)
             self._count(finish(c.run_id, c.task_id, c.attempt, c.outcome, now, error=err))
+
+    def _bill(self, c: _Completion) -> None:
+        """Report the attempt's cost as its usage, as a runner does before its end is recorded."""
+        rec = self.scheduler.runs[c.run_id].tasks[c.task_id]
+        if rec.attempt == c.attempt and rec.attempts:
+            rec.attempts[-1].usage = Usage(cost_usd=c.cost_usd)
+            self._cost_usd += c.cost_usd
 
     def _routes(self, now: float) -> list[RouteTask]:
         """The attempts to start now: those the due timers release, else a dispatch."""
@@ -265,7 +282,10 @@ class Simulation:
         fixed_s = fixed.get(tid) if fixed else None
         d, outcome = _attempt(task, odds, luck, fixed_s, self.spec.scale_by_complexity)
         self._seq += 1
-        heapq.heappush(self._heap, _Completion(now + d, self._seq, rid, tid, r.attempt, outcome))
+        heapq.heappush(
+            self._heap,
+            _Completion(now + d, self._seq, rid, tid, r.attempt, outcome, odds.profile.cost_usd),
+        )
 
     def _note_group(self, rid: str, tid: str, task: AgentTask, instance: str) -> None:
         """Count a switch when a group's task goes to another instance than the last one."""
@@ -283,7 +303,7 @@ class Simulation:
         odds = self._odds.get(key)
         if odds is None:
             p = self.spec.profile(agent, capability)
-            odds = self._odds[key] = _Odds(p.duration.sampler(), p.failure_rate)
+            odds = self._odds[key] = _Odds(p.duration.sampler(), p.failure_rate, p)
         return odds
 
     def _next_event_s(self) -> float | None:
@@ -329,6 +349,7 @@ class Simulation:
             switches=self._switches,
             switches_per_group=self._switches / groups if groups else 0.0,
             by_agent=self._by_agent(end),
+            cost_usd=self._cost_usd,
         )
 
     def _tally(self) -> _Tally:

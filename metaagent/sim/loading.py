@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from metaagent.core.graph import TaskGraph
+from metaagent.core.routing_weights import RoutingWeights
 from metaagent.core.specs import AgentSpec
 from metaagent.core.tasks import AgentTask
 from metaagent.errors import UnknownCapabilityError, WorkflowError, brief, capped
@@ -26,6 +27,7 @@ from metaagent.sim.spec import (
 from metaagent.sim.workload import Workload
 from metaagent.workflow.reader import describe_errors, read_yaml
 from metaagent.workflow.roles import AgentEntry, check_unique, merge_role, resolve_catalog
+from metaagent.workflow.schema import RoutingModel
 
 if TYPE_CHECKING:
     from metaagent.catalog import Catalog
@@ -50,6 +52,9 @@ class ProfileModel(BaseModel):
     capability: str | None = None
     duration: DurationModel | None = None
     failure_rate: Share | None = None
+    failure_growth: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    failure_from: Share | None = None
+    cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class DefaultProfileModel(BaseModel):
@@ -57,6 +62,9 @@ class DefaultProfileModel(BaseModel):
 
     duration: DurationModel = Field(default_factory=lambda: DurationModel(mean_s=1.0))
     failure_rate: Share = 0.0
+    failure_growth: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    failure_from: Share = 0.0
+    cost_usd: float = Field(default=0.0, ge=0, allow_inf_nan=False)
 
 
 class AgentModel(BaseModel):
@@ -67,6 +75,7 @@ class AgentModel(BaseModel):
     capabilities: dict[str, Share] | None = None
     concurrency: int | None = Field(default=None, ge=1)
     count: int = Field(default=1, ge=1)
+    cost_per_call_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class TaskModel(BaseModel):
@@ -104,13 +113,19 @@ class GenerateModel(BaseModel):
 class SettingsModel(BaseModel):
     model_config = _STRICT
 
-    routing: Literal["deterministic", "thompson"] = "deterministic"
+    routing: RoutingModel | None = None  # a mode, or {mode, objective, quality_target, ...}
     learn: bool = True
     max_concurrency: int | None = Field(default=None, ge=1)
     max_queued: int | None = Field(default=None, ge=1)
     affinity_margin: float = Field(default=0.05, ge=0)
     retry_base_s: float = Field(default=0.25, ge=0)
     retry_max_s: float = Field(default=30.0, ge=0)
+
+    @field_validator("routing", mode="before")
+    @classmethod
+    def _routing_mode(cls, value: object) -> object:
+        """``routing: thompson`` is short for ``routing: {mode: thompson}``."""
+        return {"mode": value} if isinstance(value, str) else value
 
 
 class SimFileModel(BaseModel):
@@ -179,7 +194,10 @@ def profiles_of(
     source: str,
 ) -> tuple[Profile, dict[ProfileKey, Profile]]:
     """The default profile and the profiles by (agent, capability) of a file's sections."""
-    default = Profile(_duration(default_model.duration), default_model.failure_rate)
+    d = default_model
+    default = Profile(
+        _duration(d.duration), d.failure_rate, d.failure_growth, d.failure_from, d.cost_usd
+    )
     return default, _profiles(models, names, known, default, source)
 
 
@@ -193,8 +211,18 @@ def _validate(raw: object, source: str) -> SimFileModel:
 
 
 def _settings(s: SettingsModel) -> SimSettings:
+    r = s.routing
+    weights = None
+    if r is not None and (r.objective, r.quality_target, r.cost_weight) != (None, None, None):
+        w = RoutingWeights()
+        weights = RoutingWeights(
+            objective=r.objective or w.objective,
+            quality_target=w.quality_target if r.quality_target is None else r.quality_target,
+            cost=w.cost if r.cost_weight is None else r.cost_weight,
+        )
     return SimSettings(
-        routing=s.routing,
+        routing=(r.mode if r is not None else None) or "deterministic",
+        weights=weights,
         learn=s.learn,
         max_concurrency=s.max_concurrency,
         max_queued=s.max_queued,
@@ -220,9 +248,16 @@ def _profiles(
         base = _fallback(profiles, pm.agent, pm.capability, default)
         profiles[key] = Profile(
             _duration(pm.duration) if pm.duration is not None else base.duration,
-            pm.failure_rate if pm.failure_rate is not None else base.failure_rate,
+            _or(pm.failure_rate, base.failure_rate),
+            _or(pm.failure_growth, base.failure_growth),
+            _or(pm.failure_from, base.failure_from),
+            _or(pm.cost_usd, base.cost_usd),
         )
     return profiles
+
+
+def _or(value: float | None, base: float) -> float:
+    return base if value is None else value
 
 
 def _check_profile(pm: ProfileModel, names: set[str], known: list[str], where: str) -> None:
@@ -265,6 +300,7 @@ def _pools(m: SimFileModel, source: str, base_dir: Path) -> tuple[AgentPool, ...
             spec = AgentSpec(
                 agent.name, agent.capabilities, SIMULATED, role=agent.role,
                 concurrency=agent.concurrency, description=agent.description,
+                cost_per_call_usd=a.cost_per_call_usd,
             )  # fmt: skip
             pools.append(AgentPool(spec, a.count))
     return tuple(pools)

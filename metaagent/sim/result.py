@@ -49,6 +49,7 @@ class SimResult:
     switches: int
     switches_per_group: float
     by_agent: dict[str, AgentUse] = field(default_factory=dict)
+    cost_usd: float = 0.0  # what every attempt reported it cost (the profiles' cost_usd)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -70,6 +71,7 @@ class SimResult:
             "groups": self.groups,
             "switches": self.switches,
             "switches_per_group": round(self.switches_per_group, 6),
+            "cost_usd": round(self.cost_usd, 6),
             "by_agent": {
                 name: {
                     "instances": u.instances,

@@ -112,16 +112,39 @@ class Duration:
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """How an agent does on a capability: attempt durations and the chance an attempt fails."""
+    """How an agent does on a capability: attempt durations, the chance an attempt fails and
+    what an attempt costs.
+
+    The chance of failure grows with the task's complexity above ``failure_from``, by
+    ``failure_growth`` per unit (capped at 1): ``failure_rate + failure_growth * max(0,
+    complexity - failure_from)``. ``cost_usd`` is reported as each attempt's usage (success or
+    not), as a real runner reports what it spent; 0 reports none.
+    """
 
     duration: Duration = field(default_factory=Duration)
     failure_rate: float = 0.0
+    failure_growth: float = 0.0
+    failure_from: float = 0.0
+    cost_usd: float = 0.0
 
     def problems(self) -> list[str]:
         out = [f"duration.{p}" for p in self.duration.problems()]
         if not (0.0 <= self.failure_rate <= 1.0):
             out.append(f"failure_rate: must be within 0..1, got {self.failure_rate}")
+        if not (self.failure_growth >= 0 and math.isfinite(self.failure_growth)):
+            out.append(f"failure_growth: must be zero or more, got {self.failure_growth}")
+        if not (0.0 <= self.failure_from <= 1.0):
+            out.append(f"failure_from: must be within 0..1, got {self.failure_from}")
+        if not (self.cost_usd >= 0 and math.isfinite(self.cost_usd)):
+            out.append(f"cost_usd: must be a finite number of USD >= 0, got {self.cost_usd}")
         return out
+
+    def failure_at(self, complexity: float) -> float:
+        """The chance that an attempt of a task of ``complexity`` fails."""
+        extra = complexity - self.failure_from
+        if extra <= 0 or self.failure_growth == 0:
+            return self.failure_rate
+        return min(1.0, self.failure_rate + self.failure_growth * extra)
 
 
 @dataclass(frozen=True, slots=True)

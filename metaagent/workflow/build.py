@@ -175,6 +175,7 @@ def _agent(
         min_instances=a.min_instances,
         max_instances=max_instances,
         rate_per_min=a.rate_per_min,
+        cost_per_call_usd=a.cost_per_call_usd,
         placement=None if a.ray is None else Placement(**a.ray.model_dump()),
     )
 

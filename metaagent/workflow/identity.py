@@ -24,6 +24,9 @@ _TASK_FIELDS = (
 )  # fmt: skip
 """The task fields that change what a run does (``key``, the idempotency key, does not)."""
 _MAX_DEPTH = 8  # nesting followed into runner objects; deeper values count by their type only
+# Fields added after keys were journaled: left out while unset, so that a run journaled before
+# them is still recognised (an agent's declared price).
+_LATE_FIELDS = frozenset({"cost_per_call_usd"})
 _LISTED = 5  # task ids a change names at most
 
 
@@ -149,7 +152,10 @@ def _canon(value: object, depth: int = 0) -> object:
         return sorted(_dump(_canon(v, depth + 1)) for v in value)
     if isinstance(value, type | types.FunctionType | types.BuiltinFunctionType | types.MethodType):
         return _name(value)
-    fields = {f: _canon(getattr(value, f, None), depth + 1) for f in _public_fields(value)}
+    fields = {
+        f: _canon(getattr(value, f, None), depth + 1) for f in _public_fields(value)
+        if not (f in _LATE_FIELDS and getattr(value, f, None) is None)
+    }  # fmt: skip
     return {"__type__": _name(type(value)), **fields}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from metaagent.agents.registry import MAX_SECONDS, NulFree, RunnerConfig
 
@@ -20,6 +20,7 @@ __all__ = [
     "DecomposeModel",
     "PriceModel",
     "RayPlacementModel",
+    "RoutingModel",
     "SandboxModel",
     "SettingsModel",
     "TaskModel",
@@ -104,6 +105,8 @@ class AgentModel(BaseModel):
     min_instances: int = Field(default=1, ge=0)
     max_instances: int | None = Field(default=None, ge=1)
     rate_per_min: float | None = Field(default=None, gt=0)
+    # what one attempt costs, for routing's price until attempts report their own cost
+    cost_per_call_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     runner: RunnerConfig
     ray: RayPlacementModel | None = None  # placement on the Ray backend (others ignore it)
     sandbox: SandboxModel | None = None
@@ -147,13 +150,24 @@ class TaskModel(BaseModel):
     min_proficiency: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
+class RoutingModel(BaseModel):
+    """``settings.routing``: a mode alone (``thompson``) or these fields (docs/workflows.md)."""
+
+    model_config = _STRICT
+
+    mode: Literal["deterministic", "thompson"] | None = None
+    objective: Literal["earliest_finish", "cheapest_meeting"] | None = None
+    quality_target: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
+    cost_weight: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)  # s per USD
+
+
 class SettingsModel(BaseModel):
     model_config = _STRICT
 
     max_concurrency: int | None = Field(default=None, ge=1)
     max_queued: int | None = Field(default=None, ge=1)
     default_timeout_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
-    routing: Literal["deterministic", "thompson"] | None = None
+    routing: RoutingModel | None = None
     seed: int | None = None
     max_agents: int | None = Field(default=None, ge=1)
     spawn_threshold: int | None = Field(default=None, ge=0)
@@ -178,6 +192,12 @@ class SettingsModel(BaseModel):
     min_proficiency: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         default_factory=dict
     )
+
+    @field_validator("routing", mode="before")
+    @classmethod
+    def _routing_mode(cls, value: object) -> object:
+        """``routing: thompson`` is short for ``routing: {mode: thompson}``."""
+        return {"mode": value} if isinstance(value, str) else value
 
 
 class WorkflowModel(BaseModel):

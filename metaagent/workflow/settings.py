@@ -15,8 +15,9 @@ from metaagent.runtime.config import OrchestratorConfig
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from metaagent.core.routing_weights import RoutingWeights
     from metaagent.workflow.build import Workflow
-    from metaagent.workflow.schema import SettingsModel
+    from metaagent.workflow.schema import RoutingModel, SettingsModel
 
 _T = TypeVar("_T")
 
@@ -72,7 +73,8 @@ def _with_settings(c: OrchestratorConfig, s: SettingsModel) -> OrchestratorConfi
         max_concurrency=_given_or(s.max_concurrency, c.max_concurrency),
         max_queued=_given_or(s.max_queued, c.max_queued),
         default_timeout_s=_given_or(s.default_timeout_s, c.default_timeout_s),
-        routing=_given_or(s.routing, c.routing),
+        routing=_given_or(s.routing.mode if s.routing else None, c.routing),
+        weights=_routing(c.weights, s.routing),
         seed=_given_or(s.seed, c.seed),
         aging_interval_s=_given_or(s.aging_interval_s, c.aging_interval_s),
         backend=_given_or(s.backend, c.backend),
@@ -95,6 +97,18 @@ def _with_settings(c: OrchestratorConfig, s: SettingsModel) -> OrchestratorConfi
             heartbeat_timeout_s=_given_or(s.heartbeat_timeout_s, c.health.heartbeat_timeout_s),
             breaker_failures=_given_or(s.breaker_failures, c.health.breaker_failures),
         ),
+    )
+
+
+def _routing(w: RoutingWeights, r: RoutingModel | None) -> RoutingWeights:
+    """The weights with ``settings.routing``'s objective, quality target and cost weight."""
+    if r is None:
+        return w
+    return replace(
+        w,
+        objective=_given_or(r.objective, w.objective),
+        quality_target=_given_or(r.quality_target, w.quality_target),
+        cost=_given_or(r.cost_weight, w.cost),
     )
 
 

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.usefixtures("bench_on_path")
             ],
         ),
         ("affinity", ["--groups", "60", "--seeds", "1"]),
+        ("cost", ["--tasks", "150", "--seeds", "1", "--instances", "2"]),
     ],
 )
 def test_simulated_bench_runs(

@@ -45,9 +45,9 @@ def test_the_score_is_minus_the_weighted_cost_and_its_parts_are_named() -> None:
     s.submit("r", [AgentTask("t", "code", complexity=0.5)], 0.0)
     (r,) = s.dispatch(0.0)
     assert set(r.breakdown) == set(SCORE_PARTS)
-    wait, run, retry, scarcity, penalty, p = r.parts
+    wait, run, retry, scarcity, penalty, p, cost = r.parts
     # Beta(1 + 2*0.9 + 8, 1 + 2*0.1 + 2) -> 10.8 / 14.0; 10 s per unit at complexity 0.5.
-    assert (wait, run, scarcity, penalty) == (0.0, 10.0, 0.0, 0.0)
+    assert (wait, run, scarcity, penalty, cost) == (0.0, 10.0, 0.0, 0.0, 0.0)
     assert p == pytest.approx(10.8 / 14.0)
     assert retry == pytest.approx(10.0 * (1 - p) / p)
     assert r.score == pytest.approx(-(run + retry))

@@ -79,7 +79,7 @@ def test_the_winner_and_its_margin_over_the_runner_up(stored: StoredRun) -> None
     # proficiency, (1 + 2p) / 4; the cost is run / success.
     assert why.candidates[0].breakdown == {
         "wait": 0.0, "run": 1.0, "retry": 0.4286, "scarcity": 0.0, "penalty": 0.0,
-        "success": 0.7,
+        "success": 0.7, "cost": 0.0,
     }  # fmt: skip
     assert why.candidates[1].breakdown["success"] == 0.5
     # weak is the only docs agent and task "c" (docs) waits: taking weak for code costs the

@@ -61,4 +61,5 @@ class SchedulerConfig:
         )  # fmt: skip
         if self.lookahead < 1:
             out.append(f"lookahead must be at least 1, got {self.lookahead}")
+        out.extend(f"routing.{p}" for p in self.weights.problems())
         return out + self.pool.problems()

@@ -194,6 +194,23 @@ class Dispatching(SchedulerBase):
             ranked=choice.ranked,
         )
 
+    def _why_cheapest(self, rec: TaskRecord, choice: Choice) -> str:
+        """The objective ``cheapest_meeting``: the price and success that chose the agent."""
+        parts = choice.parts
+        target = self.config.weights.quality_target
+        cap = rec.task.capability
+        if choice.met:
+            return (
+                f"cheapest meeting success {target:g} for {cap!r} at complexity "
+                f"{rec.task.complexity:g}: expected ${parts[6]:.4g} per attempt, success "
+                f"{parts[5]:.2f}"
+            )
+        return (
+            f"cheapest meeting success {target:g} for {cap!r}: no candidate is expected to "
+            f"reach it at complexity {rec.task.complexity:g}, so the best expected success "
+            f"({parts[5]:.2f}, ${parts[6]:.4g} per attempt)"
+        )
+
     def _why(self, rec: TaskRecord, choice: Choice, now: float) -> str:
         """The route's reason: the objective's figures, and why waiting was or was not taken."""
         task = rec.task
@@ -204,6 +221,8 @@ class Dispatching(SchedulerBase):
                 f"group {task.group!r} and costs within {self.config.affinity_margin:.0%} "
                 "of the best"
             )
+        elif choice.met is not None:
+            why = self._why_cheapest(rec, choice)
         else:
             why = f"earliest expected finish for {task.capability!r}: starts now"
         ranked = choice.ranked

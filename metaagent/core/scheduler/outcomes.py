@@ -64,9 +64,12 @@ class Outcomes(Decomposing):
         assert inst is not None
         self.pool.on_success(inst)
         task = rec.task
+        att = rec.attempts[-1]
+        usage = att.usage
         seen = self.learning.record(
-            inst.spec.name, task.capability, True, rec.attempts[-1].duration_s, task.complexity
-        )
+            inst.spec.name, task.capability, True, att.duration_s, task.complexity,
+            None if usage is None else usage.cost_usd,
+        )  # fmt: skip
         if seen >= self._check_at.get(task.capability, 1):
             self._learned(task.capability, seen)
         rec.output = output
@@ -105,9 +108,11 @@ class Outcomes(Decomposing):
         assert inst is not None
         self.pool.on_success(inst)
         task = rec.task
+        att = rec.attempts[-1]
         self.learning.record(
-            inst.spec.name, task.capability, True, rec.attempts[-1].duration_s, task.complexity
-        )
+            inst.spec.name, task.capability, True, att.duration_s, task.complexity,
+            None if att.usage is None else att.usage.cost_usd,
+        )  # fmt: skip
         rec.feedback = ()
         self._expand(rec, steps, now, f"planner {inst.spec.name}")
         return self._drain([], now)
@@ -140,8 +145,10 @@ class Outcomes(Decomposing):
         # task's outcome, and a task that fails on every agent fails alone (``max_attempts``).
         if is_agent_fault(outcome, inst.id, rec.attempts[:-1]):
             out.extend(self.pool.on_failure(inst, now))
-        duration = rec.attempts[-1].duration_s if outcome is Outcome.ERROR else None
-        self.learning.record(spec, rec.task.capability, False, duration, rec.task.complexity)
+        att = rec.attempts[-1]
+        duration = att.duration_s if outcome is Outcome.ERROR else None
+        cost = None if att.usage is None else att.usage.cost_usd  # a failure is billed too
+        self.learning.record(spec, rec.task.capability, False, duration, rec.task.complexity, cost)
         out.extend(self._failed_attempt(rec, spec, outcome, error, now))
         return self._drain(out, now)
 

@@ -80,7 +80,7 @@ export class TaskDrawer {
             el("td", {}, c.agent === r.instance ? `★ ${c.agent}` : c.agent),
             el("td", {}, fmtNum(c.score)),
             parts.map((p) => el("td", { title: `weighted ${fmtNum(c.weighted?.[p])}` },
-              fmtNum(c.breakdown?.[p], 2))))))));
+              fmtNum(c.breakdown?.[p], p === "cost" ? 4 : 2))))))));  // cost: USD
     }
     if (r.contributions.length) {
       box.append(el("p", { class: "muted" }, "share of the margin: ",
