@@ -38,6 +38,7 @@ class Attempts:
         "_on_end",
         "_running",
         "_scheduler",
+        "_unbudgeted",
         "budget",
     )
 
@@ -57,6 +58,7 @@ class Attempts:
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.budget = BudgetGuard(scheduler, config.budget, config.pricing)
+        self._unbudgeted = config.budget.empty  # no refusal to check for
 
     def __len__(self) -> int:
         return len(self._running)
@@ -71,7 +73,8 @@ class Attempts:
             return  # cancelled between the decision and its launch
         task = rec.task
         cfg = self._config
-        upstream = {dep: run.output_of(dep) for dep in task.depends_on}
+        deps = task.depends_on
+        upstream = {dep: run.output_of(dep) for dep in deps} if deps else {}
         ctx = AttemptContext(
             task, run.id, d.attempt, d.spec, d.instance, upstream, cfg.workdir, rec.feedback
         )
@@ -80,12 +83,13 @@ class Attempts:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        refused = self.budget.refusal(run.id, task.id, d.spec)
-        if refused is not None:  # never started: it ends at once, failed for good
-            loop.call_soon(self._refused, ctx, refused)
-            return
+        if not self._unbudgeted:
+            refused = self.budget.refusal(run.id, task.id, d.spec)
+            if refused is not None:  # never started: it ends at once, failed for good
+                loop.call_soon(self._refused, ctx, refused)
+                return
         coro = self._backend.attempt(ctx, runner, limit_s, self)
-        self._running[(ctx.run_id, ctx.task.id)] = loop.create_task(coro)
+        self._running[(ctx.run_id, task.id)] = loop.create_task(coro)
 
     async def check(self, task: AgentTask, output: object) -> None:
         assert task.verify is not None
