@@ -30,6 +30,10 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
+FREEZE_AT = 1000
+"""Tasks of a new run from which its records are frozen until it ends (``Freeze.hold_new``)."""
+
+
 class Freeze:
     """Keeps the objects of a large restore out of the collector's passes until released.
 
@@ -47,6 +51,18 @@ class Freeze:
     def hold(self, key: str) -> None:
         gc.freeze()
         self._holders.add(key)
+
+    def hold_new(self, key: str, size: int) -> None:
+        """Hold for a new run of ``size`` tasks, if it is large (``FREEZE_AT``: a small run's
+        records cost the collector little), freezing only when nothing is frozen yet: runs that
+        overlap without end then keep out of the collector only what existed at the first
+        hold, never every garbage cycle made since."""
+        if size < FREEZE_AT:
+            return
+        if self._holders:
+            self._holders.add(key)
+        else:
+            self.hold(key)
 
     def release(self, key: str | None = None) -> None:
         """Release one holder (all of them when ``key`` is None)."""

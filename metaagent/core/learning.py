@@ -119,11 +119,14 @@ class Learning:
             arm.costs += 1
             arm.mean_cost_usd += (cost_usd - arm.mean_cost_usd) / arm.costs
         if duration_s is not None:
-            _add_duration(arm, duration_s)
+            # Both running means, inline: this runs once per attempt.
+            arm.durations = k = arm.durations + 1
+            arm.mean_duration_s += (duration_s - arm.mean_duration_s) / k
             cap = self._cap_duration.get(capability)
             if cap is None:
                 cap = self._cap_duration[capability] = ArmStats()
-            _add_duration(cap, duration_s)
+            cap.durations = k = cap.durations + 1
+            cap.mean_duration_s += (duration_s - cap.mean_duration_s) / k
             unit = duration_s / (0.5 + complexity)
             units = self.units
             old = units.get(key)
@@ -267,8 +270,3 @@ def _add_unit(old: tuple[int, float] | None, value: float, weight: int = 1) -> t
     n, mean = old
     total = n + weight
     return total, mean + (value - mean) * weight / total
-
-
-def _add_duration(arm: ArmStats, duration_s: float) -> None:
-    arm.durations += 1
-    arm.mean_duration_s += (duration_s - arm.mean_duration_s) / arm.durations

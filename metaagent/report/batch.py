@@ -138,6 +138,30 @@ def _task_json(r: TaskResult) -> dict[str, object]:
     }
 
 
+def _counts(results: Sequence[TaskResult]) -> dict[str, int]:
+    """Tasks per state: every terminal state (0 when none), then the others present, in the
+    order they first appear."""
+    states = [r.state for r in results]
+    counts = {s.value: states.count(s) for s in TaskState if s.terminal}
+    others = [(states.index(s), s) for s in TaskState if not s.terminal and s in states]
+    counts.update((s.value, states.count(s)) for _, s in sorted(others))
+    return counts
+
+
+def _peak(starts: list[float], ends: list[float]) -> int:
+    """The most attempts running at once (an attempt ending when another starts is not)."""
+    starts.sort()
+    ends.sort()
+    peak = done = 0
+    last = len(ends)
+    for begun, at in enumerate(starts, 1):
+        while done < last and ends[done] <= at:
+            done += 1
+        if begun - done > peak:
+            peak = begun - done
+    return peak
+
+
 def aggregate(
     results: Sequence[TaskResult],
     *,
@@ -157,30 +181,32 @@ def aggregate(
     shrank); when given, utilisation is busy slot-seconds over the sum of it (capped by
     ``slots`` times the makespan).
     """
-    counts = {s.value: 0 for s in TaskState if s.terminal}
+    counts = _counts(results)
     total = 0.0
-    edges: list[tuple[float, int]] = []
+    starts: list[float] = []
+    ends: list[float] = []
     busy: dict[str, float] = {}
     attempts = 0
     end = 0.0
     for r in results:
-        counts[r.state.value] = counts.get(r.state.value, 0) + 1
-        if r.finished_at is not None:
-            end = max(end, r.finished_at)
-        for a in r.attempts:
-            attempts += 1
-            if a.finished_at is None:
+        finished = r.finished_at
+        if finished is not None and finished > end:
+            end = finished
+        tried = r.attempts
+        attempts += len(tried)
+        for a in tried:
+            fin = a.finished_at
+            if fin is None:
                 continue
-            total += a.finished_at - a.started_at
-            busy[a.agent_instance] = busy.get(a.agent_instance, 0.0) + a.finished_at - a.started_at
-            edges.append((a.started_at, 1))
-            edges.append((a.finished_at, -1))
-            end = max(end, a.finished_at)
-    edges.sort()
-    peak = level = 0
-    for _, step in edges:
-        level += step
-        peak = max(peak, level)
+            began = a.started_at
+            total += fin - began
+            inst = a.agent_instance
+            busy[inst] = busy.get(inst, 0.0) + fin - began
+            starts.append(began)
+            ends.append(fin)
+            if fin > end:
+                end = fin
+    peak = _peak(starts, ends)
     makespan = end
     used_slots = slots or peak
     agents: dict[str, dict[str, float]] = {}

@@ -43,6 +43,7 @@ class Attempts:
         "_on_end",
         "_running",
         "_scheduler",
+        "_unbudgeted",
         "budget",
         "on_stopped",
         "stopping",
@@ -66,6 +67,7 @@ class Attempts:
         self.stopping: dict[tuple[str, str, int], asyncio.Task[None]] = {}
         self.on_stopped: Callable[[str, str, int], None] = _nobody
         self.budget = BudgetGuard(scheduler, config.budget, config.pricing)
+        self._unbudgeted = config.budget.empty  # no refusal to check for
 
     def __len__(self) -> int:
         return len(self._running)
@@ -80,7 +82,8 @@ class Attempts:
             return  # cancelled between the decision and its launch
         task = rec.task
         cfg = self._config
-        upstream = {dep: run.output_of(dep) for dep in task.depends_on}
+        deps = task.depends_on
+        upstream = {dep: run.output_of(dep) for dep in deps} if deps else {}
         ctx = AttemptContext(
             task, run.id, d.attempt, d.spec, d.instance, upstream, cfg.workdir, rec.feedback
         )
@@ -89,12 +92,13 @@ class Attempts:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        refused = self.budget.refusal(run.id, task.id, d.spec)
-        if refused is not None:  # never started: it ends at once, failed for good
-            loop.call_soon(self._refused, ctx, refused)
-            return
+        if not self._unbudgeted:
+            refused = self.budget.refusal(run.id, task.id, d.spec)
+            if refused is not None:  # never started: it ends at once, failed for good
+                loop.call_soon(self._refused, ctx, refused)
+                return
         coro = self._backend.attempt(ctx, runner, limit_s, self)
-        self._running[(ctx.run_id, ctx.task.id)] = loop.create_task(coro)
+        self._running[(ctx.run_id, task.id)] = loop.create_task(coro)
 
     async def check(self, task: AgentTask, output: object) -> None:
         assert task.verify is not None

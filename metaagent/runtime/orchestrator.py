@@ -185,6 +185,7 @@ class Orchestrator:
         raced = self._lease.open_run(rid, run.name, tasks, key, source, self.config.workdir)
         if raced is not None:  # another process journaled this batch's run meanwhile
             return await self.resume(raced, on_event=on_event)
+        self._frozen.hold_new(rid, len(run.tasks))  # large: kept out of the collector's passes
         return self._start_run(run, now, on_event)
 
     async def resume(self, run_id: str, *, on_event: EventCallback | None = None) -> RunHandle:
@@ -477,8 +478,7 @@ class Orchestrator:
         start = self._attempts.start
         for d in launches:
             start(d)
-        if self._unread:
-            # After the attempts just launched have taken their first step.
+        if self._unread:  # after the attempts just launched have taken their first step
             self._loop.call_soon(self._read_rest)
 
     def _arm_timer(self) -> None:

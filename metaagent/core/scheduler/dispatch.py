@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
 
 _RUNNING = TaskState.RUNNING
 _AREADY = AgentState.READY
+
+
+@functools.lru_cache(maxsize=1024)
+def _starts_now(capability: str) -> str:
+    """The reason of a route that starts now, the same for every task of a capability."""
+    return f"earliest expected finish for {capability!r}: starts now"
 
 
 class Dispatching(SchedulerBase):
@@ -181,18 +188,9 @@ class Dispatching(SchedulerBase):
             self._held[r] = self._held.get(r, 0) + 1
         if task.group is not None:
             run.affinity[task.group] = inst
-        return RouteTask(
-            now,
-            run.id,
-            task.id,
-            self._why(rec, choice, now),
-            attempt=rec.attempt,
-            spec=spec,
-            instance=inst.id,
-            score=choice.score,
-            parts=choice.parts,
-            ranked=choice.ranked,
-        )
+        # Positional: the dataclass's ``__init__`` parses keywords at a cost, once per attempt.
+        return RouteTask(now, run.id, task.id, self._why(rec, choice, now), rec.attempt, spec,
+                         inst.id, choice.score, choice.parts, choice.ranked)  # fmt: skip
 
     def _why_cheapest(self, rec: TaskRecord, choice: Choice) -> str:
         """The objective ``cheapest_meeting``: the price and success that chose the agent."""
@@ -224,7 +222,7 @@ class Dispatching(SchedulerBase):
         elif choice.met is not None:
             why = self._why_cheapest(rec, choice)
         else:
-            why = f"earliest expected finish for {task.capability!r}: starts now"
+            why = _starts_now(task.capability)
         ranked = choice.ranked
         if len(ranked) > 1 and ranked[1][2][0] > 0:
             why += f", runs ~{parts[1]:.3g}s, success {parts[5]:.2f}"

@@ -18,7 +18,7 @@ from metaagent.core.queues import QueueKey
 from metaagent.core.scheduler.config import SchedulerConfig
 from metaagent.core.scheduler.records import RunRecord, TaskRecord
 from metaagent.core.scheduler.restore import Restoring
-from metaagent.core.tasks import Outcome, TaskResult, TaskState
+from metaagent.core.tasks import TERMINAL, Outcome, TaskResult, TaskState
 from metaagent.errors import WorkflowError
 
 if TYPE_CHECKING:
@@ -295,21 +295,28 @@ class Scheduler(Restoring):
         run = self.runs[run_id]
         t0 = run.started_at
         out: list[TaskResult] = []
+        append = out.append
         for rec in run.tasks.values():
+            state = rec.state
+            task = rec.task
+            ready, finished = rec.ready_at, rec.finished_at
             # A finished task's attempts never change again: its list is shared, not copied.
-            attempts = rec.attempts if rec.state.terminal else list(rec.attempts)
-            last = attempts[-1].agent if attempts else None
-            out.append(
+            if state is _SUCCEEDED:
+                attempts, error = rec.attempts, None
+            else:
+                attempts = rec.attempts if state in TERMINAL else list(rec.attempts)
+                error = rec.error
+            append(
                 TaskResult(
-                    rec.task.id,
-                    rec.state,
+                    task.id,
+                    state,
                     rec.output,
-                    rec.error if rec.state is not _SUCCEEDED else None,
-                    last,
+                    error,
+                    attempts[-1].agent if attempts else None,
                     attempts,
-                    rec.task.capability,
-                    None if rec.ready_at is None else rec.ready_at - t0,
-                    None if rec.finished_at is None else rec.finished_at - t0,
+                    task.capability,
+                    None if ready is None else ready - t0,
+                    None if finished is None else finished - t0,
                 )
             )
         return out
