@@ -44,8 +44,12 @@ def make_repo(path: Path, files: int) -> None:
             d.mkdir()
         (d / f"mod{i:05d}.py").write_text(f"VALUE_{i} = {i}\n")
     subprocess.run(["git", "add", "--all"], cwd=path, check=True)
+    # The commit's 10,000 new objects start git's automatic gc, which packs them: in the
+    # foreground here (a repository that was cloned is packed too), where by default it would
+    # run in the background, over the timed tasks.
     subprocess.run(
-        ["git", "-c", "user.name=b", "-c", "user.email=b@localhost", "commit", "-q", "-m", "init"],
+        ["git", "-c", "user.name=b", "-c", "user.email=b@localhost", "-c", "gc.autoDetach=false",
+         "commit", "-q", "-m", "init"],
         cwd=path, check=True,
     )  # fmt: skip
 
