@@ -16,11 +16,18 @@ Its branch is merged into the run branch after the attempt and its check passed:
 starts only after its dependencies succeeded, so merges happen in dependency order. Merging
 needs no checkout of the run branch (``git merge-tree --write-tree``, git >= 2.38).
 
-A finished task's checkout is not deleted but detached and kept aside
+A finished task's checkout is not deleted but cleaned, detached and kept aside
 (``.metaagent/worktrees/.spare/PID``) for the next task of this process, which moves it to its
-own path and checks out its start commit: only the files that differ are written, where a new
-worktree writes every file of the repository. ``close`` removes the spares at the end of the
-run; a process's first use removes those of processes that are gone.
+own path (``files.move_checkout``) and checks out its start commit: only the files that differ
+are written, where a new worktree writes every file of the repository.
+
+Git processes are the cost per task (each is 5-10 ms on a loaded machine), so the workspace
+keeps what it wrote itself: the run branch's head (moved only by compare-and-swap, re-read when
+someone else moved it), the commit each task merged (its dependents' start), and the merge of
+each pair of dependency commits (shared by the tasks that have the same dependencies).
+
+``close`` removes the spares at the end of the run; a process's first use removes those of
+processes that are gone.
 """
 
 from __future__ import annotations
@@ -105,7 +112,8 @@ class Workspace:
         self._runs: dict[str, _Run] = {}
         self._lock: asyncio.Lock | None = None
         self._spare: list[Path] = []  # detached checkouts, ready to be moved and reused
-        self._combined: dict[tuple[str, str], str] = {}  # (ours, theirs) -> their merge
+        # (ours, theirs) -> their merge, made once even for tasks that start at the same time
+        self._combined: dict[tuple[str, str], asyncio.Future[str]] = {}
 
     @property
     def keep_failed(self) -> bool:
@@ -261,12 +269,22 @@ class Workspace:
         ordered = [heads[dep] for dep in deps if dep in heads]
         start = ordered[0] if ordered else run.base
         for other in ordered[1:]:  # tasks with the same dependencies share their merge
-            key = (start, other)
-            if key not in self._combined:
-                message = f"metaagent: merge dependencies {', '.join(deps)}"
-                self._combined[key] = await self._combine(start, other, message)
-            start = self._combined[key]
+            start = await self._combined_once(start, other, deps)
         return start
+
+    async def _combined_once(self, ours: str, theirs: str, deps: Sequence[str]) -> str:
+        key = (ours, theirs)
+        made = self._combined.get(key)
+        if made is None:
+            message = f"metaagent: merge dependencies {', '.join(deps)}"
+            made = self._combined[key] = asyncio.ensure_future(self._combine(ours, theirs, message))
+            made.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen, if unused
+        try:  # shielded: one waiter cancelled does not cancel the merge the others wait for
+            return await asyncio.shield(made)
+        except GitError:  # failed to run: the next task tries again (a conflict stays known)
+            if self._combined.get(key) is made:
+                del self._combined[key]
+            raise
 
     async def _combine(self, ours: str, theirs: str, message: str) -> str:
         """A commit holding both ``ours`` and ``theirs``: one of them when it holds the other,

@@ -6,6 +6,7 @@ is merged onto, and a failed attempt's edits to tracked files never reach the ne
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
@@ -88,13 +89,16 @@ async def test_same_dependencies_share_their_merge_and_see_nothing_else(tmp_path
         head, _ = await ws.commit(co, name)
         await ws.merge(co, head, f"merge {name}")
         await ws.release(co, failed=False)
-    x = await ws.checkout("r", "x", ["a", "b"])
-    y = await ws.checkout("r", "y", ["a", "b"])
+    x, y = await asyncio.gather(  # at the same time, as a layer of a run starts
+        ws.checkout("r", "x", ["a", "b"]), ws.checkout("r", "y", ["a", "b"])
+    )
     assert x.start == y.start  # one merge of the two dependencies, made once
+    z = await ws.checkout("r", "z", ["a", "b"])
+    assert z.start == x.start
     parents = git(repo, "rev-list", "--parents", "-n1", x.start).split()[1:]
     deps = git(repo, "rev-parse", "metaagent/r--a", "metaagent/r--b").split()
     assert sorted(parents) == sorted(deps)
-    for co in (x, y):
+    for co in (x, y, z):
         names = sorted(p.name for p in co.path.iterdir() if p.name != ".git")
         assert names == ["a.txt", "b.txt", "base.txt"]  # not other.txt, on the run branch
         await ws.release(co, failed=False)
