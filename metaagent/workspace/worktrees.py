@@ -16,11 +16,18 @@ Its branch is merged into the run branch after the attempt and its check passed:
 starts only after its dependencies succeeded, so merges happen in dependency order. Merging
 needs no checkout of the run branch (``git merge-tree --write-tree``, git >= 2.38).
 
-A finished task's checkout is not deleted but detached and kept aside
+A finished task's checkout is not deleted but cleaned, detached and kept aside
 (``.metaagent/worktrees/.spare/PID``) for the next task of this process, which moves it to its
-own path and checks out its start commit: only the files that differ are written, where a new
-worktree writes every file of the repository. ``close`` removes the spares at the end of the
-run; a process's first use removes those of processes that are gone.
+own path (``files.move_checkout``) and checks out its start commit: only the files that differ
+are written, where a new worktree writes every file of the repository.
+
+Git processes are the cost per task (each is 5-10 ms on a loaded machine), so the workspace
+keeps what it wrote itself: the run branch's head (moved only by compare-and-swap, re-read when
+someone else moved it), the commit each task merged (its dependents' start), and the merge of
+each pair of dependency commits (shared by the tasks that have the same dependencies).
+
+``close`` removes the spares at the end of the run; a process's first use removes those of
+processes that are gone.
 """
 
 from __future__ import annotations
@@ -34,6 +41,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metaagent.errors import MetaAgentError
+from metaagent.workspace.files import (
+    add_line,
+    children,
+    exists,
+    make_dir,
+    move_checkout,
+    owner_alive,
+    prune_dirs,
+    same_dir,
+)
 from metaagent.workspace.git import GitError, git, git_sync, ref_safe
 
 if TYPE_CHECKING:
@@ -46,56 +63,6 @@ MAX_SPARE = 16
 SPARE = ".spare"
 MAX_DIFF_CHARS = 8000
 """The longest conflicting diff given back as feedback; the rest is cut, marked."""
-
-
-def _add_line(file: Path, line: str) -> None:
-    file = file.resolve()
-    text = file.read_text() if file.exists() else ""
-    if line not in text.splitlines():
-        file.parent.mkdir(parents=True, exist_ok=True)
-        with file.open("a") as fh:
-            fh.write(("\n" if text and not text.endswith("\n") else "") + line + "\n")
-
-
-def _children(d: Path) -> list[Path]:
-    return sorted(d.iterdir()) if d.is_dir() else []
-
-
-def _exists(p: Path) -> bool:
-    return p.exists()
-
-
-def _owner_alive(name: str) -> bool:
-    """True when ``name`` is the pid of a live process other than this one."""
-    if not name.isdigit() or int(name) == os.getpid():
-        return False
-    try:
-        os.kill(int(name), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _mkdir(p: Path) -> None:
-    p.mkdir(parents=True, exist_ok=True)
-
-
-def _prune_dirs(d: Path, upto: Path) -> None:
-    """Remove ``d`` and its parents up to ``upto`` (included) while they are empty."""
-    while True:
-        try:
-            d.rmdir()
-        except OSError:
-            return
-        if d == upto:
-            return
-        d = d.parent
-
-
-def _same_dir(a: str | Path, b: str | Path) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
 
 
 class WorkspaceError(MetaAgentError, RuntimeError):
@@ -121,8 +88,13 @@ class Checkout:
 @dataclass(slots=True)
 class _Run:
     base: str
+    head: str
+    """The run branch's head as this process last read or moved it (under ``lock``; every
+    move is a compare-and-swap, so a branch moved by someone else is read again)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     conflicted: set[str] = field(default_factory=set)
+    merged: dict[str, str] = field(default_factory=dict)
+    """The commit each task merged into the run branch: its dependents start from it."""
 
 
 class Workspace:
@@ -140,6 +112,8 @@ class Workspace:
         self._runs: dict[str, _Run] = {}
         self._lock: asyncio.Lock | None = None
         self._spare: list[Path] = []  # detached checkouts, ready to be moved and reused
+        # (ours, theirs) -> their merge, made once even for tasks that start at the same time
+        self._combined: dict[tuple[str, str], asyncio.Future[str]] = {}
 
     @property
     def keep_failed(self) -> bool:
@@ -209,16 +183,18 @@ class Workspace:
                 await git(self.repo, "update-ref", base_ref, base)
             branch = f"refs/heads/{self.run_branch(run_id)}"
             has_branch = await git(self.repo, "rev-parse", "--verify", "--quiet", branch, ok=(0, 1))
+            head = has_branch.out.strip()
             if has_branch.returncode != 0:
-                await git(self.repo, "update-ref", branch, base)
+                await git(self.repo, "update-ref", branch, base, "")
+                head = base
             await self._exclude()
             if not self._runs and not self._spare:  # this process's first: earlier spares go
-                for d in _children(self.root / SPARE):
-                    if not _owner_alive(d.name):  # a dead process's spares
+                for d in children(self.root / SPARE):
+                    if not owner_alive(d.name):  # a dead process's spares
                         await self._sweep(d)
-                        _prune_dirs(d, d)
+                        prune_dirs(d, d)
             await self._sweep(self.root / ref_safe(run_id))
-            run = self._runs[run_id] = _Run(base)
+            run = self._runs[run_id] = _Run(base, head)
             return run
 
     async def _resolve(self, ref: str) -> str:
@@ -230,18 +206,22 @@ class Workspace:
     async def _exclude(self) -> None:
         """Keep ``.metaagent/`` out of ``git status`` of the main checkout."""
         common = (await git(self.repo, "rev-parse", "--git-common-dir")).out.strip()
-        _add_line(self.repo / common / "info" / "exclude", "/.metaagent/")
+        add_line(self.repo / common / "info" / "exclude", "/.metaagent/")
 
     async def _sweep(self, run_dir: Path) -> None:
-        for child in _children(run_dir):
+        for child in children(run_dir):
             await self._remove_tree(child)
         await git(self.repo, "worktree", "prune")
 
     async def _remove_tree(self, path: Path) -> None:
-        if _exists(path / ".git"):
+        if exists(path / ".git"):
             force = ("--force", "--force")
             await git(self.repo, "worktree", "remove", *force, str(path), ok=(0, 128))
         shutil.rmtree(path, ignore_errors=True)
+
+    async def _move(self, src: Path, dst: Path) -> None:
+        if not move_checkout(src, dst):
+            await git(self.repo, "worktree", "move", str(src), str(dst))
 
     # --- one task -----------------------------------------------------------------------------
 
@@ -252,18 +232,18 @@ class Workspace:
         assert self._lock is not None
         path = self.task_path(run_id, task_id)
         branch = self.task_branch(run_id, task_id)
+        if task_id in run.conflicted:  # the retry of a conflict: the change it conflicted with
+            start = await self._resolve(f"refs/heads/{self.run_branch(run_id)}")
+        else:  # reads finished tasks' branches and writes objects only: no lock needed
+            start = await self._start(run, run_id, depends_on)
         async with self._lock:
-            if _exists(path):
+            if exists(path):
                 await self._remove_tree(path)
                 await git(self.repo, "worktree", "prune")
-            if task_id in run.conflicted:
-                start = await self._resolve(f"refs/heads/{self.run_branch(run_id)}")
-            else:
-                start = await self._start(run, run_id, task_id, depends_on)
-            _mkdir(path.parent)
+            make_dir(path.parent)
             spare = self._spare.pop() if self._spare else None
             if spare is not None:
-                await git(self.repo, "worktree", "move", str(spare), str(path))
+                await self._move(spare, path)
         if spare is None:  # outside the lock: writing every file takes a while
             # -B: a failed earlier attempt's branch, if kept, is reset to the new start
             await git(self.repo, "worktree", "add", "--quiet", "-B", branch, str(path), start)
@@ -273,19 +253,38 @@ class Workspace:
         await self._check_real(co)
         return co
 
-    async def _start(self, run: _Run, run_id: str, task_id: str, deps: Sequence[str]) -> str:
-        """The base with the branches of the dependencies that have one merged in."""
-        heads: list[str] = []
-        if deps:  # one call for every dependency's branch (a dependency may have none)
-            refs = [f"refs/heads/{self.task_branch(run_id, dep)}" for dep in deps]
+    async def _start(self, run: _Run, run_id: str, deps: Sequence[str]) -> str:
+        """The base with the branches of the dependencies that have one merged in: the commit
+        each merged in this process, else (a run resumed) what its branch holds."""
+        heads = {dep: run.merged[dep] for dep in deps if dep in run.merged}
+        unknown = [dep for dep in deps if dep not in heads]
+        if unknown:  # one call for all of them (a dependency may have no branch)
+            refs = {f"refs/heads/{self.task_branch(run_id, dep)}": dep for dep in unknown}
             fmt = "--format=%(refname) %(objectname)"
             listed = await git(self.repo, "for-each-ref", fmt, *refs)
-            found = dict(line.split(" ", 1) for line in listed.out.splitlines() if line)
-            heads = [found[r] for r in refs if r in found]
-        start = heads[0] if heads else run.base
-        for other in heads[1:]:
-            start = await self._combine(start, other, f"metaagent: dependencies of {task_id}")
+            for line in listed.out.splitlines():
+                ref, _, oid = line.partition(" ")
+                if ref in refs:
+                    heads[refs[ref]] = oid
+        ordered = [heads[dep] for dep in deps if dep in heads]
+        start = ordered[0] if ordered else run.base
+        for other in ordered[1:]:  # tasks with the same dependencies share their merge
+            start = await self._combined_once(start, other, deps)
         return start
+
+    async def _combined_once(self, ours: str, theirs: str, deps: Sequence[str]) -> str:
+        key = (ours, theirs)
+        made = self._combined.get(key)
+        if made is None:
+            message = f"metaagent: merge dependencies {', '.join(deps)}"
+            made = self._combined[key] = asyncio.ensure_future(self._combine(ours, theirs, message))
+            made.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen, if unused
+        try:  # shielded: one waiter cancelled does not cancel the merge the others wait for
+            return await asyncio.shield(made)
+        except GitError:  # failed to run: the next task tries again (a conflict stays known)
+            if self._combined.get(key) is made:
+                del self._combined[key]
+            raise
 
     async def _combine(self, ours: str, theirs: str, message: str) -> str:
         """A commit holding both ``ours`` and ``theirs``: one of them when it holds the other,
@@ -313,7 +312,7 @@ class Workspace:
         except (GitError, OSError) as exc:
             raise WorkspaceError(f"worktree {co.path} was not created: {exc}") from exc
         top, head = [*where.out.split("\n"), "", ""][:2]
-        if not _same_dir(top, co.path) or _same_dir(top, self.repo):
+        if not same_dir(top, co.path) or same_dir(top, self.repo):
             raise WorkspaceError(f"worktree {co.path} is not a checkout of its own (top {top})")
         if head != co.start:
             raise WorkspaceError(f"worktree {co.path} is at {head}, expected {co.start}")
@@ -321,11 +320,18 @@ class Workspace:
     async def commit(self, co: Checkout, message: str) -> tuple[str, list[str]]:
         """Commit everything the attempt changed (the tool may have committed some itself);
         return the branch's head and the files changed since the start."""
+        # Plumbing, not ``git commit``: no hooks, no second pass over the index to decide
+        # whether anything is staged, no automatic gc. The same commit otherwise.
         await git(co.path, "add", "--all")
-        staged = await git(co.path, "diff", "--cached", "--quiet", ok=(0, 1))
-        if staged.returncode == 1:
-            await git(co.path, "commit", "--quiet", "--no-verify", "-m", message)
-        head = (await git(co.path, "rev-parse", "HEAD")).out.strip()
+        tree = (await git(co.path, "write-tree")).out.strip()
+        head, head_tree = (await git(co.path, "rev-parse", "HEAD", "HEAD^{tree}")).out.split()
+        if tree != head_tree:
+            made = await git(co.path, "commit-tree", tree, "-p", head, "-m", message)
+            new = made.out.strip()
+            await git(co.path, "update-ref", "-m", f"commit: {message}", "HEAD", new, head)
+            head = new
+        if head == co.start:
+            return head, []
         names = await git(co.path, "diff", "--name-only", co.start, head)
         return head, [n for n in names.out.splitlines() if n]
 
@@ -336,14 +342,23 @@ class Workspace:
         run = await self._run(co.run_id)
         ref = f"refs/heads/{co.run_branch}"
         async with run.lock:
-            current = await self._resolve(ref)
-            try:
-                new = await self._combine(current, head, message)
-            except MergeConflict:
-                run.conflicted.add(co.task_id)
-                raise
-            if new != current:
-                await git(self.repo, "update-ref", ref, new, current)
+            for again in (False, True):
+                if again:  # the branch moved under us: merge into what it holds now
+                    run.head = await self._resolve(ref)
+                try:
+                    new = await self._combine(run.head, head, message)
+                except MergeConflict:
+                    run.conflicted.add(co.task_id)
+                    raise
+                if new == run.head:
+                    break
+                moved = await git(self.repo, "update-ref", ref, new, run.head, ok=(0, 1, 128))
+                if moved.returncode == 0:
+                    break
+                if again:
+                    raise GitError(f"cannot move {ref} to {new}: {moved.err.strip()}")
+            run.head = new
+            run.merged[co.task_id] = head
             run.conflicted.discard(co.task_id)
             return new
 
@@ -372,32 +387,35 @@ class Workspace:
         if failed and self.keep_failed:
             return
         assert self._lock is not None
-        # Detached, the checkout no longer holds the branch; it is kept for the next task
-        # (``MAX_SPARE`` at most), which rewrites only the files that differ.
-        recycled = await git(co.path, "checkout", "--quiet", "--detach", ok=(0, 1, 128))
-        if recycled.returncode == 0:  # nothing of this task may reach the next one
-            recycled = await git(co.path, "clean", "-ffdxq", ok=(0, 1, 128))
+        # Kept for the next task (``MAX_SPARE`` at most), which rewrites only the files that
+        # differ from its start (and every changed tracked one: ``checkout --force``). Nothing
+        # untracked of this task may reach it; detached, the checkout no longer holds the
+        # branch (the index and files stay: the next checkout resets them).
+        recycled = await git(co.path, "clean", "-ffdxq", ok=(0, 1, 128))
+        if recycled.returncode == 0:
+            detach = ("update-ref", "--no-deref", "HEAD", "HEAD")
+            recycled = await git(co.path, *detach, ok=(0, 1, 128))
         async with self._lock:
             if failed:
                 await git(self.repo, "branch", "-D", co.branch, ok=(0, 1))
             if recycled.returncode == 0 and len(self._spare) < MAX_SPARE:
                 spare = self._spare_dir / uuid.uuid4().hex[:12]
-                _mkdir(spare.parent)
-                await git(self.repo, "worktree", "move", str(co.path), str(spare))
+                make_dir(spare.parent)
+                await self._move(co.path, spare)
                 self._spare.append(spare)
             else:
                 await self._remove_tree(co.path)
-            _prune_dirs(co.path.parent, self.root.parent)
+            prune_dirs(co.path.parent, self.root.parent)
 
     def close(self) -> None:
         """Remove the spare checkouts kept for reuse (at the end of a run: the CLI calls this;
         a library user calls it when done). Also run by the next process's first use."""
         spares, self._spare = self._spare, []
-        for path in [*spares, *_children(self._spare_dir)]:
-            if _exists(path / ".git"):
+        for path in [*spares, *children(self._spare_dir)]:
+            if exists(path / ".git"):
                 force = ("--force", "--force")
                 git_sync(self.repo, "worktree", "remove", *force, str(path), ok=(0, 128))
             shutil.rmtree(path, ignore_errors=True)
-        if _exists(self.repo / ".git"):
+        if exists(self.repo / ".git"):
             git_sync(self.repo, "worktree", "prune", ok=(0, 128))
-        _prune_dirs(self._spare_dir, self.root.parent)
+        prune_dirs(self._spare_dir, self.root.parent)
