@@ -91,8 +91,9 @@ class Router:
     """
 
     __slots__ = (
-        "_by_cap", "_claimed", "_entries", "_free", "_least", "_prunable", "_seq", "_slots",
-        "_static_cache", "chooser", "learning", "pending", "waiting", "weights",
+        "_all_slots", "_by_cap", "_claimed", "_entries", "_free", "_horizon", "_least",
+        "_prunable", "_seq", "_slots", "_static_cache", "chooser", "learning", "pending",
+        "waiting", "weights",
     )  # fmt: skip
 
     def __init__(
@@ -114,6 +115,8 @@ class Router:
         self._claimed: list[SpecEntry] = []  # entries with claims this round
         self._static_cache: dict[str, tuple[int, float, list[_Static]]] = {}
         self._seq = 0
+        self._horizon: float | None = None  # the work ahead per slot, once per round
+        self._all_slots = 0
         # Work per capability, for scarcity: set by the scheduler to its live counters.
         self.waiting: Mapping[str, int] = {}
         self.pending: Mapping[str, int] = {}
@@ -130,6 +133,7 @@ class Router:
                 self._static_cache.pop(cap, None)
         entry.instances[inst] = None
         entry.slots += inst.slots
+        self._all_slots += inst.slots
         for cap in spec.capabilities:
             self._slots[cap] = self._slots.get(cap, 0) + inst.slots
             self._free[cap] = self._free.get(cap, 0)
@@ -142,6 +146,7 @@ class Router:
             return
         entry.free_insts.pop(inst, None)
         entry.slots -= inst.slots
+        self._all_slots -= inst.slots
         for cap in inst.spec.capabilities:
             self._slots[cap] -= inst.slots
         if entry.instances:
@@ -189,6 +194,7 @@ class Router:
         for entry in self._claimed:
             entry.claims = None
         self._claimed.clear()
+        self._horizon = None
 
     def capabilities(self) -> list[str]:
         return sorted(self._by_cap)
@@ -422,12 +428,17 @@ class Router:
         return scored
 
     def _pressure(self, entry: SpecEntry, cap: str) -> float:
-        """Over the spec's other capabilities: its share of their slots times their pressure
-        (queued plus half the pending work over their slots, capped at 1)."""
+        """Over the spec's other capabilities: its share of their slots times their pressure,
+        the share of the time ahead their work needs of their slots (queued plus half the
+        pending work, in expected seconds over their slots, against the whole pool's work over
+        all its slots; at most 1)."""
         waiting = self.waiting
         pending = self.pending
         slots_of = self._slots
         own = entry.slots
+        horizon = self._horizon
+        if horizon is None:
+            horizon = self._horizon = self._ahead()
         total = 0.0
         for other in entry.spec.capabilities:
             if other == cap:
@@ -438,8 +449,21 @@ class Router:
             slots = slots_of.get(other, 0)
             if slots <= 0:
                 continue
-            total += (own / slots) * min(1.0, demand / slots)
+            need = demand * _or_one(self.learning.capability_unit(other)) / slots
+            total += (own / slots) * min(1.0, need / horizon)
         return total
+
+    def _ahead(self) -> float:
+        """The pool's work ahead (queued plus half the pending, in expected seconds) over all
+        its slots: how long until it runs out of work, were every slot busy."""
+        unit = self.learning.capability_unit
+        work = 0.0
+        for counts, share in ((self.waiting, 1.0), (self.pending, 0.5)):
+            for c, n in counts.items():
+                if n > 0:
+                    work += share * n * _or_one(unit(c))
+        slots = self._all_slots
+        return max(work / slots, _MIN_RUN_S) if slots > 0 else _MIN_RUN_S
 
     def score(self, task: AgentTask, spec: str, now: float) -> tuple[float, dict[str, float]]:
         """The score of one spec for one task, with its parts (for explanations)."""
