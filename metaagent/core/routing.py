@@ -15,9 +15,11 @@ that cost, so a higher score is better:
   until a success if failed attempts were repeated alike; on a task's last attempt, when a
   failure fails the task, it counts ten times;
 - ``scarcity``: the delay taking this spec costs other work: ``run`` times, over the spec's
-  other capabilities, its share of their slots times their pressure (queued plus half the
-  pending work over their slots, at most 1): using the sole auditor for code while audits wait
-  costs about the code task's duration;
+  other capabilities, its share of their slots times their pressure, the share of the time
+  ahead that their work needs of their slots (queued plus half the pending, in expected
+  seconds over their slots, against the whole pool's work over all its slots; at most 1):
+  using the sole auditor for code costs the code task's duration when the audits ahead keep
+  it busy until the pool runs out of work, half of it when they need half that time;
 - ``penalty``: the retry of a task that failed on this spec pays the back-off again (soft
   fallback: the failed spec is left out while another capable spec can start within the
   back-off, and priced, not forbidden, when none can);

@@ -116,3 +116,25 @@ def test_dual_vertices_give_the_assignment_lp() -> None:
     vertices = dual_vertices({"a": (1, {"x": 1.0, "y": 1.0}), "b": (1, {"x": 1.0})})
     assert load({"x": 2.0, "y": 4.0}, vertices) == pytest.approx(4.0)
     assert load({"x": 6.0, "y": 2.0}, vertices) == pytest.approx(4.0)
+
+
+def test_expected_bound_is_below_the_mean_makespan_with_failures() -> None:
+    """The bound with failures holds for the expected makespan of a policy that does not see
+    outcomes ahead: the reference list schedule's mean over many draws of luck stays above."""
+    from bench import hetero
+    from bench._failing import draw_luck, expected_bound, failing_schedule
+    from bench._listsched import upward_rank
+
+    slots = [s.name for s in hetero.POOL for _ in range(s.concurrency)]
+    rng = random.Random(8)
+    for _ in range(3):
+        tasks = hetero.random_dag(rng.randint(24, 60), rng)
+        bound = expected_bound(tasks, hetero.base_work, hetero.fastest, hetero.FAIL_VERTICES)
+        assert bound >= hetero.lower_bound(tasks) - 1e-9  # failures only add work
+        rank = upward_rank(tasks, hetero.fastest)
+        spans = [
+            failing_schedule(tasks, slots, hetero.duration, hetero.fails, rank,
+                             draw_luck(tasks, rng))
+            for _ in range(100)
+        ]  # fmt: skip
+        assert statistics.mean(spans) >= bound
