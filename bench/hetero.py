@@ -7,7 +7,8 @@ three layers above it) over three capabilities, ``code`` (60%), ``docs`` (25%) a
 {code 0.6}, auditor {audit 0.9, code 0.2}, writer {docs 0.9}: audits have one server, and it
 is also the worst coder. An agent's proficiency sets its speed: a task of base duration ``b``
 (code 10 s, docs 6 s, audit 8 s, times 0.5 + complexity) takes ``b / proficiency`` on it,
-fixed (no noise, no failures), so the reference below knows exactly what the router faces.
+fixed (no noise; no failures in the first pass), so the reference below knows exactly what
+the router faces.
 The router starts from statistics learned in earlier runs (``warm_start``: each agent's mean
 duration per capability), the previous router likewise.
 
@@ -17,7 +18,14 @@ duration per capability), the previous router likewise.
 - **reference**: the best of list schedules with perfect knowledge (``_listsched``: HEFT's
   rank order and ``--restarts`` random perturbations of it, each task on the slot where it
   finishes first), so the bound's looseness is not counted against the router;
-- **previous router**: the old scored choice among free instances (``sim.legacy``).
+- **previous router**: the old scored choice among free instances (``sim.legacy``);
+- **tight bound** (reported beside the issue's, which stays as it is): the fractional
+  assignment LP (each capability's work split over its agents at their speeds, each agent's
+  busy time at most its slots times T) with head/tail windows, ``bench._bounds``, where the
+  proof is;
+- **with failures** (a second pass, ``--no-failures`` skips it): an attempt fails with
+  probability ``0.5 * (1 - proficiency)``; figures against a bound on the expected makespan
+  and a reference meeting the same drawn luck, ``bench._failing``.
 """
 
 from __future__ import annotations
