@@ -14,12 +14,10 @@ that cost, so a higher score is better:
   times the fit of a hard task to a weak agent): ``run + retry = run / p`` is the expected time
   until a success if failed attempts were repeated alike; on a task's last attempt, when a
   failure fails the task, it counts ten times;
-- ``scarcity``: the delay taking this spec costs other work: ``run`` times, over the spec's
-  other capabilities, its share of their slots times their pressure, the share of the time
-  ahead that their work needs of their slots (queued plus half the pending, in expected
-  seconds over their slots, against the whole pool's work over all its slots; at most 1):
-  using the sole auditor for code costs the code task's duration when the audits ahead keep
-  it busy until the pool runs out of work, half of it when they need half that time;
+- ``scarcity``: the delay taking this spec costs other work: ``run`` times its pressure
+  (``routing_scarcity``: over its other capabilities, its share of their slots times the
+  share of the time ahead their work needs of them): the sole auditor taking code costs the
+  code's duration when audits keep it busy until the pool runs out of work, half when half;
 - ``penalty``: the retry of a task that failed on this spec pays the back-off again (soft
   fallback: the failed spec is left out while another capable spec can start within the
   back-off, and priced, not forbidden, when none can);
@@ -39,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from metaagent.core.decisions import SCORE_PARTS, Candidate
 from metaagent.core.instances import AgentInstance, AgentState
+from metaagent.core.routing_scarcity import pressure, work_ahead
 from metaagent.core.routing_weights import RoutingWeights
 from metaagent.core.spec_entry import SpecEntry
 from metaagent.core.tasks import TaskState
@@ -430,42 +429,13 @@ class Router:
         return scored
 
     def _pressure(self, entry: SpecEntry, cap: str) -> float:
-        """Over the spec's other capabilities: its share of their slots times their pressure,
-        the share of the time ahead their work needs of their slots (queued plus half the
-        pending work, in expected seconds over their slots, against the whole pool's work over
-        all its slots; at most 1)."""
-        waiting = self.waiting
-        pending = self.pending
-        slots_of = self._slots
-        own = entry.slots
+        """Scarcity's pressure on ``entry`` from its other work (``routing_scarcity``); the
+        pool's work ahead is computed once per round."""
+        unit = self.learning.capability_unit
         horizon = self._horizon
         if horizon is None:
-            horizon = self._horizon = self._ahead()
-        total = 0.0
-        for other in entry.spec.capabilities:
-            if other == cap:
-                continue
-            demand = waiting.get(other, 0) + 0.5 * pending.get(other, 0)
-            if demand <= 0:
-                continue
-            slots = slots_of.get(other, 0)
-            if slots <= 0:
-                continue
-            need = demand * _or_one(self.learning.capability_unit(other)) / slots
-            total += (own / slots) * min(1.0, need / horizon)
-        return total
-
-    def _ahead(self) -> float:
-        """The pool's work ahead (queued plus half the pending, in expected seconds) over all
-        its slots: how long until it runs out of work, were every slot busy."""
-        unit = self.learning.capability_unit
-        work = 0.0
-        for counts, share in ((self.waiting, 1.0), (self.pending, 0.5)):
-            for c, n in counts.items():
-                if n > 0:
-                    work += share * n * _or_one(unit(c))
-        slots = self._all_slots
-        return max(work / slots, _MIN_RUN_S) if slots > 0 else _MIN_RUN_S
+            horizon = self._horizon = work_ahead(self.waiting, self.pending, unit, self._all_slots)
+        return pressure(entry, cap, self.waiting, self.pending, self._slots, unit, horizon)
 
     def score(self, task: AgentTask, spec: str, now: float) -> tuple[float, dict[str, float]]:
         """The score of one spec for one task, with its parts (for explanations)."""
