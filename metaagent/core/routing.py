@@ -14,10 +14,10 @@ that cost, so a higher score is better:
   times the fit of a hard task to a weak agent): ``run + retry = run / p`` is the expected time
   until a success if failed attempts were repeated alike; on a task's last attempt, when a
   failure fails the task, it counts ten times;
-- ``scarcity``: the delay taking this spec costs other work: ``run`` times, over the spec's
-  other capabilities, its share of their slots times their pressure (queued plus half the
-  pending work over their slots, at most 1): using the sole auditor for code while audits wait
-  costs about the code task's duration;
+- ``scarcity``: the delay taking this spec costs other work: ``run`` times its pressure
+  (``routing_scarcity``: over its other capabilities, its share of their slots times the
+  share of the time ahead their work needs of them): the sole auditor taking code costs the
+  code's duration when audits keep it busy until the pool runs out of work, half when half;
 - ``penalty``: the retry of a task that failed on this spec pays the back-off again (soft
   fallback: the failed spec is left out while another capable spec can start within the
   back-off, and priced, not forbidden, when none can);
@@ -44,6 +44,7 @@ from metaagent.core.decisions import SCORE_PARTS, Candidate
 from metaagent.core.instances import AgentInstance, AgentState
 from metaagent.core.learning import band_of
 from metaagent.core.routing_order import banded, cheapest_first, fallback, ranked
+from metaagent.core.routing_scarcity import pressure, work_ahead
 from metaagent.core.routing_weights import RoutingWeights
 from metaagent.core.spec_entry import SpecEntry
 from metaagent.core.tasks import TaskState
@@ -99,8 +100,9 @@ class Router:
     """
 
     __slots__ = (
-        "_bands", "_by_cap", "_cheapest", "_claimed", "_entries", "_free", "_least", "_prunable",
-        "_seq", "_slots", "_static_cache", "chooser", "learning", "pending", "waiting", "weights",
+        "_all_slots", "_bands", "_by_cap", "_cheapest", "_claimed", "_entries", "_free",
+        "_horizon", "_least", "_prunable", "_seq", "_slots", "_static_cache", "chooser",
+        "learning", "pending", "waiting", "weights",
     )  # fmt: skip
 
     def __init__(
@@ -126,6 +128,8 @@ class Router:
         self._claimed: list[SpecEntry] = []  # entries with claims this round
         self._static_cache: dict[str, tuple[int, float, list[_Static]]] = {}
         self._seq = 0
+        self._horizon: float | None = None  # the work ahead per slot, once per round
+        self._all_slots = 0
         # Work per capability, for scarcity: set by the scheduler to its live counters.
         self.waiting: Mapping[str, int] = {}
         self.pending: Mapping[str, int] = {}
@@ -142,6 +146,7 @@ class Router:
                 self._static_cache.pop(cap, None)
         entry.instances[inst] = None
         entry.slots += inst.slots
+        self._all_slots += inst.slots
         for cap in spec.capabilities:
             self._slots[cap] = self._slots.get(cap, 0) + inst.slots
             self._free[cap] = self._free.get(cap, 0)
@@ -154,6 +159,7 @@ class Router:
             return
         entry.free_insts.pop(inst, None)
         entry.slots -= inst.slots
+        self._all_slots -= inst.slots
         for cap in inst.spec.capabilities:
             self._slots[cap] -= inst.slots
         if entry.instances:
@@ -201,6 +207,7 @@ class Router:
         for entry in self._claimed:
             entry.claims = None
         self._claimed.clear()
+        self._horizon = None
 
     def capabilities(self) -> list[str]:
         return sorted(self._by_cap)
@@ -454,24 +461,13 @@ class Router:
         return scored
 
     def _pressure(self, entry: SpecEntry, cap: str) -> float:
-        """Over the spec's other capabilities: its share of their slots times their pressure
-        (queued plus half the pending work over their slots, capped at 1)."""
-        waiting = self.waiting
-        pending = self.pending
-        slots_of = self._slots
-        own = entry.slots
-        total = 0.0
-        for other in entry.spec.capabilities:
-            if other == cap:
-                continue
-            demand = waiting.get(other, 0) + 0.5 * pending.get(other, 0)
-            if demand <= 0:
-                continue
-            slots = slots_of.get(other, 0)
-            if slots <= 0:
-                continue
-            total += (own / slots) * min(1.0, demand / slots)
-        return total
+        """Scarcity's pressure on ``entry`` from its other work (``routing_scarcity``); the
+        pool's work ahead is computed once per round."""
+        unit = self.learning.capability_unit
+        horizon = self._horizon
+        if horizon is None:
+            horizon = self._horizon = work_ahead(self.waiting, self.pending, unit, self._all_slots)
+        return pressure(entry, cap, self.waiting, self.pending, self._slots, unit, horizon)
 
     def score(self, task: AgentTask, spec: str, now: float) -> tuple[float, dict[str, float]]:
         """The score of one spec for one task, with its parts (for explanations)."""

@@ -278,6 +278,9 @@ class Simulation:
         if luck is None:  # a retry, or a sub-task a decomposition created
             rng = self._rng
             luck = _Luck(rng.gauss(0.0, 1.0), rng.random(), rng.random())
+        fixed_u = self.spec.outcome_luck.get((tid, r.attempt)) if self.spec.outcome_luck else None
+        if fixed_u is not None:
+            luck = luck._replace(u=fixed_u)
         fixed = self.spec.durations
         fixed_s = fixed.get(tid) if fixed else None
         d, outcome = _attempt(task, odds, luck, fixed_s, self.spec.scale_by_complexity)

@@ -188,6 +188,9 @@ class SimSpec:
     ``ignore_groups`` routes as if tasks had no group (the no-affinity baseline); switches are
     still counted by group. ``warm_start`` seeds the routing statistics with that many
     pseudo-attempts per (agent, capability), as if learned from the profiles in earlier runs.
+    ``outcome_luck`` fixes, for ``(task id, attempt)``, the uniform number the attempt's outcome
+    is drawn from (it fails when below its agent's failure rate), so a reference schedule can
+    meet the same luck.
     """
 
     pools: tuple[AgentPool, ...]
@@ -204,6 +207,7 @@ class SimSpec:
     ordering: Ordering = "scheduler"
     ignore_groups: bool = False
     warm_start: int = 0
+    outcome_luck: Mapping[tuple[str, int], float] = field(default_factory=dict)
 
     @property
     def slots(self) -> int:

@@ -273,3 +273,31 @@ def test_ranks_are_revised_when_a_learned_duration_moves_materially() -> None:
     # A move within a quarter, or before the evidence doubled, revises nothing.
     s.finish("r", "a2", 1, Outcome.SUCCEEDED, 21.0)
     assert s.revisions == 1
+
+
+# Scarcity's pressure on the sole auditor (1 slot; audits and code) when it is asked for code:
+# (queued audits, pending audits, queued code, pending code) on a pool of 5 slots, 1 s a task.
+PRESSURE_TABLE = [
+    ((0, 0, 10, 0), 0.0),  # no audits ahead: the auditor is free to code
+    ((1, 0, 9, 0), 0.5),  # 1 s of audits against 10 s of work over 5 slots (2 s): half
+    ((2, 0, 3, 0), 1.0),  # 2 s of audits against 1 s ahead: the auditor is the bottleneck
+    ((0, 4, 18, 0), 0.5),  # pending tasks count half: 2 s of audits against 4 s ahead
+]
+
+
+@pytest.mark.parametrize(("counts", "expected"), PRESSURE_TABLE)
+def test_scarcity_is_the_share_of_the_time_ahead_the_other_work_needs(
+    counts: tuple[int, int, int, int], expected: float
+) -> None:
+    from metaagent.core.routing_scarcity import pressure, work_ahead
+    from metaagent.core.spec_entry import SpecEntry
+
+    entry = SpecEntry(AUDITOR)
+    entry.slots = 1
+    qa, pa, qc, pc = counts
+    waiting, pending = {"audit": qa, "code": qc}, {"audit": pa, "code": pc}
+    horizon = work_ahead(waiting, pending, lambda c: None, 5)
+    slots = {"audit": 1, "code": 4}
+    assert pressure(entry, "code", waiting, pending, slots, lambda c: None, horizon) == (
+        pytest.approx(expected)
+    )

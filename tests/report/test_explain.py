@@ -83,13 +83,15 @@ def test_the_winner_and_its_margin_over_the_runner_up(stored: StoredRun) -> None
     }  # fmt: skip
     assert why.candidates[1].breakdown["success"] == 0.5
     # weak is the only docs agent and task "c" (docs) waits: taking weak for code costs the
-    # docs work its duration (scarcity 1.0), on top of its longer expected retry time.
-    assert why.candidates[1].breakdown["scarcity"] == 1.0
-    assert why.margin == pytest.approx(1.0 + 1 / 0.5 - 1 / 0.7, abs=1e-3)
+    # docs work its duration times the share of the time ahead it needs of weak (1 s of docs
+    # on weak's slot against 2.5 s of work, a, c and half of b, over 2 slots: 0.8), on top of
+    # its longer expected retry time.
+    assert why.candidates[1].breakdown["scarcity"] == 0.8
+    assert why.margin == pytest.approx(0.8 + 1 / 0.5 - 1 / 0.7, abs=1e-3)
     assert [c.part for c in why.contributions[:2]] == ["scarcity", "retry"]
     assert sum(c.delta for c in why.contributions) == pytest.approx(why.margin, abs=1e-3)
-    assert why.summary.startswith("strong won with -1.429 over weak (-3.000), by 1.571")
-    assert "scarcity (+1.000" in why.summary
+    assert why.summary.startswith("strong won with -1.429 over weak (-2.800), by 1.371")
+    assert "scarcity (+0.800" in why.summary
     assert not why.affinity
     assert trail.weights == W
     assert trail.weights_note is None

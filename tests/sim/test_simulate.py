@@ -109,6 +109,23 @@ def test_failures_retry_then_fail_and_skip_the_dependents() -> None:
     assert r.makespan_s == pytest.approx(10.0 + 1.0 + 10.0)  # attempt, back-off, attempt
 
 
+def test_outcome_luck_fixes_which_attempts_fail() -> None:
+    # failure rate 0.5: a luck below it fails, above it succeeds; attempts without one draw
+    luck = {("x", 1): 0.1, ("x", 2): 0.2, ("x", 3): 0.9, ("y", 1): 0.7}
+    s = spec(
+        AgentPool(agent("a")),
+        tasks=(task("x", max_attempts=5), task("y", "x")),
+        default=Profile(Duration("fixed", 10.0), failure_rate=0.5),
+        settings=SimSettings(retry_base_s=1.0, retry_jitter=0.0),
+        outcome_luck=luck,
+    )
+    r = simulate(s)
+    assert r.states == {"succeeded": 2}
+    assert r.decisions["retry_task"] == 2
+    # x: fail, back-off 1 s, fail, back-off 2 s, succeed; then y succeeds at once
+    assert r.makespan_s == pytest.approx(10.0 + 1.0 + 10.0 + 2.0 + 10.0 + 10.0)
+
+
 def test_an_attempt_past_its_timeout_ends_at_the_timeout() -> None:
     r = simulate(spec(AgentPool(agent("a")), tasks=(task("x", timeout_s=4.0, max_attempts=1),)))
     assert r.states == {"failed": 1}
