@@ -30,7 +30,7 @@ import heapq
 from typing import TYPE_CHECKING
 
 from bench._bounds import dual_vertices, load
-from bench._listsched import upward_rank
+from bench._listsched import edges, upward_rank
 
 if TYPE_CHECKING:
     import random
@@ -82,11 +82,7 @@ def failing_schedule(
     first), each on the slot where ``start + duration / (1 - fails(agent))`` is least; attempt
     ``k`` of task ``t`` fails on an agent when ``luck[(t, k)]`` is below its failure rate."""
     free = [0.0] * len(slots)
-    left = {t.id: len(t.depends_on) for t in tasks}
-    below: dict[str, list[AgentTask]] = {t.id: [] for t in tasks}
-    for t in tasks:
-        for d in t.depends_on:
-            below[d].append(t)
+    left, below = edges(tasks)
     ready_at = dict.fromkeys(left, 0.0)
     order = {t.id: i for i, t in enumerate(tasks)}
     heap = [(-priority[t.id], order[t.id], 1, t) for t in tasks if not t.depends_on]

@@ -44,11 +44,7 @@ def list_schedule(
     slot (an agent name per slot) where it finishes earliest; ``duration(task, agent)`` is
     ``None`` where the agent cannot take the task."""
     free = [0.0] * len(slots)
-    left = {t.id: len(t.depends_on) for t in tasks}
-    below: dict[str, list[AgentTask]] = {t.id: [] for t in tasks}
-    for t in tasks:
-        for d in t.depends_on:
-            below[d].append(t)
+    left, below = edges(tasks)
     ready_at = dict.fromkeys(left, 0.0)
     heap = [(-priority[t.id], i, t) for i, t in enumerate(tasks) if not t.depends_on]
     heapq.heapify(heap)
@@ -93,3 +89,13 @@ def searched(
         noisy = {tid: r * rng.uniform(0.5, 1.5) for tid, r in rank.items()}
         best = min(best, list_schedule(tasks, slots, duration, noisy))
     return best
+
+
+def edges(tasks: Sequence[AgentTask]) -> tuple[dict[str, int], dict[str, list[AgentTask]]]:
+    """Each task's count of unmet dependencies, and the tasks that depend on each."""
+    left = {t.id: len(t.depends_on) for t in tasks}
+    below: dict[str, list[AgentTask]] = {t.id: [] for t in tasks}
+    for t in tasks:
+        for d in t.depends_on:
+            below[d].append(t)
+    return left, below

@@ -13,23 +13,11 @@ from metaagent.errors import WorkflowError
 from metaagent.sim.driver import Simulation
 from metaagent.sim.loading import parse_simulation
 from metaagent.sim.spec import Profile
-from metaagent.workflow.build import Workflow, parse_workflow
 from metaagent.workflow.settings import orchestrator_config
+from tests.workflow.test_budget_fields import load
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-
-def load(**parts: object) -> Workflow:
-    agent = {
-        "name": "a",
-        "capabilities": {"x": 1.0},
-        "runner": {"type": "function", "function": "json:dumps"},
-    }
-    agent.update(parts.pop("agent", {}))  # type: ignore[call-overload]
-    return parse_workflow(
-        {"name": "w", "agents": [agent], "tasks": [{"id": "t", "capability": "x"}], **parts}
-    )
 
 
 def test_a_declared_cost_and_the_routing_objective_load(tmp_path: Path) -> None:
