@@ -192,15 +192,7 @@ def run_command(
     )
     config = orchestrator_config(wf.settings, flags, workdir=workdir, task_count=len(wf.tasks))
     source = str(workflow.resolve())  # absolute: the run resumes from any directory
-    try:
-        batch = drive(
-            execute(wf, config, quiet=quiet, journal=store, source=source),
-            store,
-            retention_days=wf.settings.retention_days,
-        )
-    finally:
-        close_workspace(wf)
-    finish(batch, json_out)
+    carry_out(wf, config, store, json_out, quiet=quiet, source=source)
 
 
 def resume_command(
@@ -222,9 +214,24 @@ def resume_command(
     wf, workdir = reopen_workflow(store, run_id, db, force=force)
     keep_failed_worktrees(wf, keep_worktrees)
     config = orchestrator_config(wf.settings, workdir=workdir, task_count=len(wf.tasks))
+    carry_out(wf, config, store, json_out, quiet=quiet, resume=run_id)
+
+
+def carry_out(
+    wf: Workflow,
+    config: OrchestratorConfig,
+    store: SqliteJournal | None,
+    json_out: Path | None,
+    *,
+    quiet: bool,
+    resume: str | None = None,
+    source: str | None = None,
+) -> None:
+    """Run (or resume) the workflow to its end under the journal's retention, close its
+    workspace, then print and write the report and exit with the run's code."""
     try:
         batch = drive(
-            execute(wf, config, quiet=quiet, journal=store, resume=run_id),
+            execute(wf, config, quiet=quiet, journal=store, resume=resume, source=source),
             store,
             retention_days=wf.settings.retention_days,
         )

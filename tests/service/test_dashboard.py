@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from server_helpers import READ_TOKEN, TOKEN, Server, running_server, wait_for_state
 
-from bench.dashboard import chromium_path, launch
+from bench.dashboard import chromium_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -76,18 +76,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def gates(server: Server) -> Gates:
     return Gates(server.db.parent / "gates")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch(pw)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture

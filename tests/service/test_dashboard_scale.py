@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from server_helpers import TOKEN, Server, start_server
 
-from bench.dashboard import chromium_path, journal_run, launch
+from bench.dashboard import chromium_path, journal_run
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -34,18 +34,6 @@ while hold.exists() and time.monotonic() < deadline:
     time.sleep(0.05)
 print("done " + sys.argv[2])
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch(pw)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")
