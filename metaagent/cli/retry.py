@@ -24,7 +24,12 @@ from metaagent.cli.inputs import (
     stored_journal,
 )
 from metaagent.cli.report_file import check_report_path
-from metaagent.cli.run import drive, execute, finish, reopen_workflow
+from metaagent.cli.run import (
+    KeepWorktreesOption,
+    carry_out,
+    keep_failed_worktrees,
+    reopen_workflow,
+)
 from metaagent.errors import WorkflowError
 from metaagent.journal import JournalError, KnownRun
 from metaagent.journal.sqlite import DEFAULT_PATH
@@ -53,6 +58,7 @@ def retry_command(
     force: Annotated[
         bool, typer.Option("--force", help="Retry even if the workflow file changed since.")
     ] = False,
+    keep_worktrees: KeepWorktreesOption = False,
     server: remote.ServerOption = None,
 ) -> None:
     """Run a finished run's failed, cancelled and skipped tasks again in a new run.
@@ -64,10 +70,10 @@ def retry_command(
         return remote.retry(server, run_id, json_out, quiet)
     store = stored_journal(db)
     wf, workdir = reopen_workflow(store, run_id, db, force=force)
+    keep_failed_worktrees(wf, keep_worktrees)
     config = orchestrator_config(wf.settings, workdir=workdir, task_count=len(wf.tasks))
     new_id = _open_new_run(store, run_id, wf, config.workdir, task or [])
-    batch = drive(execute(wf, config, quiet=quiet, journal=store, resume=new_id), store)
-    finish(batch, json_out)
+    carry_out(wf, config, store, json_out, quiet=quiet, resume=new_id)
 
 
 def _open_new_run(

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -204,6 +205,31 @@ def test_retry_runs_only_what_did_not_succeed(tmp_path: Path) -> None:
     again = cli("retry", new, "--db", db, "-q", cwd=project)
     assert again.returncode == 0, again.stderr
     assert "nothing to retry" in again.stderr
+
+
+def test_retry_applies_the_retention_setting_like_run_and_resume(tmp_path: Path) -> None:
+    kept_30_days = WORKFLOW.replace(
+        "{max_concurrency: 2}", "{max_concurrency: 2, retention_days: 30}"
+    )
+    project = setup(tmp_path, kept_30_days)
+    ran = cli("run", "wf.yaml", "-q", "--db", "j.db", cwd=project)
+    assert ran.returncode == 1, ran.stderr
+    old = run_id_of(ran)
+    conn = sqlite3.connect(project / "j.db")
+    with conn:  # the failed run finished 40 days ago
+        conn.execute("UPDATE runs SET finished_at = finished_at - 40 * 86400")
+    conn.close()
+    (project / "go").touch()
+    retried = cli("retry", old, "--db", "j.db", "-q", cwd=project)
+    assert retried.returncode == 0, retried.stderr
+    assert "retention: deleted 1 finished runs older than 30 days" in retried.stderr
+    new = run_id_of(retried)
+    journal = SqliteJournal(project / "j.db")
+    try:
+        assert [r.run_id for r in journal.list_runs()] == [new]
+    finally:
+        journal.close()
+    assert set(states(project / "j.db", new).values()) == {"succeeded"}
 
 
 def test_retry_of_named_tasks_keeps_the_other_failures(tmp_path: Path) -> None:
