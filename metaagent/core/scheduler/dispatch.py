@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from metaagent.core.decisions import RouteTask
 from metaagent.core.instances import AgentState
 from metaagent.core.queues import K_RECORD
+from metaagent.core.routing_repeat import why as repeat_why
 from metaagent.core.scheduler.base import SchedulerBase
 from metaagent.core.tasks import Attempt, TaskState
 
@@ -236,8 +237,6 @@ class Dispatching(SchedulerBase):
             why += f"; waited {now - waited[1]:.3g}s for {waited[0]} while {waited[2]} was free"
             rec.waited = None
         if rec.avoid:
-            why += (
-                f"; avoiding {', '.join(sorted(rec.avoid))} after a failed attempt (penalised "
-                "by the back-off, not barred)"
-            )
+            why += repeat_why(choice.entry.name, choice.score, choice.repeats, rec.avoid,
+                              rec.penalty_s)  # fmt: skip
         return why
