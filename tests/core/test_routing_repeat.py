@@ -36,7 +36,8 @@ def test_a_spec_learns_its_factor_and_a_silent_one_takes_the_pools() -> None:
     pool = (0 + 2 * 0.5) / (6.4 + 2)  # every repeat, pooled
     assert n == 8
     assert phi_a == pytest.approx((0 + 2 * pool) / (6.4 + 2))
-    assert learning.repeat_factor("b", "code") == (pytest.approx(pool), 0)  # b: the pool's
+    phi_b, n_b = learning.repeat_factor("b", "code")
+    assert (phi_b, n_b) == (pytest.approx(pool), 0)  # b has none: the pool's
     flaky = Learning()
     for k in range(10):  # repeats succeed as often as first tries (0.6): independent
         flaky.record_repeat("c", "code", k % 5 != 0 and k % 5 != 1, 0.6)
