@@ -82,8 +82,7 @@ class Choice:
     affinity: bool = False
     free_alternative: str | None = None  # cheapest free spec, when the winner is busy
     met: bool | None = None  # cheapest_meeting: whether the winner reaches the target
-    # For a retry: each scored spec that failed the task, (spec, score, success of a repeat,
-    # repeat factor, repeats it was learned from): why it was or was not taken back.
+    # For a retry: each scored spec that failed the task (``Router.repeats``, set by the caller).
     repeats: tuple[tuple[str, float, float, float, int], ...] = ()
 
     @property
@@ -278,21 +277,6 @@ class Router:
         scored = self._score(task, cap, now, avoid, penalty_s, floor, prune, final)
         if not scored:
             return None
-        if avoid:
-            choice = self._route(task, scored, prefer, margin)
-            choice.repeats = self._repeats(scored, avoid, cap)
-            return choice
-        return self._route(task, scored, prefer, margin)
-
-    def _route(
-        self,
-        task: AgentTask,
-        scored: list[tuple[float, int, SpecEntry, Parts]],
-        prefer: AgentInstance | None,
-        margin: float,
-    ) -> Choice:
-        cap = task.capability
-        cheapest = self._cheapest
         met = None
         if cheapest:
             scored, met = cheapest_first(scored, self.weights.quality_target)
@@ -313,11 +297,22 @@ class Router:
         return Choice(None, entry, best[0], best[3], ranked(scored, None), best[3][1],
                       free_alternative=alt, met=met)  # fmt: skip
 
-    def _repeats(
-        self, scored: list[tuple[float, int, SpecEntry, Parts]], avoid: Collection[str], cap: str
+    def repeats(
+        self,
+        task: AgentTask,
+        now: float,
+        avoid: Collection[str],
+        penalty_s: float,
+        floor: float = 0.0,
+        final: bool = False,
     ) -> tuple[tuple[str, float, float, float, int], ...]:
+        """For a retry, each candidate spec that failed ``task``: (spec, score, success of a
+        repeat, repeat factor, repeats it rests on), as ``route`` just scored them (call before
+        the choice is started): why it was or was not taken back."""
+        cap = task.capability
         out = []
-        for score, _, entry, parts in scored:
+        for score, _, entry, parts in self._score(task, cap, now, avoid, penalty_s, floor,
+                                                  False, final):  # fmt: skip
             if entry.name in avoid:
                 phi, n = self.learning.repeat_factor(entry.name, cap)
                 out.append((entry.name, score, parts[5], phi, n))

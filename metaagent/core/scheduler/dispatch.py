@@ -132,6 +132,8 @@ class Dispatching(SchedulerBase):
         )
         if choice is None:
             return False
+        if rec.avoid and choice.instance is not None:  # a retry starts: say why (not) a repeat
+            choice.repeats = self.router.repeats(task, now, rec.avoid, rec.penalty_s, floor, final)
         if choice.instance is None:
             self.router.claim(choice, now)
             if rec.waited is None and choice.free_alternative is not None:
