@@ -18,9 +18,8 @@ that cost, so a higher score is better:
   (``routing_scarcity``: over its other capabilities, its share of their slots times the
   share of the time ahead their work needs of them): the sole auditor taking code costs the
   code's duration when audits keep it busy until the pool runs out of work, half when half;
-- ``penalty``: the retry of a task that failed on this spec pays the back-off again, and its
-  ``p`` is the success of a repeat, ``factor * p`` (soft fallback, priced, never forbidden:
-  ``core.routing_repeat`` learns the factor from the repeats seen, 0.5 with no evidence);
+- ``penalty``: a retry on a spec that failed the task pays the back-off again, and its ``p``
+  is a repeat's, ``factor * p`` (soft fallback, priced, not forbidden: ``core.routing_repeat``);
 - ``success``: ``p`` itself, weight 0 by default: shown in the breakdown;
 - ``cost``: the expected cost of an attempt (USD): the mean ``cost_usd`` its attempts reported,
   else the declared ``cost_per_call_usd``, else 0 (free). Weight 0 by default (shown only).
@@ -44,6 +43,7 @@ from metaagent.core.decisions import SCORE_PARTS, Candidate
 from metaagent.core.instances import AgentInstance, AgentState
 from metaagent.core.learning import band_of
 from metaagent.core.routing_order import banded, cheapest_first, ranked
+from metaagent.core.routing_repeat import reprice
 from metaagent.core.routing_scarcity import pressure, work_ahead
 from metaagent.core.routing_weights import RoutingWeights
 from metaagent.core.spec_entry import SpecEntry
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
 
     from metaagent.core.learning import Learning
+    from metaagent.core.routing_repeat import Repeat
     from metaagent.core.tasks import AgentTask
 
 __all__ = ["Choice", "Chooser", "Router", "RoutingWeights", "SpecEntry"]
@@ -82,8 +83,7 @@ class Choice:
     affinity: bool = False
     free_alternative: str | None = None  # cheapest free spec, when the winner is busy
     met: bool | None = None  # cheapest_meeting: whether the winner reaches the target
-    # For a retry: each scored spec that failed the task (``Router.repeats``, set by the caller).
-    repeats: tuple[tuple[str, float, float, float, int], ...] = ()
+    repeats: tuple[Repeat, ...] = ()  # a retry's failed specs (``routing_repeat.scored``)
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
@@ -275,6 +275,8 @@ class Router:
         cheapest = self._cheapest
         prune = not avoid and not cheapest
         scored = self._score(task, cap, now, avoid, penalty_s, floor, prune, final)
+        if avoid:
+            scored = reprice(self, scored, task, avoid, penalty_s, _FINAL[final], _MIN_SUCCESS)
         if not scored:
             return None
         met = None
@@ -296,27 +298,6 @@ class Router:
             alt = next((e.name for e in self._by_cap[cap] if e.free > 0), None)
         return Choice(None, entry, best[0], best[3], ranked(scored, None), best[3][1],
                       free_alternative=alt, met=met)  # fmt: skip
-
-    def repeats(
-        self,
-        task: AgentTask,
-        now: float,
-        avoid: Collection[str],
-        penalty_s: float,
-        floor: float = 0.0,
-        final: bool = False,
-    ) -> tuple[tuple[str, float, float, float, int], ...]:
-        """For a retry, each candidate spec that failed ``task``: (spec, score, success of a
-        repeat, repeat factor, repeats it rests on), as ``route`` just scored them (call before
-        the choice is started): why it was or was not taken back."""
-        cap = task.capability
-        out = []
-        for score, _, entry, parts in self._score(task, cap, now, avoid, penalty_s, floor,
-                                                  False, final):  # fmt: skip
-            if entry.name in avoid:
-                phi, n = self.learning.repeat_factor(entry.name, cap)
-                out.append((entry.name, score, parts[5], phi, n))
-        return tuple(out)
 
     def claim(self, choice: Choice, now: float) -> None:
         """The task of ``choice`` waits for its (busy) winner: claim its next slot."""
@@ -439,12 +420,6 @@ class Router:
         prune = prune and self._prunable
         least = factor * self._least if prune else 0.0
         pressure = self._pressure
-        # Specs that failed the task: their repeat factor (``core.routing_repeat``).
-        repeat = (
-            {s: (learning.repeat_factor(s, cap)[0], learning.success_unit(s, cap)) for s in avoid}
-            if avoid
-            else _NO_REPEAT
-        )
         best = second = _INF  # the two lowest costs so far: the runner-up is kept too
         scored: list[tuple[float, int, SpecEntry, Parts]] = []
         bands = self._bands
@@ -468,16 +443,10 @@ class Router:
             if bands is not None:
                 p = banded(p, bands.get((entry.name, cap)), band, learning.prior_strength,
                            sample)  # fmt: skip
-            penalty = 0.0
-            if repeat and entry.name in repeat:  # a repeat: less likely, and the back-off again
-                phi, unit = repeat[entry.name]
-                p *= phi
-                penalty = penalty_s
-                if unit is not None:  # as long as a success takes
-                    run = max(unit, _MIN_RUN_S) * factor
             p = max(p, _MIN_SUCCESS)
             retry = run * (1.0 - p) / p
             scarce = run * pressure(entry, cap) if multi else 0.0
+            penalty = 0.0  # a repeat is priced afterwards (``core.routing_repeat.reprice``)
             cost = (ww * wait + wr * run + wy * retry + wsc * scarce + wp * penalty - wsu * p
                     + wc * price)  # fmt: skip
             if cost < second:
@@ -517,7 +486,6 @@ def _bound_key(row: _Static) -> float:
 
 
 _INF = float("inf")
-_NO_REPEAT: dict[str, tuple[float, float | None]] = {}
 _READY = AgentState.READY
 _RUNNING = TaskState.RUNNING
 

@@ -31,9 +31,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Collection
 
+    from metaagent.core.routing import Parts, Router
+    from metaagent.core.spec_entry import SpecEntry
+    from metaagent.core.tasks import AgentTask
+
+Repeat = tuple[str, float, float, float, int]  # spec, score, success of a repeat, factor, seen
+
 PRIOR_FACTOR = 0.5  # with no evidence, a repeat succeeds half as often as a first try
 PRIOR_WEIGHT = 2.0  # the prior is worth this many expected successes
 _MIN_FACTOR = 0.02  # never quite zero: a repeat stays a (very) last resort, priced finitely
+_MIN_RUN_S = 1e-6  # as ``core.routing``
 
 
 def factor(ok: float, expected: float, prior: float, weight: float = PRIOR_WEIGHT) -> float:
@@ -56,10 +63,73 @@ def expected_success(
     return p
 
 
+def reprice(
+    router: Router,
+    scored: list[tuple[float, int, SpecEntry, Parts]],
+    task: AgentTask,
+    avoid: Collection[str],
+    penalty_s: float,
+    final: float,
+    min_success: float,
+) -> list[tuple[float, int, SpecEntry, Parts]]:
+    """The router's scored candidates with each spec that failed ``task`` priced as a repeat:
+    success ``factor * p``, run from its successful attempts (the capability's when it has
+    none), scarcity scaled with the run, the back-off (``penalty_s``) paid again; best first.
+    ``final`` multiplies the retry part's weight (a last attempt)."""
+    w = router.weights
+    learning = router.learning
+    cap = task.capability
+    wy = w.retry * final
+    unit_cap = learning.capability_unit(cap)
+    scale = 0.5 + task.complexity
+    if task.estimate_s is not None:  # as the router scales an estimate (``_or_one``)
+        scale = task.estimate_s / (1.0 if unit_cap is None else unit_cap)
+    out = []
+    for score, index, entry, parts in scored:
+        if entry.name not in avoid:
+            out.append((score, index, entry, parts))
+            continue
+        wait, run, _, scarce, _, p, price = parts
+        unit = learning.success_unit(entry.name, cap)
+        again = run if unit is None else max(unit, _MIN_RUN_S) * scale
+        scarce = scarce * again / run if run > 0 else 0.0
+        p = max(p * learning.repeat_factor(entry.name, cap)[0], min_success)
+        retry = again * (1.0 - p) / p
+        cost = (w.wait * wait + w.run * again + wy * retry + w.scarcity * scarce
+                + w.penalty * penalty_s - w.success * p + w.cost * price)  # fmt: skip
+        out.append((-cost, index, entry, (wait, again, retry, scarce, penalty_s, p, price)))
+    out.sort(reverse=True)  # (score, -index) are unique: entries are never compared
+    return out
+
+
+def scored(
+    router: Router,
+    task: AgentTask,
+    now: float,
+    avoid: Collection[str],
+    penalty_s: float,
+    floor: float = 0.0,
+    final: bool = False,
+) -> tuple[Repeat, ...]:
+    """For a retry, each candidate spec that failed ``task``, as the router just scored it
+    (call before the choice is started): why it was or was not taken back."""
+    from metaagent.core.routing import _FINAL, _MIN_SUCCESS  # at call time: it imports us
+
+    cap = task.capability
+    out = []
+    rows = router._score(task, cap, now, avoid, penalty_s, floor, False, final)
+    for score, _, entry, parts in reprice(router, rows, task, avoid, penalty_s, _FINAL[final],
+                                          _MIN_SUCCESS):  # fmt: skip
+        if entry.name in avoid:
+            phi, n = router.learning.repeat_factor(entry.name, cap)
+            out.append((entry.name, score, parts[5], phi, n))
+    return tuple(out)
+
+
 def why(
     winner: str,
     score: float,
-    repeats: tuple[tuple[str, float, float, float, int], ...],
+    repeats: tuple[Repeat, ...],
     avoid: Collection[str],
     penalty_s: float,
 ) -> str:
