@@ -180,19 +180,22 @@ def expected_duration(task: AgentTask, agent: str) -> float | None:
     return None if d is None else d / (1.0 - fails(agent, task.capability))
 
 
+def _expected_mean(t: AgentTask) -> float:
+    """The rank's cost with failures: the expected duration (``d / (1 - f)``), over agents."""
+    return statistics.mean(d for s in POOL if (d := expected_duration(t, s.name)) is not None)
+
+
 def failing_row(
     tasks: list[AgentTask], k: int, slots: list[str], restarts: int
 ) -> dict[str, float]:
     """One DAG with failures: the expected-makespan bound, the reference, both routers."""
-    mean = lambda t: statistics.mean(  # noqa: E731 - the rank's cost: expected, over agents
-        d for s in POOL if (d := expected_duration(t, s.name)) is not None
-    )
+    mean = _expected_mean
     luck = draw_luck(tasks, random.Random(1_000_003 + k))
     ref = searched_failing(tasks, slots, duration, fails, mean, restarts, random.Random(k), luck)
     return {
         "tasks": len(tasks), "bound": expected_bound(tasks, base_work, fastest, FAIL_VERTICES),
         "reference": ref, "router": simulated(tasks, k, previous=False, luck=luck),
-        "previous": simulated(tasks, k, previous=True, luck=luck),
+        "previous": simulated(tasks, k, previous=True, luck=luck), "k": k,
     }  # fmt: skip
 
 
@@ -203,6 +206,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     parser.add_argument("--max-tasks", type=int, default=500)
     parser.add_argument("--restarts", type=int, default=20, help="reference search restarts")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument(
+        "--redraws",
+        type=int,
+        default=20,
+        help="with failures: more draws of luck for the 5 worst DAGs against "
+        "the reference, reported beside the targets (20; 0: none)",
+    )
     parser.add_argument("--no-failures", action="store_true",
                         help="skip the second pass, where attempts fail at rates set by "
                              "proficiency")  # fmt: skip
@@ -213,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     slots = [s.name for s in POOL for _ in range(s.concurrency)]
     rows: list[dict[str, float]] = []
     failing: list[dict[str, float]] = []
+    dags: dict[int, list[AgentTask]] = {}
     for k in range(args.dags):
         n = rng.randint(args.min_tasks, args.max_tasks)
         tasks = random_dag(n, rng)
@@ -228,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         })  # fmt: skip
         if not args.no_failures:
             failing.append(failing_row(tasks, k, slots, args.restarts))
+            dags[k] = tasks
     vs_bound = [r["router"] / r["bound"] for r in rows]
     vs_ref = [r["router"] / r["reference"] for r in rows]
     prev_bound = [r["previous"] / r["bound"] for r in rows]
@@ -304,12 +316,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         "worse_than_previous_share": round(worse, 4), "targets": targets,
     }  # fmt: skip
     if failing:
-        out["with_failures"] = _failing_report(failing)
+        again = redrawn(dags, failing, slots, args.restarts, args.redraws) if args.redraws else []
+        out["with_failures"] = _failing_report(failing, again)
     print_json(out)
     return out
 
 
-def _failing_report(rows: Sequence[dict[str, float]]) -> dict[str, object]:
+def _failing_report(
+    rows: Sequence[dict[str, float]], again: Sequence[dict[str, float]] = ()
+) -> dict[str, object]:
     """The pass with failures: figures against the expected-makespan bound and the reference
     (one draw of the outcomes per DAG, so per-DAG ratios are noisy; means are the measure)."""
     table = [
@@ -322,6 +337,11 @@ def _failing_report(rows: Sequence[dict[str, float]]) -> dict[str, object]:
                 "max / bound", "mean / ref", "max / ref"], table)  # fmt: skip
     worse = sum(r["router"] > r["previous"] * (1 + 1e-9) for r in rows) / len(rows)
     print(f"\nwith failures, router worse than the previous router on {worse:.1%} of the DAGs")
+    if again:
+        table = [[a["dag"], a["tasks"], a["first_draw"], a["expected"]] for a in again]
+        print_table("The worst DAGs against the reference, over more draws of luck (mean "
+                    "router / mean reference)", ["DAG", "tasks", "first draw", "expected"],
+                    table)  # fmt: skip
     vs_bound, vs_ref = _ratio(rows, "router", "bound"), _ratio(rows, "router", "reference")
     checks = (
         ("mean_within_1.05_of_expected_bound", "mean router / expected bound", vs_bound[0],
@@ -341,12 +361,50 @@ def _failing_report(rows: Sequence[dict[str, float]]) -> dict[str, object]:
         "reference_vs_bound": dict(zip(("mean", "max"), _ratio(rows, "reference", "bound"),
                                        strict=True)),
         "worse_than_previous_share": round(worse, 4),
+        "worst_dags_redrawn": list(again),
         "targets": {
             key: {"target": f"(with failures) {what} <= {limit}", "value": round(value, 4),
                   "target_met": value <= limit}
             for key, what, value, limit in checks
         },
     }  # fmt: skip
+
+
+def redrawn(
+    dags: Mapping[int, list[AgentTask]],
+    rows: Sequence[dict[str, float]],
+    slots: list[str],
+    restarts: int,
+    draws: int,
+    worst: int = 5,
+) -> list[dict[str, float]]:
+    """For the ``worst`` DAGs against the reference (one draw of luck each), the router's and
+    the reference's makespans over ``draws`` more draws: whether a DAG's ratio is the router's
+    or the draw's. Reported beside the targets, which stay judged on the first draw."""
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["router"] / rows[i]["reference"])
+    out = []
+    for i in reversed(order[-worst:]):
+        k = int(rows[i]["k"])
+        router = reference = 0.0
+        for d in range(1, draws + 1):
+            row = _redraw(dags[k], k, slots, restarts, d)
+            router += row[0]
+            reference += row[1]
+        out.append({
+            "dag": k, "tasks": len(dags[k]), "first_draw": round(rows[i]["router"]
+                                                              / rows[i]["reference"], 4),
+            "expected": round(router / reference, 4),
+        })  # fmt: skip
+    return out
+
+
+def _redraw(
+    tasks: list[AgentTask], k: int, slots: list[str], restarts: int, draw: int
+) -> tuple[float, float]:
+    luck = draw_luck(tasks, random.Random(1_000_003 + k + 7_919 * draw))
+    ref = searched_failing(tasks, slots, duration, fails, _expected_mean, restarts,
+                           random.Random(k), luck)  # fmt: skip
+    return simulated(tasks, k, previous=False, luck=luck), ref
 
 
 def _ratio(rows: Sequence[dict[str, float]], num: str, den: str) -> tuple[float, float]:

@@ -15,6 +15,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from metaagent.core.routing_repeat import PRIOR_FACTOR, expected_success, factor
+
 RoutingMode = Literal["deterministic", "thompson"]
 
 
@@ -28,6 +30,11 @@ class ArmStats:
     mean_duration_s: float = 0.0
     costs: int = 0  # attempts that reported a cost
     mean_cost_usd: float = 0.0
+    # Repeats: attempts on a task this spec had already failed (``core.routing_repeat``), their
+    # successes, and the successes first tries would have had (the sum of their expected ``p``).
+    repeats: int = 0
+    repeat_successes: int = 0
+    repeat_expected: float = 0.0
 
     @property
     def attempts(self) -> int:
@@ -41,8 +48,8 @@ class Learning:
     """
 
     __slots__ = (
-        "_cap_duration", "_cap_unit", "_dirty", "arm_version", "arms", "bands", "cap_version",
-        "capability_prior", "changed",
+        "_cap_duration", "_cap_unit", "_dirty", "_failed_units", "_repeats", "arm_version",
+        "arms", "bands", "cap_version", "capability_prior", "changed",
         "frozen", "mode", "prior_strength", "rng", "units", "version",
     )  # fmt: skip
 
@@ -77,6 +84,10 @@ class Learning:
         # (spec, capability) -> successes then failures per complexity band (2 * BANDS counts)
         self.bands: dict[tuple[str, str], list[int]] = {}
         self.version = 0  # bumped by every change, so caches of estimates know they are stale
+        self._repeats = [0.0, 0.0]  # every spec's repeats: successes, expected successes
+        # The failed attempts' share of ``units`` (and of the capability's, under key (cap, "")):
+        # recorded on failures only, so the success-only mean costs a success nothing.
+        self._failed_units: dict[tuple[str, str], tuple[int, float]] = {}
 
     def record(
         self,
@@ -128,6 +139,10 @@ class Learning:
             cap.durations = k = cap.durations + 1
             cap.mean_duration_s += (duration_s - cap.mean_duration_s) / k
             unit = duration_s / (0.5 + complexity)
+            if not success:
+                failed = self._failed_units
+                failed[key] = _add_unit(failed.get(key), unit)
+                failed[(capability, "")] = _add_unit(failed.get((capability, "")), unit)
             units = self.units
             old = units.get(key)
             if old is None:
@@ -144,6 +159,61 @@ class Learning:
             return n
         return 0
 
+    def expected_success(
+        self, spec: str, capability: str, declared: float, complexity: float
+    ) -> float:
+        """The success a first try of ``spec`` on a task of ``complexity`` is expected to have
+        now (the router's ``p``, deterministic): what a repeat is measured against."""
+        arm = self.arms.get((spec, capability))
+        ok, bad = (0, 0) if arm is None else (arm.successes, arm.failures)
+        prof = self.proficiency(spec, capability, declared)
+        return expected_success(ok, bad, declared, self.prior_strength, complexity, prof)
+
+    def success_unit(self, spec: str, capability: str) -> float | None:
+        """The mean duration per unit of complexity of ``spec``'s *successful* attempts on
+        ``capability``, else of the capability's, if any was seen: what a repeat is expected
+        to take (an attempt that failed at once says nothing of how long a success takes)."""
+        failed = self._failed_units
+        for all_, bad in (
+            (self.units.get((spec, capability)), failed.get((spec, capability))),
+            (self._cap_unit.get(capability), failed.get((capability, ""))),
+        ):
+            if all_ is None:
+                continue
+            if bad is None:
+                return all_[1]
+            n = all_[0] - bad[0]
+            if n > 0:
+                return max((all_[0] * all_[1] - bad[0] * bad[1]) / n, 0.0)
+        return None
+
+    def record_repeat(self, spec: str, capability: str, success: bool, expected: float) -> None:
+        """Add the outcome of a repeat (an attempt on a task ``spec`` had already failed) that
+        a first try would have passed with probability ``expected`` (call with ``record``)."""
+        if self.frozen:
+            return
+        key = (spec, capability)
+        arm = self.arms.get(key)
+        if arm is None:
+            arm = self.arms[key] = ArmStats()
+        arm.repeats += 1
+        arm.repeat_successes += success
+        arm.repeat_expected += expected
+        pool = self._repeats
+        pool[0] += success
+        pool[1] += expected
+        self._dirty.add(key)
+
+    def repeat_factor(self, spec: str, capability: str) -> tuple[float, int]:
+        """How much less often a repeat of ``spec`` succeeds than a first try (``factor`` of
+        ``core.routing_repeat``; shrunk towards the pool's), and how many repeats it rests on."""
+        ok, expected = self._repeats
+        prior = factor(ok, expected, PRIOR_FACTOR)
+        arm = self.arms.get((spec, capability))
+        if arm is None or not arm.repeats:
+            return prior, 0
+        return factor(arm.repeat_successes, arm.repeat_expected, prior), arm.repeats
+
     def drain_dirty(self) -> set[tuple[str, str]]:
         """The (spec, capability) pairs updated since the last call (to persist them)."""
         dirty, self._dirty = self._dirty, set()
@@ -156,6 +226,9 @@ class Learning:
             self.cap_version.get(capability, 0) + 1
         )
         self.arms[(spec, capability)] = stats
+        if stats.repeats:
+            self._repeats[0] += stats.repeat_successes
+            self._repeats[1] += stats.repeat_expected
         if stats.durations:
             self.units[(spec, capability)] = (stats.durations, stats.mean_duration_s)
             self._cap_unit[capability] = _add_unit(

@@ -18,9 +18,8 @@ that cost, so a higher score is better:
   (``routing_scarcity``: over its other capabilities, its share of their slots times the
   share of the time ahead their work needs of them): the sole auditor taking code costs the
   code's duration when audits keep it busy until the pool runs out of work, half when half;
-- ``penalty``: the retry of a task that failed on this spec pays the back-off again (soft
-  fallback: the failed spec is left out while another capable spec can start within the
-  back-off, and priced, not forbidden, when none can);
+- ``penalty``: a retry on a spec that failed the task pays the back-off again, and its ``p``
+  is a repeat's, ``factor * p`` (soft fallback, priced, not forbidden: ``core.routing_repeat``);
 - ``success``: ``p`` itself, weight 0 by default: shown in the breakdown;
 - ``cost``: the expected cost of an attempt (USD): the mean ``cost_usd`` its attempts reported,
   else the declared ``cost_per_call_usd``, else 0 (free). Weight 0 by default (shown only).
@@ -43,7 +42,8 @@ from typing import TYPE_CHECKING
 from metaagent.core.decisions import SCORE_PARTS, Candidate
 from metaagent.core.instances import AgentInstance, AgentState
 from metaagent.core.learning import band_of
-from metaagent.core.routing_order import banded, cheapest_first, fallback, ranked
+from metaagent.core.routing_order import banded, cheapest_first, ranked
+from metaagent.core.routing_repeat import reprice
 from metaagent.core.routing_scarcity import pressure, work_ahead
 from metaagent.core.routing_weights import RoutingWeights
 from metaagent.core.spec_entry import SpecEntry
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
 
     from metaagent.core.learning import Learning
+    from metaagent.core.routing_repeat import Repeat
     from metaagent.core.tasks import AgentTask
 
 __all__ = ["Choice", "Chooser", "Router", "RoutingWeights", "SpecEntry"]
@@ -82,6 +83,7 @@ class Choice:
     affinity: bool = False
     free_alternative: str | None = None  # cheapest free spec, when the winner is busy
     met: bool | None = None  # cheapest_meeting: whether the winner reaches the target
+    repeats: tuple[Repeat, ...] = ()  # a retry's failed specs (``routing_repeat.scored``)
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
@@ -274,7 +276,7 @@ class Router:
         prune = not avoid and not cheapest
         scored = self._score(task, cap, now, avoid, penalty_s, floor, prune, final)
         if avoid:
-            scored = fallback(scored, avoid, penalty_s)
+            scored = reprice(self, scored, task, avoid, penalty_s, _FINAL[final], _MIN_SUCCESS)
         if not scored:
             return None
         met = None
@@ -418,7 +420,6 @@ class Router:
         prune = prune and self._prunable
         least = factor * self._least if prune else 0.0
         pressure = self._pressure
-        penalties = dict.fromkeys(avoid, penalty_s) if avoid else _NO_PENALTY
         best = second = _INF  # the two lowest costs so far: the runner-up is kept too
         scored: list[tuple[float, int, SpecEntry, Parts]] = []
         bands = self._bands
@@ -445,7 +446,7 @@ class Router:
             p = max(p, _MIN_SUCCESS)
             retry = run * (1.0 - p) / p
             scarce = run * pressure(entry, cap) if multi else 0.0
-            penalty = penalties.get(entry.name, 0.0)
+            penalty = 0.0  # a repeat is priced afterwards (``core.routing_repeat.reprice``)
             cost = (ww * wait + wr * run + wy * retry + wsc * scarce + wp * penalty - wsu * p
                     + wc * price)  # fmt: skip
             if cost < second:
@@ -485,7 +486,6 @@ def _bound_key(row: _Static) -> float:
 
 
 _INF = float("inf")
-_NO_PENALTY: dict[str, float] = {}
 _READY = AgentState.READY
 _RUNNING = TaskState.RUNNING
 

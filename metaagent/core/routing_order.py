@@ -1,4 +1,4 @@
-"""The router's orderings besides the weighted cost: the soft fallback, the objective
+"""The router's orderings besides the weighted cost: the objective
 ``cheapest_meeting`` (the cheapest spec whose expected success for the task reaches a target)
 with the success of a complexity band, and the runners-up a decision keeps.
 
@@ -20,22 +20,11 @@ from typing import TYPE_CHECKING
 from metaagent.core.learning import band_counts
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection
+    from collections.abc import Callable
 
     from metaagent.core.instances import AgentInstance
     from metaagent.core.routing import Parts
     from metaagent.core.spec_entry import SpecEntry
-
-
-def fallback(
-    scored: list[tuple[float, int, SpecEntry, Parts]], avoid: Collection[str], penalty_s: float
-) -> list[tuple[float, int, SpecEntry, Parts]]:
-    """Soft fallback: the specs that failed the task are left out while another spec can
-    start within the back-off (``penalty_s``); otherwise they stay, paying the penalty."""
-    others = [s for s in scored if s[2].name not in avoid]
-    if any(s[3][0] <= penalty_s for s in others):
-        return others
-    return scored
 
 
 def banded(

@@ -203,7 +203,7 @@ class SqliteJournal:
         for spec, cap, arm in stats:
             self._batch.stats[(spec, cap)] = ArmStats(
                 arm.successes, arm.failures, arm.durations, arm.mean_duration_s, arm.costs,
-                arm.mean_cost_usd,
+                arm.mean_cost_usd, arm.repeats, arm.repeat_successes, arm.repeat_expected,
             )  # fmt: skip
 
     @property
@@ -354,7 +354,7 @@ class SqliteJournal:
     def load_stats(self) -> list[tuple[str, str, ArmStats]]:
         rows = self._conn.execute(
             "SELECT spec, capability, successes, failures, durations, mean_duration_s, costs, "
-            "mean_cost_usd FROM stats"
+            "mean_cost_usd, repeats, repeat_successes, repeat_expected FROM stats"
         ).fetchall()
         return [(s, c, ArmStats(*arm)) for s, c, *arm in rows]
 

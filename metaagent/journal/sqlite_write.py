@@ -130,12 +130,15 @@ class Batch:
             )
         if self.stats:
             conn.executemany(
-                "INSERT INTO stats VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (spec, capability) DO "
-                "UPDATE SET successes = excluded.successes, failures = excluded.failures, "
+                "INSERT INTO stats VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (spec, capability) "
+                "DO UPDATE SET successes = excluded.successes, failures = excluded.failures, "
                 "durations = excluded.durations, mean_duration_s = excluded.mean_duration_s, "
-                "costs = excluded.costs, mean_cost_usd = excluded.mean_cost_usd",
+                "costs = excluded.costs, mean_cost_usd = excluded.mean_cost_usd, "
+                "repeats = excluded.repeats, repeat_successes = excluded.repeat_successes, "
+                "repeat_expected = excluded.repeat_expected",
                 [(s, c, a.successes, a.failures, a.durations, a.mean_duration_s, a.costs,
-                  a.mean_cost_usd) for (s, c), a in self.stats.items()],
+                  a.mean_cost_usd, a.repeats, a.repeat_successes, a.repeat_expected)
+                 for (s, c), a in self.stats.items()],
             )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("bench_on_path")
     ("name", "argv"),
     [
         ("learning", ["--tasks", "300", "--worlds", "1", "--overclaim-tasks", "200"]),
-        ("hetero", ["--dags", "3", "--min-tasks", "24", "--max-tasks", "60", "--restarts", "2"]),
+        ("hetero", ["--dags", "3", "--max-tasks", "60", "--restarts", "2", "--redraws", "2"]),
         ("fairness", ["--big", "2000", "--slots", "8", "--at", "10"]),
         (
             "makespan",

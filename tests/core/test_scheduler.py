@@ -286,7 +286,7 @@ def test_failed_attempt_is_retried_after_backoff_on_a_different_agent(
     assert s.tick(now=10.999) == []
     (second,) = decisions_of(s.tick(now=11.0), RouteTask)
     assert (second.spec, second.attempt) == ("beta", 2)
-    assert "avoiding alpha" in second.reason
+    assert "not back on alpha, which failed it" in second.reason
 
     outs = s.finish("r", "t", 2, Outcome.TIMEOUT, now=12.0, error="timed out")
     (retry2,) = decisions_of(outs, RetryTask)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from metaagent.core.decisions import RouteTask
 from metaagent.core.instances import AgentState
 from metaagent.core.queues import K_RECORD
+from metaagent.core.routing_repeat import scored as repeats_of
+from metaagent.core.routing_repeat import why as repeat_why
 from metaagent.core.scheduler.base import SchedulerBase
 from metaagent.core.tasks import Attempt, TaskState
 
@@ -131,6 +133,9 @@ class Dispatching(SchedulerBase):
         )
         if choice is None:
             return False
+        if rec.avoid and choice.instance is not None:  # a retry starts: say why (not) a repeat
+            choice.repeats = repeats_of(self.router, task, now, rec.avoid, rec.penalty_s, floor,
+                                        final)  # fmt: skip
         if choice.instance is None:
             self.router.claim(choice, now)
             if rec.waited is None and choice.free_alternative is not None:
@@ -236,8 +241,6 @@ class Dispatching(SchedulerBase):
             why += f"; waited {now - waited[1]:.3g}s for {waited[0]} while {waited[2]} was free"
             rec.waited = None
         if rec.avoid:
-            why += (
-                f"; avoiding {', '.join(sorted(rec.avoid))} after a failed attempt (penalised "
-                "by the back-off, not barred)"
-            )
+            why += repeat_why(choice.entry.name, choice.score, choice.repeats, rec.avoid,
+                              rec.penalty_s)  # fmt: skip
         return why

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from metaagent.core.decisions import Output
     from metaagent.core.scheduler.records import RunRecord, TaskRecord
+    from metaagent.core.specs import AgentSpec
 
 _RUNNING = TaskState.RUNNING
 _PENDING = TaskState.PENDING
@@ -66,6 +67,8 @@ class Outcomes(Decomposing):
         task = rec.task
         att = rec.attempts[-1]
         usage = att.usage
+        if rec.avoid and inst.spec.name in rec.avoid:
+            self._repeated(rec, inst.spec, True)
         seen = self.learning.record(
             inst.spec.name, task.capability, True, att.duration_s, task.complexity,
             None if usage is None else usage.cost_usd,
@@ -148,9 +151,20 @@ class Outcomes(Decomposing):
         att = rec.attempts[-1]
         duration = att.duration_s if outcome is Outcome.ERROR else None
         cost = None if att.usage is None else att.usage.cost_usd  # a failure is billed too
+        if rec.avoid and spec in rec.avoid:
+            self._repeated(rec, inst.spec, False)
         self.learning.record(spec, rec.task.capability, False, duration, rec.task.complexity, cost)
         out.extend(self._failed_attempt(rec, spec, outcome, error, now))
         return self._drain(out, now)
+
+    def _repeated(self, rec: TaskRecord, spec: AgentSpec, success: bool) -> None:
+        """An attempt on a spec that had already failed the task ended: evidence of how much
+        a failure there says of the next one (``core.routing_repeat``)."""
+        task = rec.task
+        cap = task.capability
+        learning = self.learning
+        p = learning.expected_success(spec.name, cap, spec.capabilities[cap], task.complexity)
+        learning.record_repeat(spec.name, cap, success, p)
 
     def _end_attempt(
         self,
@@ -244,16 +258,18 @@ class Outcomes(Decomposing):
             delay = compute_backoff(self.config.retry, step, self.rng)
             rec.avoid = rec.avoid | {spec}
             # Soft fallback: the failed specs pay the back-off once more in the retry's cost,
-            # so another agent that can start within it is preferred, and they take it back
-            # when none can.
+            # and their success is that of a repeat (``core.routing_repeat``): another agent
+            # is preferred unless taking one back is still the cheapest.
             rec.penalty_s = delay
             rec.state = TaskState.READY
             rec.not_before = now + delay
             self.queues.delay(rec, rec.not_before)
             others = self.router.specs_for(task.capability) - rec.avoid
+            phi = self.learning.repeat_factor(spec, task.capability)[0]
             where = (
-                f"preferring another agent ({', '.join(sorted(others))}) unless none can start "
-                f"within {rec.penalty_s:.2f}s"
+                f"preferring another agent ({', '.join(sorted(others))}) unless {spec} is "
+                f"still the cheapest with a repeat's success ({phi:.2f} of a first try's) and "
+                f"the back-off again"
                 if others
                 else "no other agent offers this capability, so the same may take it"
             )

@@ -1,0 +1,152 @@
+"""Soft fallback priced: what a retry on a spec that already failed the task is expected to cost.
+
+A failed attempt says something about the next one on the same spec. When failures are
+*independent* (a flaky network, a sampled answer that was wrong this time), a repeat succeeds
+as often as a first try; when they are *correlated* (the agent cannot do this task: it raises
+the same error every time), it does not. Which world a pool lives in is learned, per spec and
+capability, from the repeats it has seen:
+
+    factor = P(success | the spec already failed this task) / P(success)
+
+estimated as ``(successes of repeats + k * prior) / (their expected successes + k)``: the
+repeats' successes against what a first try would have achieved (the sum of their expected
+successes ``p`` when they ran), shrunk towards a prior worth ``k`` expected successes, and
+at most 1 (a failure is no evidence that the agent got better). The prior of one spec is the
+pool's factor (every spec's repeats, pooled, shrunk towards ``PRIOR_FACTOR``): a pool whose
+agents fail at random learns it from any of them.
+
+The router prices the repeat at ``p_again = factor * p``, so its expected time to success
+``run / p_again`` grows as the failures correlate, and it pays the back-off again (the
+``penalty`` part): the minimum cost that keeps an agent which fails at once from looking
+free. Nothing is forbidden: with no evidence (factor 0.5, a repeat is half as likely to
+succeed) a failed spec takes its retry back only when every other capable spec is about
+twice as slow or busy for longer; with repeats that failed, it is left alone; with repeats
+that succeeded as often as first tries, it competes at its plain price.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from metaagent.core.routing import Parts, Router
+    from metaagent.core.spec_entry import SpecEntry
+    from metaagent.core.tasks import AgentTask
+
+Repeat = tuple[str, float, float, float, int]  # spec, score, success of a repeat, factor, seen
+
+PRIOR_FACTOR = 0.5  # with no evidence, a repeat succeeds half as often as a first try
+PRIOR_WEIGHT = 2.0  # the prior is worth this many expected successes
+_MIN_FACTOR = 0.02  # never quite zero: a repeat stays a (very) last resort, priced finitely
+_MIN_RUN_S = 1e-6  # as ``core.routing``
+
+
+def factor(ok: float, expected: float, prior: float, weight: float = PRIOR_WEIGHT) -> float:
+    """The repeat factor from ``ok`` successes of repeats that were ``expected`` to succeed
+    that often had they been first tries, shrunk towards ``prior`` (worth ``weight``)."""
+    value = (ok + weight * prior) / (expected + weight)
+    return _MIN_FACTOR if value < _MIN_FACTOR else 1.0 if value > 1.0 else value
+
+
+def expected_success(
+    successes: int, failures: int, declared: float, strength: float, complexity: float, prof: float
+) -> float:
+    """The success a first try of this spec was expected to have (as the router computes it:
+    the Beta posterior mean, times the fit of a hard task to a weak agent)."""
+    a = 1.0 + strength * declared + successes
+    b = 1.0 + strength * (1.0 - declared) + failures
+    p = a / (a + b)
+    if complexity > prof:
+        p *= 1.0 - (complexity - prof)
+    return p
+
+
+def reprice(
+    router: Router,
+    scored: list[tuple[float, int, SpecEntry, Parts]],
+    task: AgentTask,
+    avoid: Collection[str],
+    penalty_s: float,
+    final: float,
+    min_success: float,
+) -> list[tuple[float, int, SpecEntry, Parts]]:
+    """The router's scored candidates with each spec that failed ``task`` priced as a repeat:
+    success ``factor * p``, run from its successful attempts (the capability's when it has
+    none), scarcity scaled with the run, the back-off (``penalty_s``) paid again; best first.
+    ``final`` multiplies the retry part's weight (a last attempt)."""
+    w = router.weights
+    learning = router.learning
+    cap = task.capability
+    wy = w.retry * final
+    unit_cap = learning.capability_unit(cap)
+    scale = 0.5 + task.complexity
+    if task.estimate_s is not None:  # as the router scales an estimate (``_or_one``)
+        scale = task.estimate_s / (1.0 if unit_cap is None else unit_cap)
+    out = []
+    for score, index, entry, parts in scored:
+        if entry.name not in avoid:
+            out.append((score, index, entry, parts))
+            continue
+        wait, run, _, scarce, _, p, price = parts
+        unit = learning.success_unit(entry.name, cap)
+        again = run if unit is None else max(unit, _MIN_RUN_S) * scale
+        scarce = scarce * again / run if run > 0 else 0.0
+        p = max(p * learning.repeat_factor(entry.name, cap)[0], min_success)
+        retry = again * (1.0 - p) / p
+        cost = (w.wait * wait + w.run * again + wy * retry + w.scarcity * scarce
+                + w.penalty * penalty_s - w.success * p + w.cost * price)  # fmt: skip
+        out.append((-cost, index, entry, (wait, again, retry, scarce, penalty_s, p, price)))
+    out.sort(reverse=True)  # (score, -index) are unique: entries are never compared
+    return out
+
+
+def scored(
+    router: Router,
+    task: AgentTask,
+    now: float,
+    avoid: Collection[str],
+    penalty_s: float,
+    floor: float = 0.0,
+    final: bool = False,
+) -> tuple[Repeat, ...]:
+    """For a retry, each candidate spec that failed ``task``, as the router just scored it
+    (call before the choice is started): why it was or was not taken back."""
+    from metaagent.core.routing import _FINAL, _MIN_SUCCESS  # at call time: it imports us
+
+    cap = task.capability
+    out = []
+    rows = router._score(task, cap, now, avoid, penalty_s, floor, False, final)
+    for score, _, entry, parts in reprice(router, rows, task, avoid, penalty_s, _FINAL[final],
+                                          _MIN_SUCCESS):  # fmt: skip
+        if entry.name in avoid:
+            phi, n = router.learning.repeat_factor(entry.name, cap)
+            out.append((entry.name, score, parts[5], phi, n))
+    return tuple(out)
+
+
+def why(
+    winner: str,
+    score: float,
+    repeats: tuple[Repeat, ...],
+    avoid: Collection[str],
+    penalty_s: float,
+) -> str:
+    """The route's reason for a retry: why each spec that failed the task was or was not taken
+    back (``Choice.repeats``: spec, score, success of a repeat, factor, repeats seen)."""
+    parts = []
+    seen = set()
+    for spec, s, p, phi, n in repeats:
+        seen.add(spec)
+        learned = f"learned from {n} repeats" if n else "the prior: no repeat of it seen yet"
+        terms = (f"a repeat there succeeds {p:.2f}, {phi:.2f} of a first try ({learned}), and "
+                 f"pays the back-off ({penalty_s:.3g}s) again")  # fmt: skip
+        if spec == winner:
+            parts.append(f"back on {spec}, which failed it: {terms}; still the cheapest")
+        else:
+            parts.append(f"not back on {spec}, which failed it: {terms}: {-s:.3g}s against "
+                         f"{-score:.3g}s")  # fmt: skip
+    for spec in sorted(set(avoid) - seen):
+        parts.append(f"{spec}, which failed it, cannot take it now")
+    return "; " + "; ".join(parts) + " (penalised by the back-off, not barred)"
