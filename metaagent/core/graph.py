@@ -52,10 +52,9 @@ class TaskGraph:
                 tasks_map[tid] = task
                 dependents[tid] = []
                 remaining[tid] = 0
-            ready = list(ids)
             if self._order is not None:
-                self._order.extend(reversed(ready))  # the order Kahn's stack gives
-            return ready
+                self._order.extend(reversed(ids))  # the order Kahn's stack gives
+            return list(ids)
         for task in new:
             tasks_map[task.id] = task
             dependents[task.id] = []
