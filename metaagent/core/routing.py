@@ -288,8 +288,8 @@ class Router:
             inst = next(iter(entry.free_insts))
             if cheapest and prefer is not None and prefer in entry.free_insts:
                 inst = prefer  # the group's instance, when it is of the cheapest spec
-            choice = Choice(inst, entry, best[0], best[3], ranked(scored, inst), best[3][1],
-                            met=met)  # fmt: skip
+            choice = Choice(inst, entry, best[0], best[3], self.round.ranked(scored, inst),
+                            best[3][1], False, None, met)  # fmt: skip
             if prefer is not None and prefer is not inst and not cheapest:
                 return self._affinity(choice, scored, prefer, margin)
             return choice

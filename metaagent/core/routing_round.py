@@ -21,15 +21,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from metaagent.core.routing_order import ranked
+
 if TYPE_CHECKING:
     from collections.abc import Collection
 
+    from metaagent.core.instances import AgentInstance
     from metaagent.core.learning import Learning
     from metaagent.core.routing import Parts, Router
     from metaagent.core.spec_entry import SpecEntry
     from metaagent.core.tasks import AgentTask
 
 Scored = list[tuple[float, int, "SpecEntry", "Parts"]]
+Ranked = tuple[tuple[str, float, tuple[float, ...]], ...]
 _Key = tuple[str, float, "float | None", float, bool]
 _Kept = tuple[Scored, tuple[tuple["SpecEntry", bool], ...]]  # the scores, each spec: free?
 
@@ -37,7 +41,7 @@ _Kept = tuple[Scored, tuple[tuple["SpecEntry", bool], ...]]  # the scores, each 
 class RoundScores:
     """Scored candidates by kind of task, kept for the dispatch round under way only."""
 
-    __slots__ = ("_at", "_kept", "_learning", "enabled", "on", "reused")
+    __slots__ = ("_at", "_kept", "_learning", "_ranked", "enabled", "on", "reused")
 
     def __init__(self, learning: Learning) -> None:
         self._learning = learning
@@ -46,16 +50,29 @@ class RoundScores:
         self.reused = 0  # decisions that took kept scores
         self._kept: dict[_Key, _Kept] = {}
         self._at: tuple[float, int] | None = None  # (now, learning's version) of the kept
+        self._ranked: tuple[Scored, AgentInstance | None, Ranked] | None = None
 
     def begin(self) -> None:
         """A dispatch round starts: nothing kept from before counts."""
         self._kept.clear()
         self._at = None
+        self._ranked = None
         self.on = self.enabled and self._learning.mode != "thompson"
 
     def end(self) -> None:
         self.on = False
         self._kept.clear()
+        self._ranked = None
+
+    def ranked(self, scored: Scored, winner: AgentInstance | None) -> Ranked:
+        """``routing_order.ranked``, made once for alike decisions in a row (the same scores
+        and instance give the same runners-up)."""
+        last = self._ranked
+        if last is not None and last[0] is scored and last[1] is winner:
+            return last[2]
+        out = ranked(scored, winner)
+        self._ranked = (scored, winner, out)
+        return out
 
     def moved(self) -> None:
         """A busy spec's next slot moved (a claim): scores made before may differ now."""
