@@ -89,13 +89,8 @@ class Outcomes(Decomposing):
         else:
             self._terminal(rec, _SUCCEEDED, now)
         out: list[Output] = [TaskCompleted(now, run_id, task_id)]
-        graph = run.graph
-        if graph.dependents[task_id]:
-            # A dependent cancelled while it waited stays cancelled: terminal states are final.
-            tasks = run.tasks
-            released = [t for t in graph.succeeded(task_id) if tasks[t].state is _PENDING]
-            if released:
-                self._release(run, released, now)
+        if run.graph.dependents[task_id]:
+            self._succeeded_below(run, task_id, now)
         if self._settle or self._outbox:
             self._drain(out, now)
         if run.open == 0:  # the common case, a task of many, costs no call
@@ -103,6 +98,14 @@ class Outcomes(Decomposing):
         if self._revise or self._stale_runs:
             self._revise_ranks()
         return out
+
+    def _succeeded_below(self, run: RunRecord, task_id: str, now: float) -> None:
+        """Release the dependents of ``task_id`` left with nothing unmet. A dependent cancelled
+        while it waited stays cancelled: terminal states are final."""
+        tasks = run.tasks
+        released = [t for t in run.graph.succeeded(task_id) if tasks[t].state is _PENDING]
+        if released:
+            self._release(run, released, now)
 
     def _plan_returned(self, rec: TaskRecord, output: object, now: float) -> list[Output]:
         """A planner's attempt succeeded: expand its plan, or fail the attempt if the plan is
