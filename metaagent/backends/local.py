@@ -88,9 +88,10 @@ class LocalBackend:
             elif limit_s is None:
                 output = await run(ctx)
             else:
-                this = asyncio.current_task()
+                loop = asyncio.get_running_loop()
+                this = asyncio.current_task(loop)
                 assert this is not None
-                limit = self._deadlines.arm(asyncio.get_running_loop(), limit_s, this)
+                limit = self._deadlines.arm(loop, limit_s, this)
                 try:
                     output = await run(ctx)
                 except asyncio.CancelledError:

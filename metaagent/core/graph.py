@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from metaagent.errors import CycleError, WorkflowError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Container, Iterable, Sequence
+    from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 
     from metaagent.core.tasks import AgentTask
 
@@ -46,6 +46,15 @@ class TaskGraph:
         ids = {task.id: i for i, task in enumerate(new)}
         self._validate(new, ids, where)
         tasks_map, dependents, remaining = self.tasks, self.dependents, self.remaining
+        if not any(task.depends_on for task in new):  # a flat batch: every task is ready
+            for task in new:
+                tid = task.id
+                tasks_map[tid] = task
+                dependents[tid] = []
+                remaining[tid] = 0
+            if self._order is not None:
+                self._order.extend(reversed(ids))  # the order Kahn's stack gives
+            return list(ids)
         for task in new:
             tasks_map[task.id] = task
             dependents[task.id] = []
@@ -235,16 +244,21 @@ class TaskGraph:
         return self._order
 
     def upward_rank(
-        self, estimate: Callable[[AgentTask], float], skip: Container[str] = ()
+        self,
+        estimate: Callable[[AgentTask], float],
+        skip: Container[str] = (),
+        known: Mapping[str, float] | None = None,
     ) -> dict[str, float]:
         """HEFT upward rank: a task's estimated duration plus the longest path below it.
 
         Ordering ready work by this rank runs the critical path first. Tasks in ``skip``
-        (finished ones) get rank 0 without an estimate.
+        (finished ones) get rank 0 without an estimate; ``known`` holds estimates made already
+        (by task id; a task missing there, or known as 0, is estimated).
         """
         rank: dict[str, float] = {}
         dependents = self.dependents
         tasks = self.tasks
+        get = (known or {}).get
         for tid in reversed(self._topological()):
             if tid in skip:
                 rank[tid] = 0.0
@@ -254,7 +268,7 @@ class TaskGraph:
                 r = rank[d]
                 if r > below:
                     below = r
-            rank[tid] = estimate(tasks[tid]) + below
+            rank[tid] = (get(tid) or estimate(tasks[tid])) + below
         return rank
 
     def critical_path(self, estimate: Callable[[AgentTask], float]) -> tuple[float, list[str]]:

@@ -105,9 +105,8 @@ class Learning:
             return 0
         self.version += 1
         key = (spec, capability)
-        self.arm_version[key] = self.cap_version[capability] = (
-            self.cap_version.get(capability, 0) + 1
-        )
+        versions = self.cap_version
+        self.arm_version[key] = versions[capability] = versions.get(capability, 0) + 1
         changed = self.changed.get(capability)
         if changed is None:
             self.changed[capability] = [spec]
@@ -120,12 +119,14 @@ class Learning:
         bands = self.bands.get(key)
         if bands is None:
             bands = self.bands[key] = [0] * (2 * BANDS)
+        band = int(complexity * BANDS)  # ``band_of``, inline: this runs once per attempt
+        band = BANDS - 1 if band >= BANDS else band if band > 0 else 0
         if success:
             arm.successes += 1
-            bands[band_of(complexity)] += 1
+            bands[band] += 1
         else:
             arm.failures += 1
-            bands[BANDS + band_of(complexity)] += 1
+            bands[BANDS + band] += 1
         if cost_usd is not None and cost_usd >= 0 and math.isfinite(cost_usd):
             arm.costs += 1
             arm.mean_cost_usd += (cost_usd - arm.mean_cost_usd) / arm.costs

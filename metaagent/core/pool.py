@@ -244,6 +244,8 @@ class Pool:
     def on_success(self, inst: AgentInstance) -> None:
         """An attempt on ``inst`` succeeded: reset its failure counts, close a half-open breaker."""
         self.specs[inst.spec.name].losses = 0
+        if not (inst.consecutive_failures or inst.breaker_trips or inst.probing):
+            return  # nothing to reset (``count_success`` would change nothing)
         if count_success(inst):
             before = inst.free
             inst.slots = inst.spec.concurrency

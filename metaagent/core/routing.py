@@ -44,6 +44,7 @@ from metaagent.core.instances import AgentInstance, AgentState
 from metaagent.core.learning import band_of
 from metaagent.core.routing_order import banded, cheapest_first, ranked
 from metaagent.core.routing_repeat import reprice
+from metaagent.core.routing_round import RoundScores
 from metaagent.core.routing_scarcity import pressure, work_ahead
 from metaagent.core.routing_weights import RoutingWeights
 from metaagent.core.spec_entry import SpecEntry
@@ -104,7 +105,7 @@ class Router:
     __slots__ = (
         "_all_slots", "_bands", "_by_cap", "_cheapest", "_claimed", "_entries", "_free",
         "_horizon", "_least", "_prunable", "_seq", "_slots", "_static_cache", "chooser",
-        "learning", "pending", "waiting", "weights",
+        "learning", "pending", "round", "waiting", "weights",
     )  # fmt: skip
 
     def __init__(
@@ -132,6 +133,7 @@ class Router:
         self._seq = 0
         self._horizon: float | None = None  # the work ahead per slot, once per round
         self._all_slots = 0
+        self.round = RoundScores(learning)  # scores reused within a dispatch round
         # Work per capability, for scarcity: set by the scheduler to its live counters.
         self.waiting: Mapping[str, int] = {}
         self.pending: Mapping[str, int] = {}
@@ -274,7 +276,7 @@ class Router:
             return chosen(self, task, avoid, floor)
         cheapest = self._cheapest
         prune = not avoid and not cheapest
-        scored = self._score(task, cap, now, avoid, penalty_s, floor, prune, final)
+        scored = self.round.scores(self, task, now, avoid, penalty_s, floor, prune, final)
         if avoid:
             scored = reprice(self, scored, task, avoid, penalty_s, _FINAL[final], _MIN_SUCCESS)
         if not scored:
@@ -288,8 +290,8 @@ class Router:
             inst = next(iter(entry.free_insts))
             if cheapest and prefer is not None and prefer in entry.free_insts:
                 inst = prefer  # the group's instance, when it is of the cheapest spec
-            choice = Choice(inst, entry, best[0], best[3], ranked(scored, inst), best[3][1],
-                            met=met)  # fmt: skip
+            choice = Choice(inst, entry, best[0], best[3], self.round.ranked(scored, inst),
+                            best[3][1], False, None, met)  # fmt: skip
             if prefer is not None and prefer is not inst and not cheapest:
                 return self._affinity(choice, scored, prefer, margin)
             return choice
@@ -305,6 +307,7 @@ class Router:
         if entry.claims is None:
             self._claimed.append(entry)
         entry.claim(now, choice.duration_s)
+        self.round.moved()
 
     def _affinity(
         self,

@@ -4,6 +4,7 @@ reported back to the orchestrator when they end."""
 from __future__ import annotations
 
 import asyncio
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from metaagent.agents.base import AttemptContext
@@ -12,7 +13,7 @@ from metaagent.runtime.budget import BudgetGuard
 from metaagent.runtime.verify import verify_output
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from metaagent.backends.base import Backend
     from metaagent.core.decisions import RouteTask
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 
 
 class Attempts:
-    """Every attempt in flight, by (run, task); each is one asyncio task of the run's loop.
+    """Every attempt in flight, by (run, task, attempt); each is one asyncio task of the run's
+    loop.
 
     ``on_end(ctx, outcome, output, error)`` hears how each attempt ended, once, unless it was
     stopped here (whoever stopped it already recorded the outcome); if it raises (a bug in the
@@ -62,7 +64,7 @@ class Attempts:
         self._config = config
         self._on_end = on_end
         self._on_bug = on_bug
-        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._running: dict[tuple[str, str, int], asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stopping: dict[tuple[str, str, int], asyncio.Task[None]] = {}
         self.on_stopped: Callable[[str, str, int], None] = _nobody
@@ -83,7 +85,7 @@ class Attempts:
         task = rec.task
         cfg = self._config
         deps = task.depends_on
-        upstream = {dep: run.output_of(dep) for dep in deps} if deps else {}
+        upstream = {dep: run.output_of(dep) for dep in deps} if deps else _NO_UPSTREAM
         ctx = AttemptContext(
             task, run.id, d.attempt, d.spec, d.instance, upstream, cfg.workdir, rec.feedback
         )
@@ -98,7 +100,7 @@ class Attempts:
                 loop.call_soon(self._refused, ctx, refused)
                 return
         coro = self._backend.attempt(ctx, runner, limit_s, self)
-        self._running[(ctx.run_id, task.id)] = loop.create_task(coro)
+        self._running[(ctx.run_id, task.id, d.attempt)] = loop.create_task(coro)
 
     async def check(self, task: AgentTask, output: object) -> None:
         assert task.verify is not None
@@ -107,9 +109,7 @@ class Attempts:
     def ended(
         self, ctx: AttemptContext, outcome: Outcome, output: object, error: str | None
     ) -> None:
-        key = (ctx.run_id, ctx.task.id)
-        if self._running.get(key) is asyncio.current_task():
-            del self._running[key]
+        self._running.pop((ctx.run_id, ctx.task.id, ctx.attempt), None)
         usage = ctx.usage
         if usage is not None:
             usage = ctx.usage = self.budget.priced(usage, ctx.agent)
@@ -149,8 +149,8 @@ class Attempts:
     def stop(self, run_id: str, task_id: str, attempt: int) -> None:
         """Stop attempt ``attempt`` of a task (its outcome is already recorded); once its work
         has stopped (at once if it never started), ``on_stopped`` is told."""
-        task = self._running.pop((run_id, task_id), None)
         key = (run_id, task_id, attempt)
+        task = self._running.pop(key, None)
         if task is None or task.done():
             if attempt:
                 asyncio.get_running_loop().call_soon(self.on_stopped, *key)
@@ -179,6 +179,9 @@ class Attempts:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._running.clear()
         self.stopping.clear()
+
+
+_NO_UPSTREAM: Mapping[str, object] = MappingProxyType({})  # a task without dependencies
 
 
 def _nobody(run_id: str, task_id: str, attempt: int) -> None:

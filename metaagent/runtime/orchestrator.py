@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from metaagent import crashpoints
 from metaagent.backends.base import InstanceHooks, load_backend
@@ -97,22 +97,20 @@ class Orchestrator:
             self.journal, self.scheduler.learning, self._journal_failed, thread=bool(thread)
         )
         self._record: Sink = Sink() if journal is None else JournalSink(self.journal)
+        self._quiet = journal is None  # no journal: records are looked up for listeners only
         c.sink = self._record
         self._publish: Sink = EventSink()
-        self._handlers: dict[type, Callable[[Output], None]] = {
-            RouteTask: self._on_route,
-            TaskCompleted: self._on_completed,
-            RunCompleted: self._on_run_completed,
-            DecomposeTask: self._on_decomposed,
+        self._handlers: dict[type, Callable[[Any], None]] = {  # output type -> its handler
+            RouteTask: self._on_route, TaskCompleted: self._on_completed,
+            RunCompleted: self._on_run_completed, DecomposeTask: self._on_decomposed,
             CancelTask: self._on_cancelled,
-        }
+        }  # fmt: skip
         self._handles: dict[str, RunHandle] = {}
         self._loop: asyncio.AbstractEventLoop  # the loop of the runs: set when one starts
         self._launches: list[RouteTask] = []  # routed, to start once the journal has them
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._dispatch_pending = False
-        self._closed = False
+        self._dispatch_pending = self._closed = False
         self._failure: JournalError | None = None
         self._unread: list[tuple[str, DeferredPart]] = []  # lazily resumed runs' settled tasks
         self._frozen = Freeze()  # resumed runs' records, kept out of the collector's passes
@@ -343,19 +341,21 @@ class Orchestrator:
         for o in outs:
             handlers.get(type(o), other)(o)
 
-    def _on_route(self, o: Output) -> None:
-        assert isinstance(o, RouteTask)
+    def _on_route(self, o: RouteTask) -> None:
         h = self._handles[o.run_id]  # type: ignore[index]
         h.decisions.append(o)
+        self._launches.append(o)  # started once the journal has it (``_dispatch_now``)
+        if self._quiet and not h.listening:
+            return  # events are built only for someone listening
         rec = self.scheduler.runs[h.run_id].tasks[o.task_id]  # type: ignore[index]
         self._record.routed(h, o, rec)
-        if h.listening:  # events are built only for someone listening
+        if h.listening:
             self._publish.routed(h, o, rec)
-        self._launches.append(o)  # started once the journal has it (``_dispatch_now``)
 
-    def _on_completed(self, o: Output) -> None:
-        assert isinstance(o, TaskCompleted)
+    def _on_completed(self, o: TaskCompleted) -> None:
         h = self._handles[o.run_id]
+        if self._quiet and not h.listening:
+            return
         rec = self.scheduler.runs[o.run_id].tasks[o.task_id]
         self._record.succeeded(h, rec, o.at)
         if h.listening:
@@ -441,7 +441,7 @@ class Orchestrator:
         now = self.clock.now()
         out = output if outcome is Outcome.SUCCEEDED else None
         outs = sched.finish(ctx.run_id, task.id, ctx.attempt, outcome, now, output=out, error=error)
-        if outs:
+        if outs and not self._quiet:
             self._record.attempt_finished(sched.runs[ctx.run_id].tasks[task.id], ctx.attempt)
         self._apply(outs)
         crashpoints.hit("after_result_before_commit")

@@ -168,8 +168,7 @@ class SchedulerBase:
             else:
                 learned.add(t.capability)
         done = () if fresh else [tid for tid, rec in tasks.items() if rec.state.terminal]
-        get = ests.get
-        rank = graph.upward_rank(lambda t: get(t.id) or estimate(t), done)
+        rank = graph.upward_rank(estimate, done, ests)
         run.learned = frozenset(learned)
         run.fixed = fixed
         run.horizon = max(rank.values(), default=0.0) + work / self.router_slots()

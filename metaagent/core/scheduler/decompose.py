@@ -35,24 +35,28 @@ class Decomposing(Dispatching):
 
     def _release(self, run: RunRecord, ids: Iterable[str], now: float) -> list[TaskRecord]:
         """Move tasks to ``ready`` and queue them (or expand them); return those queued."""
-        recs = []
+        recs: list[TaskRecord] = []
         tasks = run.tasks
-        push = self.queues.push
+        push_all = self.queues.push_all
         pending = self._pending_cap
+        first = 0  # recs[first:] are not queued yet: they are, in one go, in their order
         for tid in ids:
             rec = tasks[tid]
             rec.ready_at = now
-            cap = rec.task.capability
+            task = rec.task
+            cap = task.capability
             n = pending.get(cap, 0)
             if n:
                 pending[cap] = n - 1
-            plan = rec.task.decompose
+            plan = task.decompose
             if plan is not None and plan.template:
+                push_all(recs[first:])  # before the sub-tasks: the same order as one by one
+                first = len(recs)
                 self._expand_template(rec, plan.template, now)
                 continue
             rec.state = _READY
-            push(rec, now)
             recs.append(rec)
+        push_all(recs[first:] if first else recs)
         return recs
 
     def _expand_template(self, rec: TaskRecord, template: Sequence[AgentTask], now: float) -> None:

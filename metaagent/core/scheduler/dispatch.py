@@ -53,14 +53,18 @@ class Dispatching(SchedulerBase):
         deferred: list[QueueKey] = []  # left queued this round
         router = self.router
         router.begin_round()
+        router.round.begin()  # alike tasks of the round share their candidates' scores
         heads = queues.heads(router.has_free)
         heappop = heapq.heappop
         passed: dict[str, int] = {}  # per capability, tasks passed over this round
         # Within one round slots only get taken, never freed: a capability that cannot take
         # work now is dropped for the round.
-        while heads and self.running < limit:
-            _, lane = heappop(heads)
-            self._take(lane, heads, deferred, out, now, passed)
+        try:
+            while heads and self.running < limit:
+                _, lane = heappop(heads)
+                self._take(lane, heads, deferred, out, now, passed)
+        finally:
+            router.round.end()
         if deferred:
             queues.put_back(deferred)
         queues.prune()

@@ -24,6 +24,7 @@ _RUNNING = TaskState.RUNNING
 _PENDING = TaskState.PENDING
 _AREADY = AgentState.READY
 _SUCCESS = Outcome.SUCCEEDED
+_SUCCEEDED = TaskState.SUCCEEDED
 
 
 class Outcomes(Decomposing):
@@ -60,36 +61,54 @@ class Outcomes(Decomposing):
         plan = rec.task.decompose
         if plan is not None and plan.planner:
             return self._plan_returned(rec, output, now)
-        # The common case, inline: a task succeeded.
-        inst = self._end_attempt(rec, outcome, now, error)
-        assert inst is not None
-        self.pool.on_success(inst)
-        task = rec.task
+        # The common case, inline: a task succeeded (``_end_attempt`` without a hold).
+        run = rec.run
         att = rec.attempts[-1]
+        att.finished_at = ended = now - run.started_at
+        att.outcome = outcome
+        att.error = error
+        inst = rec.instance
+        rec.instance = None
+        task = rec.task
+        cap = task.capability
+        self._free_slot(inst, cap, task.resources, now)
+        self.pool.on_success(inst)
         usage = att.usage
         if rec.avoid and inst.spec.name in rec.avoid:
             self._repeated(rec, inst.spec, True)
         seen = self.learning.record(
-            inst.spec.name, task.capability, True, att.duration_s, task.complexity,
+            inst.spec.name, cap, True, ended - att.started_at, task.complexity,
             None if usage is None else usage.cost_usd,
         )  # fmt: skip
-        if seen >= self._check_at.get(task.capability, 1):
-            self._learned(task.capability, seen)
+        if seen >= self._check_at.get(cap, 1):
+            self._learned(cap, seen)
         rec.output = output
         rec.error = None
-        self._terminal(rec, TaskState.SUCCEEDED, now)
-        run = rec.run
+        if rec.parent is None:  # ``_terminal`` of a running task, inline
+            rec.state = _SUCCEEDED
+            rec.finished_at = now
+            run.open -= 1
+            self.queued -= 1
+        else:
+            self._terminal(rec, _SUCCEEDED, now)
         out: list[Output] = [TaskCompleted(now, run_id, task_id)]
-        # A dependent cancelled while it waited stays cancelled: terminal states are final.
-        released = [t for t in run.graph.succeeded(task_id) if run.tasks[t].state is _PENDING]
-        if released:
-            self._release(run, released, now)
-        self._drain(out, now)
+        if run.graph.dependents[task_id]:
+            self._succeeded_below(run, task_id, now)
+        if self._settle or self._outbox:
+            self._drain(out, now)
         if run.open == 0:  # the common case, a task of many, costs no call
             self._complete(run, now, out)
         if self._revise or self._stale_runs:
             self._revise_ranks()
         return out
+
+    def _succeeded_below(self, run: RunRecord, task_id: str, now: float) -> None:
+        """Release the dependents of ``task_id`` left with nothing unmet. A dependent cancelled
+        while it waited stays cancelled: terminal states are final."""
+        tasks = run.tasks
+        released = [t for t in run.graph.succeeded(task_id) if tasks[t].state is _PENDING]
+        if released:
+            self._release(run, released, now)
 
     def _plan_returned(self, rec: TaskRecord, output: object, now: float) -> list[Output]:
         """A planner's attempt succeeded: expand its plan, or fail the attempt if the plan is

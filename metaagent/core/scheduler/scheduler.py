@@ -174,8 +174,8 @@ class Scheduler(Restoring):
             seq += 1
             run.tasks[task.id] = TaskRecord(task, run, seq)
         rank = self._rank(run, self._estimator(run.history), fresh=True)
-        for task in tasks:
-            run.tasks[task.id].rank = rank[task.id]
+        for tid, rec in run.tasks.items():
+            rec.rank = rank[tid]
         return run
 
     def _check_floor(self, task: AgentTask, index: int, where: str | None) -> None:
@@ -203,20 +203,21 @@ class Scheduler(Restoring):
         if run.vt < self.queues.vnow:
             run.vt = self.queues.vnow  # a new run starts at the current virtual time
         pending = self._pending_cap
-        for rec in run.tasks.values():
+        remaining = run.graph.remaining
+        releasable: list[str] = []
+        settled = False  # a restored run has tasks that are not pending
+        for tid, rec in run.tasks.items():
             if rec.state is _PENDING:
                 cap = rec.task.capability
                 pending[cap] = pending.get(cap, 0) + 1
+                if remaining[tid] == 0:
+                    releasable.append(tid)
+            else:
+                settled = True
         out: list[Output] = []
-        graph = run.graph
-        releasable = [
-            tid
-            for tid, rec in run.tasks.items()
-            if rec.state is _PENDING and graph.remaining[tid] == 0
-        ]
         # A task left pending behind a dependency that did not succeed (a restored run) is
         # skipped now, as it would have been had the process not stopped.
-        for rec in list(run.tasks.values()):
+        for rec in list(run.tasks.values()) if settled else ():
             if rec.state.terminal and rec.state is not _SUCCEEDED:
                 out.extend(self._skip_downstream(rec, now))
         queued = self._release(run, releasable, now)
@@ -341,6 +342,14 @@ def _queue_order(rec: TaskRecord) -> tuple[int, float, int]:
 def _order_decision(run_id: str, queued: list[TaskRecord], now: float) -> OptimizeWorkflow | None:
     """The order in which a run's first ready tasks will go, when it is not their submission
     order: its head (what runs first), not all of a large batch."""
+    head = queued[0]
+    priority, rank, seq = head.task.priority, head.rank, head.seq - 1
+    for rec in queued:  # all alike and in sequence: they go in their order
+        if rec.rank != rank or rec.task.priority != priority or rec.seq <= seq:
+            break
+        seq = rec.seq
+    else:
+        return None
     first = heapq.nsmallest(_ORDER_SHOWN, queued, key=_queue_order)
     order = [r.task.id for r in first]
     if order == [r.task.id for r in queued[:_ORDER_SHOWN]]:
