@@ -40,11 +40,11 @@ from bench._bounds import dual_vertices, tight_bound
 from bench._failing import (
     FAILURE_SCALE,
     MAX_ATTEMPTS,
+    chosen_failing,
     draw_luck,
     expected_bound,
     expected_vertices,
     failure_rate,
-    searched_failing,
 )
 from bench._listsched import searched, upward_rank
 from bench._table import print_json, print_table, stamp
@@ -186,15 +186,27 @@ def _expected_mean(t: AgentTask) -> float:
 
 
 def failing_row(
-    tasks: list[AgentTask], k: int, slots: list[str], restarts: int
+    tasks: list[AgentTask], k: int, slots: list[str], restarts: int, select: int
 ) -> dict[str, float]:
-    """One DAG with failures: the expected-makespan bound, the reference, both routers."""
-    mean = _expected_mean
+    """One DAG with failures: the expected-makespan bound, the reference (its order chosen
+    over ``select`` draws of its own; also the clairvoyant one), both routers."""
     luck = draw_luck(tasks, random.Random(1_000_003 + k))
-    ref = searched_failing(tasks, slots, duration, fails, mean, restarts, random.Random(k), luck)
+    ref, seer = chosen_failing(
+        tasks,
+        slots,
+        duration,
+        fails,
+        _expected_mean,
+        restarts,
+        random.Random(k),
+        luck,
+        select,
+        random.Random(2_000_003 + k),
+    )
     return {
         "tasks": len(tasks), "bound": expected_bound(tasks, base_work, fastest, FAIL_VERTICES),
-        "reference": ref, "router": simulated(tasks, k, previous=False, luck=luck),
+        "reference": ref, "clairvoyant": seer,
+        "router": simulated(tasks, k, previous=False, luck=luck),
         "previous": simulated(tasks, k, previous=True, luck=luck), "k": k,
     }  # fmt: skip
 
@@ -213,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         help="with failures: more draws of luck for the 5 worst DAGs against "
         "the reference, reported beside the targets (20; 0: none)",
     )
+    parser.add_argument("--select-draws", type=int, default=8,
+                        help="with failures: draws of luck the reference chooses its order by, "
+                             "without seeing the bench's (8)")  # fmt: skip
     parser.add_argument("--no-failures", action="store_true",
                         help="skip the second pass, where attempts fail at rates set by "
                              "proficiency")  # fmt: skip
@@ -238,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
             "previous": simulated(tasks, k, previous=True),
         })  # fmt: skip
         if not args.no_failures:
-            failing.append(failing_row(tasks, k, slots, args.restarts))
+            failing.append(failing_row(tasks, k, slots, args.restarts, args.select_draws))
             dags[k] = tasks
     vs_bound = [r["router"] / r["bound"] for r in rows]
     vs_ref = [r["router"] / r["reference"] for r in rows]
@@ -316,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         "worse_than_previous_share": round(worse, 4), "targets": targets,
     }  # fmt: skip
     if failing:
-        again = redrawn(dags, failing, slots, args.restarts, args.redraws) if args.redraws else []
+        again = (redrawn(dags, failing, slots, args.restarts, args.redraws, args.select_draws)
+                 if args.redraws else [])  # fmt: skip
         out["with_failures"] = _failing_report(failing, again)
     print_json(out)
     return out
@@ -330,7 +346,8 @@ def _failing_report(
     table = [
         [name, *_ratio(rows, key, "bound"), *_ratio(rows, key, "reference")]
         for name, key in (("router", "router"), ("previous router", "previous"),
-                          ("reference search", "reference"))
+                          ("reference search", "reference"),
+                          ("clairvoyant reference", "clairvoyant"))
     ]  # fmt: skip
     print_table(f"With failures (rate {FAILURE_SCALE} x (1 - proficiency), retried until "
                 "success): bound on the expected makespan", ["policy", "mean / bound",
@@ -360,6 +377,9 @@ def _failing_report(
                                       strict=True)),
         "reference_vs_bound": dict(zip(("mean", "max"), _ratio(rows, "reference", "bound"),
                                        strict=True)),
+        "router_vs_clairvoyant_reference": dict(zip(("mean", "max"),
+                                                    _ratio(rows, "router", "clairvoyant"),
+                                                    strict=True)),
         "worse_than_previous_share": round(worse, 4),
         "worst_dags_redrawn": list(again),
         "targets": {
@@ -376,6 +396,7 @@ def redrawn(
     slots: list[str],
     restarts: int,
     draws: int,
+    select: int,
     worst: int = 5,
 ) -> list[dict[str, float]]:
     """For the ``worst`` DAGs against the reference (one draw of luck each), the router's and
@@ -387,7 +408,7 @@ def redrawn(
         k = int(rows[i]["k"])
         router = reference = 0.0
         for d in range(1, draws + 1):
-            row = _redraw(dags[k], k, slots, restarts, d)
+            row = _redraw(dags[k], k, slots, restarts, d, select)
             router += row[0]
             reference += row[1]
         out.append({
@@ -399,11 +420,12 @@ def redrawn(
 
 
 def _redraw(
-    tasks: list[AgentTask], k: int, slots: list[str], restarts: int, draw: int
+    tasks: list[AgentTask], k: int, slots: list[str], restarts: int, draw: int, select: int
 ) -> tuple[float, float]:
     luck = draw_luck(tasks, random.Random(1_000_003 + k + 7_919 * draw))
-    ref = searched_failing(tasks, slots, duration, fails, _expected_mean, restarts,
-                           random.Random(k), luck)  # fmt: skip
+    ref, _ = chosen_failing(tasks, slots, duration, fails, _expected_mean, restarts,
+                            random.Random(k), luck, select,
+                            random.Random(2_000_003 + k + 7_919 * draw))  # fmt: skip
     return simulated(tasks, k, previous=False, luck=luck), ref
 
 

@@ -138,3 +138,41 @@ def test_expected_bound_is_below_the_mean_makespan_with_failures() -> None:
             for _ in range(100)
         ]  # fmt: skip
         assert statistics.mean(spans) >= bound
+
+
+def test_the_reference_with_failures_chooses_its_order_without_seeing_the_luck() -> None:
+    """The order is picked by its mean over draws of its own (``choose_order`` never sees the
+    bench's luck); the reference is that order's makespan on the bench's luck, and the
+    clairvoyant figure is the least over the orders, as ``searched_failing`` has it."""
+    from bench import hetero
+    from bench._failing import (
+        choose_order,
+        chosen_failing,
+        draw_luck,
+        failing_schedule,
+        orders,
+        searched_failing,
+    )
+
+    slots = [s.name for s in hetero.POOL for _ in range(s.concurrency)]
+    tasks = hetero.random_dag(40, random.Random(5))
+    common = (tasks, slots, hetero.duration, hetero.fails)
+    candidates = orders(tasks, hetero._expected_mean, 6, random.Random(1))
+    pick = choose_order(*common, candidates, 4, random.Random(9))
+    rng = random.Random(11)
+    lucky_picks = set()
+    for _ in range(4):
+        luck = draw_luck(tasks, rng)
+        ref, seer = chosen_failing(*common, hetero._expected_mean, 6, random.Random(1), luck,
+                                   4, random.Random(9))  # fmt: skip
+        assert ref == failing_schedule(*common, candidates[pick], luck)
+        on_luck = [failing_schedule(*common, o, luck) for o in candidates]
+        assert (
+            seer
+            == min(on_luck)
+            == searched_failing(*common, hetero._expected_mean, 6, random.Random(1), luck)
+        )
+        assert ref >= seer
+        lucky_picks.add(on_luck.index(seer))
+    # the clairvoyant search's pick moves with the luck; the reference's order does not
+    assert len(lucky_picks) > 1
