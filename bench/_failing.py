@@ -17,16 +17,16 @@ are about *expected* makespans, compared over many DAGs:
   path holds for every outcome.
 - **reference**: list scheduling with perfect knowledge of durations (not of outcomes), each
   attempt on the slot where it is expected to succeed first (``start + duration / q``), a
-  failed task ready again when its attempt ends; the best of the HEFT order and random
-  perturbations, every order meeting the same luck (attempt ``k`` of a task draws one uniform
+  failed task ready again when its attempt ends; one of the HEFT order and random
+  perturbations of it, every order meeting the same luck (attempt ``k`` of a task draws one uniform
   number, and fails on an agent when it is below that agent's failure rate). The simulated
   routers meet that same luck too (``SimSpec.outcome_luck``): who fails where still depends on
   the choices, as it should. The order is *chosen* without seeing that luck
   (``chosen_failing``): by its mean makespan over draws of its own, then run on the shared
-  luck. Taking the order that is best on the shared luck itself (``searched_failing``, kept
-  and reported as the clairvoyant reference) picks, among 21 orders, the one that happens to
-  send the attempts that would fail to agents where they succeed: knowledge of the outcomes,
-  which no router has and the bound above does not allow either.
+  luck. Taking the order that is best on the shared luck itself (kept and reported as the
+  clairvoyant reference) picks, among 21 orders, the one that happens to send the attempts
+  that would fail to agents where they succeed: knowledge of the outcomes, which no router
+  has and the bound above does not allow either.
 """
 
 from __future__ import annotations
@@ -128,26 +128,6 @@ def draw_luck(tasks: Sequence[AgentTask], rng: random.Random) -> dict[tuple[str,
     return {(t.id, k): rng.random() for t in tasks for k in range(1, MAX_ATTEMPTS + 1)}
 
 
-def searched_failing(
-    tasks: Sequence[AgentTask],
-    slots: Sequence[str],
-    duration: Callable[[AgentTask, str], float | None],
-    fails: Callable[[str, str], float],
-    mean: Callable[[AgentTask], float],
-    restarts: int,
-    rng: random.Random,
-    luck: Mapping[tuple[str, int], float],
-) -> float:
-    """The best ``failing_schedule`` over the HEFT order and ``restarts`` perturbations of
-    it, all meeting the same ``luck`` (``draw_luck``)."""
-    rank = upward_rank(tasks, mean)
-    best = failing_schedule(tasks, slots, duration, fails, rank, luck)
-    for _ in range(restarts):
-        noisy = {tid: r * rng.uniform(0.5, 1.5) for tid, r in rank.items()}
-        best = min(best, failing_schedule(tasks, slots, duration, fails, noisy, luck))
-    return best
-
-
 def orders(
     tasks: Sequence[AgentTask],
     mean: Callable[[AgentTask], float],
@@ -155,7 +135,7 @@ def orders(
     rng: random.Random,
 ) -> list[dict[str, float]]:
     """The priority orders the reference searches: HEFT's rank by ``mean`` and ``restarts``
-    perturbations of it (as ``searched_failing`` draws them from ``rng``)."""
+    perturbations of it, drawn from ``rng``."""
     rank = upward_rank(tasks, mean)
     out = [rank]
     for _ in range(restarts):
@@ -196,7 +176,7 @@ def chosen_failing(
 ) -> tuple[float, float]:
     """The reference that does not know the outcomes, and the clairvoyant one: over the
     ``orders``, the makespan on ``luck`` of the one ``choose_order`` picks, and the least
-    makespan on ``luck`` of any of them (``searched_failing``'s)."""
+    makespan on ``luck`` of any of them."""
     candidates = orders(tasks, mean, restarts, rng)
     pick = choose_order(tasks, slots, duration, fails, candidates, draws, draw_rng)
     on_luck = [failing_schedule(tasks, slots, duration, fails, o, luck) for o in candidates]
