@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from bench._table import print_json, print_table, stamp
-from metaagent.core.routing_weights import RoutingWeights
+from metaagent.core.routing.weights import RoutingWeights
 from metaagent.core.specs import AgentSpec
 from metaagent.core.tasks import Outcome, TaskState
 from metaagent.sim.driver import Simulation

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from metaagent.core.learning import Learning
-    from metaagent.core.routing import Chooser
+    from metaagent.core.routing.router import Chooser
 
 FIXED = LegacyWeights(capability=0.4, fit=0.0, load=0.3, success=0.2, speed=0.1)
 TARGET_ORACLE_GAP = 0.02  # learned success rate at most this far below the oracle's

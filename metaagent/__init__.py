@@ -17,7 +17,7 @@ from metaagent.core.decisions import (
     TerminateAgent,
 )
 from metaagent.core.retry import RetryPolicy
-from metaagent.core.routing import RoutingWeights
+from metaagent.core.routing.router import RoutingWeights
 from metaagent.core.scheduler.config import SchedulerConfig
 from metaagent.core.scheduler.scheduler import Scheduler
 from metaagent.core.specs import AgentSpec

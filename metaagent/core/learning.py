@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from metaagent.core.routing_repeat import PRIOR_FACTOR, expected_success, factor
+from metaagent.core.repeats import PRIOR_FACTOR, expected_success, factor
 
 RoutingMode = Literal["deterministic", "thompson"]
 
@@ -30,7 +30,7 @@ class ArmStats:
     mean_duration_s: float = 0.0
     costs: int = 0  # attempts that reported a cost
     mean_cost_usd: float = 0.0
-    # Repeats: attempts on a task this spec had already failed (``core.routing_repeat``), their
+    # Repeats: attempts on a task this spec had already failed (``core.routing.repeat``), their
     # successes, and the successes first tries would have had (the sum of their expected ``p``).
     repeats: int = 0
     repeat_successes: int = 0
@@ -207,7 +207,7 @@ class Learning:
 
     def repeat_factor(self, spec: str, capability: str) -> tuple[float, int]:
         """How much less often a repeat of ``spec`` succeeds than a first try (``factor`` of
-        ``core.routing_repeat``; shrunk towards the pool's), and how many repeats it rests on."""
+        ``core.routing.repeat``; shrunk towards the pool's), and how many repeats it rests on."""
         ok, expected = self._repeats
         prior = factor(ok, expected, PRIOR_FACTOR)
         arm = self.arms.get((spec, capability))

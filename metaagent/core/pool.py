@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from metaagent.core.health import HealthPolicy
-    from metaagent.core.routing import Router
+    from metaagent.core.routing.router import Router
     from metaagent.core.scaling import PoolPolicy, ScaleAction
     from metaagent.core.specs import AgentSpec
 

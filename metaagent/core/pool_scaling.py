@@ -13,7 +13,7 @@ from metaagent.core.scaling import InstanceView, ScaleView, Smoothed, SpecView
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from metaagent.core.routing import Router
+    from metaagent.core.routing.router import Router
     from metaagent.core.scaling import PoolPolicy
     from metaagent.core.spec_pool import SpecPool
 

@@ -190,7 +190,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE stats ADD COLUMN mean_cost_usd REAL NOT NULL DEFAULT 0;
     """,
     # 12: repeats per (spec, capability): attempts on a task the spec had already failed, their
-    # successes and the successes first tries would have had (``core.routing_repeat``: how much
+    # successes and the successes first tries would have had (``core.routing.repeat``: how much
     # a failure says of the next attempt there), kept across runs.
     """
     ALTER TABLE stats ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;

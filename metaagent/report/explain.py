@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from metaagent.core.decisions import SCORE_PARTS
-from metaagent.core.routing import RoutingWeights
+from metaagent.core.routing.router import RoutingWeights
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

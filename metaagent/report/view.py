@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from metaagent.core.decisions import SCORE_PARTS
-from metaagent.core.routing import RoutingWeights
+from metaagent.core.routing.router import RoutingWeights
 from metaagent.report.explain import explain_route
 from metaagent.report.stored import stored_report
 

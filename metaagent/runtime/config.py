@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from metaagent.core.budget import BudgetPlan
 from metaagent.core.health import HealthPolicy
 from metaagent.core.retry import RetryPolicy
-from metaagent.core.routing import RoutingWeights
+from metaagent.core.routing.router import RoutingWeights
 from metaagent.core.scaling import PoolPolicy
 from metaagent.core.scheduler.config import SchedulerConfig
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from metaagent.core.decisions import Output
-    from metaagent.core.routing import Chooser
+    from metaagent.core.routing.router import Chooser
     from metaagent.sim.spec import Profile, Sampler, SimSpec
 
 PoolShape = Literal["demand", "proportional"]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from metaagent.core.instances import AgentInstance
     from metaagent.core.learning import Learning
-    from metaagent.core.routing import Chooser
+    from metaagent.core.routing.router import Chooser
     from metaagent.core.tasks import AgentTask
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from metaagent.core.graph import TaskGraph
-from metaagent.core.routing_weights import RoutingWeights
+from metaagent.core.routing.weights import RoutingWeights
 from metaagent.core.specs import AgentSpec
 from metaagent.core.tasks import AgentTask
 from metaagent.errors import UnknownCapabilityError, WorkflowError, brief, capped

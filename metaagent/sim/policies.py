@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from metaagent.core.instances import AgentInstance
-    from metaagent.core.routing import Chooser
+    from metaagent.core.routing.router import Chooser
     from metaagent.core.tasks import AgentTask
 
 

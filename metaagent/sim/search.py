@@ -10,7 +10,7 @@ from metaagent.sim.driver import simulate
 from metaagent.sim.spec import scale_pools
 
 if TYPE_CHECKING:
-    from metaagent.core.routing import Chooser
+    from metaagent.core.routing.router import Chooser
     from metaagent.sim.driver import PoolShape
     from metaagent.sim.result import SimResult
     from metaagent.sim.spec import AgentPool, SimSpec

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from metaagent.agents.base import AttemptContext
     from metaagent.core.learning import ArmStats, RoutingMode
-    from metaagent.core.routing import RoutingWeights
+    from metaagent.core.routing.router import RoutingWeights
     from metaagent.core.specs import AgentSpec
     from metaagent.core.tasks import AgentTask
     from metaagent.sim.workload import Workload

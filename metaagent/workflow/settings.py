@@ -15,7 +15,7 @@ from metaagent.runtime.config import OrchestratorConfig
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from metaagent.core.routing_weights import RoutingWeights
+    from metaagent.core.routing.weights import RoutingWeights
     from metaagent.workflow.build import Workflow
     from metaagent.workflow.schema import RoutingModel, SettingsModel
 

@@ -10,7 +10,7 @@ from metaagent import AgentTask, Outcome, RouteTask, RoutingWeights, Scheduler, 
 from metaagent.core.decisions import SCORE_PARTS
 from metaagent.core.instances import AgentInstance
 from metaagent.core.learning import Learning
-from metaagent.core.routing import Router
+from metaagent.core.routing.router import Router
 from metaagent.errors import WorkflowError
 from metaagent.testing import NO_JITTER_RETRY, agent_spec, decisions_of
 
@@ -289,7 +289,7 @@ PRESSURE_TABLE = [
 def test_scarcity_is_the_share_of_the_time_ahead_the_other_work_needs(
     counts: tuple[int, int, int, int], expected: float
 ) -> None:
-    from metaagent.core.routing_scarcity import pressure, work_ahead
+    from metaagent.core.routing.scarcity import pressure, work_ahead
     from metaagent.core.spec_entry import SpecEntry
 
     entry = SpecEntry(AUDITOR)

@@ -7,7 +7,7 @@ import pytest
 
 from metaagent import AgentTask, Outcome, RouteTask, Scheduler, SchedulerConfig
 from metaagent.core.learning import Learning
-from metaagent.core.routing_repeat import PRIOR_FACTOR, factor
+from metaagent.core.repeats import PRIOR_FACTOR, factor
 from metaagent.testing import NO_JITTER_RETRY, agent_spec, decisions_of
 
 # (successes of repeats, their expected successes, prior) -> factor

@@ -1,4 +1,4 @@
-"""Scores reused within a dispatch round (``core.routing_round``) decide exactly what a fresh
+"""Scores reused within a dispatch round (``core.routing.round``) decide exactly what a fresh
 scoring decides: the same workloads, driven on virtual time with seeded outcomes, give the same
 decisions (agent, instance, score, parts, runners-up, reason) with reuse on and off."""
 

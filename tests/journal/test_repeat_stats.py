@@ -1,4 +1,4 @@
-"""The repeats learning counts (``core.routing_repeat``) are kept across runs in ``stats``."""
+"""The repeats learning counts (``core.routing.repeat``) are kept across runs in ``stats``."""
 
 from __future__ import annotations
 

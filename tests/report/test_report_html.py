@@ -15,7 +15,7 @@ import pytest
 
 from bench.dashboard import chromium_path, journal_run, launch
 from metaagent.core.decisions import SCORE_PARTS
-from metaagent.core.routing_weights import RoutingWeights
+from metaagent.core.routing.weights import RoutingWeights
 from metaagent.journal.sqlite import SqliteJournal
 from metaagent.report.html import BundleError, bundle, capped, embed_json, render_html
 

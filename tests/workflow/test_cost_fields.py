@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from metaagent.core.routing_weights import RoutingWeights
+from metaagent.core.routing.weights import RoutingWeights
 from metaagent.errors import WorkflowError
 from metaagent.sim.driver import Simulation
 from metaagent.sim.loading import parse_simulation

@@ -15,7 +15,7 @@ from metaagent.core.learning import Learning
 from metaagent.core.planner import InvalidPlan
 from metaagent.core.pool import Pool
 from metaagent.core.queues import ReadyQueues
-from metaagent.core.routing import Router
+from metaagent.core.routing.router import Router
 from metaagent.core.scheduler.config import SchedulerConfig
 from metaagent.core.tasks import TaskState
 from metaagent.errors import CapacityError, UnknownCapabilityError

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 from metaagent.core.decisions import RouteTask
 from metaagent.core.instances import AgentState
 from metaagent.core.queues import K_RECORD
-from metaagent.core.routing_repeat import scored as repeats_of
-from metaagent.core.routing_repeat import why as repeat_why
+from metaagent.core.routing.repeat import scored as repeats_of
+from metaagent.core.routing.repeat import why as repeat_why
 from metaagent.core.scheduler.base import SchedulerBase
 from metaagent.core.tasks import Attempt, TaskState
 
 if TYPE_CHECKING:
     from metaagent.core.queues import Head, Lane, QueueKey
-    from metaagent.core.routing import Choice
+    from metaagent.core.routing.router import Choice
     from metaagent.core.scheduler.records import TaskRecord
     from metaagent.core.tasks import AgentTask
 

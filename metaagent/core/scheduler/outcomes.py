@@ -178,7 +178,7 @@ class Outcomes(Decomposing):
 
     def _repeated(self, rec: TaskRecord, spec: AgentSpec, success: bool) -> None:
         """An attempt on a spec that had already failed the task ended: evidence of how much
-        a failure there says of the next one (``core.routing_repeat``)."""
+        a failure there says of the next one (``core.routing.repeat``)."""
         task = rec.task
         cap = task.capability
         learning = self.learning
@@ -277,7 +277,7 @@ class Outcomes(Decomposing):
             delay = compute_backoff(self.config.retry, step, self.rng)
             rec.avoid = rec.avoid | {spec}
             # Soft fallback: the failed specs pay the back-off once more in the retry's cost,
-            # and their success is that of a repeat (``core.routing_repeat``): another agent
+            # and their success is that of a repeat (``core.routing.repeat``): another agent
             # is preferred unless taking one back is still the cheapest.
             rec.penalty_s = delay
             rec.state = TaskState.READY

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from metaagent.core.routing import Choice
+from metaagent.core.routing.router import Choice
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-    from metaagent.core.routing import Parts, Router
+    from metaagent.core.routing.router import Parts, Router
     from metaagent.core.tasks import AgentTask
 
 

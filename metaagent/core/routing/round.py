@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from metaagent.core.routing_order import ranked
+from metaagent.core.routing.order import ranked
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
     from metaagent.core.instances import AgentInstance
     from metaagent.core.learning import Learning
-    from metaagent.core.routing import Parts, Router
+    from metaagent.core.routing.router import Parts, Router
     from metaagent.core.spec_entry import SpecEntry
     from metaagent.core.tasks import AgentTask
 
@@ -65,7 +65,7 @@ class RoundScores:
         self._ranked = None
 
     def ranked(self, scored: Scored, winner: AgentInstance | None) -> Ranked:
-        """``routing_order.ranked``, made once for alike decisions in a row (the same scores
+        """``order.ranked``, made once for alike decisions in a row (the same scores
         and instance give the same runners-up)."""
         last = self._ranked
         if last is not None and last[0] is scored and last[1] is winner:

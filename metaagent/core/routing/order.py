@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from metaagent.core.instances import AgentInstance
-    from metaagent.core.routing import Parts
+    from metaagent.core.routing.router import Parts
     from metaagent.core.spec_entry import SpecEntry
 
 

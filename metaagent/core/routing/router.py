@@ -15,17 +15,17 @@ that cost, so a higher score is better:
   until a success if failed attempts were repeated alike; on a task's last attempt, when a
   failure fails the task, it counts ten times;
 - ``scarcity``: the delay taking this spec costs other work: ``run`` times its pressure
-  (``routing_scarcity``: over its other capabilities, its share of their slots times the
+  (``scarcity``: over its other capabilities, its share of their slots times the
   share of the time ahead their work needs of them): the sole auditor taking code costs the
   code's duration when audits keep it busy until the pool runs out of work, half when half;
 - ``penalty``: a retry on a spec that failed the task pays the back-off again, and its ``p``
-  is a repeat's, ``factor * p`` (soft fallback, priced, not forbidden: ``core.routing_repeat``);
+  is a repeat's, ``factor * p`` (soft fallback, priced, not forbidden: ``core.routing.repeat``);
 - ``success``: ``p`` itself, weight 0 by default: shown in the breakdown;
 - ``cost``: the expected cost of an attempt (USD): the mean ``cost_usd`` its attempts reported,
   else the declared ``cost_per_call_usd``, else 0 (free). Weight 0 by default (shown only).
 
 The objective ``cheapest_meeting`` orders the candidates by price among those expected to
-succeed often enough (see ``core.routing_order``).
+succeed often enough (see ``core.routing.order``).
 
 A busy spec that wins means the task *waits* for it: it stays queued, and the spec's next slot
 is claimed for the round, so the next task sees the slot after. A free spec wins when it is
@@ -42,11 +42,11 @@ from typing import TYPE_CHECKING
 from metaagent.core.decisions import SCORE_PARTS, Candidate
 from metaagent.core.instances import AgentInstance, AgentState
 from metaagent.core.learning import band_of
-from metaagent.core.routing_order import banded, cheapest_first, ranked
-from metaagent.core.routing_repeat import reprice
-from metaagent.core.routing_round import RoundScores
-from metaagent.core.routing_scarcity import pressure, work_ahead
-from metaagent.core.routing_weights import RoutingWeights
+from metaagent.core.routing.order import banded, cheapest_first, ranked
+from metaagent.core.routing.repeat import reprice
+from metaagent.core.routing.round import RoundScores
+from metaagent.core.routing.scarcity import pressure, work_ahead
+from metaagent.core.routing.weights import RoutingWeights
 from metaagent.core.spec_entry import SpecEntry
 from metaagent.core.tasks import TaskState
 
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
 
     from metaagent.core.learning import Learning
-    from metaagent.core.routing_repeat import Repeat
+    from metaagent.core.routing.repeat import Repeat
     from metaagent.core.tasks import AgentTask
 
 __all__ = ["Choice", "Chooser", "Router", "RoutingWeights", "SpecEntry"]
@@ -84,7 +84,7 @@ class Choice:
     affinity: bool = False
     free_alternative: str | None = None  # cheapest free spec, when the winner is busy
     met: bool | None = None  # cheapest_meeting: whether the winner reaches the target
-    repeats: tuple[Repeat, ...] = ()  # a retry's failed specs (``routing_repeat.scored``)
+    repeats: tuple[Repeat, ...] = ()  # a retry's failed specs (``repeat.scored``)
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
@@ -271,7 +271,7 @@ class Router:
         if self._free.get(cap, 0) <= 0:
             return None
         if self.chooser is not None:
-            from metaagent.core.routing_chooser import chosen
+            from metaagent.core.routing.chooser import chosen
 
             return chosen(self, task, avoid, floor)
         cheapest = self._cheapest
@@ -449,7 +449,7 @@ class Router:
             p = max(p, _MIN_SUCCESS)
             retry = run * (1.0 - p) / p
             scarce = run * pressure(entry, cap) if multi else 0.0
-            penalty = 0.0  # a repeat is priced afterwards (``core.routing_repeat.reprice``)
+            penalty = 0.0  # a repeat is priced afterwards (``core.routing.repeat.reprice``)
             cost = (ww * wait + wr * run + wy * retry + wsc * scarce + wp * penalty - wsu * p
                     + wc * price)  # fmt: skip
             if cost < second:
@@ -465,7 +465,7 @@ class Router:
         return scored
 
     def _pressure(self, entry: SpecEntry, cap: str) -> float:
-        """Scarcity's pressure on ``entry`` from its other work (``routing_scarcity``); the
+        """Scarcity's pressure on ``entry`` from its other work (``scarcity``); the
         pool's work ahead is computed once per round."""
         unit = self.learning.capability_unit
         horizon = self._horizon

@@ -8,12 +8,12 @@ capability, from the repeats it has seen:
 
     factor = P(success | the spec already failed this task) / P(success)
 
-estimated as ``(successes of repeats + k * prior) / (their expected successes + k)``: the
-repeats' successes against what a first try would have achieved (the sum of their expected
-successes ``p`` when they ran), shrunk towards a prior worth ``k`` expected successes, and
-at most 1 (a failure is no evidence that the agent got better). The prior of one spec is the
-pool's factor (every spec's repeats, pooled, shrunk towards ``PRIOR_FACTOR``): a pool whose
-agents fail at random learns it from any of them.
+estimated (``core.repeats``) as ``(successes of repeats + k * prior) / (their expected
+successes + k)``: the repeats' successes against what a first try would have achieved (the
+sum of their expected successes ``p`` when they ran), shrunk towards a prior worth ``k``
+expected successes, and at most 1 (a failure is no evidence that the agent got better). The
+prior of one spec is the pool's factor (every spec's repeats, pooled, shrunk towards
+``repeats.PRIOR_FACTOR``): a pool whose agents fail at random learns it from any of them.
 
 The router prices the repeat at ``p_again = factor * p``, so its expected time to success
 ``run / p_again`` grows as the failures correlate, and it pays the back-off again (the
@@ -31,36 +31,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-    from metaagent.core.routing import Parts, Router
+    from metaagent.core.routing.router import Parts, Router
     from metaagent.core.spec_entry import SpecEntry
     from metaagent.core.tasks import AgentTask
 
 Repeat = tuple[str, float, float, float, int]  # spec, score, success of a repeat, factor, seen
 
-PRIOR_FACTOR = 0.5  # with no evidence, a repeat succeeds half as often as a first try
-PRIOR_WEIGHT = 2.0  # the prior is worth this many expected successes
-_MIN_FACTOR = 0.02  # never quite zero: a repeat stays a (very) last resort, priced finitely
-_MIN_RUN_S = 1e-6  # as ``core.routing``
-
-
-def factor(ok: float, expected: float, prior: float, weight: float = PRIOR_WEIGHT) -> float:
-    """The repeat factor from ``ok`` successes of repeats that were ``expected`` to succeed
-    that often had they been first tries, shrunk towards ``prior`` (worth ``weight``)."""
-    value = (ok + weight * prior) / (expected + weight)
-    return _MIN_FACTOR if value < _MIN_FACTOR else 1.0 if value > 1.0 else value
-
-
-def expected_success(
-    successes: int, failures: int, declared: float, strength: float, complexity: float, prof: float
-) -> float:
-    """The success a first try of this spec was expected to have (as the router computes it:
-    the Beta posterior mean, times the fit of a hard task to a weak agent)."""
-    a = 1.0 + strength * declared + successes
-    b = 1.0 + strength * (1.0 - declared) + failures
-    p = a / (a + b)
-    if complexity > prof:
-        p *= 1.0 - (complexity - prof)
-    return p
+_MIN_RUN_S = 1e-6  # as ``router``
 
 
 def reprice(
@@ -113,7 +90,7 @@ def scored(
 ) -> tuple[Repeat, ...]:
     """For a retry, each candidate spec that failed ``task``, as the router just scored it
     (call before the choice is started): why it was or was not taken back."""
-    from metaagent.core.routing import _FINAL, _MIN_SUCCESS  # at call time: it imports us
+    from metaagent.core.routing.router import _FINAL, _MIN_SUCCESS  # at call time: it imports us
 
     cap = task.capability
     out = []
