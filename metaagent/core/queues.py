@@ -128,15 +128,21 @@ class ReadyQueues:
 
     def push(self, rec: TaskRecord, now: float) -> None:
         """Queue ``rec`` (ready) under a new entry; an older entry of it becomes stale."""
-        cap = rec.task.capability
+        self._count(rec)
+        heappush(self.lane(rec).heap, self.key(rec))
+
+    def _count(self, rec: TaskRecord) -> None:
+        """The counts a queued task adds: waiting (and needing a resource) per capability,
+        ready per run."""
+        task = rec.task
+        cap = task.capability
         self.waiting[cap] = self.waiting.get(cap, 0) + 1
-        if rec.task.resources:
+        if task.resources:
             self.need_res[cap] = self.need_res.get(cap, 0) + 1
         run = rec.run
         if run.ready_n == 0 and run.vt < self.vnow:
             run.vt = self.vnow  # back from idle: no credit for the time it had nothing queued
         run.ready_n += 1
-        heappush(self.lane(rec).heap, self.key(rec))
 
     def push_all(self, recs: Iterable[TaskRecord]) -> None:
         """``push`` each of ``recs`` in turn, in one go: the same entries, numbered alike.
@@ -144,38 +150,24 @@ class ReadyQueues:
         Alike tasks (a flat batch) share their urgency and rank: their entries share those
         float objects too, so that comparing two entries goes to the sequence number at once.
         """
-        waiting, need_res, aging = self.waiting, self.need_res, self.aging_interval_s
-        seq = self.seq
-        vnow = self.vnow
         heap: list[QueueKey] = []
         last: RunRecord | None = None
         cap = ""
         urgency = neg = -1.0  # the last entry's floats, shared by the next when equal
+        count, key = self._count, self.key
         for rec in recs:
-            task = rec.task
             run = rec.run
-            if task.capability != cap or run is not last:
-                cap = task.capability
+            if rec.task.capability != cap or run is not last:
+                cap = rec.task.capability
                 last = run
                 heap = self.lane(rec).heap
-            waiting[cap] = waiting.get(cap, 0) + 1
-            if task.resources:
-                need_res[cap] = need_res.get(cap, 0) + 1
-            if run.ready_n == 0 and run.vt < vnow:
-                run.vt = vnow  # back from idle: no credit for the time it had nothing queued
-            run.ready_n += 1
-            rec.queued = seq = seq + 1
-            rank = rec.rank
-            ready = rec.ready_at if rec.ready_at is not None else run.started_at
-            latest = run.started_at + run.horizon - rank
-            u = (ready if ready > latest else latest) - aging * task.priority
-            if u != urgency:
-                urgency = u
-            r = -rank
-            if r != neg:
-                neg = r
-            heappush(heap, (urgency, neg, seq, rec))
-        self.seq = seq
+            count(rec)
+            entry = key(rec)
+            if entry[0] == urgency and entry[1] == neg:
+                entry = (urgency, neg, entry[2], rec)
+            else:
+                urgency, neg = entry[0], entry[1]
+            heappush(heap, entry)
 
     def rekey(self, run: RunRecord) -> None:
         """Rebuild the lanes of ``run`` after its ranks changed: O(queued) with no stale
