@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Collection
 
+    from metaagent.core.learning import Learning
     from metaagent.core.routing.router import Parts, Router
     from metaagent.core.spec_entry import SpecEntry
     from metaagent.core.tasks import AgentTask
@@ -79,26 +80,18 @@ def reprice(
     return out
 
 
-def scored(
-    router: Router,
-    task: AgentTask,
-    now: float,
+def collect(
+    learning: Learning,
+    scored: list[tuple[float, int, SpecEntry, Parts]],
     avoid: Collection[str],
-    penalty_s: float,
-    floor: float = 0.0,
-    final: bool = False,
+    capability: str,
 ) -> tuple[Repeat, ...]:
-    """For a retry, each candidate spec that failed ``task``, as the router just scored it
-    (call before the choice is started): why it was or was not taken back."""
-    from metaagent.core.routing.router import _FINAL, _MIN_SUCCESS  # at call time: it imports us
-
-    cap = task.capability
+    """For a retry, each candidate spec that failed the task, as ``reprice`` priced it, best
+    first (``Choice.repeats``): why it was or was not taken back."""
     out = []
-    rows = router._score(task, cap, now, avoid, penalty_s, floor, False, final)
-    for score, _, entry, parts in reprice(router, rows, task, avoid, penalty_s, _FINAL[final],
-                                          _MIN_SUCCESS):  # fmt: skip
+    for score, _, entry, parts in scored:
         if entry.name in avoid:
-            phi, n = router.learning.repeat_factor(entry.name, cap)
+            phi, n = learning.repeat_factor(entry.name, capability)
             out.append((entry.name, score, parts[5], phi, n))
     return tuple(out)
 

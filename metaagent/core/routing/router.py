@@ -43,7 +43,7 @@ from metaagent.core.decisions import SCORE_PARTS, Candidate
 from metaagent.core.instances import AgentInstance, AgentState
 from metaagent.core.learning import band_of
 from metaagent.core.routing.order import banded, cheapest_first, ranked
-from metaagent.core.routing.repeat import reprice
+from metaagent.core.routing.repeat import collect, reprice
 from metaagent.core.routing.round import RoundScores
 from metaagent.core.routing.scarcity import pressure, work_ahead
 from metaagent.core.routing.weights import RoutingWeights
@@ -84,7 +84,7 @@ class Choice:
     affinity: bool = False
     free_alternative: str | None = None  # cheapest free spec, when the winner is busy
     met: bool | None = None  # cheapest_meeting: whether the winner reaches the target
-    repeats: tuple[Repeat, ...] = ()  # a retry's failed specs (``repeat.scored``)
+    repeats: tuple[Repeat, ...] = ()  # a retry's failed specs, as scored (``repeat.collect``)
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
@@ -279,6 +279,7 @@ class Router:
         scored = self.round.scores(self, task, now, avoid, penalty_s, floor, prune, final)
         if avoid:
             scored = reprice(self, scored, task, avoid, penalty_s, _FINAL[final], _MIN_SUCCESS)
+        repeats = collect(self.learning, scored, avoid, cap) if avoid else ()
         if not scored:
             return None
         met = None
@@ -291,15 +292,15 @@ class Router:
             if cheapest and prefer is not None and prefer in entry.free_insts:
                 inst = prefer  # the group's instance, when it is of the cheapest spec
             choice = Choice(inst, entry, best[0], best[3], self.round.ranked(scored, inst),
-                            best[3][1], False, None, met)  # fmt: skip
+                            best[3][1], False, None, met, repeats)  # fmt: skip
             if prefer is not None and prefer is not inst and not cheapest:
                 return self._affinity(choice, scored, prefer, margin)
             return choice
         alt = None
         if self._free.get(cap, 0) > 0:  # a free spec lost to waiting (scored or not)
             alt = next((e.name for e in self._by_cap[cap] if e.free > 0), None)
-        return Choice(None, entry, best[0], best[3], ranked(scored, None), best[3][1],
-                      free_alternative=alt, met=met)  # fmt: skip
+        return Choice(None, entry, best[0], best[3], ranked(scored, None), best[3][1], False, alt,
+                      met, repeats)  # fmt: skip
 
     def claim(self, choice: Choice, now: float) -> None:
         """The task of ``choice`` waits for its (busy) winner: claim its next slot."""
@@ -323,7 +324,7 @@ class Router:
                 best = -choice.score
                 if -score <= best * (1.0 + margin) + 1e-9:
                     return Choice(prefer, entry, score, parts, choice.ranked, parts[1],
-                                  affinity=entry is not choice.entry)  # fmt: skip
+                                  entry is not choice.entry, repeats=choice.repeats)  # fmt: skip
                 return choice
         return choice
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from metaagent.core.decisions import RouteTask
 from metaagent.core.instances import AgentState
 from metaagent.core.queues import K_RECORD
-from metaagent.core.routing.repeat import scored as repeats_of
 from metaagent.core.routing.repeat import why as repeat_why
 from metaagent.core.scheduler.base import SchedulerBase
 from metaagent.core.tasks import Attempt, TaskState
@@ -137,9 +136,6 @@ class Dispatching(SchedulerBase):
         )
         if choice is None:
             return False
-        if rec.avoid and choice.instance is not None:  # a retry starts: say why (not) a repeat
-            choice.repeats = repeats_of(self.router, task, now, rec.avoid, rec.penalty_s, floor,
-                                        final)  # fmt: skip
         if choice.instance is None:
             self.router.claim(choice, now)
             if rec.waited is None and choice.free_alternative is not None:
