@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -141,10 +142,9 @@ def _task_json(r: TaskResult) -> dict[str, object]:
 def _counts(results: Sequence[TaskResult]) -> dict[str, int]:
     """Tasks per state: every terminal state (0 when none), then the others present, in the
     order they first appear."""
-    states = [r.state for r in results]
-    counts = {s.value: states.count(s) for s in TaskState if s.terminal}
-    others = [(states.index(s), s) for s in TaskState if not s.terminal and s in states]
-    counts.update((s.value, states.count(s)) for _, s in sorted(others))
+    seen = Counter(r.state for r in results)  # in the order states first appear
+    counts = {s.value: seen[s] for s in TaskState if s.terminal}
+    counts.update((s.value, n) for s, n in seen.items() if not s.terminal)
     return counts
 
 
